@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "imgbench",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "imgbench", targets: ["imgbench"]),
+        .library(name: "QcowIO", targets: ["QcowIO"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, each wrapped once and imported only by the module that needs it.
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(
+            name: "CGuestfs", path: "Sources/CGuestfs", pkgConfig: "libguestfs",
+            providers: [.apt(["libguestfs-dev"])]),
+
+        .target(name: "QcowIO", dependencies: ["CZlib"]),
+        .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
+
+        // The command line: argument parsing and rendering, over the libraries.
+        .target(
+            name: "IMGBenchCLI",
+            dependencies: [
+                "QcowIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,40 @@
+import ArgumentParser
+import QcowIO
+
+struct QcowMap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "map",
+        abstract: "Bytes allocated at each depth of a backing chain, and which image supplies each guest range.")
+
+    @Argument(help: "The top image of the chain.") var image: String
+    @Option(help: "table or json.") var format: OutputFormat = .table
+    @Flag(help: "List every extent (guest range and its source) in the table too.") var extents = false
+
+    func run() throws {
+        try reportingErrors {
+            let map = try AllocationMap.compute(try DiskImages.open(image))
+            switch format {
+            case .json:
+                printOut(try JSONOutput.string(map))
+            case .table:
+                var t = TextTable(header: ["depth", "image", "format", "allocated", "compressed", "zero", "visible", "on disk"])
+                for l in map.chain {
+                    t.rows.append(["\(l.depth)", l.path, l.format, ByteSize.format(l.allocatedBytes), ByteSize.format(l.compressedBytes),
+                                   ByteSize.format(l.zeroBytes), ByteSize.format(l.visibleBytes), ByteSize.format(l.diskBytes)])
+                }
+                printOut(t.render())
+                printOut("")
+                printOut("virtual size \(ByteSize.format(map.virtualSize)); unallocated \(ByteSize.format(map.unallocatedBytes)); "
+                    + "one more VM on this chain costs the top image: \(ByteSize.format(map.topImageDiskBytes)) on disk")
+                if extents {
+                    printOut("")
+                    var e = TextTable(header: ["start", "length", "depth", "data", "zero", "compressed"])
+                    for x in map.extents {
+                        e.rows.append(["\(x.start)", "\(x.length)", x.depth.map { "\($0)" } ?? "-", "\(x.data)", "\(x.zero)", "\(x.compressed)"])
+                    }
+                    printOut(e.render())
+                }
+            }
+        }
+    }
+}

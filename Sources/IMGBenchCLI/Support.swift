@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import QcowIO
+
+/// Sizes as people write them: 512, 64K, 2M, 10G, 1T (powers of 1024), with an optional B/iB.
+public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
+    public var bytes: UInt64
+
+    public init(bytes: UInt64) { self.bytes = bytes }
+
+    public init?(argument: String) {
+        var s = argument.trimmingCharacters(in: .whitespaces).uppercased()
+        if s.hasSuffix("IB") { s.removeLast(2) } else if s.hasSuffix("B") { s.removeLast() }
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var multiplier: UInt64 = 1
+        if let last = s.last, let m = units[last] { multiplier = m; s.removeLast() }
+        guard let n = UInt64(s), n <= UInt64.max / multiplier else { return nil }
+        bytes = n * multiplier
+    }
+
+    public static func format(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(bytes)
+        var i = 0
+        while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(bytes) B" : String(format: "%.1f %@", v, units[i])
+    }
+}
+
+/// JSON as every report writes it: pretty-printed, keys sorted.
+enum JSONOutput {
+    static func string<T: Encodable>(_ value: T) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try e.encode(value), as: UTF8.self)
+    }
+}
+
+/// A plain table: columns padded to their widest cell, numbers right-aligned.
+struct TextTable {
+    var header: [String]
+    var rows: [[String]] = []
+
+    func render() -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { i in all.map { $0.count > i ? $0[i].count : 0 }.max() ?? 0 }
+        func line(_ r: [String]) -> String {
+            r.enumerated().map { i, cell in
+                let pad = String(repeating: " ", count: widths[i] - cell.count)
+                return cell.first.map { $0.isNumber } == true && i > 0 ? pad + cell : cell + pad
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line))
+            .joined(separator: "\n")
+    }
+}
+
+/// Progress lines on stderr: redrawn in place on a terminal, one line per step otherwise.
+final class TerminalProgress: @unchecked Sendable {
+    let label: String
+    let live: Bool
+    let enabled: Bool
+    private var lastPercent = -1
+    private var lastDraw = Date.distantPast
+
+    init(label: String, mode: ProgressMode) {
+        self.label = label
+        let tty = isatty(STDERR_FILENO) == 1
+        enabled = mode == .plain || (mode == .auto && tty)
+        live = tty && mode != .plain
+    }
+
+    func update(_ done: UInt64, _ total: UInt64) {
+        guard enabled, total > 0 else { return }
+        let percent = Int(done * 100 / total)
+        if live {
+            guard percent != lastPercent, Date().timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+            lastDraw = Date()
+            FileHandle.standardError.write(Data("\r\(label): \(percent)%".utf8))
+            if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+        } else if percent / 10 != lastPercent / 10 || done == total {
+            FileHandle.standardError.write(Data("\(label): \(percent)%\n".utf8))
+        }
+        lastPercent = percent
+    }
+}
+
+/// Runs a command body, turning library errors into one clear line and an exit status.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as QcowError {
+        FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func printOut(_ s: String) {
+    FileHandle.standardOutput.write(Data((s + "\n").utf8))
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}

@@ -1,0 +1,3 @@
+import IMGBenchCLI
+
+await IMGBench.main()
