@@ -99,6 +99,8 @@ struct SequentialWriter {
     var shared: [UInt64: UInt32] = [:]
     let maxRefcount: UInt64
     var stats = Qcow2ConvertStats()
+    /// One compressor per worker thread.
+    let deflaters: [Deflater]
     /// Pending output, written with one call when it is contiguous.
     var out: [UInt8] = []
     var outStart: UInt64 = 0
@@ -116,6 +118,7 @@ struct SequentialWriter {
         l1Clusters = max(1, g.clusters(forBytes: g.l1Entries * 8))
         l1 = [UInt64](repeating: 0, count: Int(g.l1Entries))
         l2 = [UInt64](repeating: 0, count: g.l2Entries)
+        deflaters = options.compress ? (0..<max(1, options.threads)).compactMap { _ in Deflater() } : []
         maxRefcount = RefcountBlock(clusterSize: cs, refcountOrder: refcountOrder).maxValue
         header.clusterBits = UInt32(clusterBits)
         header.size = g.virtualSize
@@ -210,7 +213,7 @@ struct SequentialWriter {
         var compressed: [Int: [UInt8]] = [:]
         if o.compress {
             let indices = actions.compactMap { if case let .store(c) = $0 { return c } else { return nil } }
-            for (c, z) in zip(indices, Self.compressAll(indices, buffer: buffer, clusterSize: cs, threads: o.threads)) {
+            for (c, z) in zip(indices, Self.compressAll(indices, buffer: buffer, clusterSize: cs, deflaters: deflaters)) {
                 if let z { compressed[c] = z }
             }
         }
@@ -248,16 +251,18 @@ struct SequentialWriter {
         try flushOutput()
     }
 
-    static func compressAll(_ indices: [Int], buffer: [UInt8], clusterSize cs: Int, threads: Int) -> [[UInt8]?] {
+    /// Compresses the given clusters of `buffer`, worker `w` using `deflaters[w]`.
+    static func compressAll(_ indices: [Int], buffer: [UInt8], clusterSize cs: Int, deflaters: [Deflater]) -> [[UInt8]?] {
         let results = ResultSlots(count: indices.count)
         buffer.withUnsafeBytes { buf in
             nonisolated(unsafe) let src = buf
-            let workers = max(1, min(threads, indices.count))
+            nonisolated(unsafe) let deflaters = deflaters
+            let workers = max(1, min(deflaters.count, indices.count))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 var k = w
                 while k < indices.count {
                     let c = indices[k]
-                    results.set(k, Deflate.compress(UnsafeRawBufferPointer(rebasing: src[(c * cs)..<((c + 1) * cs)]), limit: cs - 1))
+                    results.set(k, deflaters[w].compress(UnsafeRawBufferPointer(rebasing: src[(c * cs)..<((c + 1) * cs)]), limit: cs - 1))
                     k += workers
                 }
             }
