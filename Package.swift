@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "imgbench", targets: ["imgbench"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
+        .library(name: "ImageBuild", targets: ["ImageBuild"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,11 +27,14 @@ let package = Package(
         .target(name: "QcowIO", dependencies: ["CZlib"]),
         .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
 
+        .target(name: "ImageBuild", dependencies: ["QcowIO"]),
+        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
+
         // The command line: argument parsing and rendering, over the libraries.
         .target(
             name: "IMGBenchCLI",
             dependencies: [
-                "QcowIO",
+                "QcowIO", "ImageBuild",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),

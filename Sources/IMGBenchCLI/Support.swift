@@ -2,29 +2,18 @@ import ArgumentParser
 import Foundation
 import QcowIO
 
-/// Sizes as people write them: 512, 64K, 2M, 10G, 1T (powers of 1024), with an optional B/iB.
+/// Sizes as people write them on the command line (see `ByteCount`).
 public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
     public var bytes: UInt64
 
     public init(bytes: UInt64) { self.bytes = bytes }
 
     public init?(argument: String) {
-        var s = argument.trimmingCharacters(in: .whitespaces).uppercased()
-        if s.hasSuffix("IB") { s.removeLast(2) } else if s.hasSuffix("B") { s.removeLast() }
-        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        var multiplier: UInt64 = 1
-        if let last = s.last, let m = units[last] { multiplier = m; s.removeLast() }
-        guard let n = UInt64(s), n <= UInt64.max / multiplier else { return nil }
-        bytes = n * multiplier
+        guard let b = ByteCount.parse(argument) else { return nil }
+        bytes = b
     }
 
-    public static func format(_ bytes: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(bytes)
-        var i = 0
-        while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(bytes) B" : String(format: "%.1f %@", v, units[i])
-    }
+    public static func format(_ bytes: UInt64) -> String { ByteCount.format(bytes) }
 }
 
 /// JSON as every report writes it: pretty-printed, keys sorted.
