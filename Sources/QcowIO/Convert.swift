@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ public struct Qcow2ConvertOptions: Sendable {
     /// Compression threads; every core by default.
     public var threads: Int = ProcessInfoCores.count
     /// Guest bytes read per batch.
-    public var batchBytes: Int = 4 << 20
+    public var batchBytes: Int = 8 << 20
 
     public init(clusterSize: Int = 1 << Qcow2.defaultClusterBits, compress: Bool = false,
                 backingFile: String? = nil, backingFormat: String? = nil) {
@@ -99,8 +100,8 @@ struct SequentialWriter {
     var shared: [UInt64: UInt32] = [:]
     let maxRefcount: UInt64
     var stats = Qcow2ConvertStats()
-    /// One compressor per worker thread.
-    let deflaters: [Deflater]
+    /// Compressors for the worker threads.
+    let deflaters = DeflaterPool()
     /// Pending output, written with one call when it is contiguous.
     var out: [UInt8] = []
     var outStart: UInt64 = 0
@@ -118,7 +119,6 @@ struct SequentialWriter {
         l1Clusters = max(1, g.clusters(forBytes: g.l1Entries * 8))
         l1 = [UInt64](repeating: 0, count: Int(g.l1Entries))
         l2 = [UInt64](repeating: 0, count: g.l2Entries)
-        deflaters = options.compress ? (0..<max(1, options.threads)).compactMap { _ in Deflater() } : []
         maxRefcount = RefcountBlock(clusterSize: cs, refcountOrder: refcountOrder).maxValue
         header.clusterBits = UInt32(clusterBits)
         header.size = g.virtualSize
@@ -213,7 +213,7 @@ struct SequentialWriter {
         var compressed: [Int: [UInt8]] = [:]
         if o.compress {
             let indices = actions.compactMap { if case let .store(c) = $0 { return c } else { return nil } }
-            for (c, z) in zip(indices, Self.compressAll(indices, buffer: buffer, clusterSize: cs, deflaters: deflaters)) {
+            for (c, z) in zip(indices, Self.compressAll(indices, buffer: buffer, clusterSize: cs, threads: o.threads, deflaters: deflaters)) {
                 if let z { compressed[c] = z }
             }
         }
@@ -251,20 +251,20 @@ struct SequentialWriter {
         try flushOutput()
     }
 
-    /// Compresses the given clusters of `buffer`, worker `w` using `deflaters[w]`.
-    static func compressAll(_ indices: [Int], buffer: [UInt8], clusterSize cs: Int, deflaters: [Deflater]) -> [[UInt8]?] {
+    /// Compresses the given clusters of `buffer` on `threads` workers. Clusters are handed out one
+    /// at a time (a worker that the scheduler sets aside holds up nothing but its own cluster),
+    /// each worker with a compressor from the pool.
+    static func compressAll(_ indices: [Int], buffer: [UInt8], clusterSize cs: Int, threads: Int, deflaters: DeflaterPool) -> [[UInt8]?] {
         let results = ResultSlots(count: indices.count)
         buffer.withUnsafeBytes { buf in
             nonisolated(unsafe) let src = buf
-            nonisolated(unsafe) let deflaters = deflaters
-            let workers = max(1, min(deflaters.count, indices.count))
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                var k = w
-                while k < indices.count {
+            DispatchQueue.concurrentPerform(iterations: max(1, min(threads, indices.count))) { _ in
+                let d = deflaters.take()
+                while let k = results.claim() {
                     let c = indices[k]
-                    results.set(k, deflaters[w].compress(UnsafeRawBufferPointer(rebasing: src[(c * cs)..<((c + 1) * cs)]), limit: cs - 1))
-                    k += workers
+                    results.set(k, d.compress(UnsafeRawBufferPointer(rebasing: src[(c * cs)..<((c + 1) * cs)]), limit: cs - 1))
                 }
+                deflaters.give(d)
             }
         }
         return results.values
@@ -352,9 +352,49 @@ struct SequentialWriter {
 
 /// Slots filled by concurrent workers, each slot by exactly one.
 final class ResultSlots: @unchecked Sendable {
-    private(set) var values: [[UInt8]?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ v: [UInt8]?) {
-        values.withUnsafeMutableBufferPointer { $0[i] = v }
+    private let slots: UnsafeMutableBufferPointer<[UInt8]?>
+
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+
+    private let lock = NSLock()
+    private var next = 0
+
+    /// The next slot no worker has claimed yet.
+    func claim() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < slots.count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    func set(_ i: Int, _ v: [UInt8]?) { slots[i] = v }
+
+    var values: [[UInt8]?] { Array(slots) }
+}
+
+/// Deflate streams shared by worker threads: taken for one cluster, given back after.
+final class DeflaterPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [Deflater] = []
+
+    func take() -> Deflater {
+        lock.lock()
+        defer { lock.unlock() }
+        return free.popLast() ?? Deflater()!
+    }
+
+    func give(_ d: Deflater) {
+        lock.lock()
+        free.append(d)
+        lock.unlock()
     }
 }
