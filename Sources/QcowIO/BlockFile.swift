@@ -65,9 +65,17 @@ public final class BlockFile: @unchecked Sendable {
         return UInt64(st.st_blocks) * 512
     }
 
+    /// Offsets beyond what the kernel takes (2^63) come only from hostile metadata.
+    func checkOffset(_ offset: UInt64, _ count: Int, _ operation: String) throws {
+        guard offset <= UInt64(Int64.max) - UInt64(count) else {
+            throw QcowError.io(path: path, operation: "\(operation) at \(offset)", errno: EINVAL, message: "offset beyond 2^63")
+        }
+    }
+
     /// Reads up to `count` bytes into `buffer`; returns how many were read (short only at end of file).
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        try checkOffset(offset, buffer.count, "read")
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -92,6 +100,7 @@ public final class BlockFile: @unchecked Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkOffset(offset, buffer.count, "write")
         var done = 0
         while done < buffer.count {
             let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -108,6 +117,7 @@ public final class BlockFile: @unchecked Sendable {
     }
 
     public func truncate(to size: UInt64) throws {
+        try checkOffset(size, 0, "truncate")
         if ftruncate(fd, off_t(size)) != 0 { throw BlockFile.error(path, "truncate to \(size)") }
     }
 
@@ -118,6 +128,7 @@ public final class BlockFile: @unchecked Sendable {
     /// The next offset at or after `offset` that holds data, or nil when only a hole follows.
     /// Falls back to `offset` itself where the filesystem does not answer SEEK_DATA.
     public func nextData(from offset: UInt64) -> UInt64? {
+        guard offset <= UInt64(Int64.max) else { return nil }
         let r = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
         if r < 0 { return errno == ENXIO ? nil : offset }
         return UInt64(r)
@@ -125,6 +136,7 @@ public final class BlockFile: @unchecked Sendable {
 
     /// The next hole at or after `offset` (the end of file counts as one).
     public func nextHole(from offset: UInt64) -> UInt64 {
+        guard offset <= UInt64(Int64.max) else { return UInt64.max }
         let r = lseek(fd, off_t(offset), 4 /* SEEK_HOLE */)
         if r < 0 { return UInt64.max }
         return UInt64(r)

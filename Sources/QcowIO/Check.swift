@@ -51,6 +51,12 @@ extension QcowImage {
         count(0, cs, "header")
 
         func walk(l1Offset: UInt64, l1Size: Int, active: Bool, label: String) throws {
+            // A snapshot's L1 table is not validated on open: judge it here, before its offset is
+            // used for arithmetic or I/O (QEMU counts a misplaced one as a corruption too).
+            if l1Size > 0, l1Offset % cs != 0 || l1Offset > fileSize || UInt64(l1Size) * 8 > fileSize - l1Offset {
+                corrupt("\(label) L1 table at offset \(l1Offset) of \(l1Size) entries is not cluster-aligned or runs past the end of file")
+                return
+            }
             count(l1Offset, UInt64(l1Size) * 8, "\(label) L1 table")
             let table: [UInt64]
             do {
@@ -68,8 +74,9 @@ extension QcowImage {
                 if e1.l2Offset % cs != 0 { corrupt("\(label) L1[\(i1)] L2 offset \(e1.l2Offset) not cluster-aligned"); continue }
                 if e1.l2Offset >= fileSize { corrupt("\(label) L1[\(i1)] L2 offset \(e1.l2Offset) beyond the end of file"); continue }
                 count(e1.l2Offset, cs, "\(label) L2 table")
-                if active, (try? refcount(cluster: e1.l2Offset / cs)) == 1, !e1.isCopied {
-                    corrupt("OFLAG_COPIED L2 cluster: l1_index=\(i1) l1_entry=0x\(String(raw, radix: 16)) refcount=1")
+                // The COPIED flag must be set exactly when the refcount is 1, both ways, as QEMU checks it.
+                if active, let stored = try? refcount(cluster: e1.l2Offset / cs), (stored == 1) != e1.isCopied {
+                    corrupt("OFLAG_COPIED L2 cluster: l1_index=\(i1) l1_entry=0x\(String(raw, radix: 16)) refcount=\(stored)")
                 }
                 let l2: [UInt64]
                 do {

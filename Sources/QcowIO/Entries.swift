@@ -87,7 +87,8 @@ public struct RefcountTableEntry: Equatable, Sendable {
 }
 
 /// A refcount block: `(clusterSize * 8) >> refcountOrder` counts of `1 << refcountOrder` bits,
-/// big-endian, the most significant bits first for widths below eight.
+/// big-endian; for widths below eight, entry 0 takes the least significant bits of byte 0, as the
+/// spec and QEMU have it ("bit 0 means the least significant bit").
 public struct RefcountBlock: Sendable {
     public var bytes: [UInt8]
     public let refcountOrder: Int
@@ -115,7 +116,7 @@ public struct RefcountBlock: Sendable {
             }
             let perByte = 8 / bits
             let byte = bytes[i / perByte]
-            let shift = (perByte - 1 - i % perByte) * bits
+            let shift = (i % perByte) * bits
             return UInt64(byte >> UInt8(shift)) & ((1 << UInt64(bits)) - 1)
         }
         set {
@@ -126,7 +127,7 @@ public struct RefcountBlock: Sendable {
                 return
             }
             let perByte = 8 / bits
-            let shift = (perByte - 1 - i % perByte) * bits
+            let shift = (i % perByte) * bits
             let mask = UInt8(((1 << bits) - 1) << shift)
             bytes[i / perByte] = (bytes[i / perByte] & ~mask) | (UInt8(truncatingIfNeeded: newValue << UInt64(shift)) & mask)
         }
