@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, each wrapped once and imported only by the module that needs it.
@@ -27,7 +28,7 @@ let package = Package(
         .target(name: "QcowIO", dependencies: ["CZlib"]),
         .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
 
-        .target(name: "ImageBuild", dependencies: ["QcowIO"]),
+        .target(name: "ImageBuild", dependencies: ["QcowIO", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
 
         // The command line: argument parsing and rendering, over the libraries.

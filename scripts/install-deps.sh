@@ -8,6 +8,8 @@ packages=(
   pkg-config zlib1g-dev libarchive-dev libguestfs-dev
   # qcow2 reference tools and VM side
   qemu-utils qemu-system-x86 e2fsprogs
+  # VM pass: Debian bases, loop mounts, a kernel to boot disks with (libguestfs needs one in /boot too)
+  mmdebstrap util-linux mount linux-image-amd64 busybox-static
   # benchmarks
   time
 )

@@ -7,6 +7,13 @@ enum Interrupts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var paths: [String] = []
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var handlers: [() -> Void] = []
+
+    /// Runs `handler` (releasing mounts, daemons) when interrupted, before the files are removed.
+    static func onInterrupt(_ handler: @escaping () -> Void) {
+        install()
+        lock.withLock { handlers.append(handler) }
+    }
 
     /// Runs `body` with `path` registered for removal on interruption.
     static func removing<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
@@ -23,9 +30,10 @@ enum Interrupts {
                 signal(sig, SIG_IGN)
                 let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
                 s.setEventHandler {
+                    for h in lock.withLock({ handlers }) { h() }
                     let pending = lock.withLock { paths }
-                    for p in pending { unlink(p) }
-                    FileHandle.standardError.write(Data("\nimgbench: interrupted; removed \(pending.joined(separator: ", "))\n".utf8))
+                    for p in pending { try? FileManager.default.removeItem(atPath: p) }
+                    FileHandle.standardError.write(Data("\nimgbench: interrupted; released what was mounted or started\(pending.isEmpty ? "" : "; removed " + pending.joined(separator: ", "))\n".utf8))
                     exit(128 + sig)
                 }
                 s.resume()

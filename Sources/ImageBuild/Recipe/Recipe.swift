@@ -92,14 +92,25 @@ public struct KeyValue: Equatable, Sendable, Hashable {
 }
 
 /// How the VM disk is made; set by parser directives at the top of the recipe, for example
-/// `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`.
+/// `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`.
 public struct VMSettings: Equatable, Sendable {
     public enum Boot: String, Equatable, Sendable, CaseIterable {
         /// A filesystem-only disk booted with the image's own kernel and initramfs, given to qemu.
         case kernel
     }
 
+    /// Where the kernel the disk boots with comes from.
+    public enum Kernel: String, Equatable, Sendable, CaseIterable {
+        /// Debian's linux-image-amd64, installed into the image by the finalisation when the image
+        /// has no kernel of its own.
+        case image
+        /// The build host's Debian kernel and initramfs from /boot, beside the disk: nothing is
+        /// installed into the image (fast; for tests and images that only need to start).
+        case host
+    }
+
     public var size: UInt64 = 4 << 30
+    public var kernel = Kernel.image
     public var filesystem = "ext4"
     public var boot = Boot.kernel
     public var clusterSize = 65536

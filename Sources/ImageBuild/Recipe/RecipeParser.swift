@@ -10,7 +10,7 @@ import QcowIO
 /// `${V+word}`, `${V:?message}`) in the instructions where Containerfiles substitute.
 ///
 /// imgbench's own spellings, which a Containerfile reader ignores or recognises:
-/// - parser directives at the top: `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`,
+/// - parser directives at the top: `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`,
 ///   `# vm-cluster-size=64K`, `# base-variant=minbase`;
 /// - `--target=container|vm|both` on RUN, COPY and ADD: a step for one build only.
 public struct RecipeParser {
@@ -116,6 +116,11 @@ public struct RecipeParser {
                     throw RecipeError(loc, "vm-boot '\(value)' must be one of \(VMSettings.Boot.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 vm.boot = b
+            case "vm-kernel":
+                guard let k = VMSettings.Kernel(rawValue: value) else {
+                    throw RecipeError(loc, "vm-kernel '\(value)' must be image or host")
+                }
+                vm.kernel = k
             case "vm-cluster-size":
                 guard let bytes = ByteCount.parse(value), bytes.nonzeroBitCount == 1, (512...(2 << 20)).contains(bytes) else {
                     throw RecipeError(loc, "vm-cluster-size '\(value)' must be a power of two from 512 to 2M")
@@ -128,7 +133,7 @@ public struct RecipeParser {
                 variant = value
             default:
                 if key.hasPrefix("vm-") || key.hasPrefix("base-") {
-                    throw RecipeError(loc, "unknown parser directive '\(key)' (vm-size, vm-filesystem, vm-boot, vm-cluster-size, base-variant)")
+                    throw RecipeError(loc, "unknown parser directive '\(key)' (vm-size, vm-filesystem, vm-boot, vm-kernel, vm-cluster-size, base-variant)")
                 }
                 // Other directive-like comments are comments, as Containerfile readers treat them.
             }
@@ -141,7 +146,17 @@ public struct RecipeParser {
         for n in index..<physical.count {
             let line = Array(physical[n])
             let trimmed = String(line).trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("#") { continue } // comments, also inside a continuation
+            if trimmed.hasPrefix("#") {
+                // Comments, also inside a continuation. One of imgbench's directives out of place
+                // would otherwise be silently a comment.
+                let body = trimmed.dropFirst().trimmingCharacters(in: .whitespaces).lowercased()
+                if let eq = body.firstIndex(of: "="), !body[..<eq].contains(" "),
+                   ["vm-", "base-variant"].contains(where: { body.hasPrefix($0) }) {
+                    throw RecipeError(SourceLocation(file: file, line: n + 1, column: 1),
+                                      "parser directive '\(body[..<eq])' must come before any other line, comment or blank line of the recipe")
+                }
+                continue
+            }
             if trimmed.isEmpty && current == nil { continue }
             var l = current ?? LogicalLine(startLine: n + 1)
             var chars = line

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "tiny says: $(cat /opt/tiny/greeting.txt)"

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import ImageBuild
+
+struct BuildCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Build a recipe into a VM disk (a qcow2 chain, one overlay per step) and measure each step.",
+        discussion: """
+            Outputs go to out/NAME/ (--output): vm/chain/*.qcow2 (base first, each backed by the one \
+            before), vm/disk.qcow2 (flattened), vm/boot/{vmlinuz,initrd.img}, and report.json. \
+            Exit status: 0 built, 1 a step or the base failed, 2 the recipe is not accepted.
+            """)
+
+    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
+    @Option(help: "vm (the container target arrives with the layers module).") var target: BuildTarget = .vm
+    @Option(help: "Output folder (default out/NAME).") var output: String?
+    @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
+    @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
+    @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
+    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
+
+    enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case vm }
+
+    func validate() throws {
+        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+    }
+
+    func run() throws {
+        var args: [String: String] = [:]
+        for a in buildArgs {
+            let kv = a.split(separator: "=", maxSplits: 1).map(String.init)
+            args[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        let parsed: Recipe
+        do {
+            parsed = try RecipeParser.load(recipe, buildArgs: args)
+        } catch let e as RecipeError {
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(2)
+        }
+        var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
+        options.noCache = noCache
+        options.buildArgs = args
+        options.targets = [.vm]
+        if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
+        let events = TerminalBuildEvents(mode: progress)
+        Interrupts.onInterrupt { Cleanup.shared.runAll() }
+        let report: BuildReport
+        do {
+            report = try Interrupts.removing(options.output + ".partial") {
+                try Builder(recipe: parsed, options: options, events: events).run()
+            }
+        } catch let e as BuildError {
+            Cleanup.shared.runAll()
+            printErr("imgbench: error: \(e)")
+            if case .recipe = e { throw ExitCode(2) }
+            throw ExitCode(1)
+        }
+        switch format {
+        case .json: printOut(try JSONOutput.string(report))
+        case .table: printOut(BuildReportTable.render(report))
+        }
+    }
+}
+
+/// Build progress on stderr: a line per step, and the output of running commands in plain mode.
+final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
+    let mode: ProgressMode
+    let enabled: Bool
+
+    init(mode: ProgressMode) {
+        self.mode = mode
+        enabled = mode == .plain || (mode == .auto && isatty(STDERR_FILENO) == 1)
+    }
+
+    func note(_ message: String) {
+        if enabled { printErr("==> \(message)") }
+    }
+
+    func stepStarted(index: Int, of total: Int, target: String, text: String) {
+        if enabled { printErr("==> [\(target) \(index > total ? "final" : "\(index)/\(total)")] \(text)") }
+    }
+
+    func stepFinished(index: Int, target: String, measure: BuildReport.Measure) {
+        guard enabled else { return }
+        let size = measure.qcow2AllocatedBytes.map { ", \(ByteSize.format($0)) allocated" } ?? ""
+        printErr("    \(measure.cacheHit ? "cached" : "done") in " + String(format: "%.1f s", measure.seconds) + size)
+    }
+
+    func output(_ text: String) {
+        if mode == .plain || (enabled && mode == .auto) { FileHandle.standardError.write(Data(text.utf8)) }
+    }
+}
+
+enum BuildReportTable {
+    static func render(_ r: BuildReport) -> String {
+        var t = TextTable(header: ["step", "instruction", "target", "vm s", "vm cached", "vm allocated"])
+        func row(_ name: String, _ text: String, _ target: String, _ m: BuildReport.Measure?) {
+            t.rows.append([name, String(text.prefix(50)), target,
+                           m.map { String(format: "%.1f", $0.seconds) } ?? "-", m.map { $0.cacheHit ? "yes" : "no" } ?? "-",
+                           m?.qcow2AllocatedBytes.map(ByteSize.format) ?? "-"])
+        }
+        row("base", r.base.description, "both", r.base.vm)
+        for s in r.steps { row("\(s.index)", s.instruction, s.target, s.vm) }
+        if let f = r.finalisation { row("final", f.description, "vm", f.vm) }
+        var lines = [t.render(), ""]
+        lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses))
+        if let a = r.totals.vmChainAllocatedBytes, let f = r.totals.vmFlattenedAllocatedBytes, let v = r.totals.vmVirtualSize {
+            lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
+        }
+        lines.append("outputs in \(r.outputs.folder)/")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+
+/// What a build measured, as written to `report.json`. The schema is versioned
+/// (`schemaVersion`) and described in `docs/report-schema.json`; fields are only ever added
+/// within a version.
+public struct BuildReport: Codable, Equatable, Sendable {
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion = BuildReport.currentSchemaVersion
+    public var recipe: String
+    public var recipeFile: String
+    /// "container", "vm" or both.
+    public var targets: [String]
+    public var startedAt: String
+    public var base: Phase
+    public var steps: [StepReport]
+    /// Making the VM disk bootable (kernel, initramfs, fstab, boot files).
+    public var finalisation: Phase?
+    public var totals: Totals
+    public var outputs: Outputs
+
+    /// One side of one phase or step.
+    public struct Measure: Codable, Equatable, Sendable {
+        public var seconds: Double
+        public var cacheHit: Bool
+        /// Container: the layer's bytes, compressed (as stored) and uncompressed (the tar).
+        public var layerCompressedBytes: UInt64?
+        public var layerUncompressedBytes: UInt64?
+        public var layerDigest: String?
+        /// VM: the bytes this step's qcow2 overlay allocates (guest data it holds) and its file's
+        /// size on disk.
+        public var qcow2AllocatedBytes: UInt64?
+        public var qcow2DiskBytes: UInt64?
+
+        public init(seconds: Double, cacheHit: Bool) {
+            self.seconds = seconds
+            self.cacheHit = cacheHit
+        }
+    }
+
+    public struct Phase: Codable, Equatable, Sendable {
+        public var description: String
+        public var key: String
+        public var container: Measure?
+        public var vm: Measure?
+    }
+
+    public struct StepReport: Codable, Equatable, Sendable {
+        public var index: Int
+        public var instruction: String
+        /// file:line:column of the instruction.
+        public var location: String
+        public var target: String
+        public var key: String
+        /// False for metadata steps (ENV, LABEL, ...): `empty_layer` in the image history.
+        public var changesFiles: Bool
+        public var container: Measure?
+        public var vm: Measure?
+    }
+
+    public struct Totals: Codable, Equatable, Sendable {
+        public var seconds: Double
+        public var containerSeconds: Double?
+        public var vmSeconds: Double?
+        public var cacheHits: Int
+        public var cacheMisses: Int
+        public var imageCompressedBytes: UInt64?
+        public var imageUncompressedBytes: UInt64?
+        /// Bytes allocated by every link of the VM chain, and by the flattened disk.
+        public var vmChainAllocatedBytes: UInt64?
+        public var vmFlattenedAllocatedBytes: UInt64?
+        public var vmFlattenedDiskBytes: UInt64?
+        public var vmVirtualSize: UInt64?
+    }
+
+    public struct Outputs: Codable, Equatable, Sendable {
+        public var folder: String
+        public var ociLayout: String?
+        public var bundle: String?
+        /// The VM chain, base first, each backed by the one before.
+        public var vmChain: [String]?
+        public var vmDisk: String?
+        public var kernel: String?
+        public var initrd: String?
+        public var kernelCommandLine: String?
+    }
+}

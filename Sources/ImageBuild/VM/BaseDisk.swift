@@ -1,0 +1,36 @@
+import Foundation
+import QcowIO
+
+/// The VM's first chain link: a filesystem-only disk (no partition table) made from the base root
+/// with `mkfs -d`, written as a qcow2 by QcowIO.
+///
+/// Why filesystem-only with an external kernel rather than a partitioned disk with a bootloader:
+/// the same root folder becomes the disk without a loop-mounted partition table or a bootloader
+/// installed from a chroot onto a device; every step's overlay then maps one-to-one to blocks of
+/// one filesystem; and QEMU boots it directly with the image's own kernel and initramfs
+/// (`-kernel -initrd -append root=/dev/vda`), which `imgbench boot` and the hand-off use.
+public enum BaseDisk {
+    /// Makes `qcow2` from the folder `root`. The raw disk is sparse and removed after conversion.
+    @discardableResult
+    public static func make(root: String, qcow2: String, settings: VMSettings, sourceDateEpoch: Int? = nil) throws -> Qcow2ConvertStats {
+        let raw = qcow2 + ".raw"
+        defer { unlink(raw) }
+        let fd = open(raw, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0, ftruncate(fd, off_t(settings.size)) == 0 else {
+            throw BuildError.io(path: raw, message: String(cString: strerror(errno)))
+        }
+        close(fd)
+        var env = ["PATH": Sandbox.defaultPath]
+        if let t = sourceDateEpoch { env["E2FSPROGS_FAKE_TIME"] = "\(t)" }
+        switch settings.filesystem {
+        case "ext4":
+            try Command.check("making the base disk's ext4 filesystem", [
+                "mkfs.ext4", "-q", "-F", "-L", "imgbench-root", "-E", "root_owner=0:0,lazy_itable_init=1,nodiscard", "-d", root, raw,
+            ], environment: env)
+        default:
+            throw BuildError.invalid("vm-filesystem=\(settings.filesystem): only ext4 disks can be populated from a folder here")
+        }
+        return try Qcow2Converter.convert(source: try RawImage(path: raw), to: qcow2,
+                                          options: Qcow2ConvertOptions(clusterSize: settings.clusterSize))
+    }
+}

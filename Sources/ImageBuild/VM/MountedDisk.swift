@@ -1,0 +1,106 @@
+import Foundation
+
+/// A qcow2 image mounted read-write without booting a VM: qemu-storage-daemon exports it through
+/// FUSE as a raw file, the raw file is loop-mounted, and the filesystem is mounted on a folder.
+/// Writes go through QEMU's own qcow2 driver: real block-level copy-on-write into the image.
+///
+/// Each resource is registered with `Cleanup` as it is made, so that it is released on success
+/// (`release()`), on failure, and on Ctrl-C: unmount, then the loop device, then the daemon
+/// (which flushes the image when it stops).
+public final class MountedDisk: @unchecked Sendable {
+    public let image: String
+    public let mountpoint: String
+    let exportFile: String
+    let pidFile: String
+    private var tokens: [Cleanup.Token] = []
+
+    /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file.
+    public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4") throws {
+        guard getuid() == 0 else { throw BuildError.needsRoot("mounting a qcow2 disk through a loop device") }
+        self.image = image
+        self.mountpoint = mountpoint
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let base = "\(workdir)/\((image as NSString).lastPathComponent)"
+        exportFile = base + ".export"
+        pidFile = base + ".pid"
+        do {
+            try startExport()
+            let mp = mountpoint
+            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", "loop", exportFile, mountpoint])
+            tokens.append(Cleanup.shared.push("unmount \(mp)") { MountedDisk.unmount(mp) })
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    func startExport() throws {
+        FileManager.default.createFile(atPath: exportFile, contents: nil)
+        try? FileManager.default.removeItem(atPath: pidFile)
+        let export = exportFile, pid = pidFile
+        // Registered before the daemon starts: a Ctrl-C in between still finds it by its pid file.
+        tokens.append(Cleanup.shared.push("stop qemu-storage-daemon for \(image)") {
+            MountedDisk.detachLoops(of: export)
+            MountedDisk.stopDaemon(pidFile: pid)
+            if MountedDisk.isMounted(export) { _ = try? Command.run(["umount", "-l", export]) }
+            unlink(export)
+        })
+        try Command.check("exporting \(image) through FUSE", [
+            "qemu-storage-daemon",
+            "--blockdev", "driver=file,node-name=file0,filename=\(MountedDisk.escape(image)),aio=threads",
+            "--blockdev", "driver=qcow2,node-name=disk0,file=file0",
+            "--export", "type=fuse,id=exp0,node-name=disk0,mountpoint=\(MountedDisk.escape(exportFile)),writable=on",
+            "--pidfile", pidFile, "--daemonize",
+        ], timeout: 60, logFile: pidFile + ".log")
+        unlink(pidFile + ".log")
+    }
+
+    /// QEMU's option syntax doubles commas in values.
+    static func escape(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
+
+    /// Releases everything, newest first. Safe to call more than once.
+    public func release() {
+        for t in tokens.reversed() { Cleanup.shared.run(t) }
+        tokens.removeAll()
+    }
+
+    deinit { release() }
+
+    static func unmount(_ mountpoint: String) {
+        for attempt in 0..<50 {
+            let r = try? Command.run(["umount", mountpoint])
+            if r?.status == 0 || !isMounted(mountpoint) { return }
+            usleep(attempt < 10 ? 50_000 : 200_000)
+        }
+        // Still busy: detach it lazily so that it cannot outlive the build.
+        _ = try? Command.run(["umount", "-l", mountpoint])
+    }
+
+    static func isMounted(_ path: String) -> Bool {
+        let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == real }
+    }
+
+    static func detachLoops(of file: String) {
+        guard let r = try? Command.run(["losetup", "-j", file]), r.status == 0 else { return }
+        for line in r.output.split(separator: "\n") {
+            if let dev = line.split(separator: ":").first { _ = try? Command.run(["losetup", "-d", String(dev)]) }
+        }
+    }
+
+    static func stopDaemon(pidFile: String) {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return }
+        kill(pid, SIGTERM)
+        // The daemon flushes and closes the image, and removes its FUSE mount, before it exits.
+        for _ in 0..<300 where kill(pid, 0) == 0 { usleep(20_000) }
+        if kill(pid, 0) == 0 {
+            kill(pid, SIGKILL)
+            usleep(100_000)
+        }
+        unlink(pidFile)
+    }
+}
