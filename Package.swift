@@ -7,9 +7,11 @@ let package = Package(
     products: [
         .executable(name: "imgbench", targets: ["imgbench"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
+        .library(name: "Layers", targets: ["Layers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, each wrapped once and imported only by the module that needs it.
@@ -22,15 +24,29 @@ let package = Package(
         .systemLibrary(
             name: "CGuestfs", path: "Sources/CGuestfs", pkgConfig: "libguestfs",
             providers: [.apt(["libguestfs-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
+        // Extended attributes and mount(2) from glibc, which the Glibc module leaves out.
+        .systemLibrary(name: "CSysXattr", path: "Sources/CSysXattr"),
 
         .target(name: "QcowIO", dependencies: ["CZlib"]),
         .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
+
+        .target(
+            name: "Layers",
+            dependencies: [
+                "CArchive", "CZlib", "CZstd", "CSysXattr",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers"]),
 
         // The command line: argument parsing and rendering, over the libraries.
         .target(
             name: "IMGBenchCLI",
             dependencies: [
                 "QcowIO",
+                "Layers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),

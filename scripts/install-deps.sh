@@ -8,6 +8,8 @@ packages=(
   pkg-config zlib1g-dev libarchive-dev libguestfs-dev
   # qcow2 reference tools and VM side
   qemu-utils qemu-system-x86 e2fsprogs
+  # layers: OCI reference tools, storage drivers, zstd
+  libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
   # benchmarks
   time
 )

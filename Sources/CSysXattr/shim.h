@@ -1,0 +1,2 @@
+#include <sys/xattr.h>
+#include <sys/mount.h>

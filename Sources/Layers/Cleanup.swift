@@ -1,0 +1,36 @@
+import Foundation
+
+/// What must be undone if the process is interrupted: mounts, loop devices, FUSE daemons and
+/// half-written files. Each owner registers an action and unregisters it when it has undone the
+/// thing itself; `Cleanup.runAll()` (called by the command line on Ctrl-C) undoes what is left,
+/// newest first.
+public enum Cleanup {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var actions: [(id: Int, label: String, run: () -> Void)] = []
+    nonisolated(unsafe) private static var next = 0
+
+    @discardableResult
+    static func register(_ label: String, _ run: @escaping () -> Void) -> Int {
+        lock.withLock {
+            next += 1
+            actions.append((next, label, run))
+            return next
+        }
+    }
+
+    static func unregister(_ id: Int) {
+        lock.withLock { actions.removeAll { $0.id == id } }
+    }
+
+    /// Runs every registered action, newest first, and returns their labels.
+    @discardableResult
+    public static func runAll() -> [String] {
+        let pending = lock.withLock { () -> [(id: Int, label: String, run: () -> Void)] in
+            let a = actions
+            actions = []
+            return a
+        }
+        for a in pending.reversed() { a.run() }
+        return pending.reversed().map(\.label)
+    }
+}
