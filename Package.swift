@@ -27,8 +27,8 @@ let package = Package(
         .systemLibrary(
             name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]),
-        // Extended attributes and mount(2) from glibc, which the Glibc module leaves out.
-        .systemLibrary(name: "CSysXattr", path: "Sources/CSysXattr"),
+        // Extended attributes, mount(2) and statfs(2) from glibc, which the Glibc module leaves out.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
 
         .target(name: "QcowIO", dependencies: ["CZlib"]),
         .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "Layers",
             dependencies: [
-                "CArchive", "CZlib", "CZstd", "CSysXattr",
+                "CArchive", "CZlib", "CZstd", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "LayersTests", dependencies: ["Layers"]),

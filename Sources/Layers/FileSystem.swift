@@ -1,4 +1,4 @@
-import CSysXattr
+import CLinux
 import Foundation
 
 /// Thin, throwing wrappers over the system calls the layer code needs. Nothing here follows a

@@ -1,5 +1,5 @@
 import CArchive
-import CSysXattr
+import CLinux
 import Foundation
 
 /// What an apply did.

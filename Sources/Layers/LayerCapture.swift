@@ -139,6 +139,16 @@ public enum LayerCapture {
                 groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
                 continue
             }
+            if style == .overlay && name == LayerEntry.opaqueName { continue }
+            // fuse-overlayfs keeps, beside its opaque marker file, a 0/0 device named .wh..opq:
+            // its own bookkeeping, not a deletion the image makes.
+            if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.fileType == S_IFCHR { continue }
+            if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.isRegular && st.st_size == 0 {
+                // fuse-overlayfs' fallback when it cannot make a 0/0 device: already a whiteout.
+                let hidden = String(name.dropFirst(LayerEntry.whiteoutPrefix.count))
+                groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
+                continue
+            }
             if style == .overlay && st.fileType == S_IFCHR && st.st_rdev == 0 {
                 groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: childRel, kind: .whiteout)]))
                 continue
@@ -146,9 +156,8 @@ public enum LayerCapture {
             var g = [try entry(abs, rel: childRel, st)]
             if st.isDirectory {
                 let raw = try FileSystem.xattrs(abs)
-                let opaque = style == .overlay
-                    ? opaqueXattrs.contains { raw[$0] == Array("y".utf8) }
-                    : FileSystem.exists(abs + "/.wh..wh..opq")
+                let opaque = (style == .overlay && opaqueXattrs.contains { raw[$0] == Array("y".utf8) })
+                    || FileSystem.exists(abs + "/" + LayerEntry.opaqueName)
                 if opaque { g.append(LayerEntry(path: childRel, kind: .opaque)) }
                 g += try upperEntries(root: root, rel: childRel, style: style)
             }
@@ -176,10 +185,12 @@ public enum LayerCapture {
         }
         if FileSystem.exists(upper + "/" + unionfsMeta) { try collect("") }
 
-        func walk(_ rel: String) throws -> [LayerEntry] {
+        func walk(_ rel: String, opaque: Bool) throws -> [LayerEntry] {
             let dir = rel.isEmpty ? upper : upper + "/" + rel
             var names = Set(FileSystem.exists(dir) ? try FileSystem.children(dir) : [])
             if rel.isEmpty { names.remove(unionfsMeta) }
+            // Inside an opaque directory nothing below shows through: no whiteouts are needed.
+            if opaque { hidden = hidden.filter { !$0.hasPrefix(rel + "/") } }
             let hiddenHere = hidden.filter { LayerEntry.parent($0) == rel }.map { LayerEntry.base($0) }
             // Directories that only lead to a hidden path further down.
             let through = Set(hidden.filter { $0.hasPrefix(rel.isEmpty ? "" : rel + "/") && LayerEntry.parent($0) != rel }
@@ -197,8 +208,9 @@ public enum LayerCapture {
                 var g = [try entry(abs, rel: childRel, st)]
                 if st.isDirectory {
                     // A directory removed and made again: the branch has it and also hides it.
-                    if inUpper && hidden.contains(childRel) { g.append(LayerEntry(path: childRel, kind: .opaque)) }
-                    g += try walk(childRel)
+                    let isOpaque = inUpper && hidden.contains(childRel)
+                    if isOpaque { g.append(LayerEntry(path: childRel, kind: .opaque)) }
+                    g += try walk(childRel, opaque: isOpaque)
                 }
                 groups.append((name, g))
             }
@@ -207,7 +219,7 @@ public enum LayerCapture {
             }
             return sorted(groups)
         }
-        return try walk("")
+        return try walk("", opaque: false)
     }
 
     static func compareEntries(root: String, rel: String, baseline: Baseline, children: [String: [String]]) throws -> [LayerEntry] {
