@@ -1,8 +1,10 @@
 import Dispatch
 import Foundation
+import Layers
 
-/// Ctrl-C and SIGTERM while a command writes: the half-written files it registered are removed
-/// before the process exits with 128 + the signal, so nothing incomplete is left behind.
+/// Ctrl-C and SIGTERM while a command writes: the half-written files it registered are removed,
+/// and the mounts, loop devices and FUSE daemons the Layers module holds are released, before the
+/// process exits with 128 + the signal, so nothing incomplete or mounted is left behind.
 enum Interrupts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var paths: [String] = []
@@ -16,6 +18,12 @@ enum Interrupts {
         return try body()
     }
 
+    /// Runs `body` with the Layers module's mounts and partial files released on interruption.
+    static func releasingLayers<T>(_ body: () throws -> T) rethrows -> T {
+        install()
+        return try body()
+    }
+
     private static func install() {
         lock.withLock {
             guard sources.isEmpty else { return }
@@ -25,7 +33,9 @@ enum Interrupts {
                 s.setEventHandler {
                     let pending = lock.withLock { paths }
                     for p in pending { unlink(p) }
-                    FileHandle.standardError.write(Data("\nimgbench: interrupted; removed \(pending.joined(separator: ", "))\n".utf8))
+                    let released = Cleanup.runAll()
+                    let undone = pending.map { "removed \($0)" } + released.map { "released \($0)" }
+                    FileHandle.standardError.write(Data("\nimgbench: interrupted; \(undone.isEmpty ? "nothing to undo" : undone.joined(separator: ", "))\n".utf8))
                     exit(128 + sig)
                 }
                 s.resume()

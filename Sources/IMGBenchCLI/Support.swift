@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Layers
 import QcowIO
 
 /// Sizes as people write them: 512, 64K, 2M, 10G, 1T (powers of 1024), with an optional B/iB.
@@ -90,6 +91,9 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let e as QcowError {
+        FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as LayersError {
         FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
         throw ExitCode(1)
     }

@@ -301,6 +301,22 @@ public enum LayerCapture {
         }
     }
 
+    /// Captures a diff into a plain file (renamed into place when complete), returning the same
+    /// description a blob store would give it.
+    public static func capture(_ source: DiffSource, toFile path: String, options: CaptureOptions = .init()) throws -> CaptureResult {
+        let start = Date()
+        let list = try entries(of: source)
+        let file = try FileSink(path: path)
+        let compressed = HashingSink(next: file)
+        let compressor = try options.compression.compressor(into: compressed, level: options.level, threads: options.threads, path: path)
+        let hashing = HashingSink(next: compressor)
+        try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch)
+        try hashing.finish()
+        let layer = StoredLayer(descriptor: Descriptor(mediaType: options.compression.mediaType, digest: compressed.digest, size: compressed.count),
+                                diffID: hashing.digest, uncompressedSize: hashing.count)
+        return CaptureResult(layer: layer, entries: list, seconds: Date().timeIntervalSince(start))
+    }
+
     /// Writes entries as a tar (no compression) into a sink.
     static func writeTar(_ list: [LayerEntry], to sink: ByteSink, path: String, epoch: Int64?) throws {
         let w = try ArchiveWriter(sink: sink, path: path)

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Layers
+
+struct LayersApply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Unpack a layer file, or every layer of an image, into a directory, honouring whiteouts.",
+        discussion: """
+        Entries that would land outside the directory (.., absolute paths, paths through symlinks, \
+        symlinks pointing above the root, hardlinks to anything but an earlier entry of the layer) \
+        are refused with an error naming the entry, and so are device nodes when not root.
+        """)
+
+    @Argument(help: "A layer file (tar, tar.gz or tar.zst), or with --layout nothing.") var layer: String?
+    @Option(help: "Apply every layer of the image DIR[:TAG] of an OCI layout instead, checking each digest.") var layout: LayoutReference?
+    @Option(name: .shortAndLong, help: "The directory to unpack into (made if missing).") var target: String
+    @Option(help: "table or json.") var format: OutputFormat = .table
+
+    struct Report: Codable {
+        var layer: String
+        var digest: String
+        var entries: Int
+        var whiteouts: Int
+        var opaqueDirectories: Int
+        var bytes: Int64
+    }
+
+    func validate() throws {
+        guard (layer == nil) != (layout == nil) else { throw ValidationError("give a layer file or --layout DIR:TAG, not both") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            var jobs: [(String, Digest?)] = []
+            if let layer { jobs = [(layer, nil)] }
+            if let ref = layout {
+                let l = try ImageLayout(opening: ref.path)
+                let img = try l.image(tag: ref.tag)
+                jobs = img.manifest.layers.map { (l.blobs.path(of: $0.digest), $0.digest) }
+            }
+            var reports: [Report] = []
+            for (file, digest) in jobs {
+                let r = try LayerApply.apply(layer: file, to: target, expecting: digest)
+                reports.append(Report(layer: file, digest: r.digest.description, entries: r.entries, whiteouts: r.whiteouts,
+                                      opaqueDirectories: r.opaqueDirectories, bytes: r.bytes))
+            }
+            switch format {
+            case .json: printOut(try JSONOutput.string(reports))
+            case .table:
+                var t = TextTable(header: ["layer", "entries", "whiteouts", "opaque", "bytes"])
+                t.rows = reports.map { [String($0.digest.prefix(19)), "\($0.entries)", "\($0.whiteouts)", "\($0.opaqueDirectories)", ByteSize.format(UInt64($0.bytes))] }
+                printOut(t.render())
+            }
+        }
+    }
+}
