@@ -93,6 +93,10 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     } catch let e as QcowError {
         FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
         throw ExitCode(1)
+    } catch let LayersError.interrupted(signal) {
+        let released = Cleanup.runAll()
+        FileHandle.standardError.write(Data("\nimgbench: interrupted\(released.isEmpty ? "" : "; released \(released.joined(separator: ", "))")\n".utf8))
+        throw ExitCode(128 + signal)
     } catch let e as LayersError {
         FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
         throw ExitCode(1)

@@ -27,6 +27,8 @@ public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
     case layerExists(driver: String, layer: String)
     case commandFailed(command: String, status: Int32, output: String)
     case invalidArgument(String)
+    /// A step was stopped by SIGINT or SIGTERM (Ctrl-C reaches the whole process group).
+    case interrupted(signal: Int32)
 
     public var description: String {
         switch self {
@@ -67,6 +69,8 @@ public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(command) exited with status \(status)\(tail.isEmpty ? "" : ": \(tail)")"
         case let .invalidArgument(message):
             return message
+        case let .interrupted(signal):
+            return "interrupted by signal \(signal)"
         }
     }
 }

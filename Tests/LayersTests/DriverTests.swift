@@ -66,7 +66,7 @@ struct DriverTests {
         for name in StorageDrivers.names where StorageDrivers.probe(name).works {
             let layout = try ImageLayout.create(at: t.path + "/layout-" + name)
             let xattrs = name != "unionfs"
-            let r = DriverTrial.run(driver: name, store: try t.sub("store-" + name), base: base, options: options, layout: layout) { root in
+            let r = try DriverTrial.run(driver: name, store: try t.sub("store-" + name), base: base, options: options, layout: layout) { root in
                 try runScript(root, xattrs: xattrs)
             }
             #expect(r.error == nil, "\(name): \(r.error ?? "")")

@@ -6,11 +6,17 @@ struct TempDir {
     let path: String
 
     init(_ label: String = "layers") throws {
-        var t = Array((NSTemporaryDirectory() + "/imgbench-\(label)-XXXXXX").utf8CString)
+        var t = Array((tmpBase + "/imgbench-\(label)-XXXXXX").utf8CString)
         guard t.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw LayersError.io(path: "mkdtemp", operation: "mkdtemp", errno: errno)
         }
         path = String(cString: t)
+    }
+
+    /// A directory whose path is all lowercase (image references made from it must be).
+    init(lowercase label: String) throws {
+        path = tmpBase + "/imgbench-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(path)
     }
 
     func sub(_ name: String) throws -> String {
@@ -23,6 +29,7 @@ struct TempDir {
 }
 
 let isRoot = getuid() == 0
+let tmpBase = NSTemporaryDirectory().hasSuffix("/") ? String(NSTemporaryDirectory().dropLast()) : NSTemporaryDirectory()
 
 /// Runs a program, returning its exit status and what it printed on stdout and stderr together.
 @discardableResult

@@ -88,4 +88,27 @@ struct LayoutTests {
         let config = try String(contentsOfFile: t.path + "/bundle/config.json", encoding: .utf8)
         #expect(config.contains("MODE=test") && config.contains("/bin/hello"))
     }
+
+    @Test("buildah pulls the layout, and the layout buildah pushes reads back here and unpacks the same (root)",
+          .enabled(if: isRoot, "buildah's storage needs root"))
+    func buildah() throws {
+        try #require(haveTool("buildah"), "buildah is installed by scripts/install-deps.sh")
+        let t = try TempDir(lowercase: "buildah"); defer { t.cleanup() }
+        let (layout, _) = try makeImage(t)
+        let storage = ["buildah", "--root", t.path + "/storage", "--runroot", t.path + "/run", "--storage-driver", "vfs"]
+        let pull = try run(storage + ["pull", "-q", "oci:\(layout.path):v1"])
+        #expect(pull.status == 0, "\(pull.output)")
+        let id = pull.output.split(separator: "\n").last.map(String.init) ?? ""
+        let push = try run(storage + ["push", "-q", id, "oci:\(t.path)/pushed:back"])
+        #expect(push.status == 0, "\(push.output)")
+        let back = try ImageLayout(opening: t.path + "/pushed")
+        let img = try back.image(tag: "back")
+        #expect(img.manifest.layers.count == 2)
+        #expect(img.config.config?.entrypoint == ["/bin/hello"])
+        let a = try t.sub("a"), b = try t.sub("b")
+        for d in try layout.image(tag: "v1").manifest.layers { try LayerApply.apply(layer: layout.blobs.path(of: d.digest), to: a, expecting: d.digest) }
+        for d in img.manifest.layers { try LayerApply.apply(layer: back.blobs.path(of: d.digest), to: b, expecting: d.digest) }
+        #expect(try describeTree(a) == describeTree(b))
+        _ = try run(storage + ["rmi", "-a", "-f"])
+    }
 }

@@ -65,16 +65,8 @@ public struct DriversCommand: ParsableCommand {
         var reports: [DriverReport] = []
         for n in names {
             printErr("drivers: measuring \(n)")
-            reports.append(DriverTrial.run(driver: n, store: root + "/" + n, base: baseDir, options: options) { dir in
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/bin/sh")
-                p.arguments = ["-ec", script]
-                p.currentDirectoryURL = URL(fileURLWithPath: dir)
-                try p.run()
-                p.waitUntilExit()
-                if p.terminationStatus != 0 {
-                    throw LayersError.commandFailed(command: "sh -ec \(script)", status: p.terminationStatus, output: "in \(dir)")
-                }
+            reports.append(try DriverTrial.run(driver: n, store: root + "/" + n, base: baseDir, options: options) { dir in
+                _ = try Mounts.shell(script, in: dir)
             })
             try? FileManager.default.removeItem(atPath: root + "/" + n)
         }

@@ -26,9 +26,10 @@ public struct DriverReport: Codable, Sendable {
 public enum DriverTrial {
     /// Runs the trial on one driver in `store` (made and left empty). `base` is a directory copied
     /// in as the first layer; `script` runs in the step's writable root. Every mount is released
-    /// before this returns, whatever happens.
+    /// before this returns, whatever happens. Errors go into the report, except an interruption,
+    /// which is thrown.
     public static func run(driver name: String, store: String, base: String, options: CaptureOptions,
-                           layout: ImageLayout? = nil, script: (String) throws -> Void) -> DriverReport {
+                           layout: ImageLayout? = nil, script: (String) throws -> Void) throws -> DriverReport {
         let status = StorageDrivers.probe(name)
         var report = DriverReport(driver: name, works: status.works, summary: status.summary, reason: status.reason)
         guard status.works else { return report }
@@ -62,6 +63,9 @@ public enum DriverTrial {
             report.cloneSeconds = Date().timeIntervalSince(t)
             report.cloneBytes = try driver.writableBytes("clone")
             try driver.remove("clone")
+        } catch let e as LayersError {
+            if case .interrupted = e { throw e }
+            report.error = e.description
         } catch {
             report.error = "\(error)"
         }

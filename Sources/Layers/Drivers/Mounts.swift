@@ -3,7 +3,7 @@ import Foundation
 
 /// Mounts, FUSE daemons and external commands, each registered with `Cleanup` for as long as it is
 /// up, so that an error or Ctrl-C never leaves one behind.
-enum Mounts {
+public enum Mounts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var registered: [String: Int] = [:]
 
@@ -53,6 +53,14 @@ enum Mounts {
     /// Runs a program to completion; a non-zero exit is an error carrying its output.
     @discardableResult
     static func run(_ args: [String]) throws -> String {
+        try run(args, directory: nil, defaultSignals: false)
+    }
+
+    /// Runs a program; `defaultSignals` gives it the default handling of SIGINT and SIGTERM even
+    /// when this process ignores them (as the command line does while it cleans up), so that a
+    /// Ctrl-C stops a build step too.
+    @discardableResult
+    static func run(_ args: [String], directory: String?, defaultSignals: Bool) throws -> String {
         // Spawned directly and waited for with waitpid, its output in an unlinked temporary file:
         // a FUSE daemon forks and keeps its inherited descriptors, so neither a pipe nor a wait
         // that watches them would ever end.
@@ -67,10 +75,21 @@ enum Mounts {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fd, 1)
         posix_spawn_file_actions_adddup2(&actions, fd, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = (["/usr/bin/env"] + args).map { strdup($0) } + [nil]
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        if defaultSignals {
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGINT)
+            sigaddset(&set, SIGTERM)
+            posix_spawnattr_setsigdefault(&attr, &set)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = (["/usr/bin/env"] + (directory.map { ["-C", $0] } ?? []) + args).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
-        let r = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
+        let r = posix_spawn(&pid, "/usr/bin/env", &actions, &attr, argv, environ)
         guard r == 0 else {
             throw LayersError.commandFailed(command: args.joined(separator: " "), status: -1, output: String(cString: strerror(r)))
         }
@@ -86,12 +105,21 @@ enum Mounts {
         }
         let text = String(decoding: out, as: UTF8.self)
         let exited = status & 0x7f == 0
+        if defaultSignals && !exited && (status & 0x7f == SIGINT || status & 0x7f == SIGTERM) {
+            throw LayersError.interrupted(signal: status & 0x7f)
+        }
         let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         guard code == 0 else {
             throw LayersError.commandFailed(command: args.joined(separator: " "), status: code, output: text)
         }
         return text
     }
+    /// Runs a shell script in a directory (a build step in a writable root); its output is
+    /// returned, and a failure is an error carrying it.
+    public static func shell(_ script: String, in directory: String) throws -> String {
+        try run(["sh", "-ec", script], directory: directory, defaultSignals: true)
+    }
+
     /// The absolute path of a program on PATH, if there is one.
     static func which(_ name: String) -> String? {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":") {

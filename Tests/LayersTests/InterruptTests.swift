@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+@testable import Layers
+
+@Suite("releasing mounts", .serialized)
+struct InterruptTests {
+    func mountsUnder(_ path: String) throws -> [String] {
+        try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8).split(separator: "\n")
+            .map { String($0.split(separator: " ")[1]) }.filter { $0.hasPrefix(path) }
+    }
+
+    @Test("Cleanup.runAll releases what drivers hold: overlay and FUSE mounts, the btrfs loop device (root)",
+          .enabled(if: isRoot, "mounting needs root"))
+    func cleanupReleases() throws {
+        let t = try TempDir("cleanup"); defer { t.cleanup() }
+        let loopsBefore = try run(["losetup", "-a"]).output
+        for name in ["overlay", "fuse-overlayfs", "unionfs", "btrfs"] where StorageDrivers.probe(name).works {
+            let d = try StorageDrivers.open(name, store: t.path + "/" + name)
+            _ = try d.prepare("base", parent: nil)
+            _ = try d.prepare("child", parent: "base")
+        }
+        #expect(try !mountsUnder(t.path).isEmpty)
+        Cleanup.runAll()
+        #expect(try mountsUnder(t.path) == [])
+        #expect(try run(["losetup", "-a"]).output == loopsBefore)
+    }
+
+    @Test("Ctrl-C during imgbench drivers --measure leaves nothing mounted (root)",
+          .enabled(if: isRoot, "mounting needs root"))
+    func interruptedCommand() throws {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("imgbench").path
+        try #require(FileManager.default.isExecutableFile(atPath: exe), "the imgbench executable is built beside the tests")
+        let t = try TempDir("sigint"); defer { t.cleanup() }
+        let loopsBefore = try run(["losetup", "-a"]).output
+        // In a process group of its own, so that SIGINT goes to the group as Ctrl-C on a terminal
+        // does, reaching the step's shell too.
+        let args = [exe, "drivers", "--measure", "--only", "btrfs", "--store", t.path, "--base-files", "200", "--script", "sleep 30"]
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        try #require(posix_spawn(&pid, exe, &actions, &attr, argv, environ) == 0)
+        // Wait until the step's writable root is up (the pool mounted), then interrupt.
+        let deadline = Date().addingTimeInterval(60)
+        while try mountsUnder(t.path).isEmpty && Date() < deadline { usleep(100_000) }
+        #expect(try !mountsUnder(t.path).isEmpty)
+        usleep(1_500_000)
+        kill(-pid, SIGINT)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        #expect((status >> 8) & 0xff == 128 + SIGINT)
+        #expect(try mountsUnder(t.path) == [])
+        // The kernel detaches an autoclear loop device shortly after its last user goes.
+        var loops = ""
+        for _ in 0..<50 {
+            loops = try run(["losetup", "-a"]).output
+            if loops == loopsBefore { break }
+            usleep(100_000)
+        }
+        #expect(loops == loopsBefore)
+    }
+}
