@@ -9,9 +9,9 @@ packages=(
   # qcow2 reference tools and VM side
   qemu-utils qemu-system-x86 e2fsprogs
   # layers: OCI reference tools, storage drivers, zstd
-  libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
+  libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr mmdebstrap
   # benchmarks
-  time
+  time bc
 )
 
 missing=()
