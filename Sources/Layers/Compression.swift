@@ -40,6 +40,7 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     let sink: ByteSink
     let level: Int32
     let path: String
+    let threads: Int
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
     private let lock = NSLock()
@@ -56,6 +57,7 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         self.sink = sink
         self.level = level
         self.path = path
+        self.threads = threads
         slots = DispatchSemaphore(value: max(2, threads * 2))
         pending.reserveCapacity(Self.blockSize)
     }
@@ -99,6 +101,12 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         let seq = submitted
         submitted += 1
         let level = self.level, path = self.path
+        if threads == 1 {
+            // One core: no worker threads at all, so that a single-threaded run is one.
+            lock.withLock { results[seq] = Self.deflateBlock(block, dictionary: dictionary, level: level, last: last, path: path) }
+            try drain()
+            return
+        }
         slots.wait()
         group.enter()
         DispatchQueue.global().async {
