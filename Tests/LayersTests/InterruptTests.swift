@@ -28,7 +28,7 @@ struct InterruptTests {
     @Test("Ctrl-C during imgbench drivers --measure leaves nothing mounted (root)",
           .enabled(if: isRoot, "mounting needs root"))
     func interruptedCommand() throws {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("imgbench").path
+        let exe = imgbenchPath
         try #require(FileManager.default.isExecutableFile(atPath: exe), "the imgbench executable is built beside the tests")
         let t = try TempDir("sigint"); defer { t.cleanup() }
         let loopsBefore = try run(["losetup", "-a"]).output
