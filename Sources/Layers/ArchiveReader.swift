@@ -11,7 +11,7 @@ final class ArchiveReader {
     private let fd: Int32
     private let buffer: UnsafeMutableRawBufferPointer
     fileprivate var hasher = SHA256()
-    fileprivate var bytesRead: Int64 = 0
+    fileprivate(set) var bytesRead: Int64 = 0
     fileprivate var readError: Int32 = 0
 
     /// `raw`: read the decompressed stream as one entry instead of as a tar.

@@ -20,15 +20,20 @@ public struct ApplyResult: Sendable {
 /// symlink it makes points above the root, when a hardlink names something that is not an
 /// earlier entry of this layer, or when it is a device node and this process is not root.
 public enum LayerApply {
-    public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil) throws -> ApplyResult {
+    /// `progress` is called with the bytes of the layer file read so far and its size.
+    public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil,
+                             progress: ((UInt64, UInt64) -> Void)? = nil) throws -> ApplyResult {
         let reader = try ArchiveReader(path: file)
+        let fileSize = UInt64((try? FileSystem.lstat(file).st_size) ?? 0)
         var state = State(root: root, file: file, isRoot: getuid() == 0)
         var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)
         while let ae = try reader.next() {
             try state.apply(ae, reader: reader, result: &result)
+            if UInt64(reader.bytesRead) < fileSize { progress?(UInt64(reader.bytesRead), fileSize) }
         }
         try state.finish()
         (result.digest, result.size) = try reader.finishDigest()
+        progress?(fileSize, fileSize)
         if let digest, digest != result.digest {
             throw LayersError.digestMismatch(path: file, expected: digest.description, actual: result.digest.description)
         }

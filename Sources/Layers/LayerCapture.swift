@@ -25,6 +25,8 @@ public struct CaptureOptions: Sendable {
     /// Clamp every mtime to this (SOURCE_DATE_EPOCH), so rebuilds of the same content match.
     public var sourceDateEpoch: Int64?
     public var threads: Int
+    /// Called as file content is written: bytes done, bytes in all.
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)?
 
     public init(compression: LayerCompression = .gzip, level: Int? = nil, sourceDateEpoch: Int64? = nil,
                 threads: Int = LayerCompression.processorCount) {
@@ -290,7 +292,7 @@ public enum LayerCapture {
         do {
             let compressor = try options.compression.compressor(into: blob, level: options.level, threads: options.threads, path: blob.tempPath)
             let hashing = HashingSink(next: compressor)
-            try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch)
+            try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch, progress: options.progress)
             try hashing.finish()
             let (digest, size) = try blob.commit()
             return StoredLayer(descriptor: Descriptor(mediaType: options.compression.mediaType, digest: digest, size: size),
@@ -310,7 +312,7 @@ public enum LayerCapture {
         let compressed = HashingSink(next: file)
         let compressor = try options.compression.compressor(into: compressed, level: options.level, threads: options.threads, path: path)
         let hashing = HashingSink(next: compressor)
-        try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch)
+        try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch, progress: options.progress)
         try hashing.finish()
         let layer = StoredLayer(descriptor: Descriptor(mediaType: options.compression.mediaType, digest: compressed.digest, size: compressed.count),
                                 diffID: hashing.digest, uncompressedSize: hashing.count)
@@ -318,7 +320,10 @@ public enum LayerCapture {
     }
 
     /// Writes entries as a tar (no compression) into a sink.
-    static func writeTar(_ list: [LayerEntry], to sink: ByteSink, path: String, epoch: Int64?) throws {
+    static func writeTar(_ list: [LayerEntry], to sink: ByteSink, path: String, epoch: Int64?,
+                         progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws {
+        let total = list.reduce(UInt64(0)) { $0 + ($1.kind == .regular ? UInt64($1.size) : 0) }
+        var done: UInt64 = 0
         let w = try ArchiveWriter(sink: sink, path: path)
         guard let ae = archive_entry_new() else { throw LayersError.archive(path: path, entry: nil, message: "archive_entry_new failed") }
         defer { archive_entry_free(ae) }
@@ -380,9 +385,12 @@ public enum LayerCapture {
                     }
                     try w.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), name: name)
                     remaining -= Int64(n)
+                    done += UInt64(n)
+                    progress?(done, total)
                 }
             }
         }
         try w.close()
+        if done != total || total == 0 { progress?(total, total) }
     }
 }

@@ -16,6 +16,7 @@ struct LayersApply: ParsableCommand {
     @Option(help: "Apply every layer of the image DIR[:TAG] of an OCI layout instead, checking each digest.") var layout: LayoutReference?
     @Option(name: .shortAndLong, help: "The directory to unpack into (made if missing).") var target: String
     @Option(help: "table or json.") var format: OutputFormat = .table
+    @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
 
     struct Report: Codable {
         var layer: String
@@ -42,7 +43,8 @@ struct LayersApply: ParsableCommand {
             }
             var reports: [Report] = []
             for (file, digest) in jobs {
-                let r = try LayerApply.apply(layer: file, to: target, expecting: digest)
+                let bar = TerminalProgress(label: "apply \(digest.map { String($0.description.prefix(19)) } ?? file)", mode: progress)
+                let r = try LayerApply.apply(layer: file, to: target, expecting: digest) { bar.update($0, $1) }
                 reports.append(Report(layer: file, digest: r.digest.description, entries: r.entries, whiteouts: r.whiteouts,
                                       opaqueDirectories: r.opaqueDirectories, bytes: r.bytes))
             }

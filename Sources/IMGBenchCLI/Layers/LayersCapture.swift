@@ -26,6 +26,7 @@ struct LayersCapture: ParsableCommand {
     @Option(help: "Add the layer to the image DIR:TAG of an OCI layout (made if missing).") var layout: LayoutReference?
     @Option(help: "The history entry's created_by for --layout.") var createdBy: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
+    @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard (output == nil) != (layout == nil) else { throw ValidationError("give exactly one of --output FILE or --layout DIR:TAG") }
@@ -41,7 +42,9 @@ struct LayersCapture: ParsableCommand {
                 case .overlayUpper: .overlayUpper(directory)
                 case .aufsUpper: .aufsUpper(directory)
                 }
-                let options = CaptureOptions(compression: compression, level: level, sourceDateEpoch: CaptureOptions.environmentEpoch, threads: threads)
+                var options = CaptureOptions(compression: compression, level: level, sourceDateEpoch: CaptureOptions.environmentEpoch, threads: threads)
+                let bar = TerminalProgress(label: "capture \(directory)", mode: progress)
+                options.progress = { done, total in bar.update(done, total) }
                 let summary: LayerSummary
                 if let output {
                     summary = LayerSummary(try LayerCapture.capture(source, toFile: output, options: options), file: output, image: nil)
