@@ -74,4 +74,23 @@ struct CommandTests {
             #expect(aufs["works"] as? Bool == false)
         }
     }
+
+    @Test("layers apply --driver unpacks an image onto a driver, reusing layers it has (root)",
+          .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: imgbenchPath), "mounting needs root"))
+    func applyOntoDriver() throws {
+        let t = try TempDir("cli"); defer { t.cleanup() }
+        let src = try t.sub("src")
+        try write(src + "/a", "a")
+        #expect(try imgbench("layers", "capture", src, "--layout", t.path + "/lay:x").status == 0)
+        try write(src + "/b", "b")
+        #expect(try imgbench("layers", "capture", src, "--layout", t.path + "/lay:x").status == 0)
+        for (round, reused) in [(1, false), (2, true)] {
+            let r = try imgbench("layers", "apply", "--layout", t.path + "/lay:x", "--driver", "overlay", "--store", t.path + "/store", "--format", "json")
+            #expect(r.status == 0, "\(r.output)")
+            let rows = try #require(try json(r.output) as? [[String: Any]])
+            #expect(rows.count == 2 && rows.allSatisfy { $0["reused"] as? Bool == reused }, "round \(round)")
+        }
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
+        #expect(!mounts.contains(t.path))
+    }
 }

@@ -68,6 +68,9 @@ extension StorageDriver {
         if let p = parent { try Data(p.utf8).write(to: URL(fileURLWithPath: layerDir(id) + "/parent")) }
     }
 
+    /// Whether the driver holds a layer of this id.
+    public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
+
     /// Captures a prepared layer into a blob store.
     public func capture(_ id: String, into store: BlobStore, options: CaptureOptions = .init()) throws -> CaptureResult {
         try LayerCapture.capture(try diffSource(id), into: store, options: options)
