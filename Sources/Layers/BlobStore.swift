@@ -90,7 +90,7 @@ public final class BlobWriter: ByteSink, @unchecked Sendable {
         let fd = bytes.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw LayersError.io(path: template, operation: "mkstemp", errno: errno) }
         self.fd = fd
-        tempPath = String(cString: bytes)
+        tempPath = stringFromCArray(bytes)
         let p = tempPath
         cleanupID = Cleanup.register("partial blob \(p)") { unlink(p) }
     }

@@ -50,8 +50,7 @@ enum FileSystem {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = Glibc.readlink(path, &buf, buf.count - 1)
         guard n >= 0 else { throw LayersError.io(path: path, operation: "readlink", errno: errno) }
-        buf[n] = 0
-        return String(cString: buf)
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Extended attributes of a path (not following symlinks), by name.
@@ -199,6 +198,11 @@ enum FileSystem {
             throw LayersError.io(path: d, operation: "utimensat", errno: errno)
         }
     }
+}
+
+/// A C string held in an array (as mkstemp and mkdtemp fill in), up to its terminating NUL.
+func stringFromCArray(_ a: [CChar]) -> String {
+    String(decoding: a.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 extension stat {

@@ -148,7 +148,17 @@ public final class ImageLayout: Sendable {
         guard nonEmpty == layers.count else {
             throw LayersError.invalidArgument("history has \(nonEmpty) layer steps for \(layers.count) layers")
         }
-        for l in layers { try blobs.verify(l.descriptor) }
+        // Every layer must be there with its size; digests were checked when the blobs were
+        // written and are checked again whenever they are read.
+        for l in layers {
+            let p = blobs.path(of: l.descriptor.digest)
+            guard let st = try FileSystem.lstatIfExists(p) else {
+                throw LayersError.blobNotFound(layout: path, digest: l.descriptor.digest.description)
+            }
+            guard Int64(st.st_size) == l.descriptor.size else {
+                throw LayersError.sizeMismatch(path: p, digest: l.descriptor.digest.description, expected: l.descriptor.size, actual: Int64(st.st_size))
+            }
+        }
         let cfg = ImageConfig(platform: platform, created: created, config: config,
                               rootfs: RootFS(diffIDs: layers.map(\.diffID)), history: history)
         let cd = try putJSON(cfg, mediaType: MediaType.imageConfig)

@@ -21,6 +21,7 @@ public struct ApplyResult: Sendable {
 /// earlier entry of this layer, or when it is a device node and this process is not root.
 public enum LayerApply {
     /// `progress` is called with the bytes of the layer file read so far and its size.
+    @discardableResult
     public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil,
                              progress: ((UInt64, UInt64) -> Void)? = nil) throws -> ApplyResult {
         let reader = try ArchiveReader(path: file)

@@ -10,7 +10,7 @@ struct TempDir {
         guard t.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw LayersError.io(path: "mkdtemp", operation: "mkdtemp", errno: errno)
         }
-        path = String(cString: t)
+        path = stringFromCArray(t)
     }
 
     /// A directory whose path is all lowercase (image references made from it must be).

@@ -93,8 +93,8 @@ public struct DriversCommand: ParsableCommand {
         }
         for i in 0..<baseFiles {
             let start = (i * 4096) % (4096 * 20)
-            fm.createFile(atPath: "\(dir)/d\(i % 20)/f\(i)", contents: random.subdata(in: start..<(start + 1024 + (i * 977) % 8192)))
+            _ = fm.createFile(atPath: "\(dir)/d\(i % 20)/f\(i)", contents: random.subdata(in: start..<(start + 1024 + (i * 977) % 8192)))
         }
-        fm.createFile(atPath: "\(dir)/f1", contents: Data("original\n".utf8))
+        _ = fm.createFile(atPath: "\(dir)/f1", contents: Data("original\n".utf8))
     }
 }

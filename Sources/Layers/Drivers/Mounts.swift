@@ -67,7 +67,7 @@ public enum Mounts {
         var template = Array((NSTemporaryDirectory() + "/imgbench-cmd-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw LayersError.io(path: NSTemporaryDirectory(), operation: "mkstemp", errno: errno) }
-        unlink(String(cString: template))
+        unlink(stringFromCArray(template))
         defer { Glibc.close(fd) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
