@@ -24,10 +24,14 @@ public enum Cleanup {
 
     /// Runs every registered action, newest first, and returns their labels.
     @discardableResult
-    public static func runAll() -> [String] {
+    public static func runAll() -> [String] { run { _ in true } }
+
+    /// Runs the registered actions whose label matches, newest first, and returns their labels.
+    @discardableResult
+    static func run(where matches: (String) -> Bool) -> [String] {
         let pending = lock.withLock { () -> [(id: Int, label: String, run: () -> Void)] in
-            let a = actions
-            actions = []
+            let a = actions.filter { matches($0.label) }
+            actions.removeAll { matches($0.label) }
             return a
         }
         for a in pending.reversed() { a.run() }
