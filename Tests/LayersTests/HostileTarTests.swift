@@ -85,13 +85,25 @@ struct HostileTarTests {
         #expect(try FileSystem.children(outside) == [])
     }
 
-    @Test("device nodes are refused when not root",
-          .enabled(if: !isRoot, "runs only without root; as root device nodes are applied (see the round trip)"))
-    func devicesWithoutRoot() throws {
+    @Test("device nodes are refused when not root", arguments: [
+        LayerEntry.Kind.characterDevice(major: 1, minor: 3), .blockDevice(major: 7, minor: 0),
+    ])
+    func devicesWithoutRoot(kind: LayerEntry.Kind) throws {
         let t = try TempDir("hostile"); defer { t.cleanup() }
         _ = try t.sub("outside")
-        let e = try applyHostile([entry("null", .characterDevice(major: 1, minor: 3))], in: t)
-        guard case .unsupportedEntry(_, "null", _)? = e else { Issue.record("not refused: \(String(describing: e))"); return }
+        let target = try t.sub("sandbox/target")
+        let tar = t.path + "/devices.tar"
+        let sink = try FileSink(path: tar)
+        try LayerCapture.writeTar([entry("ok"), entry("dev/node", kind)], to: sink, path: tar, epoch: nil)
+        try sink.finish()
+        do {
+            _ = try LayerApply.apply(layer: tar, to: target, expecting: nil, progress: nil, asRoot: false)
+            Issue.record("a device node was applied without root")
+        } catch let LayersError.unsupportedEntry(_, name, reason) {
+            #expect(name == "dev/node")
+            #expect(reason.contains("root"))
+        }
+        #expect(!FileSystem.exists(target + "/dev/node"))
     }
 
     @Test("a corrupt layer is an error naming the file, and a wrong digest is caught")
