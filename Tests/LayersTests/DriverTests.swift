@@ -134,6 +134,12 @@ struct DriverImportTests {
         for d in image.manifest.layers { try LayerApply.apply(layer: layout.blobs.path(of: d.digest), to: plain) }
         let expected = try describeTree(plain, includeDirectoryTimes: false)
         #expect(expected.count > 10)
+        // umoci reads the whiteouts and the opaque directory the same way.
+        if haveTool("umoci") {
+            let u = try run(["umoci", "unpack", "--image", layout.path + ":img", t.path + "/bundle"])
+            #expect(u.status == 0, "\(u.output)")
+            #expect(try describeTree(t.path + "/bundle/rootfs", includeDirectoryTimes: false) == expected)
+        }
 
         // unionfs-fuse is left out: it has no extended attributes, which this image carries (its
         // apply fails naming the entry and the xattr, as it should).
