@@ -3,7 +3,7 @@ import Layers
 
 struct OCIInspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Show an image's manifest, config and layers; --verify checks every blob's digest.")
+        commandName: "inspect", abstract: "Show an image's manifest, config and layers (with the bytes later layers waste of each); --verify checks every blob's digest.")
 
     @Argument(help: "DIR[:TAG] of an OCI layout (the tag may be left out when the layout holds one image).") var image: LayoutReference
     @Flag(help: "Read every blob and check its digest and size.") var verify = false
@@ -23,6 +23,8 @@ struct OCIInspect: ParsableCommand {
         var mediaType: String
         var size: Int64
         var createdBy: String?
+        /// Bytes of files this layer adds that later layers delete or replace.
+        var wastedBytes: Int64
     }
 
     func run() throws {
@@ -35,9 +37,10 @@ struct OCIInspect: ParsableCommand {
                 for d in img.manifest.layers { try l.blobs.verify(d) }
             }
             let steps = (img.config.history ?? []).filter { $0.emptyLayer != true }
+            let wasted = try WastedBytes.perLayer(of: img, in: l)
             let layers = img.manifest.layers.enumerated().map { i, d in
                 Layer(digest: d.digest.description, diffID: img.config.rootfs.diffIDs[i].description, mediaType: d.mediaType,
-                      size: d.size, createdBy: i < steps.count ? steps[i].createdBy : nil)
+                      size: d.size, createdBy: i < steps.count ? steps[i].createdBy : nil, wastedBytes: wasted[i])
             }
             let report = Report(tag: img.tag, manifest: img.manifestDescriptor, config: img.config, layers: layers, verified: verify)
             switch format {
@@ -63,9 +66,10 @@ struct OCIInspect: ParsableCommand {
                 if verify { lines.append(("verified", "every blob matches its digest")) }
                 let w = lines.map(\.0.count).max() ?? 0
                 printOut(lines.map { $0.0.padding(toLength: w, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n"))
-                var t = TextTable(header: ["#", "digest", "size", "type", "created by"])
+                var t = TextTable(header: ["#", "digest", "size", "wasted", "type", "created by"])
                 t.rows = layers.enumerated().map { i, x in
-                    ["\(i)", String(x.digest.prefix(19)), ByteSize.format(UInt64(x.size)), String(x.mediaType.split(separator: ".").last ?? ""), x.createdBy ?? ""]
+                    ["\(i)", String(x.digest.prefix(19)), ByteSize.format(UInt64(x.size)), ByteSize.format(UInt64(x.wastedBytes)),
+                     String(x.mediaType.split(separator: ".").last ?? ""), x.createdBy ?? ""]
                 }
                 printOut("")
                 printOut(t.render())
