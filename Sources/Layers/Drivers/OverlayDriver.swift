@@ -36,6 +36,12 @@ final class OverlayDriver: StorageDriver {
         let lowers = try chain(id).dropFirst().map { layerDir($0) + "/diff" }
         let lower = lowers.isEmpty ? root + "/empty" : lowers.joined(separator: ":")
         let options = "lowerdir=\(lower),upperdir=\(dir)/diff,workdir=\(dir)/work"
+        // mount(2) takes one page of options; say so rather than let the kernel refuse obscurely.
+        guard options.utf8.count < 4000 else {
+            throw LayersError.driverFailure(
+                driver: name, layer: id,
+                message: "a chain of \(lowers.count) lower layers makes \(options.utf8.count) bytes of mount options, more than one page; use a shorter store path or squash layers")
+        }
         if fuse {
             try Mounts.run(["fuse-overlayfs", "-o", options, dir + "/merged"])
             Mounts.track(dir + "/merged")
