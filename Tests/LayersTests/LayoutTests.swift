@@ -111,4 +111,23 @@ struct LayoutTests {
         #expect(try describeTree(a) == describeTree(b))
         _ = try run(storage + ["rmi", "-a", "-f"])
     }
+
+    @Test("an image index inside the layout (a multi-platform image) resolves to this machine's platform")
+    func nestedIndex() throws {
+        let t = try TempDir("layout"); defer { t.cleanup() }
+        let (layout, _) = try makeImage(t)
+        var ours = try layout.resolve(tag: "v1")
+        ours.annotations = nil
+        ours.platform = .current
+        // A second manifest for another platform, with its own config.
+        let other = ImageConfig(platform: Platform(architecture: "riscv64", os: "linux"), rootfs: RootFS(diffIDs: []), history: [])
+        let oc = try layout.putJSON(other, mediaType: MediaType.imageConfig)
+        var om = try layout.putJSON(Manifest(config: oc, layers: []), mediaType: MediaType.imageManifest)
+        om.platform = Platform(architecture: "riscv64", os: "linux")
+        let nested = try layout.putJSON(Index(manifests: [om, ours]), mediaType: MediaType.imageIndex)
+        try layout.tag(nested, as: "multi")
+        let img = try layout.image(tag: "multi")
+        #expect(img.manifestDescriptor.digest == ours.digest)
+        #expect(img.config.architecture == Platform.current.architecture)
+    }
 }
