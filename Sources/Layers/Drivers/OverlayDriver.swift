@@ -54,6 +54,8 @@ final class OverlayDriver: StorageDriver {
 
     func diffSource(_ id: String) throws -> DiffSource {
         guard FileSystem.exists(layerDir(id) + "/diff") else { throw LayersError.layerNotFound(driver: name, layer: id) }
+        // A FUSE daemon may still hold written data that the upper directory does not show yet.
+        if fuse { sync() }
         return .overlayUpper(layerDir(id) + "/diff")
     }
 

@@ -32,6 +32,8 @@ final class UnionfsDriver: StorageDriver {
         guard Mounts.isMounted(layerDir(id) + "/merged") else {
             throw LayersError.driverFailure(driver: name, layer: id, message: "capture needs the layer prepared (mounted)")
         }
+        // A FUSE daemon may still hold written data that the branch does not show yet.
+        sync()
         return .unionfsUpper(upper: layerDir(id) + "/diff", merged: layerDir(id) + "/merged")
     }
 
