@@ -40,13 +40,17 @@ public struct Baseline: Codable, Sendable {
         return m
     }
 
-    /// Reads a tree's metadata.
-    public static func scan(_ root: String) throws -> Baseline {
+    /// Reads a tree's metadata. Without `inodes`, the baseline can be compared with a different
+    /// tree (a copy): entries then match by path, and a directory removed and made again is
+    /// seen as a directory whose old entries are gone.
+    public static func scan(_ root: String, inodes: Bool = true) throws -> Baseline {
         var records: [String: Record] = [:]
         func walk(_ rel: String) throws {
             let abs = rel.isEmpty ? root : root + "/" + rel
             let st = try FileSystem.lstat(abs)
-            records[rel] = try Record(st, path: abs)
+            var r = try Record(st, path: abs)
+            if !inodes { r.ino = 0 }
+            records[rel] = r
             if st.isDirectory {
                 for c in try FileSystem.children(abs) { try walk(LayerEntry.join(rel, c)) }
             }

@@ -14,7 +14,8 @@ public enum DiffSource: Sendable {
     /// A unionfs-fuse copy-on-write branch: deletions are `.unionfs-fuse/PATH_HIDDEN~` files.
     /// Directories that a whiteout needs but the branch lacks are described from `merged`.
     case unionfsUpper(upper: String, merged: String)
-    /// A whole tree compared with the baseline taken when it was prepared.
+    /// A whole tree compared with the baseline taken when it was prepared (or with another
+    /// tree, scanned with `Baseline.scan(_:inodes: false)`).
     case compare(root: String, baseline: Baseline)
 }
 
@@ -236,8 +237,10 @@ public enum LayerCapture {
             if st.fileType == S_IFSOCK { continue }
             let before = baseline.records[childRel]
             let e = try entry(abs, rel: childRel, st)
-            if let b = before, b.mode & S_IFMT == st.fileType, b.ino == UInt64(st.st_ino) {
-                let r = try Baseline.Record(st, path: abs)
+            // A baseline of another tree has no inode numbers (0): entries are matched by path.
+            if let b = before, b.mode & S_IFMT == st.fileType, b.ino == 0 || b.ino == UInt64(st.st_ino) {
+                var r = try Baseline.Record(st, path: abs)
+                if b.ino == 0 { r.ino = 0 }
                 let changed = r != b
                 if st.isDirectory {
                     let sub = try compareEntries(root: root, rel: childRel, baseline: baseline, children: children)

@@ -89,3 +89,22 @@ struct CaptureApplyTests {
         #expect(after == ".\n./keep\n./keep/old\n./keep/sub\n./keep/sub/y\n")
     }
 }
+
+@Suite("capture against a parent tree")
+struct ParentCompareTests {
+    @Test("a tree captured against a copy of its parent applies onto the parent to give the tree")
+    func againstParent() throws {
+        let t = try TempDir("parent"); defer { t.cleanup() }
+        let parent = try t.sub("parent"), child = t.path + "/child"
+        _ = try sh("mkdir -p a/b keep gone; echo 1 > a/b/f; echo 2 > keep/k; echo 3 > gone/g; echo 4 > top; echo 5 > same", cwd: parent)
+        _ = try sh("find . -exec touch -h -d @1600000000 {} +", cwd: parent)
+        #expect(try sh("cp -a '\(parent)' '\(child)'").status == 0)
+        _ = try sh("echo changed > top; rm -rf gone; rm a/b/f; echo new > a/n; ln -s top link", cwd: child)
+        let store = BlobStore(root: try t.sub("store"))
+        let r = try LayerCapture.capture(.compare(root: child, baseline: try Baseline.scan(parent, inodes: false)), into: store)
+        let names = r.entries.map(\.tarName)
+        #expect(names == [".wh.gone", "a/", "a/b/", "a/b/.wh.f", "a/n", "link", "top"])
+        try LayerApply.apply(layer: store.path(of: r.layer.descriptor.digest), to: parent)
+        #expect(try describeTree(parent, includeDirectoryTimes: false) == describeTree(child, includeDirectoryTimes: false))
+    }
+}

@@ -19,6 +19,8 @@ struct LayersCapture: ParsableCommand {
 
     @Argument(help: "The directory to capture.") var directory: String
     @Option(help: "What the directory is: tree, overlay-upper (0/0 devices are whiteouts) or aufs-upper.") var from: Source = .tree
+    @Option(help: "With --from tree: capture only how the directory differs from this one (its parent), with whiteouts for what is gone.")
+    var parent: String?
     @Option(help: "gzip, zstd or none.") var compression: LayerCompression = .gzip
     @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).") var level: Int?
     @Option(help: "Compression threads (default: every core).") var threads: Int = LayerCompression.processorCount
@@ -32,13 +34,14 @@ struct LayersCapture: ParsableCommand {
         guard (output == nil) != (layout == nil) else { throw ValidationError("give exactly one of --output FILE or --layout DIR:TAG") }
         if let l = level, !(1...19).contains(l) { throw ValidationError("--level must be 1-19") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if parent != nil && from != .tree { throw ValidationError("--parent compares two trees; it goes with --from tree") }
     }
 
     func run() throws {
         try reportingErrors {
             try Interrupts.releasingLayers {
                 let source: DiffSource = switch from {
-                case .tree: .tree(directory)
+                case .tree: try parent.map { .compare(root: directory, baseline: try Baseline.scan($0, inodes: false)) } ?? .tree(directory)
                 case .overlayUpper: .overlayUpper(directory)
                 case .aufsUpper: .aufsUpper(directory)
                 }
