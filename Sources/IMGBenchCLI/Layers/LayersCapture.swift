@@ -32,7 +32,12 @@ struct LayersCapture: ParsableCommand {
 
     func validate() throws {
         guard (output == nil) != (layout == nil) else { throw ValidationError("give exactly one of --output FILE or --layout DIR:TAG") }
-        if let l = level, !(1...19).contains(l) { throw ValidationError("--level must be 1-19") }
+        if let l = level {
+            let range = compression == .gzip ? 1...9 : 1...19
+            guard range.contains(l), compression != .none else {
+                throw ValidationError(compression == .none ? "--level needs --compression gzip or zstd" : "--level for \(compression.rawValue) must be \(range.lowerBound)-\(range.upperBound)")
+            }
+        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if parent != nil && from != .tree { throw ValidationError("--parent compares two trees; it goes with --from tree") }
     }
