@@ -73,4 +73,27 @@ struct InterruptTests {
         #expect(try mountsUnder(t.path) == [])
         #expect(try loopsUnder(t.path) == [])
     }
+
+    @Test("Ctrl-C during imgbench layers capture leaves no partial layer file")
+    func interruptedCapture() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: imgbenchPath), "the imgbench executable is built beside the tests")
+        let t = try TempDir("sigint-capture"); defer { t.cleanup() }
+        let src = try t.sub("src")
+        // Sparse: costs no disk, and takes seconds to read and compress.
+        #expect(try run(["truncate", "-s", "8G", src + "/zeros"]).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: imgbenchPath)
+        p.arguments = ["layers", "capture", src, "-o", t.path + "/layer.tar.gz", "--progress", "none"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !FileSystem.exists(t.path + "/layer.tar.gz.partial") && Date() < deadline && p.isRunning { usleep(20_000) }
+        usleep(300_000)
+        #expect(p.isRunning, "the capture finished before it could be interrupted")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + SIGINT)
+        #expect(try FileSystem.children(t.path) == ["src"])
+    }
 }
