@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "imgbench", targets: ["imgbench"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
+        .library(name: "Layers", targets: ["Layers"]),
         .library(name: "ImageBuild", targets: ["ImageBuild"]),
     ],
     dependencies: [
@@ -24,18 +25,31 @@ let package = Package(
         .systemLibrary(
             name: "CGuestfs", path: "Sources/CGuestfs", pkgConfig: "libguestfs",
             providers: [.apt(["libguestfs-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
+        // Extended attributes, mount(2) and statfs(2) from glibc, which the Glibc module leaves out.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
 
         .target(name: "QcowIO", dependencies: ["CZlib"]),
         .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
 
-        .target(name: "ImageBuild", dependencies: ["QcowIO", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "Layers",
+            dependencies: [
+                "CArchive", "CZlib", "CZstd", "CLinux",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers"]),
+
+        .target(name: "ImageBuild", dependencies: ["QcowIO", "Layers", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
 
         // The command line: argument parsing and rendering, over the libraries.
         .target(
             name: "IMGBenchCLI",
             dependencies: [
-                "QcowIO", "ImageBuild",
+                "QcowIO", "Layers", "ImageBuild",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),

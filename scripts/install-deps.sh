@@ -10,8 +10,10 @@ packages=(
   qemu-utils qemu-system-x86 e2fsprogs
   # VM pass: Debian bases, loop mounts, a kernel to boot disks with (libguestfs needs one in /boot too)
   mmdebstrap util-linux mount linux-image-amd64 busybox-static
+  # layers: OCI reference tools, storage drivers, zstd
+  libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
   # benchmarks
-  time
+  time bc
 )
 
 missing=()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Layers
 import QcowIO
 
 /// Sizes as people write them on the command line (see `ByteCount`).
@@ -79,6 +80,13 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let e as QcowError {
+        FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    } catch let LayersError.interrupted(signal) {
+        let released = Cleanup.runAll()
+        FileHandle.standardError.write(Data("\nimgbench: interrupted\(released.isEmpty ? "" : "; released \(released.joined(separator: ", "))")\n".utf8))
+        throw ExitCode(128 + signal)
+    } catch let e as LayersError {
         FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
         throw ExitCode(1)
     }

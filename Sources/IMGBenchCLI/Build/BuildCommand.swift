@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ImageBuild
+import Layers
 
 struct BuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,14 +47,13 @@ struct BuildCommand: ParsableCommand {
         options.targets = [.vm]
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
-        Interrupts.onInterrupt { Cleanup.shared.runAll() }
         let report: BuildReport
         do {
             report = try Interrupts.removing(options.output + ".partial") {
                 try Builder(recipe: parsed, options: options, events: events).run()
             }
         } catch let e as BuildError {
-            Cleanup.shared.runAll()
+            Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             if case .recipe = e { throw ExitCode(2) }
             throw ExitCode(1)

@@ -1,4 +1,5 @@
 import Foundation
+import Layers
 
 /// A qcow2 image mounted read-write without booting a VM: qemu-storage-daemon exports it through
 /// FUSE as a raw file, the raw file is loop-mounted, and the filesystem is mounted on a folder.
@@ -12,7 +13,7 @@ public final class MountedDisk: @unchecked Sendable {
     public let mountpoint: String
     let exportFile: String
     let pidFile: String
-    private var tokens: [Cleanup.Token] = []
+    private var tokens: [Int] = []
 
     /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file.
     public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4") throws {
@@ -29,7 +30,7 @@ public final class MountedDisk: @unchecked Sendable {
             try startExport()
             let mp = mountpoint
             try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", "loop", exportFile, mountpoint])
-            tokens.append(Cleanup.shared.push("unmount \(mp)") { MountedDisk.unmount(mp) })
+            tokens.append(Cleanup.register("unmount \(mp)") { MountedDisk.unmount(mp) })
         } catch {
             release()
             throw error
@@ -41,7 +42,7 @@ public final class MountedDisk: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: pidFile)
         let export = exportFile, pid = pidFile
         // Registered before the daemon starts: a Ctrl-C in between still finds it by its pid file.
-        tokens.append(Cleanup.shared.push("stop qemu-storage-daemon for \(image)") {
+        tokens.append(Cleanup.register("stop qemu-storage-daemon for \(image)") {
             MountedDisk.detachLoops(of: export)
             MountedDisk.stopDaemon(pidFile: pid)
             if MountedDisk.isMounted(export) { _ = try? Command.run(["umount", "-l", export]) }
@@ -62,7 +63,7 @@ public final class MountedDisk: @unchecked Sendable {
 
     /// Releases everything, newest first. Safe to call more than once.
     public func release() {
-        for t in tokens.reversed() { Cleanup.shared.run(t) }
+        for t in tokens.reversed() { Cleanup.run(t) }
         tokens.removeAll()
     }
 

@@ -1,0 +1,3 @@
+#include <sys/xattr.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>

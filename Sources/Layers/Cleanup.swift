@@ -1,0 +1,49 @@
+import Foundation
+
+/// What must be undone if the process is interrupted: mounts, loop devices, FUSE daemons and
+/// half-written files. Each owner registers an action and unregisters it when it has undone the
+/// thing itself; `Cleanup.runAll()` (called by the command line on Ctrl-C) undoes what is left,
+/// newest first.
+public enum Cleanup {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var actions: [(id: Int, label: String, run: () -> Void)] = []
+    nonisolated(unsafe) private static var next = 0
+
+    @discardableResult
+    public static func register(_ label: String, _ run: @escaping () -> Void) -> Int {
+        lock.withLock {
+            next += 1
+            actions.append((next, label, run))
+            return next
+        }
+    }
+
+    public static func unregister(_ id: Int) {
+        lock.withLock { actions.removeAll { $0.id == id } }
+    }
+
+    /// Runs one registered action now and unregisters it (nothing when it already ran).
+    public static func run(_ id: Int) {
+        let a = lock.withLock { () -> (() -> Void)? in
+            guard let i = actions.firstIndex(where: { $0.id == id }) else { return nil }
+            return actions.remove(at: i).run
+        }
+        a?()
+    }
+
+    /// Runs every registered action, newest first, and returns their labels.
+    @discardableResult
+    public static func runAll() -> [String] { run { _ in true } }
+
+    /// Runs the registered actions whose label matches, newest first, and returns their labels.
+    @discardableResult
+    static func run(where matches: (String) -> Bool) -> [String] {
+        let pending = lock.withLock { () -> [(id: Int, label: String, run: () -> Void)] in
+            let a = actions.filter { matches($0.label) }
+            actions.removeAll { matches($0.label) }
+            return a
+        }
+        for a in pending.reversed() { a.run() }
+        return pending.reversed().map(\.label)
+    }
+}

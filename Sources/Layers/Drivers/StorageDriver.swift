@@ -1,0 +1,151 @@
+import Foundation
+
+/// Whether a driver works on this machine, and if not, why.
+public struct DriverStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var works: Bool
+    /// What the driver is, in a few words.
+    public var summary: String
+    /// Why it does not work here (or what it runs on, when it does).
+    public var reason: String
+}
+
+/// A storage driver: it prepares a writable root on a chain of parent layers, captures what
+/// changed in it as an OCI layer, and releases it. A released layer stays in the driver's store
+/// and can be the parent of the next one.
+///
+/// ```
+/// STORE/<driver>/layers/<id>/parent   the parent's id (absent for a first layer)
+/// STORE/<driver>/layers/<id>/...      the driver's own data for the layer
+/// ```
+public protocol StorageDriver: AnyObject {
+    var name: String { get }
+    var store: String { get }
+    /// Makes a writable root for a new layer `id` on `parent` and returns its path.
+    func prepare(_ id: String, parent: String?) throws -> String
+    /// The diff of a prepared layer, as `capture` reads it.
+    func diffSource(_ id: String) throws -> DiffSource
+    /// Unmounts a prepared layer, keeping its content as a possible parent.
+    func release(_ id: String) throws
+    /// Deletes a layer (released or not).
+    func remove(_ id: String) throws
+    /// Bytes on disk that belong to this layer alone (its writable layer).
+    func writableBytes(_ id: String) throws -> UInt64
+    /// Releases everything the driver holds (mounts, loop devices).
+    func close() throws
+}
+
+extension StorageDriver {
+    var root: String { store + "/" + name }
+    func layerDir(_ id: String) -> String { root + "/layers/" + id }
+
+    func parent(of id: String) -> String? {
+        (try? String(contentsOfFile: layerDir(id) + "/parent", encoding: .utf8))
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// The layer and its ancestors, nearest first.
+    func chain(_ id: String) throws -> [String] {
+        var result: [String] = []
+        var cur: String? = id
+        while let c = cur {
+            guard FileSystem.exists(layerDir(c)) else { throw LayersError.layerNotFound(driver: name, layer: c) }
+            guard !result.contains(c) else { throw LayersError.driverFailure(driver: name, layer: id, message: "parent chain loops at \(c)") }
+            result.append(c)
+            cur = parent(of: c)
+        }
+        return result
+    }
+
+    /// Makes the layer's directory and records its parent; refuses an id that exists.
+    func createLayerDir(_ id: String, parent: String?) throws {
+        guard !id.isEmpty, !id.contains("/"), id != ".", id != ".." else {
+            throw LayersError.invalidArgument("layer id \"\(id)\" must be a plain name")
+        }
+        if let p = parent { _ = try chain(p) }
+        guard !FileSystem.exists(layerDir(id)) else { throw LayersError.layerExists(driver: name, layer: id) }
+        try FileSystem.makeDirectories(layerDir(id))
+        if let p = parent { try Data(p.utf8).write(to: URL(fileURLWithPath: layerDir(id) + "/parent")) }
+    }
+
+    /// Whether the driver holds a layer of this id.
+    public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
+
+    /// Captures a prepared layer into a blob store.
+    public func capture(_ id: String, into store: BlobStore, options: CaptureOptions = .init()) throws -> CaptureResult {
+        try LayerCapture.capture(try diffSource(id), into: store, options: options)
+    }
+}
+
+/// Every driver this module knows, by name.
+public enum StorageDrivers {
+    public static let names = ["overlay", "fuse-overlayfs", "btrfs", "vfs", "unionfs", "aufs"]
+
+    /// Opens a driver on a store directory, or says why it cannot work here.
+    public static func open(_ name: String, store: String) throws -> StorageDriver {
+        let status = probe(name)
+        guard status.works else { throw LayersError.driverUnavailable(driver: name, reason: status.reason) }
+        try FileSystem.makeDirectories(store)
+        switch name {
+        case "overlay": return try OverlayDriver(store: store, fuse: false)
+        case "fuse-overlayfs": return try OverlayDriver(store: store, fuse: true)
+        case "btrfs": return try BtrfsDriver(store: store)
+        case "vfs": return try VFSDriver(store: store)
+        case "unionfs": return try UnionfsDriver(store: store)
+        case "aufs": return try AufsDriver(store: store)
+        default:
+            throw LayersError.invalidArgument("unknown storage driver \"\(name)\"; known: \(names.joined(separator: ", "))")
+        }
+    }
+
+    public static func probe(_ name: String) -> DriverStatus {
+        let root = getuid() == 0
+        func status(_ summary: String, _ checks: [(Bool, String)], works: String) -> DriverStatus {
+            if let failed = checks.first(where: { !$0.0 }) {
+                return DriverStatus(name: name, works: false, summary: summary, reason: failed.1)
+            }
+            return DriverStatus(name: name, works: true, summary: summary, reason: works)
+        }
+        switch name {
+        case "overlay":
+            return status("kernel overlayfs: lower layers stacked read-only under one upper directory", [
+                (Mounts.kernelHas("overlay"), "this kernel has no overlay filesystem"),
+                (root, "mounting overlayfs needs root"),
+            ], works: "kernel overlayfs, whiteouts as 0/0 character devices")
+        case "fuse-overlayfs":
+            return status("overlayfs in user space through FUSE", [
+                (Mounts.which("fuse-overlayfs") != nil, "fuse-overlayfs is not installed (scripts/install-deps.sh installs it)"),
+                (Mounts.fuseUsable, "/dev/fuse is missing or not usable"),
+            ], works: "fuse-overlayfs \(Mounts.which("fuse-overlayfs") ?? "")")
+        case "btrfs":
+            return status("btrfs subvolume snapshots, on a loop-mounted btrfs file when the store is not on btrfs", [
+                (Mounts.kernelHas("btrfs"), "this kernel has no btrfs"),
+                (Mounts.which("btrfs") != nil && Mounts.which("mkfs.btrfs") != nil, "btrfs-progs is not installed (scripts/install-deps.sh installs it)"),
+                (root, "creating subvolumes and loop devices needs root"),
+                (access("/dev/loop-control", R_OK | W_OK) == 0, "/dev/loop-control is missing: no loop devices"),
+            ], works: "snapshots of subvolumes; the diff is found by comparing with the parent snapshot")
+        case "vfs":
+            return status("a full copy of the parent per layer, no copy-on-write", [],
+                          works: "plain directories; the diff is found by comparing with the parent")
+        case "unionfs":
+            return status("unionfs-fuse in copy-on-write mode: branch-based union in user space, the nearest to aufs here (not aufs)", [
+                (Mounts.which("unionfs") != nil, "unionfs-fuse is not installed (scripts/install-deps.sh installs it)"),
+                (Mounts.fuseUsable, "/dev/fuse is missing or not usable"),
+            ], works: "unionfs-fuse -o cow; whiteouts as .unionfs-fuse/NAME_HIDDEN~, written to the layer as .wh.NAME; no extended attributes")
+        case "aufs":
+            let has = Mounts.kernelHas("aufs")
+            return status("aufs, the union filesystem of early Docker", [
+                (has, "this kernel (\(kernelRelease)) has no aufs: it was never merged into mainline Linux; use overlay (or fuse-overlayfs, btrfs, or unionfs for an aufs-like union in user space) instead"),
+                (root, "mounting aufs needs root"),
+            ], works: "kernel aufs, whiteouts as .wh.NAME")
+        default:
+            return DriverStatus(name: name, works: false, summary: "unknown", reason: "no such driver; known: \(names.joined(separator: ", "))")
+        }
+    }
+
+    static var kernelRelease: String {
+        var u = utsname()
+        uname(&u)
+        return withUnsafeBytes(of: u.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    }
+}

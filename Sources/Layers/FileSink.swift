@@ -1,0 +1,38 @@
+import Foundation
+
+/// Bytes into a plain file, written beside it under `.partial` and renamed when finished.
+public final class FileSink: ByteSink {
+    public let path: String
+    private var fd: Int32
+    private let partial: String
+    private var cleanupID: Int
+
+    public init(path: String) throws {
+        self.path = path
+        partial = path + ".partial"
+        fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LayersError.io(path: partial, operation: "create", errno: errno) }
+        let p = partial
+        cleanupID = Cleanup.register("partial file \(p)") { unlink(p) }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        try FileSystem.writeAll(fd, buffer, path: partial)
+    }
+
+    public func finish() throws {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+        guard rename(partial, path) == 0 else { throw LayersError.io(path: path, operation: "rename", errno: errno) }
+        Cleanup.unregister(cleanupID)
+    }
+
+    deinit {
+        if fd >= 0 {
+            close(fd)
+            unlink(partial)
+            Cleanup.unregister(cleanupID)
+        }
+    }
+}

@@ -1,0 +1,320 @@
+import CArchive
+import CLinux
+import Foundation
+
+/// What an apply did.
+public struct ApplyResult: Sendable {
+    public var entries: Int = 0
+    public var whiteouts: Int = 0
+    public var opaqueDirectories: Int = 0
+    public var bytes: Int64 = 0
+    /// The digest and size of the layer file as it was read.
+    public var digest: Digest
+    public var size: Int64
+}
+
+/// Unpacks a layer tar into a directory, honouring whiteouts and opaque directories.
+///
+/// Nothing is written outside the root: an entry is refused, with an error naming it, when its
+/// path is absolute or climbs with `..`, when any directory on its way is a symlink, when a
+/// symlink it makes points above the root, when a hardlink names something that is not an
+/// earlier entry of this layer, or when it is a device node and this process is not root.
+public enum LayerApply {
+    /// `progress` is called with the bytes of the layer file read so far and its size.
+    @discardableResult
+    public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil,
+                             progress: ((UInt64, UInt64) -> Void)? = nil) throws -> ApplyResult {
+        try apply(layer: file, to: root, expecting: digest, progress: progress, asRoot: getuid() == 0)
+    }
+
+    /// `asRoot`: whether to make device nodes and set owners (tests pass false to see the
+    /// refusals an unprivileged apply gives).
+    static func apply(layer file: String, to root: String, expecting digest: Digest?,
+                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool) throws -> ApplyResult {
+        let reader = try ArchiveReader(path: file)
+        let fileSize = UInt64((try? FileSystem.lstat(file).st_size) ?? 0)
+        var state = State(root: root, file: file, isRoot: asRoot)
+        var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)
+        while let ae = try reader.next() {
+            try state.apply(ae, reader: reader, result: &result)
+            if UInt64(reader.bytesRead) < fileSize { progress?(UInt64(reader.bytesRead), fileSize) }
+        }
+        try state.finish()
+        (result.digest, result.size) = try reader.finishDigest()
+        progress?(fileSize, fileSize)
+        if let digest, digest != result.digest {
+            throw LayersError.digestMismatch(path: file, expected: digest.description, actual: result.digest.description)
+        }
+        return result
+    }
+
+    /// A path of an entry split into its components after refusing anything that could leave
+    /// the root. `./` prefixes and `.` components are dropped.
+    static func components(_ name: String, file: String, entry: String? = nil, what: String = "path") throws -> [String] {
+        if name.hasPrefix("/") {
+            throw LayersError.unsafeEntry(path: file, entry: entry ?? name, reason: "absolute \(what) \(name)")
+        }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: true).map(String.init).filter { $0 != "." }
+        if parts.contains("..") {
+            throw LayersError.unsafeEntry(path: file, entry: entry ?? name, reason: "\(what) \(name) climbs out with ..")
+        }
+        return parts
+    }
+
+    /// Whether a symlink target, read inside the root from the link's directory, stays inside.
+    /// Absolute targets are taken as relative to the root, as a container sees them.
+    static func symlinkStaysInside(target: String, linkParent: [String]) -> Bool {
+        var depth = target.hasPrefix("/") ? 0 : linkParent.count
+        for c in target.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." {
+                depth -= 1
+                if depth < 0 { return false }
+            } else {
+                depth += 1
+            }
+        }
+        return true
+    }
+
+    struct State {
+        let root: String
+        let file: String
+        let isRoot: Bool
+        var created = Set<String>()
+        var directoryTimes: [(String, Int64)] = []
+
+        init(root: String, file: String, isRoot: Bool) {
+            self.root = root
+            self.file = file
+            self.isRoot = isRoot
+        }
+
+        func abs(_ parts: [String]) -> String { parts.isEmpty ? root : root + "/" + parts.joined(separator: "/") }
+
+        /// Makes sure every directory leading to `parts` (not the last) is a real directory inside
+        /// the root, making missing ones; refuses a symlink on the way.
+        func prepareParents(_ parts: [String], entry: String) throws {
+            for i in 0..<max(0, parts.count - 1) {
+                let p = abs(Array(parts[0...i]))
+                if let st = try FileSystem.lstatIfExists(p) {
+                    if st.isSymlink {
+                        throw LayersError.unsafeEntry(path: file, entry: entry, reason: "\(parts[0...i].joined(separator: "/")) on its path is a symlink")
+                    }
+                    if !st.isDirectory {
+                        throw LayersError.unsafeEntry(path: file, entry: entry, reason: "\(parts[0...i].joined(separator: "/")) on its path is not a directory")
+                    }
+                } else if mkdir(p, 0o755) != 0 {
+                    throw LayersError.io(path: p, operation: "mkdir", errno: errno)
+                }
+            }
+        }
+
+        /// Removes what is at a path unless it is a directory that the entry keeps.
+        func clear(_ p: String, keepDirectory: Bool) throws {
+            guard let st = try FileSystem.lstatIfExists(p) else { return }
+            if st.isDirectory && keepDirectory { return }
+            try FileSystem.removeTree(p)
+        }
+
+        mutating func apply(_ ae: OpaquePointer, reader: ArchiveReader, result: inout ApplyResult) throws {
+            let name = ArchiveReader.entryName(ae)
+            let parts = try LayerApply.components(name, file: file)
+            guard let last = parts.last else { return } // the root itself: its metadata stays the host's
+            try prepareParents(parts, entry: name)
+            let parent = Array(parts.dropLast())
+            result.entries += 1
+
+            if last.hasPrefix(LayerEntry.whiteoutPrefix) {
+                if last == LayerEntry.opaqueName {
+                    let dir = abs(parent)
+                    if let st = try FileSystem.lstatIfExists(dir), st.isDirectory {
+                        for c in try FileSystem.children(dir) where !created.contains((parent + [c]).joined(separator: "/")) {
+                            try FileSystem.removeTree(dir + "/" + c)
+                        }
+                    }
+                    result.opaqueDirectories += 1
+                } else if last.hasPrefix(".wh..wh.") {
+                    // aufs housekeeping: nothing to apply.
+                } else {
+                    let hidden = String(last.dropFirst(LayerEntry.whiteoutPrefix.count))
+                    guard !hidden.isEmpty, hidden != ".", hidden != ".." else {
+                        throw LayersError.unsafeEntry(path: file, entry: name, reason: "whiteout of \"\(hidden)\"")
+                    }
+                    try FileSystem.removeTree(abs(parent + [hidden]))
+                    result.whiteouts += 1
+                }
+                return
+            }
+
+            let p = abs(parts)
+            let rel = parts.joined(separator: "/")
+            let mode = archive_entry_mode(ae)
+            let perm = mode & 0o7777
+            if let hl = archive_entry_hardlink(ae) {
+                let targetName = String(cString: hl)
+                let tparts = try LayerApply.components(targetName, file: file, entry: name, what: "hardlink target")
+                let trel = tparts.joined(separator: "/")
+                guard created.contains(trel), trel != rel else {
+                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is not an earlier entry of this layer")
+                }
+                try prepareParents(tparts, entry: name)
+                guard let tst = try FileSystem.lstatIfExists(abs(tparts)), !tst.isDirectory else {
+                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is missing or a directory")
+                }
+                try clear(p, keepDirectory: false)
+                guard linkat(AT_FDCWD, abs(tparts), AT_FDCWD, p, 0) == 0 else {
+                    throw LayersError.io(path: p, operation: "link", errno: errno)
+                }
+                created.insert(rel)
+                return
+            }
+
+            switch mode & S_IFMT {
+            case S_IFDIR:
+                try clear(p, keepDirectory: true)
+                if !FileSystem.exists(p), mkdir(p, 0o700) != 0 { throw LayersError.io(path: p, operation: "mkdir", errno: errno) }
+            case S_IFREG:
+                try clear(p, keepDirectory: false)
+                let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw LayersError.io(path: p, operation: "create", errno: errno) }
+                defer { close(fd) }
+                try reader.readData(entry: name) { offset, chunk in
+                    var done = 0
+                    while done < chunk.count {
+                        let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(offset) + off_t(done))
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw LayersError.io(path: p, operation: "write", errno: errno)
+                        }
+                        done += n
+                    }
+                    result.bytes += Int64(chunk.count)
+                }
+                let size = archive_entry_size(ae)
+                guard ftruncate(fd, off_t(size)) == 0 else { throw LayersError.io(path: p, operation: "truncate", errno: errno) }
+            case S_IFLNK:
+                let target = archive_entry_symlink(ae).map { String(cString: $0) } ?? ""
+                guard LayerApply.symlinkStaysInside(target: target, linkParent: parent) else {
+                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "symlink to \(target) points outside the root")
+                }
+                try clear(p, keepDirectory: false)
+                guard symlink(target, p) == 0 else { throw LayersError.io(path: p, operation: "symlink", errno: errno) }
+            case S_IFCHR, S_IFBLK:
+                guard isRoot else {
+                    throw LayersError.unsupportedEntry(path: file, entry: name, reason: "device nodes need root")
+                }
+                try clear(p, keepDirectory: false)
+                let dev = makeDevice(major: UInt64(archive_entry_rdevmajor(ae)), minor: UInt64(archive_entry_rdevminor(ae)))
+                guard mknod(p, (mode & S_IFMT) | 0o600, dev) == 0 else { throw LayersError.io(path: p, operation: "mknod", errno: errno) }
+            case S_IFIFO:
+                try clear(p, keepDirectory: false)
+                guard mkfifo(p, 0o600) == 0 else { throw LayersError.io(path: p, operation: "mkfifo", errno: errno) }
+            default:
+                throw LayersError.unsupportedEntry(path: file, entry: name, reason: "file type 0o\(String(mode & S_IFMT, radix: 8)) is not applied")
+            }
+            created.insert(rel)
+
+            let isLink = mode & S_IFMT == S_IFLNK
+            if isRoot {
+                guard lchown(p, uid_t(archive_entry_uid(ae)), gid_t(archive_entry_gid(ae))) == 0 else {
+                    throw LayersError.io(path: p, operation: "lchown", errno: errno)
+                }
+            }
+            for (k, v) in ArchiveReader.xattrs(ae) {
+                // Without root, trusted.* and security.* cannot be set; user.* must be.
+                if !isRoot && !k.hasPrefix("user.") { continue }
+                do { try FileSystem.setXattr(p, k, v) } catch LayersError.io(_, _, let e) {
+                    throw LayersError.unsupportedEntry(path: file, entry: name, reason: "xattr \(k): \(String(cString: strerror(e)))")
+                }
+            }
+            if !isLink {
+                guard chmod(p, perm) == 0 else { throw LayersError.io(path: p, operation: "chmod", errno: errno) }
+            }
+            let mtime = Int64(archive_entry_mtime(ae))
+            if mode & S_IFMT == S_IFDIR {
+                directoryTimes.append((p, mtime))
+            } else {
+                try setMtime(p, mtime)
+            }
+        }
+
+        func setMtime(_ p: String, _ mtime: Int64) throws {
+            var ts = [timespec(tv_sec: Int(mtime), tv_nsec: 0), timespec(tv_sec: Int(mtime), tv_nsec: 0)]
+            guard utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) == 0 else {
+                throw LayersError.io(path: p, operation: "utimensat", errno: errno)
+            }
+        }
+
+        /// Directory times are set last, once nothing more is written into them.
+        func finish() throws {
+            for (p, t) in directoryTimes.reversed() where FileSystem.exists(p) { try setMtime(p, t) }
+        }
+    }
+}
+
+/// Reads a layer tar's entries without unpacking it.
+public enum LayerReader {
+    public struct Listing: Sendable {
+        public var entries: [LayerEntry]
+        public var digest: Digest
+        public var size: Int64
+        public var compression: String
+    }
+
+    public static func list(_ file: String) throws -> Listing {
+        let reader = try ArchiveReader(path: file)
+        var entries: [LayerEntry] = []
+        while let ae = try reader.next() {
+            let name = ArchiveReader.entryName(ae)
+            var path = name
+            while path.hasPrefix("./") { path.removeFirst(2) }
+            while path.hasSuffix("/") { path.removeLast() }
+            let base = LayerEntry.base(path), parent = LayerEntry.parent(path)
+            let mode = archive_entry_mode(ae)
+            let kind: LayerEntry.Kind
+            if base == LayerEntry.opaqueName {
+                path = parent
+                kind = .opaque
+            } else if base.hasPrefix(LayerEntry.whiteoutPrefix) {
+                path = LayerEntry.join(parent, String(base.dropFirst(LayerEntry.whiteoutPrefix.count)))
+                kind = .whiteout
+            } else if let hl = archive_entry_hardlink(ae) {
+                kind = .hardlink(target: String(cString: hl))
+            } else {
+                switch mode & S_IFMT {
+                case S_IFDIR: kind = .directory
+                case S_IFLNK: kind = .symlink(target: archive_entry_symlink(ae).map { String(cString: $0) } ?? "")
+                case S_IFCHR: kind = .characterDevice(major: UInt32(archive_entry_rdevmajor(ae)), minor: UInt32(archive_entry_rdevminor(ae)))
+                case S_IFBLK: kind = .blockDevice(major: UInt32(archive_entry_rdevmajor(ae)), minor: UInt32(archive_entry_rdevminor(ae)))
+                case S_IFIFO: kind = .fifo
+                default: kind = .regular
+                }
+            }
+            entries.append(LayerEntry(path: path, kind: kind, mode: UInt32(mode & 0o7777), uid: UInt32(archive_entry_uid(ae)),
+                                      gid: UInt32(archive_entry_gid(ae)), size: archive_entry_size(ae),
+                                      mtime: Int64(archive_entry_mtime(ae)), xattrs: ArchiveReader.xattrs(ae)))
+        }
+        let compression = reader.filterName
+        let (digest, size) = try reader.finishDigest()
+        return Listing(entries: entries, digest: digest, size: size, compression: compression)
+    }
+
+    /// The digest and size of the decompressed tar (the diff_id).
+    public static func diffID(_ file: String) throws -> (Digest, Int64) {
+        let reader = try ArchiveReader(path: file, raw: true)
+        var hasher = SHA256Hasher()
+        var total: Int64 = 0
+        guard try reader.next() != nil else { return (Digest.of(Data()), 0) }
+        try reader.readData(entry: "(raw)") { _, chunk in
+            hasher.update(chunk)
+            total += Int64(chunk.count)
+        }
+        return (hasher.digest, total)
+    }
+}
+
+/// glibc's makedev(3), which Swift cannot import (it is a macro).
+func makeDevice(major: UInt64, minor: UInt64) -> dev_t {
+    dev_t(((major & 0xfff) << 8) | ((major & ~0xfff) << 32) | (minor & 0xff) | ((minor & ~0xff) << 12))
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Everything Layers refuses or fails at, naming the file and the entry.
+public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A system call failed on a path.
+    case io(path: String, operation: String, errno: Int32)
+    /// A blob's content does not hash to the digest it is stored under or referenced by.
+    case digestMismatch(path: String, expected: String, actual: String)
+    case sizeMismatch(path: String, digest: String, expected: Int64, actual: Int64)
+    case blobNotFound(layout: String, digest: String)
+    case invalidDigest(String)
+    /// A JSON document of a layout that does not decode or breaks the image spec.
+    case invalidDocument(path: String, reason: String)
+    case tagNotFound(layout: String, tag: String)
+    case notALayout(path: String, reason: String)
+    /// libarchive reported an error while reading or writing a tar.
+    case archive(path: String, entry: String?, message: String)
+    /// A layer entry that would land outside the root: `..`, an absolute path, a path or link
+    /// through a symlink, a hardlink to something outside the layer.
+    case unsafeEntry(path: String, entry: String, reason: String)
+    /// A layer entry this process may not create (a device node without root, an unknown type).
+    case unsupportedEntry(path: String, entry: String, reason: String)
+    case compression(path: String, message: String)
+    case driverUnavailable(driver: String, reason: String)
+    case driverFailure(driver: String, layer: String, message: String)
+    case layerNotFound(driver: String, layer: String)
+    case layerExists(driver: String, layer: String)
+    case commandFailed(command: String, status: Int32, output: String)
+    case invalidArgument(String)
+    /// A step was stopped by SIGINT or SIGTERM (Ctrl-C reaches the whole process group).
+    case interrupted(signal: Int32)
+
+    public var description: String {
+        switch self {
+        case let .io(path, operation, errno):
+            return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .digestMismatch(path, expected, actual):
+            return "\(path): content hashes to \(actual), expected \(expected)"
+        case let .sizeMismatch(path, digest, expected, actual):
+            return "\(path): blob \(digest) has \(actual) bytes, its descriptor says \(expected)"
+        case let .blobNotFound(layout, digest):
+            return "\(layout): blob \(digest) not found"
+        case let .invalidDigest(d):
+            return "invalid digest \"\(d)\": expected sha256: followed by 64 lowercase hex digits"
+        case let .invalidDocument(path, reason):
+            return "\(path): \(reason)"
+        case let .tagNotFound(layout, tag):
+            return "\(layout): no image tagged \"\(tag)\" in index.json"
+        case let .notALayout(path, reason):
+            return "\(path): not an OCI image layout: \(reason)"
+        case let .archive(path, entry, message):
+            return "\(path)\(entry.map { ": entry \($0)" } ?? ""): \(message)"
+        case let .unsafeEntry(path, entry, reason):
+            return "\(path): entry \(entry) refused: \(reason)"
+        case let .unsupportedEntry(path, entry, reason):
+            return "\(path): entry \(entry) not applied: \(reason)"
+        case let .compression(path, message):
+            return "\(path): compression failed: \(message)"
+        case let .driverUnavailable(driver, reason):
+            return "storage driver \(driver) does not work here: \(reason)"
+        case let .driverFailure(driver, layer, message):
+            return "storage driver \(driver), layer \(layer): \(message)"
+        case let .layerNotFound(driver, layer):
+            return "storage driver \(driver): no layer \(layer)"
+        case let .layerExists(driver, layer):
+            return "storage driver \(driver): layer \(layer) already exists"
+        case let .commandFailed(command, status, output):
+            let tail = output.trimmingCharacters(in: .whitespacesAndNewlines)
+            return "\(command) exited with status \(status)\(tail.isEmpty ? "" : ": \(tail)")"
+        case let .invalidArgument(message):
+            return message
+        case let .interrupted(signal):
+            return "interrupted by signal \(signal)"
+        }
+    }
+}
