@@ -12,6 +12,8 @@ packages=(
   mmdebstrap util-linux mount linux-image-amd64 busybox-static
   # layers: OCI reference tools, storage drivers, zstd
   libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
+  # container pass: the runtime that starts the bundle
+  runc
   # benchmarks
   time bc
 )

@@ -6,15 +6,17 @@ import Layers
 struct BuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build",
-        abstract: "Build a recipe into a VM disk (a qcow2 chain, one overlay per step) and measure each step.",
+        abstract: "Build a recipe into a layered OCI image and a qcow2 VM disk, step by step, and measure each step.",
         discussion: """
-            Outputs go to out/NAME/ (--output): vm/chain/*.qcow2 (base first, each backed by the one \
-            before), vm/disk.qcow2 (flattened), vm/boot/{vmlinuz,initrd.img}, and report.json. \
+            Outputs go to out/NAME/ (--output): oci/ (OCI layout, tagged NAME), bundle/ (runtime \
+            bundle for runc), vm/chain/*.qcow2 (base first, each backed by the one before), \
+            vm/disk.qcow2 (flattened), vm/boot/{vmlinuz,initrd.img}, and report.json. \
             Exit status: 0 built, 1 a step or the base failed, 2 the recipe is not accepted.
             """)
 
     @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
-    @Option(help: "vm (the container target arrives with the layers module).") var target: BuildTarget = .vm
+    @Option(help: "container, vm or both.") var target: BuildTarget = .both
+    @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver = "overlay"
     @Option(help: "Output folder (default out/NAME).") var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
@@ -22,7 +24,7 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
 
-    enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case vm }
+    enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
 
     func validate() throws {
         for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
@@ -44,7 +46,8 @@ struct BuildCommand: ParsableCommand {
         var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
         options.noCache = noCache
         options.buildArgs = args
-        options.targets = [.vm]
+        options.targets = target == .both ? [.container, .vm] : target == .vm ? [.vm] : [.container]
+        options.driver = driver
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
         let report: BuildReport
@@ -56,6 +59,10 @@ struct BuildCommand: ParsableCommand {
             Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             if case .recipe = e { throw ExitCode(2) }
+            throw ExitCode(1)
+        } catch let e as LayersError {
+            Cleanup.runAll()
+            printErr("imgbench: error: \(e)")
             throw ExitCode(1)
         }
         switch format {
@@ -85,7 +92,8 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
 
     func stepFinished(index: Int, target: String, measure: BuildReport.Measure) {
         guard enabled else { return }
-        let size = measure.qcow2AllocatedBytes.map { ", \(ByteSize.format($0)) allocated" } ?? ""
+        let size = measure.qcow2AllocatedBytes.map { ", \(ByteSize.format($0)) allocated" }
+            ?? measure.layerCompressedBytes.map { ", layer \(ByteSize.format($0))" } ?? ""
         printErr("    \(measure.cacheHit ? "cached" : "done") in " + String(format: "%.1f s", measure.seconds) + size)
     }
 
@@ -96,17 +104,22 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
 
 enum BuildReportTable {
     static func render(_ r: BuildReport) -> String {
-        var t = TextTable(header: ["step", "instruction", "target", "vm s", "vm cached", "vm allocated"])
-        func row(_ name: String, _ text: String, _ target: String, _ m: BuildReport.Measure?) {
-            t.rows.append([name, String(text.prefix(50)), target,
-                           m.map { String(format: "%.1f", $0.seconds) } ?? "-", m.map { $0.cacheHit ? "yes" : "no" } ?? "-",
-                           m?.qcow2AllocatedBytes.map(ByteSize.format) ?? "-"])
+        var t = TextTable(header: ["step", "instruction", "target", "ctr s", "layer gz", "layer tar", "vm s", "vm allocated", "cached"])
+        func secs(_ m: BuildReport.Measure?) -> String { m.map { String(format: "%.1f", $0.seconds) } ?? "-" }
+        func row(_ name: String, _ text: String, _ target: String, _ c: BuildReport.Measure?, _ v: BuildReport.Measure?) {
+            let cached = [c.map { "ctr:" + ($0.cacheHit ? "yes" : "no") }, v.map { "vm:" + ($0.cacheHit ? "yes" : "no") }].compactMap { $0 }
+            t.rows.append([name, String(text.prefix(44)), target, secs(c),
+                           c?.layerCompressedBytes.map(ByteSize.format) ?? "-", c?.layerUncompressedBytes.map(ByteSize.format) ?? "-",
+                           secs(v), v?.qcow2AllocatedBytes.map(ByteSize.format) ?? "-", cached.isEmpty ? "-" : cached.joined(separator: " ")])
         }
-        row("base", r.base.description, "both", r.base.vm)
-        for s in r.steps { row("\(s.index)", s.instruction, s.target, s.vm) }
-        if let f = r.finalisation { row("final", f.description, "vm", f.vm) }
+        row("base", r.base.description, "both", r.base.container, r.base.vm)
+        for s in r.steps { row("\(s.index)", s.instruction, s.target, s.container, s.vm) }
+        if let f = r.finalisation { row("final", f.description, "vm", nil, f.vm) }
         var lines = [t.render(), ""]
         lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses))
+        if let c = r.totals.imageCompressedBytes, let u = r.totals.imageUncompressedBytes {
+            lines.append("container: image \(ByteSize.format(c)) compressed, \(ByteSize.format(u)) uncompressed" + (r.outputs.imageDigest.map { ", \($0)" } ?? ""))
+        }
         if let a = r.totals.vmChainAllocatedBytes, let f = r.totals.vmFlattenedAllocatedBytes, let v = r.totals.vmVirtualSize {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
         }

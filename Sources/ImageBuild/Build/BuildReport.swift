@@ -75,7 +75,10 @@ public struct BuildReport: Codable, Equatable, Sendable {
 
     public struct Outputs: Codable, Equatable, Sendable {
         public var folder: String
+        /// Paths relative to `folder`.
         public var ociLayout: String?
+        /// The manifest digest of the image, tagged with the recipe's name in the layout.
+        public var imageDigest: String?
         public var bundle: String?
         /// The VM chain, base first, each backed by the one before.
         public var vmChain: [String]?

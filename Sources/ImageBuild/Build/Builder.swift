@@ -1,4 +1,5 @@
 import Foundation
+import Layers
 import QcowIO
 
 /// What a build tells whoever draws its progress.
@@ -14,7 +15,9 @@ public struct BuildOptions: Sendable {
     public var output: String
     public var cache: String
     public var noCache = false
-    public var targets: Set<StepTarget> = [.vm]
+    public var targets: Set<StepTarget> = [.container, .vm]
+    /// The storage driver of the container pass.
+    public var driver = "overlay"
     public var buildArgs: [String: String] = [:]
     public var sourceDateEpoch: Int?
 
@@ -49,12 +52,25 @@ public final class Builder {
         var workdir = "/"
         var user: String?
         var shell = ["/bin/sh", "-c"]
+        var image = ContainerConfig()
 
-        mutating func apply(_ i: Step.Instruction) {
+        mutating func apply(_ i: Step.Instruction, environment: [KeyValue]) {
             switch i {
-            case let .workdir(w): workdir = w
-            case let .user(u): user = u
+            case let .workdir(w): workdir = w; image.workingDir = w
+            case let .user(u): user = u; image.user = u
             case let .shell(s): shell = s
+            case .env:
+                var env = environment.map { "\($0.key)=\($0.value)" }
+                if !environment.contains(where: { $0.key == "PATH" }) { env.insert("PATH=\(Sandbox.defaultPath)", at: 0) }
+                image.env = env
+            case let .cmd(c): image.cmd = c.argv(shell: shell)
+            case let .entrypoint(e): image.entrypoint = e.argv(shell: shell)
+            case let .label(kvs): for kv in kvs { image.labels = (image.labels ?? [:]).merging([kv.key: kv.value]) { $1 } }
+            case let .expose(ports):
+                for p in ports { image.exposedPorts = (image.exposedPorts ?? [:]).merging([p: .init()]) { $1 } }
+            case let .volume(vols):
+                for v in vols { image.volumes = (image.volumes ?? [:]).merging([v: .init()]) { $1 } }
+            case let .stopSignal(sig): image.stopSignal = sig
             default: break
             }
         }
@@ -67,13 +83,31 @@ public final class Builder {
 
         // Base.
         let baseStart = Date()
-        let (baseKey, baseRoot, baseHit, baseDescription) = try prepareBase()
-        let plan = try BuildPlan.make(recipe, baseKey: baseKey)
-        var baseMeasure = BuildReport.Measure(seconds: Date().timeIntervalSince(baseStart), cacheHit: baseHit)
+        let base = try prepareBase()
+        let plan = try BuildPlan.make(recipe, baseKey: base.key)
+        var baseMeasure = BuildReport.Measure(seconds: Date().timeIntervalSince(baseStart), cacheHit: base.hit)
         let vm = options.targets.contains(.vm)
             ? try VMPass(settings: recipe.vm, cache: options.cache, noCache: options.noCache, events: events) : nil
         defer { vm?.cleanScratch() }
-        var basePhase = BuildReport.Phase(description: baseDescription, key: plan.rootKey, container: nil, vm: nil)
+        let container = options.targets.contains(.container)
+            ? try ContainerPass(driver: options.driver, cache: options.cache, noCache: options.noCache,
+                                sourceDateEpoch: options.sourceDateEpoch, events: events) : nil
+        defer { container?.close() }
+        var config = ConfigState()
+        var basePhase = BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil)
+        if let container {
+            var m: BuildReport.Measure
+            if let (layout, image) = base.image {
+                m = try container.base(image: image, layout: layout)
+                if let c = image.config.config { config.image = c }
+            } else {
+                m = try container.base(key: plan.rootKey, root: base.root, description: base.description)
+            }
+            m.seconds += baseMeasure.seconds
+            basePhase.container = m
+        }
+        let baseRoot = base.root
+        let baseHit = base.hit
         if let vm {
             var m = try vm.base(key: plan.rootKey, root: baseRoot, sourceDateEpoch: options.sourceDateEpoch)
             m.seconds += baseMeasure.seconds
@@ -84,14 +118,26 @@ public final class Builder {
 
         // Steps.
         var reports: [BuildReport.StepReport] = []
-        var config = ConfigState()
         let sink = events
         let onOutput: @Sendable (String) -> Void = { sink.output($0) }
         for p in plan.steps {
             let s = p.step
             var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
                                            target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles)
-            config.apply(s.instruction)
+            config.apply(s.instruction, environment: s.environment)
+            if let container, s.target.includes(.container) {
+                if s.instruction.changesFiles {
+                    events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
+                    let cfg = config
+                    let m = try container.step(key: p.key, text: s.text) { root in
+                        try self.perform(s, sources: p.sources, root: root, config: cfg, plan: plan, onOutput: onOutput)
+                    }
+                    events.stepFinished(index: p.index, target: "container", measure: m)
+                    r.container = m
+                } else {
+                    container.metadata(s.text)
+                }
+            }
             if let vm, s.target.includes(.vm), s.instruction.changesFiles {
                 events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
                 let cfg = config
@@ -139,7 +185,21 @@ public final class Builder {
                 totals.vmFlattenedDiskBytes = e.flattened.chain[0].diskBytes
                 totals.vmVirtualSize = e.flattened.virtualSize
             }
-            let measures = [basePhase.vm, finalisation?.vm].compactMap { $0 } + reports.compactMap(\.vm)
+            if let container {
+                events.note("container: writing the OCI layout and the runtime bundle")
+                outputs.ociLayout = "oci"
+                let digest = try container.export(layout: "\(partial)/oci", tag: recipe.name, config: config.image)
+                outputs.imageDigest = digest
+                let layout = try ImageLayout(opening: "\(partial)/oci")
+                try RuntimeBundle.write(at: "\(partial)/bundle", layers: container.layers.map { layout.blobs.path(of: $0.descriptor.digest) },
+                                        config: config.image, hostname: recipe.name)
+                outputs.bundle = "bundle"
+                let cm = [basePhase.container].compactMap { $0 } + reports.compactMap(\.container)
+                totals.containerSeconds = cm.map(\.seconds).reduce(0, +)
+                totals.imageCompressedBytes = container.layers.map { UInt64($0.descriptor.size) }.reduce(0, +)
+                totals.imageUncompressedBytes = cm.compactMap(\.layerUncompressedBytes).reduce(0, +)
+            }
+            let measures = [basePhase.container, basePhase.vm, finalisation?.vm].compactMap { $0 } + reports.flatMap { [$0.container, $0.vm].compactMap { $0 } }
             totals.cacheHits = measures.filter(\.cacheHit).count
             totals.cacheMisses = measures.count - totals.cacheHits
             if vm != nil {
@@ -166,8 +226,18 @@ public final class Builder {
         }
     }
 
+    struct Base {
+        var key: String
+        /// The base as a folder (what the VM's base disk is made from).
+        var root: String
+        var hit: Bool
+        var description: String
+        /// For FROM oci:: the layout and image, whose layers the container side keeps.
+        var image: (ImageLayout, ImageLayout.Image)?
+    }
+
     /// The base root folder, made (and cached) when needed.
-    func prepareBase() throws -> (key: String, root: String, hit: Bool, description: String) {
+    func prepareBase() throws -> Base {
         let fm = FileManager.default
         switch recipe.base {
         case let .debian(suite, variant):
@@ -185,13 +255,35 @@ public final class Builder {
                     throw BuildError.invalid("\(recipe.baseLocation): the base debian:\(suite) cannot be made: \(e)")
                 }
             }
-            return (base.key, root, hit, "debian:\(suite) \(variant) (mmdebstrap)")
+            return Base(key: base.key, root: root, hit: hit, description: "debian:\(suite) \(variant) (mmdebstrap)")
         case .scratch:
             let root = "\(options.cache)/bases/scratch/root"
             try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
-            return ("scratch", root, true, "scratch")
-        case let .ociLayout(path, _):
-            throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM oci:\(path) needs the container layers module, which this build does not have yet"))
+            return Base(key: "scratch", root: root, hit: true, description: "scratch")
+        case let .ociLayout(path, tag):
+            let full = path.hasPrefix("/") ? path : "\(recipe.context)/\(path)"
+            let layout: ImageLayout
+            let image: ImageLayout.Image
+            do {
+                layout = try ImageLayout(opening: full)
+                image = try layout.image(tag: tag)
+            } catch {
+                throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM oci:\(path)\(tag.map { ":" + $0 } ?? ""): \(error)"))
+            }
+            let digest = image.manifestDescriptor.digest
+            let root = "\(options.cache)/bases/oci-\(digest.hex.prefix(32))/root"
+            var hit = true
+            if !fm.fileExists(atPath: root) {
+                hit = false
+                events.note("base: unpacking \(path) (\(digest)) into a folder for the VM disk")
+                try? fm.removeItem(atPath: root + ".partial")
+                try fm.createDirectory(atPath: root + ".partial", withIntermediateDirectories: true)
+                for d in image.manifest.layers {
+                    _ = try LayerApply.apply(layer: layout.blobs.path(of: d.digest), to: root + ".partial", expecting: d.digest)
+                }
+                try fm.moveItem(atPath: root + ".partial", toPath: root)
+            }
+            return Base(key: digest.description, root: root, hit: hit, description: "oci:\(path) \(digest)", image: (layout, image))
         }
     }
 

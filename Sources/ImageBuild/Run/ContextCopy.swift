@@ -167,27 +167,27 @@ public struct ContextCopy: Sendable {
 
     /// `user[:group]`, names looked up in the root's /etc/passwd and /etc/group.
     func resolveOwner(_ spec: String, root: String) throws -> (uid_t, gid_t) {
-        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
-        func lookup(_ name: String, file: String) throws -> UInt32 {
-            if let n = UInt32(name) { return n }
-            let text = (try? String(contentsOfFile: "\(root)/etc/\(file)", encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") {
-                let f = line.split(separator: ":", omittingEmptySubsequences: false)
-                if f.count > 2, f[0] == name, let id = UInt32(f[2]) { return id }
-            }
-            throw BuildError.recipe(RecipeError(location, "--chown: no \(file == "passwd" ? "user" : "group") '\(name)' in the image's /etc/\(file)"))
+        guard let o = ContextCopy.owner(spec, root: root) else {
+            throw BuildError.recipe(RecipeError(location, "--chown=\(spec): no such user or group in the image's /etc/passwd or /etc/group"))
         }
-        let uid = try lookup(parts[0], file: "passwd")
-        var gid = uid
+        return o
+    }
+
+    /// A `user[:group]` spec (names or numbers) as uid and gid, names looked up in the root's
+    /// /etc/passwd and /etc/group; a user alone takes its primary group. Nil for an unknown name.
+    public static func owner(_ spec: String, root: String) -> (uid_t, gid_t)? {
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        func entries(_ file: String) -> [[Substring]] {
+            let text = (try? String(contentsOfFile: "\(root)/etc/\(file)", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
+        }
+        let passwd = entries("passwd")
+        let user = passwd.first { $0.count > 3 && $0[0] == parts[0] }
+        guard let uid = UInt32(parts[0]) ?? user.flatMap({ UInt32($0[2]) }) else { return nil }
+        var gid = user.flatMap { UInt32($0[3]) } ?? uid
         if parts.count == 2 {
-            gid = try lookup(parts[1], file: "group")
-        } else if UInt32(parts[0]) == nil {
-            // The user's primary group.
-            let text = (try? String(contentsOfFile: "\(root)/etc/passwd", encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") {
-                let f = line.split(separator: ":", omittingEmptySubsequences: false)
-                if f.count > 3, f[0] == parts[0], let g = UInt32(f[3]) { gid = g }
-            }
+            guard let g = UInt32(parts[1]) ?? entries("group").first(where: { $0.count > 2 && $0[0] == parts[1] }).flatMap({ UInt32($0[2]) }) else { return nil }
+            gid = g
         }
         return (uid, gid)
     }
