@@ -42,7 +42,7 @@ let package = Package(
             ]),
         .testTarget(name: "LayersTests", dependencies: ["Layers"]),
 
-        .target(name: "ImageBuild", dependencies: ["QcowIO", "Layers", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ImageBuild", dependencies: ["QcowIO", "Layers", "CGuestfs", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
 
         // The command line: argument parsing and rendering, over the libraries.

@@ -17,6 +17,8 @@ struct BuildCommand: ParsableCommand {
     @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
     @Option(help: "container, vm or both.") var target: BuildTarget = .both
     @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver = "overlay"
+    @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower).")
+    var vmBackend = "loop"
     @Option(help: "Output folder (default out/NAME).") var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
@@ -48,6 +50,7 @@ struct BuildCommand: ParsableCommand {
         options.buildArgs = args
         options.targets = target == .both ? [.container, .vm] : target == .vm ? [.vm] : [.container]
         options.driver = driver
+        options.vmBackend = vmBackend
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
         let report: BuildReport

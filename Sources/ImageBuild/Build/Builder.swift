@@ -18,6 +18,8 @@ public struct BuildOptions: Sendable {
     public var targets: Set<StepTarget> = [.container, .vm]
     /// The storage driver of the container pass.
     public var driver = "overlay"
+    /// How the VM pass reaches the disk: "loop" (root) or "guestfs" (libguestfs's appliance).
+    public var vmBackend = "loop"
     public var buildArgs: [String: String] = [:]
     public var sourceDateEpoch: Int?
 
@@ -87,7 +89,7 @@ public final class Builder {
         let plan = try BuildPlan.make(recipe, baseKey: base.key)
         var baseMeasure = BuildReport.Measure(seconds: Date().timeIntervalSince(baseStart), cacheHit: base.hit)
         let vm = options.targets.contains(.vm)
-            ? try VMPass(settings: recipe.vm, cache: options.cache, noCache: options.noCache, events: events) : nil
+            ? try VMPass(settings: recipe.vm, backend: try vmBackend(), cache: options.cache, noCache: options.noCache, events: events) : nil
         defer { vm?.cleanScratch() }
         let container = options.targets.contains(.container)
             ? try ContainerPass(driver: options.driver, cache: options.cache, noCache: options.noCache,
@@ -130,7 +132,7 @@ public final class Builder {
                     events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
                     let cfg = config
                     let m = try container.step(key: p.key, text: s.text) { root in
-                        try self.perform(s, sources: p.sources, root: root, config: cfg, plan: plan, onOutput: onOutput)
+                        try self.perform(s, in: LocalRoot(root: root), config: cfg, plan: plan, onOutput: onOutput)
                     }
                     events.stepFinished(index: p.index, target: "container", measure: m)
                     r.container = m
@@ -141,8 +143,8 @@ public final class Builder {
             if let vm, s.target.includes(.vm), s.instruction.changesFiles {
                 events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
                 let cfg = config
-                let m = try vm.step(key: p.key, label: s.text) { root in
-                    try self.perform(s, sources: p.sources, root: root, config: cfg, plan: plan, onOutput: onOutput)
+                let m = try vm.step(key: p.key, label: s.text) { disk in
+                    try self.perform(s, in: disk, config: cfg, plan: plan, onOutput: onOutput)
                 }
                 events.stepFinished(index: p.index, target: "vm", measure: m)
                 r.vm = m
@@ -154,11 +156,7 @@ public final class Builder {
         var finalisation: BuildReport.Phase?
         if let vm {
             events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: "finalise: kernel, initramfs, fstab, boot files")
-            let last = plan.steps.last
-            let sandboxFor: (String) -> Sandbox = { root in
-                Sandbox(root: root, environment: last?.step.environment ?? [], workdir: "/", user: nil)
-            }
-            let m = try vm.finalise(key: plan.finalKey, sandbox: sandboxFor, onOutput: onOutput)
+            let m = try vm.finalise(key: plan.finalKey, environment: plan.steps.last?.step.environment ?? [], onOutput: onOutput)
             events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
             finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: plan.finalKey, container: nil, vm: m)
         }
@@ -287,22 +285,28 @@ public final class Builder {
         }
     }
 
-    /// Carries out a step that changes files, in `root`.
-    func perform(_ s: Step, sources: [String], root: String, config: ConfigState, plan: BuildPlan,
+    func vmBackend() throws -> VMPass.Backend {
+        guard let b = VMPass.Backend(rawValue: options.vmBackend) else {
+            throw BuildError.invalid("--vm-backend must be \(VMPass.Backend.allCases.map(\.rawValue).joined(separator: " or ")), not '\(options.vmBackend)'")
+        }
+        return b
+    }
+
+    /// Carries out a step that changes files, in a workspace.
+    func perform(_ s: Step, in disk: Workspace, config: ConfigState, plan: BuildPlan,
                  onOutput: @escaping @Sendable (String) -> Void) throws {
+        let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
         case let .run(cmd):
-            let sb = Sandbox(root: root, environment: s.buildArgs + s.environment, workdir: config.workdir, user: config.user)
-            let r = try sb.run(cmd.argv(shell: config.shell), onOutput: onOutput)
+            let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
+                                 workdir: config.workdir, user: config.user, onOutput: onOutput)
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
             }
         case let .copy(srcs, dest, chown, chmod):
-            try ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
-                .apply(sources: srcs, destination: dest, chown: chown, chmod: chmod, add: false, root: root)
+            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: false)
         case let .add(srcs, dest, chown, chmod):
-            try ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
-                .apply(sources: srcs, destination: dest, chown: chown, chmod: chmod, add: true, root: root)
+            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: true)
         default:
             break
         }

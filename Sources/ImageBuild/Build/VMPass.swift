@@ -11,7 +11,16 @@ import QcowIO
 /// initramfs of a finalised chain. An overlay is made as `KEY.qcow2.partial` and renamed only when
 /// its step succeeded, so the cache holds complete links only and survives failures.
 final class VMPass {
+    /// How a step reaches the disk.
+    enum Backend: String, CaseIterable, Sendable {
+        /// qemu-storage-daemon's FUSE export, a loop device and a mount (root; fast).
+        case loop
+        /// libguestfs's appliance (no root, no mounts on this host; slower).
+        case guestfs
+    }
+
     let settings: VMSettings
+    let backend: Backend
     let folder: String
     let scratch: String
     let noCache: Bool
@@ -20,8 +29,9 @@ final class VMPass {
     private(set) var top: String?
     private(set) var chain: [String] = []
 
-    init(settings: VMSettings, cache: String, noCache: Bool, events: BuildEvents) throws {
+    init(settings: VMSettings, backend: Backend, cache: String, noCache: Bool, events: BuildEvents) throws {
         self.settings = settings
+        self.backend = backend
         let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
         folder = "\(cache)/vm/\(BuildPlan.digest([tag]).prefix(16))"
         scratch = "\(cache)/tmp/vm-\(getpid())"
@@ -47,9 +57,9 @@ final class VMPass {
         return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
     }
 
-    /// Runs `work` on a new overlay of the current top mounted at a folder; the overlay becomes
-    /// the link `key`.
-    func step(key: String, label: String, _ work: (_ root: String) throws -> Void) throws -> BuildReport.Measure {
+    /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
+    /// becomes the link `key`.
+    func step(key: String, label: String, _ work: (_ disk: Workspace) throws -> Void) throws -> BuildReport.Measure {
         guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
         let start = Date()
         let p = path(key)
@@ -64,16 +74,29 @@ final class VMPass {
             virtualSize: 0, clusterSize: settings.clusterSize,
             backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
         do {
-            let mnt = "\(scratch)/mnt-\(key.prefix(12))"
-            let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem)
-            do {
-                try work(mnt)
-                disk.release()
-            } catch {
-                disk.release()
-                throw error
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            switch backend {
+            case .loop:
+                let mnt = "\(scratch)/mnt-\(key.prefix(12))"
+                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem)
+                do {
+                    try work(LocalRoot(root: mnt))
+                    disk.release()
+                } catch {
+                    disk.release()
+                    throw error
+                }
+                rmdir(mnt)
+            case .guestfs:
+                let disk = try GuestfsDisk(image: partial)
+                do {
+                    try work(GuestfsWorkspace(disk: disk, scratch: scratch))
+                    try disk.close()
+                } catch {
+                    try? disk.close()
+                    throw error
+                }
             }
-            rmdir(mnt)
             guard rename(partial, p) == 0 else { throw BuildError.io(path: p, message: String(cString: strerror(errno))) }
         } catch {
             unlink(partial)
@@ -96,37 +119,44 @@ final class VMPass {
 
     /// The finalisation: a kernel and initramfs (installed with apt when the image has none),
     /// /etc/fstab for a root on /dev/vda, and the boot files copied out beside the chain.
-    func finalise(key: String, sandbox: (String) -> Sandbox, onOutput: @escaping @Sendable (String) -> Void) throws -> BuildReport.Measure {
+    func finalise(key: String, environment: [KeyValue], onOutput: @escaping @Sendable (String) -> Void) throws -> BuildReport.Measure {
         let bootDir = "\(folder)/\(key).boot"
-        let m = try step(key: key, label: "finalise") { root in
-            if settings.kernel == .image && VMPass.kernels(in: root).isEmpty {
-                guard FileManager.default.fileExists(atPath: "\(root)/usr/bin/apt-get") else {
+        let fm = FileManager.default
+        let m = try step(key: key, label: "finalise") { disk in
+            let hasKernel = !VMPass.kernels(in: try disk.list("/boot")).isEmpty
+            if settings.kernel == .image && !hasKernel {
+                guard try disk.list("/usr/bin").contains("apt-get") else {
                     throw BuildError.invalid("vm: the image has no kernel in /boot and no apt-get to install one; add a `RUN --target=vm` step that installs a kernel and an initramfs, or use `# vm-kernel=host`")
                 }
                 events.note("vm: installing linux-image-amd64 to make the disk bootable")
-                let sb = sandbox(root)
-                let r = try sb.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"], onOutput: onOutput)
+                let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
+                                     environment: environment, workdir: "/", user: nil, onOutput: onOutput)
                 guard r.status == 0 else {
                     throw BuildError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
                                                    status: r.status, outputTail: Command.tail(r.output, lines: 20))
                 }
             }
-            let fstab = "# written by imgbench: the disk is one \(settings.filesystem) filesystem on the whole virtio disk\n/dev/vda / \(settings.filesystem) defaults,errors=remount-ro 0 1\n"
-            try Data(fstab.utf8).write(to: URL(fileURLWithPath: "\(root)/etc/fstab"))
-            let bootRoot = settings.kernel == .host ? "" : root
-            guard let (kernel, initrd) = VMPass.kernels(in: bootRoot).last else {
-                throw BuildError.invalid(settings.kernel == .host
-                    ? "vm-kernel=host: the build host has no kernel in /boot (scripts/install-deps.sh installs linux-image-amd64)"
-                    : "vm: no kernel in /boot after finalisation")
+            try disk.writeFile("/etc/fstab", "# written by imgbench: the disk is one \(settings.filesystem) filesystem on the whole virtio disk\n/dev/vda / \(settings.filesystem) defaults,errors=remount-ro 0 1\n")
+            try? fm.removeItem(atPath: bootDir + ".partial")
+            try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
+            if settings.kernel == .host {
+                let names = (try? fm.contentsOfDirectory(atPath: "/boot")) ?? []
+                guard let (kernel, initrd) = VMPass.kernels(in: names).last else {
+                    throw BuildError.invalid("vm-kernel=host: the build host has no kernel in /boot (scripts/install-deps.sh installs linux-image-amd64)")
+                }
+                try fm.copyItem(atPath: "/boot/\(kernel)", toPath: "\(bootDir).partial/vmlinuz")
+                if let i = initrd { try fm.copyItem(atPath: "/boot/\(i)", toPath: "\(bootDir).partial/initrd.img") }
+            } else {
+                guard let (kernel, initrd) = VMPass.kernels(in: try disk.list("/boot")).last else {
+                    throw BuildError.invalid("vm: no kernel in /boot after finalisation")
+                }
+                try disk.fetch("/boot/\(kernel)", to: "\(bootDir).partial/vmlinuz")
+                if let i = initrd { try disk.fetch("/boot/\(i)", to: "\(bootDir).partial/initrd.img") }
             }
-            try? FileManager.default.removeItem(atPath: bootDir + ".partial")
-            try FileManager.default.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: "\(bootRoot)/boot/\(kernel)", toPath: "\(bootDir).partial/vmlinuz")
-            if let i = initrd { try FileManager.default.copyItem(atPath: "\(bootRoot)/boot/\(i)", toPath: "\(bootDir).partial/initrd.img") }
-            try? FileManager.default.removeItem(atPath: bootDir)
-            try FileManager.default.moveItem(atPath: bootDir + ".partial", toPath: bootDir)
+            try? fm.removeItem(atPath: bootDir)
+            try fm.moveItem(atPath: bootDir + ".partial", toPath: bootDir)
         }
-        guard FileManager.default.fileExists(atPath: "\(bootDir)/vmlinuz") else {
+        guard fm.fileExists(atPath: "\(bootDir)/vmlinuz") else {
             throw BuildError.invalid("vm: the cached finalisation \(key.prefix(12)) lacks its boot files; rebuild with --no-cache")
         }
         return m
@@ -138,9 +168,8 @@ final class VMPass {
         return FileManager.default.fileExists(atPath: dir) ? dir : nil
     }
 
-    /// Kernel and initramfs pairs in the root's /boot, sorted by version.
-    static func kernels(in root: String) -> [(String, String?)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/boot")) ?? []
+    /// Kernel and initramfs pairs among the names of a /boot folder, sorted by version.
+    static func kernels(in names: [String]) -> [(String, String?)] {
         return names.filter { $0.hasPrefix("vmlinuz-") }.sorted { $0.compare($1, options: .numeric) == .orderedAscending }.map { k in
             let version = k.dropFirst("vmlinuz-".count)
             let i = "initrd.img-\(version)"

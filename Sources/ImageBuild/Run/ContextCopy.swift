@@ -59,9 +59,11 @@ public struct ContextCopy: Sendable {
     }
 
     /// Copies (or for ADD, unpacks) the sources into `root` at `destination`.
-    public func apply(sources: [String], destination: String, chown: String?, chmod: String?, add: Bool, root: String) throws {
+    /// `accounts`: a folder whose etc/passwd and etc/group name the users (default: `root`).
+    public func apply(sources: [String], destination: String, chown: String?, chmod: String?, add: Bool, root: String,
+                      accounts: String? = nil) throws {
         let files = try expand(sources)
-        let owner = try chown.map { try resolveOwner($0, root: root) } ?? (0, 0)
+        let owner = try chown.map { try resolveOwner($0, root: accounts ?? root) } ?? (0, 0)
         let mode = chmod.flatMap { mode_t($0, radix: 8) }
         let destIsDir = destination.hasSuffix("/") || files.count > 1
         for rel in files {

@@ -45,8 +45,8 @@ public enum Command {
         posix_spawn_file_actions_adddup2(&actions, sink, 2)
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
-        let rc = withCStrings(argv) { cargv in
-            withCStrings(env) { cenv in posix_spawn(&pid, path, &actions, nil, cargv, cenv) }
+        let rc = withCStringArray(argv) { cargv in
+            withCStringArray(env) { cenv in posix_spawn(&pid, path, &actions, nil, cargv, cenv) }
         }
         for fd in [outFDs[1], inFDs[0], logFD] where fd >= 0 { close(fd) }
         guard rc == 0 else {
@@ -112,11 +112,6 @@ public enum Command {
         return true
     }
 
-    static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-        let ptrs = strings.map { strdup($0) } + [nil]
-        defer { for p in ptrs { free(p) } }
-        return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
 
     /// Runs `argv` and fails with its output's tail unless it exits 0.
     @discardableResult
