@@ -217,6 +217,7 @@ struct SequentialWriter {
                 if let z { compressed[c] = z }
             }
         }
+        var run: (first: Int, count: Int, host: UInt64)?
         for a in actions {
             switch a {
             case let .markZero(c):
@@ -241,14 +242,27 @@ struct SequentialWriter {
                 } else {
                     alignToCluster()
                     let host = pos
-                    buffer.withUnsafeBytes { append(UnsafeRawBufferPointer(rebasing: $0[(c * cs)..<((c + 1) * cs)]), at: host) }
+                    // Stored as they are: written straight from the batch, a run of neighbours
+                    // with one call, without copying them into the output buffer.
+                    if let r = run, r.first + r.count == c, r.host + UInt64(r.count * cs) == host {
+                        run!.count += 1
+                    } else {
+                        try writeRun(run, from: buffer)
+                        run = (c, 1, host)
+                    }
                     pos += UInt64(cs)
                     try setEntry(guest + UInt64(c * cs), .standard(offset: host, copied: true))
                 }
                 stats.dataClusters += 1
             }
         }
+        try writeRun(run, from: buffer)
         try flushOutput()
+    }
+
+    func writeRun(_ run: (first: Int, count: Int, host: UInt64)?, from buffer: [UInt8]) throws {
+        guard let r = run else { return }
+        try buffer.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[(r.first * cs)..<((r.first + r.count) * cs)]), at: r.host) }
     }
 
     /// Compresses the given clusters of `buffer` on `threads` workers. Clusters are handed out one

@@ -18,7 +18,7 @@ struct BootCommand: ParsableCommand {
 
     func run() throws {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: image, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: image, isDirectory: &isDir)
         let disk = isDir.boolValue ? "\(image)/vm/disk.qcow2" : image
         let k = kernel ?? (isDir.boolValue ? "\(image)/vm/boot/vmlinuz" : nil)
         let i = initrd ?? (isDir.boolValue && FileManager.default.fileExists(atPath: "\(image)/vm/boot/initrd.img") ? "\(image)/vm/boot/initrd.img" : nil)
