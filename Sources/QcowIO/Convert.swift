@@ -227,6 +227,9 @@ struct SequentialWriter {
                 if let z = compressed[c] {
                     // A shared host cluster must not overflow its refcount.
                     if pos % UInt64(cs) != 0, UInt64(shared[pos >> UInt64(g.clusterBits)] ?? 0) >= maxRefcount { alignToCluster() }
+                    // The output buffer pads its gaps with zeros: a direct run must be out first.
+                    try writeRun(run, from: buffer)
+                    run = nil
                     let host = pos
                     z.withUnsafeBytes { append($0, at: host) }
                     let entry = L2Entry.compressed(offset: host, bytes: z.count, clusterBits: g.clusterBits)
@@ -248,6 +251,7 @@ struct SequentialWriter {
                         run!.count += 1
                     } else {
                         try writeRun(run, from: buffer)
+                        try flushOutput()
                         run = (c, 1, host)
                     }
                     pos += UInt64(cs)

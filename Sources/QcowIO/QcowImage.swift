@@ -255,7 +255,13 @@ public final class QcowImage: DiskImage, @unchecked Sendable {
         var covered: UInt64 = 0
         while covered < length {
             let guest = offset + covered
-            let n = min(length - covered, UInt64(clusterSize - geometry.offsetInCluster(guest)))
+            var n = min(length - covered, UInt64(clusterSize - geometry.offsetInCluster(guest)))
+            let i1 = geometry.l1Index(guest)
+            if try i1 >= l1.count || !checkedL1Entry(i1).isAllocated {
+                // A whole L2 range with no table: one step, not one per cluster.
+                let rangeEnd = (UInt64(i1) + 1) * geometry.bytesPerL2
+                n = min(length - covered, rangeEnd - guest)
+            }
             let e = try l2Entry(forGuest: guest)
             var k: BlockStatus.Kind
             var c = false
