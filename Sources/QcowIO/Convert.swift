@@ -51,7 +51,7 @@ public enum ProcessInfoCores {
 /// Everything is appended: the header cluster and L1 first, then data clusters (packed
 /// compressed clusters, byte-granular, as QEMU does) with each L2 table written as soon as it is
 /// complete, and last the refcount table and blocks, whose counts follow from the layout. Memory
-/// stays bounded by a batch, one L2 table, the L1 table and a count per shared compressed
+/// stays bounded by a batch, one L2 table, the L1 table and two bytes per compressed host
 /// cluster. The image is written to `DST.partial` and renamed when complete.
 public enum Qcow2Converter {
     public static func convert(source: DiskImage, to destination: String, options o: Qcow2ConvertOptions,
@@ -96,8 +96,12 @@ struct SequentialWriter {
     var l2Dirty = false
     /// Next free host byte.
     var pos: UInt64
-    /// Counts of host clusters shared by compressed clusters (every other cluster counts 1).
-    var shared: [UInt64: UInt32] = [:]
+    /// Counts of host clusters touched by compressed clusters, two bytes per host cluster up to
+    /// the last one touched (0: not touched, so the cluster counts 1).
+    var shared: [UInt16] = []
+    /// A host cluster is closed to more compressed data at this count (the refcount width's
+    /// maximum, and never beyond what two bytes hold).
+    var sharedLimit: UInt64 { min(maxRefcount, UInt64(UInt16.max)) }
     let maxRefcount: UInt64
     var stats = Qcow2ConvertStats()
     /// Compressors for the worker threads.
@@ -226,7 +230,7 @@ struct SequentialWriter {
             case let .store(c):
                 if let z = compressed[c] {
                     // A shared host cluster must not overflow its refcount.
-                    if pos % UInt64(cs) != 0, UInt64(shared[pos >> UInt64(g.clusterBits)] ?? 0) >= maxRefcount { alignToCluster() }
+                    if pos % UInt64(cs) != 0, sharedCount(pos >> UInt64(g.clusterBits)) >= sharedLimit { alignToCluster() }
                     // The output buffer pads its gaps with zeros: a direct run must be out first.
                     try writeRun(run, from: buffer)
                     run = nil
@@ -236,7 +240,8 @@ struct SequentialWriter {
                     let r = entry.compressedRange(clusterBits: g.clusterBits)
                     var hc = r.start >> UInt64(g.clusterBits)
                     while hc << UInt64(g.clusterBits) < r.start + r.length {
-                        shared[hc, default: 0] += 1
+                        if Int(hc) >= shared.count { shared += [UInt16](repeating: 0, count: Int(hc) + 1 - shared.count) }
+                        shared[Int(hc)] += 1
                         hc += 1
                     }
                     pos += UInt64(z.count)
@@ -286,6 +291,10 @@ struct SequentialWriter {
             }
         }
         return results.values
+    }
+
+    func sharedCount(_ hostCluster: UInt64) -> UInt64 {
+        hostCluster < UInt64(shared.count) ? UInt64(shared[Int(hostCluster)]) : 0
     }
 
     mutating func alignToCluster() {
@@ -352,7 +361,7 @@ struct SequentialWriter {
             for i in 0..<perBlock {
                 let c = b * perBlock + i
                 if c >= end { break }
-                block[Int(i)] = UInt64(shared[c] ?? 1)
+                block[Int(i)] = max(1, sharedCount(c))
             }
             try file.write(block.bytes, at: (blocksStart + b) << UInt64(g.clusterBits))
         }
