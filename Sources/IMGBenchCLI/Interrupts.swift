@@ -9,19 +9,40 @@ enum Interrupts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var paths: [String] = []
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var interrupted = false
 
     /// Runs `body` with `path` registered for removal on interruption.
     static func removing<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
         install()
         lock.withLock { paths.append(path) }
         defer { lock.withLock { paths.removeAll { $0 == path } } }
-        return try body()
+        return try finishing(body)
     }
 
     /// Runs `body` with the Layers module's mounts and partial files released on interruption.
     static func releasingLayers<T>(_ body: () throws -> T) rethrows -> T {
         install()
-        return try body()
+        return try finishing(body)
+    }
+
+    /// Runs `body`; if an interruption is being handled when it ends (typically it failed because
+    /// the handler stopped the program it ran), waits for the handler, which releases everything
+    /// and exits: the command must not exit first, with cleanup half done.
+    private static func finishing<T>(_ body: () throws -> T) rethrows -> T {
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            waitIfInterrupted()
+            throw error
+        }
+        waitIfInterrupted()
+        return result
+    }
+
+    private static func waitIfInterrupted() {
+        guard lock.withLock({ interrupted }) else { return }
+        while true { sleep(60) }
     }
 
     private static func install() {
@@ -31,7 +52,7 @@ enum Interrupts {
                 signal(sig, SIG_IGN)
                 let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
                 s.setEventHandler {
-                    let pending = lock.withLock { paths }
+                    let pending = lock.withLock { interrupted = true; return paths }
                     for p in pending { try? FileManager.default.removeItem(atPath: p) }
                     let released = Cleanup.runAll()
                     let undone = pending.map { "removed \($0)" } + released.map { "released \($0)" }

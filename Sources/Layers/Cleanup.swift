@@ -8,6 +8,9 @@ public enum Cleanup {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var actions: [(id: Int, label: String, run: () -> Void)] = []
     nonisolated(unsafe) private static var next = 0
+    /// How many `run(where:)` calls are under way, with a condition to wait for none.
+    private static let settled = NSCondition()
+    nonisolated(unsafe) private static var running = 0
 
     @discardableResult
     public static func register(_ label: String, _ run: @escaping () -> Void) -> Int {
@@ -38,6 +41,13 @@ public enum Cleanup {
     /// Runs the registered actions whose label matches, newest first, and returns their labels.
     @discardableResult
     static func run(where matches: (String) -> Bool) -> [String] {
+        settled.withLock { running += 1 }
+        defer {
+            settled.withLock {
+                running -= 1
+                settled.broadcast()
+            }
+        }
         let pending = lock.withLock { () -> [(id: Int, label: String, run: () -> Void)] in
             let a = actions.filter { matches($0.label) }
             actions.removeAll { matches($0.label) }
@@ -45,5 +55,14 @@ public enum Cleanup {
         }
         for a in pending.reversed() { a.run() }
         return pending.reversed().map(\.label)
+    }
+
+    /// Waits until no `runAll()` is under way. A thread whose work was stopped by one of the
+    /// actions (a program killed on Ctrl-C) waits here before it unwinds, so that it does not
+    /// remove folders or exit while the other actions still release mounts and daemons.
+    public static func waitForRunAll() {
+        settled.withLock {
+            while running > 0 { settled.wait() }
+        }
     }
 }

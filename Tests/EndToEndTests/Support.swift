@@ -8,8 +8,9 @@ import QcowIO
 final class TempDir: @unchecked Sendable {
     let path: String
 
-    init(_ label: String = "e2e") throws {
-        path = "\(FileManager.default.temporaryDirectory.path)/imgbench-\(label)-\(UUID().uuidString.prefix(8))"
+    /// A new folder under `parent` (default: the system's temporary folder).
+    init(_ label: String = "e2e", in parent: String? = nil) throws {
+        path = "\(parent ?? FileManager.default.temporaryDirectory.path)/imgbench-\(label)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
@@ -51,6 +52,7 @@ struct CapturedOutput {
     }
 
     var stdoutSoFar: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+    var stderrSoFar: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
 
     func finish(status: Int32) -> ProcessResult {
         try? out.close()
@@ -73,6 +75,80 @@ func runProcess(_ executable: String, _ arguments: [String]) throws -> ProcessRe
     try p.run()
     p.waitUntilExit()
     return io.finish(status: p.terminationStatus)
+}
+
+/// A child process left running, its output going to files, for tests that signal it part-way or
+/// must not hang. Started with posix_spawn (descriptors above 2 closed) and reaped with waitpid:
+/// its own exit ends the wait, even if it leaves a daemon behind (which would keep a Foundation
+/// `Process` "running" forever through the descriptor it inherits).
+final class RunningProcess {
+    let pid: pid_t
+    let io: CapturedOutput
+    /// The signal that ended it, once it ended by one.
+    private(set) var signal: Int32?
+    private var status: Int32?
+
+    init(_ executable: String, _ arguments: [String]) throws {
+        io = try CapturedOutput()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, io.out.fileDescriptor, 1)
+        posix_spawn_file_actions_adddup2(&actions, io.err.fileDescriptor, 2)
+        // glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module
+        // does not import: the test runner's other descriptors are not handed down.
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+            _ = unsafeBitCast(sym, to: CloseFrom.self)(&actions, 3)
+        }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw MissingTool(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
+        pid = child
+    }
+
+    /// Reaps the child if it has exited; true while it runs.
+    var isRunning: Bool {
+        guard status == nil else { return false }
+        var st: Int32 = 0
+        guard waitpid(pid, &st, WNOHANG) == pid else { return true }
+        if st & 0x7f == 0 {
+            status = (st >> 8) & 0xff
+        } else {
+            signal = st & 0x7f
+            status = 128 + (st & 0x7f)
+        }
+        return false
+    }
+
+    /// Polls until `condition` holds on what the child wrote so far, or it exits, or `seconds` pass.
+    @discardableResult
+    func wait(upTo seconds: Double, until condition: (_ stdout: String, _ stderr: String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition(io.stdoutSoFar, io.stderrSoFar) { return true }
+            if !isRunning { return condition(io.stdoutSoFar, io.stderrSoFar) }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    /// Waits for the child to exit, up to `seconds`; then SIGKILLs it (so a test never hangs) and
+    /// returns nil. The status of a child ended by a signal is 128 + the signal.
+    func finish(within seconds: Double) -> ProcessResult? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning && Date() < deadline { usleep(50_000) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            while isRunning { usleep(50_000) }
+            _ = io.finish(status: -1)
+            return nil
+        }
+        return io.finish(status: status ?? -1)
+    }
 }
 
 struct MissingTool: Error, CustomStringConvertible {
@@ -99,14 +175,25 @@ enum IMGBenchBinary {
 @discardableResult
 func imgbench(_ args: String...) throws -> ProcessResult { try runProcess(try IMGBenchBinary.path(), args) }
 
-enum Qemu {
-    static func tool(_ name: String) throws -> String {
-        for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+/// A program the tests cross-check against; a missing one is a recorded failure naming its package.
+enum HostTool {
+    static func path(_ name: String, package: String) throws -> String {
+        for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
             return "\(dir)/\(name)"
         }
-        Issue.record("\(name) is not installed: run scripts/install-deps.sh (package qemu-utils)")
-        throw MissingTool(description: "\(name) is not installed (scripts/install-deps.sh installs qemu-utils)")
+        Issue.record("\(name) is not installed: run scripts/install-deps.sh (package \(package))")
+        throw MissingTool(description: "\(name) is not installed (scripts/install-deps.sh installs \(package))")
     }
+
+    /// Runs `name ARGS...`.
+    @discardableResult
+    static func run(_ name: String, package: String, _ args: [String]) throws -> ProcessResult {
+        try runProcess(try path(name, package: package), args)
+    }
+}
+
+enum Qemu {
+    static func tool(_ name: String) throws -> String { try HostTool.path(name, package: "qemu-utils") }
 
     @discardableResult
     static func img(_ args: String...) throws -> ProcessResult { try runProcess(try tool("qemu-img"), args) }

@@ -201,8 +201,10 @@ public final class Builder {
             totals.cacheHits = measures.filter(\.cacheHit).count
             totals.cacheMisses = measures.count - totals.cacheHits
             if vm != nil {
-                totals.vmSeconds = measures.map(\.seconds).reduce(0, +)
-                totals.vmChainAllocatedBytes = measures.compactMap(\.qcow2AllocatedBytes).reduce(0, +)
+                // The VM side's own measures only (the container side's are in containerSeconds).
+                let vmm = [basePhase.vm, finalisation?.vm].compactMap { $0 } + reports.compactMap(\.vm)
+                totals.vmSeconds = vmm.map(\.seconds).reduce(0, +)
+                totals.vmChainAllocatedBytes = vmm.compactMap(\.qcow2AllocatedBytes).reduce(0, +)
             }
             totals.seconds = Date().timeIntervalSince(started)
             let report = BuildReport(recipe: recipe.name, recipeFile: recipe.file,

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Layers
 import QcowIO
 
 /// The VM side of a build: a qcow2 chain in the cache, one overlay per step that changes files,
@@ -28,6 +29,8 @@ final class VMPass {
     /// The newest link of the chain.
     private(set) var top: String?
     private(set) var chain: [String] = []
+    /// Removes the scratch folder on Ctrl-C; registered first, so it runs after the unmounts.
+    private var scratchCleanup: Int?
 
     init(settings: VMSettings, backend: Backend, cache: String, noCache: Bool, events: BuildEvents) throws {
         self.settings = settings
@@ -38,6 +41,8 @@ final class VMPass {
         self.noCache = noCache
         self.events = events
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let dir = scratch
+        scratchCleanup = Cleanup.register("remove \(dir)") { try? FileManager.default.removeItem(atPath: dir) }
     }
 
     func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
@@ -204,5 +209,8 @@ final class VMPass {
 
     func link_(_ a: String, _ b: String) -> Int32 { link(a, b) }
 
-    func cleanScratch() { try? FileManager.default.removeItem(atPath: scratch) }
+    func cleanScratch() {
+        if let t = scratchCleanup { Cleanup.unregister(t) }
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
 }

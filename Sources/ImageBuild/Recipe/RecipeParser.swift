@@ -315,6 +315,7 @@ public struct RecipeParser {
                    line: LogicalLine, offset: Int, loc: SourceLocation) throws -> Step? {
         var target = StepTarget.both
         var flags: [String: String] = [:]
+        var flagLocations: [String: SourceLocation] = [:]
         var body = args
         var bodyOffset = offset
         // Flags: --name=value before the arguments.
@@ -329,12 +330,13 @@ public struct RecipeParser {
                 }
                 guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
                 flags[name] = parts[1]
+                flagLocations[name] = flagLoc
                 let skip = flag.count + body.dropFirst(flag.count).prefix { $0.isWhitespace }.count
                 body = String(body.dropFirst(skip))
                 bodyOffset += skip
             }
             if let t = flags["target"] {
-                guard let st = StepTarget(rawValue: t) else { throw RecipeError(loc, "--target must be container, vm or both, not '\(t)'") }
+                guard let st = StepTarget(rawValue: t) else { throw RecipeError(flagLocations["target"] ?? loc, "--target must be container, vm or both, not '\(t)'") }
                 target = st
             }
         }

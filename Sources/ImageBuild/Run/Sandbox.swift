@@ -78,7 +78,9 @@ public struct Sandbox: Sendable {
         // The working directory is made if missing, as WORKDIR does.
         let cwd = workdir.isEmpty ? "/" : workdir
         let shellCd = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd]
-        let command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--propagation", "private",
+        // --kill-child: the namespace's init, and so every process of the step, is killed when
+        // unshare is (unshare itself ignores SIGINT and SIGTERM while it waits).
+        let command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--propagation", "private",
                        "/bin/sh", "-c", Sandbox.script, "imgbench-sandbox", root, cwd, hostname, user ?? ""]
             + effectiveEnvironment + (fm.fileExists(atPath: "\(root)/bin/sh") ? shellCd : []) + argv
         try ensureWorkdir(cwd)

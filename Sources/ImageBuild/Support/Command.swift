@@ -1,4 +1,5 @@
 import Foundation
+import Layers
 
 /// Runs other programs: their output is kept (the last lines, for error messages) and can be
 /// streamed line by line; a timeout stops them with SIGTERM, then SIGKILL.
@@ -53,6 +54,14 @@ public enum Command {
             for fd in [outFDs[0], inFDs[1]] where fd >= 0 { close(fd) }
             throw BuildError.io(path: path, message: "cannot start: \(String(cString: strerror(rc)))")
         }
+        // Interrupted (Ctrl-C) while it runs: the program is stopped before what it works in
+        // (a mount, a loop device) is released.
+        let child = pid
+        let stopped = StopFlag()
+        let stopOnInterrupt = Cleanup.register("stop \((argv[0] as NSString).lastPathComponent) (pid \(pid))") {
+            stopped.set()
+            Command.stop(child)
+        }
         let collected = OutputTail(limit: outputLimit)
         if outFDs[0] >= 0 {
             let fd = outFDs[0]
@@ -97,11 +106,18 @@ public enum Command {
             }
             if deadline != nil { usleep(20_000) }
         }
+        Cleanup.unregister(stopOnInterrupt)
+        // Stopped by the cleanup of an interruption: the caller unwinds only once that cleanup
+        // has released what the program worked in.
+        if stopped.isSet { Cleanup.waitForRunAll() }
         // The reader ends when every holder of the pipe has closed it; a program's leftovers
         // get a moment, then the tail is taken as it is.
         collected.wait(upTo: 2)
         if let lf = logFile, let d = FileManager.default.contents(atPath: lf) { collected.append(d) }
-        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        var exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        // A program stopped on interruption did not finish, whatever waitpid saw (the stopper may
+        // have reaped it, leaving status 0 here): never a success.
+        if stopped.isSet && exit == 0 { exit = 128 + SIGTERM }
         return Result(status: exit, output: collected.text, timedOut: timedOut)
     }
 
@@ -164,6 +180,13 @@ public enum Command {
         let all = text.split(separator: "\n", omittingEmptySubsequences: false)
         return all.suffix(lines).joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
     }
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 /// Output kept from the end, bounded in bytes.
