@@ -14,8 +14,8 @@ packages=(
   libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
   # container pass: the runtime that starts the bundle
   runc
-  # benchmarks
-  time bc
+  # benchmarks (virt-customize: bench/build-mysql's VM reference)
+  time bc libguestfs-tools
 )
 
 missing=()
