@@ -54,7 +54,8 @@ public final class Builder {
         var workdir = "/"
         var user: String?
         var shell = ["/bin/sh", "-c"]
-        var image = ContainerConfig()
+        /// An image without ENV still says where its programs are, as builders write it.
+        var image = ContainerConfig(env: ["PATH=\(Sandbox.defaultPath)"])
 
         mutating func apply(_ i: Step.Instruction, environment: [KeyValue]) {
             switch i {
