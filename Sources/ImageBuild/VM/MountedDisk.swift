@@ -96,12 +96,22 @@ public final class MountedDisk: @unchecked Sendable {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return }
         kill(pid, SIGTERM)
-        // The daemon flushes and closes the image, and removes its FUSE mount, before it exits.
-        for _ in 0..<300 where kill(pid, 0) == 0 { usleep(20_000) }
-        if kill(pid, 0) == 0 {
+        // The daemon flushes and closes the image before it exits.
+        for _ in 0..<300 where running(pid) { usleep(10_000) }
+        if running(pid) {
             kill(pid, SIGKILL)
             usleep(100_000)
         }
         unlink(pidFile)
+    }
+
+    /// Whether a process still runs. The daemon detached itself, so its parent is init, which
+    /// may reap it only seconds after it exits: a zombie has finished (and closed the image).
+    static func running(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        let state = stat[close...].dropFirst(2).first
+        return state != "Z" && state != "X"
     }
 }
