@@ -45,9 +45,20 @@ public enum Command {
         posix_spawn_file_actions_adddup2(&actions, sink, 1)
         posix_spawn_file_actions_adddup2(&actions, sink, 2)
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        // The command line ignores SIGINT and SIGTERM while it cleans up; programs it starts get
+        // the default handling back, so that a Ctrl-C or a stop ends them at once.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let rc = withCStringArray(argv) { cargv in
-            withCStringArray(env) { cenv in posix_spawn(&pid, path, &actions, nil, cargv, cenv) }
+            withCStringArray(env) { cenv in posix_spawn(&pid, path, &actions, &attr, cargv, cenv) }
         }
         for fd in [outFDs[1], inFDs[0], logFD] where fd >= 0 { close(fd) }
         guard rc == 0 else {
