@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import QcowIO
+import IMGBenchCLI
 
 // Shared helpers of the end-to-end tests: temporary folders, running the built `imgbench` and the
 // qemu tools, random raw images, byte edits of image files.
@@ -236,17 +237,10 @@ enum Qemu {
     }
 }
 
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The stress writer's generator, so that a seed names the same data in the tool and the tests.
+typealias SeededRandom = SplitMix64
 
+extension SplitMix64 {
     mutating func below(_ n: UInt64) -> UInt64 { n == 0 ? 0 : next() % n }
 
     mutating func bytes(_ n: Int) -> [UInt8] {

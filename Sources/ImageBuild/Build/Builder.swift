@@ -88,7 +88,7 @@ public final class Builder {
         let baseStart = Date()
         let base = try prepareBase()
         let plan = try BuildPlan.make(recipe, baseKey: base.key)
-        var baseMeasure = BuildReport.Measure(seconds: Date().timeIntervalSince(baseStart), cacheHit: base.hit)
+        let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
             ? try VMPass(settings: recipe.vm, backend: try vmBackend(), cache: options.cache, noCache: options.noCache, events: events) : nil
         defer { vm?.cleanScratch() }
@@ -106,18 +106,15 @@ public final class Builder {
             } else {
                 m = try container.base(key: plan.rootKey, root: base.root, description: base.description)
             }
-            m.seconds += baseMeasure.seconds
+            m.seconds += baseSeconds
             basePhase.container = m
         }
-        let baseRoot = base.root
-        let baseHit = base.hit
         if let vm {
-            var m = try vm.base(key: plan.rootKey, root: baseRoot, sourceDateEpoch: options.sourceDateEpoch)
-            m.seconds += baseMeasure.seconds
-            m.cacheHit = m.cacheHit && baseHit
+            var m = try vm.base(key: plan.rootKey, root: base.root, sourceDateEpoch: options.sourceDateEpoch)
+            m.seconds += baseSeconds
+            m.cacheHit = m.cacheHit && base.hit
             basePhase.vm = m
         }
-        baseMeasure.seconds = Date().timeIntervalSince(baseStart)
 
         // Steps.
         var reports: [BuildReport.StepReport] = []

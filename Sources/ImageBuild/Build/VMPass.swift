@@ -189,10 +189,10 @@ final class VMPass {
         let chainDir = "\(out)/vm/chain"
         try fm.createDirectory(atPath: chainDir, withIntermediateDirectories: true)
         var names: [String] = []
-        for link in chain {
-            let name = (link as NSString).lastPathComponent
+        for file in chain {
+            let name = (file as NSString).lastPathComponent
             let dst = "\(chainDir)/\(name)"
-            if link_(link, dst) != 0 { try fm.copyItem(atPath: link, toPath: dst) }
+            if link(file, dst) != 0 { try fm.copyItem(atPath: file, toPath: dst) }
             names.append("vm/chain/\(name)")
         }
         let disk = "\(out)/vm/disk.qcow2"
@@ -206,8 +206,6 @@ final class VMPass {
         defer { try? flat.close() }
         return (names, "vm/disk.qcow2", try AllocationMap.compute(flat))
     }
-
-    func link_(_ a: String, _ b: String) -> Int32 { link(a, b) }
 
     func cleanScratch() {
         if let t = scratchCleanup { Cleanup.unregister(t) }

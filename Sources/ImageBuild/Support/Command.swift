@@ -236,3 +236,10 @@ final class OutputTail: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+/// A NULL-terminated `char *const *` for the duration of `body`.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    let ptrs = strings.map { strdup($0) } + [nil]
+    defer { for p in ptrs { free(p) } }
+    return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

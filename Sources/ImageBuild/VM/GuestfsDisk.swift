@@ -124,10 +124,3 @@ enum GuestfsOptionBit {
     /// GUESTFS_TAR_IN_OPTS_XATTRS_BITMASK
     static let tarInXattrs: UInt64 = 1 << 1
 }
-
-/// A NULL-terminated `char *const *` for the duration of `body`.
-func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    let ptrs = strings.map { strdup($0) } + [nil]
-    defer { for p in ptrs { free(p) } }
-    return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
-}
