@@ -10,7 +10,11 @@ import Testing
 /// made once; the suite is serialized so that its builds do not fight over that cache.
 @Suite(.serialized, .enabled(if: getuid() == 0, "needs root: builds mount overlays and loop devices and run steps in namespaces"))
 struct BuildTests {
-    static let cache = "/var/tmp/imgbench-test-cache"
+    /// `IMGBENCH_TEST_CACHE` moves it, so that two checkouts can run the suite side by side.
+    static let cache: String = {
+        if let p = ProcessInfo.processInfo.environment["IMGBENCH_TEST_CACHE"], !p.isEmpty { return p }
+        return "/var/tmp/imgbench-test-cache"
+    }()
     static let tiny: String = {
         // Tests/EndToEndTests/BuildTests.swift -> the package root.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
