@@ -26,6 +26,9 @@ let package = Package(
             name: "CGuestfs", path: "Sources/CGuestfs", pkgConfig: "libguestfs",
             providers: [.apt(["libguestfs-dev"])]),
         .systemLibrary(
+            name: "CDeflate", path: "Sources/CDeflate", pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]),
+        .systemLibrary(
             name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]),
         // Extended attributes, mount(2) and statfs(2) from glibc, which the Glibc module leaves out.
@@ -37,7 +40,7 @@ let package = Package(
         .target(
             name: "Layers",
             dependencies: [
-                "CArchive", "CZlib", "CZstd", "CLinux",
+                "CArchive", "CDeflate", "CZstd", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "LayersTests", dependencies: ["Layers"]),

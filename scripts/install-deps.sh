@@ -11,7 +11,7 @@ packages=(
   # VM pass: Debian bases, loop mounts, a kernel to boot disks with (libguestfs needs one in /boot too)
   mmdebstrap util-linux mount linux-image-amd64 busybox-static
   # layers: OCI reference tools, storage drivers, zstd
-  libzstd-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
+  libzstd-dev libdeflate-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
   # container pass: the runtime that starts the bundle
   runc
   # benchmarks (virt-customize: bench/build-mysql's VM reference)

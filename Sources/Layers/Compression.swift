@@ -1,5 +1,5 @@
 import Crypto
-import CZlib
+import CDeflate
 import CZstd
 import Dispatch
 import Foundation
@@ -28,14 +28,15 @@ public enum LayerCompression: String, Sendable, CaseIterable, Codable {
     public static var processorCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }
 
-/// gzip on every core, as pigz does it: the stream is cut into blocks that are deflated
-/// concurrently, each primed with the last 32 KiB of the block before it and ended with a sync
-/// flush (the last one with a final block), and the raw deflate outputs are written in order
-/// between one gzip header and one trailer whose CRC is combined from the blocks' CRCs. The result
-/// is a single ordinary gzip member.
+/// gzip on every core: the stream is cut into 1 MiB blocks that libdeflate compresses
+/// concurrently, each into a complete gzip member (header, deflate data, CRC-32 and size), and
+/// the members are written in order. A gzip file of several members is one stream to every
+/// reader (RFC 1952, section 2.2: gzip, zlib's gunzip, Go's compress/gzip as containerd and
+/// containers/image use it, libarchive), and decompresses to the concatenation of the blocks.
+/// libdeflate's level 6 is about three times faster than zlib's and a little smaller; starting
+/// each block without the previous block's 32 KiB as a dictionary costs well under 1%.
 final class ParallelGzip: ByteSink, @unchecked Sendable {
     static let blockSize = 1 << 20
-    static let window = 32 << 10
 
     let sink: ByteSink
     let level: Int32
@@ -45,13 +46,9 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     private let group = DispatchGroup()
     private let lock = NSLock()
     private var pending = Data()
-    private var previousTail = Data()
     private var submitted = 0
     private var written = 0
-    private var results: [Int: Result<(Data, UInt32, Int), LayersError>] = [:]
-    private var crc: UInt32 = 0
-    private var total: UInt64 = 0
-    private var headerWritten = false
+    private var results: [Int: Result<Data, LayersError>] = [:]
 
     init(sink: ByteSink, level: Int32, threads: Int, path: String) {
         self.sink = sink
@@ -69,33 +66,21 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
             pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<take]))
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
             if pending.count == Self.blockSize {
-                try submit(last: false)
+                try submit()
             }
         }
     }
 
     func finish() throws {
-        try submit(last: true)
+        // An empty stream is still one (empty) member, so that the blob is a gzip file.
+        if !pending.isEmpty || submitted == 0 { try submit() }
         group.wait()
         try drain()
-        var trailer = [UInt8](repeating: 0, count: 8)
-        for i in 0..<4 {
-            trailer[i] = UInt8((crc >> (8 * UInt32(i))) & 0xff)
-            trailer[4 + i] = UInt8((UInt32(truncatingIfNeeded: total) >> (8 * UInt32(i))) & 0xff)
-        }
-        try trailer.withUnsafeBytes { try sink.write($0) }
         try sink.finish()
     }
 
-    private func submit(last: Bool) throws {
-        if !headerWritten {
-            let header: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
-            try header.withUnsafeBytes { try sink.write($0) }
-            headerWritten = true
-        }
+    private func submit() throws {
         let block = pending
-        let dictionary = previousTail
-        previousTail = block.count >= Self.window ? block.suffix(Self.window) : (previousTail + block).suffix(Self.window)
         pending = Data()
         pending.reserveCapacity(Self.blockSize)
         let seq = submitted
@@ -103,14 +88,14 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         let level = self.level, path = self.path
         if threads == 1 {
             // One core: no worker threads at all, so that a single-threaded run is one.
-            lock.withLock { results[seq] = Self.deflateBlock(block, dictionary: dictionary, level: level, last: last, path: path) }
+            lock.withLock { results[seq] = Self.member(block, level: level, path: path) }
             try drain()
             return
         }
         slots.wait()
         group.enter()
         DispatchQueue.global().async {
-            let r = Self.deflateBlock(block, dictionary: dictionary, level: level, last: last, path: path)
+            let r = Self.member(block, level: level, path: path)
             self.lock.withLock { self.results[seq] = r }
             self.slots.signal()
             self.group.leave()
@@ -122,48 +107,24 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     private func drain() throws {
         while true {
             guard let r = lock.withLock({ results.removeValue(forKey: written) }) else { return }
-            let (out, blockCRC, length) = try r.get()
-            crc = written == 0 ? blockCRC : UInt32(crc32_combine(UInt(crc), UInt(blockCRC), Int(length)))
-            total += UInt64(length)
-            try out.withUnsafeBytes { try sink.write($0) }
+            try r.get().withUnsafeBytes { try sink.write($0) }
             written += 1
         }
     }
 
-    static func deflateBlock(_ input: Data, dictionary: Data, level: Int32, last: Bool, path: String)
-        -> Result<(Data, UInt32, Int), LayersError>
-    {
-        var s = z_stream()
-        guard deflateInit2_(&s, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
-                            Int32(MemoryLayout<z_stream>.size)) == Z_OK
-        else { return .failure(.compression(path: path, message: "deflateInit2 failed")) }
-        defer { deflateEnd(&s) }
-        if !dictionary.isEmpty {
-            let r = dictionary.withUnsafeBytes {
-                deflateSetDictionary(&s, $0.bindMemory(to: Bytef.self).baseAddress, uInt($0.count))
-            }
-            guard r == Z_OK else { return .failure(.compression(path: path, message: "deflateSetDictionary: \(r)")) }
+    /// One block as a gzip member.
+    static func member(_ input: Data, level: Int32, path: String) -> Result<Data, LayersError> {
+        guard let c = libdeflate_alloc_compressor(level) else {
+            return .failure(.compression(path: path, message: "libdeflate_alloc_compressor(\(level)) failed"))
         }
-        let bound = Int(deflateBound(&s, uLong(input.count))) + 64
-        var out = Data(count: bound)
-        var produced = 0
-        let crc: UInt32 = input.withUnsafeBytes { UInt32(crc32(0, $0.bindMemory(to: Bytef.self).baseAddress, uInt($0.count))) }
-        let status: Int32 = input.withUnsafeBytes { inBuf in
-            out.withUnsafeMutableBytes { outBuf in
-                s.next_in = UnsafeMutablePointer(mutating: inBuf.bindMemory(to: Bytef.self).baseAddress)
-                s.avail_in = uInt(inBuf.count)
-                s.next_out = outBuf.bindMemory(to: Bytef.self).baseAddress
-                s.avail_out = uInt(outBuf.count)
-                let r = deflate(&s, last ? Z_FINISH : Z_SYNC_FLUSH)
-                produced = outBuf.count - Int(s.avail_out)
-                return r
-            }
+        defer { libdeflate_free_compressor(c) }
+        var out = Data(count: libdeflate_gzip_compress_bound(c, input.count))
+        let produced = input.withUnsafeBytes { i in
+            out.withUnsafeMutableBytes { o in libdeflate_gzip_compress(c, i.baseAddress, i.count, o.baseAddress, o.count) }
         }
-        guard status == (last ? Z_STREAM_END : Z_OK), s.avail_in == 0 else {
-            return .failure(.compression(path: path, message: "deflate returned \(status)"))
-        }
+        guard produced > 0 else { return .failure(.compression(path: path, message: "libdeflate_gzip_compress found no room")) }
         out.count = produced
-        return .success((out, crc, input.count))
+        return .success(out)
     }
 }
 

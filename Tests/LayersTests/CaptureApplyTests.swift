@@ -23,7 +23,7 @@ struct CaptureApplyTests {
         #expect(try LayerReader.list(blob).entries.count == result.entries.count)
     }
 
-    @Test("a gzip layer is one valid gzip stream, checked by gzip -t and listed by tar")
+    @Test("a gzip layer of several members (one per block) reads as one stream: gzip -t, tar and gzip -dc agree")
     func gzipValid() throws {
         let t = try TempDir("gzip")
         defer { t.cleanup() }

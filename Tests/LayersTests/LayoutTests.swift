@@ -8,7 +8,8 @@ struct LayoutTests {
     func makeImage(_ t: TempDir, compression: LayerCompression = .gzip, tag: String = "v1") throws -> (ImageLayout, [StoredLayer]) {
         let base = try t.sub("base"), upper = try t.sub("upper")
         _ = try sh("mkdir -p etc bin; echo base > etc/os-release; echo '#!/bin/sh' > bin/hello; chmod 755 bin/hello", cwd: base)
-        _ = try sh("mkdir -p srv etc; echo data > srv/data; echo app > etc/app", cwd: upper)
+        // srv/numbers (3.9 MB) spans several gzip members, so the reference tools read a multi-member layer.
+        _ = try sh("mkdir -p srv etc; echo data > srv/data; echo app > etc/app; seq 1 600000 > srv/numbers", cwd: upper)
         let layout = try ImageLayout.create(at: t.path + "/layout")
         let l1 = try LayerCapture.capture(.tree(base), into: layout.blobs, options: CaptureOptions(compression: compression)).layer
         let l2 = try LayerCapture.capture(.tree(upper), into: layout.blobs, options: CaptureOptions(compression: compression)).layer
@@ -83,7 +84,7 @@ struct LayoutTests {
         let (layout, _) = try makeImage(t)
         let r = try run(["umoci", "unpack", "--image", "\(layout.path):v1", t.path + "/bundle"])
         #expect(r.status == 0, "\(r.output)")
-        let out = try sh("cat rootfs/etc/os-release rootfs/etc/app rootfs/srv/data; test -x rootfs/bin/hello", cwd: t.path + "/bundle")
+        let out = try sh("cat rootfs/etc/os-release rootfs/etc/app rootfs/srv/data; test -x rootfs/bin/hello; seq 1 600000 | cmp - rootfs/srv/numbers", cwd: t.path + "/bundle")
         #expect(out.status == 0 && out.output.hasSuffix("base\napp\ndata\n"), "\(out.output)")
         let config = try String(contentsOfFile: t.path + "/bundle/config.json", encoding: .utf8)
         #expect(config.contains("MODE=test") && config.contains("/bin/hello"))
