@@ -15,10 +15,17 @@ final class ArchiveReader {
     fileprivate var readError: Int32 = 0
 
     /// `raw`: read the decompressed stream as one entry instead of as a tar.
-    init(path: String, raw: Bool = false) throws {
-        self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+    convenience init(path: String, raw: Bool = false) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw LayersError.io(path: path, operation: "open", errno: errno) }
+        try self.init(fd: fd, name: path, raw: raw)
+    }
+
+    /// Reads from an open descriptor (a file or a pipe), which it owns and closes; `name` stands
+    /// for it in errors.
+    init(fd: Int32, name: String, raw: Bool = false) throws {
+        self.path = name
+        self.fd = fd
         buffer = .allocate(byteCount: 1 << 20, alignment: 16)
         guard let a = archive_read_new() else {
             close(fd)

@@ -36,3 +36,28 @@ public final class FileSink: ByteSink {
         }
     }
 }
+
+/// Bytes into an open descriptor that this sink owns, typically the write end of a pipe;
+/// `finish` (or deinit) closes it, which the reader sees as the end of the stream.
+public final class DescriptorSink: ByteSink {
+    public let name: String
+    private var fd: Int32
+
+    public init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw LayersError.io(path: name, operation: "write after close", errno: EBADF) }
+        try FileSystem.writeAll(fd, buffer, path: name)
+    }
+
+    public func finish() throws {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+}

@@ -100,6 +100,17 @@ enum FileSystem {
     }
 
     /// Calls `body` with successive chunks of a file.
+    /// Reads a descriptor to its end, discarding what it reads.
+    static func drain(_ fd: Int32) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+        }
+    }
+
     static func readChunks(_ path: String, chunkSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw LayersError.io(path: path, operation: "open", errno: errno) }

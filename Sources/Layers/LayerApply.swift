@@ -31,7 +31,32 @@ public enum LayerApply {
     /// refusals an unprivileged apply gives).
     static func apply(layer file: String, to root: String, expecting digest: Digest?,
                       progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool) throws -> ApplyResult {
-        let reader = try ArchiveReader(path: file)
+        try apply(try ArchiveReader(path: file), to: root, expecting: digest, progress: progress, asRoot: asRoot)
+    }
+
+    /// Applies a layer read from a stream, typically a pipe that a capture writes its tar into
+    /// while it compresses it, so that the layer is unpacked without being decompressed again.
+    /// Takes ownership of `fd`. `name` stands for the stream in errors. Whatever happens, the
+    /// stream is read to its end, so that its writer is never left blocked on a full pipe.
+    @discardableResult
+    public static func apply(stream fd: Int32, named name: String, to root: String) throws -> ApplyResult {
+        // The reader gets a duplicate, which it closes itself however it ends; this one is read
+        // to its end here, then closed.
+        defer { discard(stream: fd) }
+        let copy = dup(fd)
+        guard copy >= 0 else { throw LayersError.io(path: name, operation: "dup", errno: errno) }
+        return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0)
+    }
+
+    /// Reads a stream to its end without applying it, and closes it (its writer goes on).
+    public static func discard(stream fd: Int32) {
+        FileSystem.drain(fd)
+        close(fd)
+    }
+
+    static func apply(_ reader: ArchiveReader, to root: String, expecting digest: Digest?,
+                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool) throws -> ApplyResult {
+        let file = reader.path
         let fileSize = UInt64((try? FileSystem.lstat(file).st_size) ?? 0)
         var state = State(root: root, file: file, isRoot: asRoot)
         var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)

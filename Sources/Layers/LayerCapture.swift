@@ -282,19 +282,22 @@ public enum LayerCapture {
 
     /// Captures a diff into a blob of `store`: entries written as a PAX tar, compressed on every
     /// core, the diff_id and the blob digest taken in the same pass.
-    public static func capture(_ source: DiffSource, into store: BlobStore, options: CaptureOptions = .init()) throws -> CaptureResult {
+    /// `tee`, when given, receives the uncompressed tar as it is written (and is finished with it).
+    public static func capture(_ source: DiffSource, into store: BlobStore, options: CaptureOptions = .init(),
+                               tee: ByteSink? = nil) throws -> CaptureResult {
         let start = Date()
         let list = try entries(of: source)
-        let layer = try write(list, into: store, options: options)
+        let layer = try write(list, into: store, options: options, tee: tee)
         return CaptureResult(layer: layer, entries: list, seconds: Date().timeIntervalSince(start))
     }
 
     /// Writes entries as a layer blob.
-    public static func write(_ list: [LayerEntry], into store: BlobStore, options: CaptureOptions) throws -> StoredLayer {
+    public static func write(_ list: [LayerEntry], into store: BlobStore, options: CaptureOptions,
+                             tee: ByteSink? = nil) throws -> StoredLayer {
         let blob = try store.writer()
         do {
             let compressor = try options.compression.compressor(into: blob, level: options.level, threads: options.threads, path: blob.tempPath)
-            let hashing = HashingSink(next: compressor)
+            let hashing = HashingSink(next: tee.map { TeeSink(compressor, $0) } ?? compressor)
             try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch, progress: options.progress)
             try hashing.finish()
             let (digest, size) = try blob.commit()

@@ -99,6 +99,41 @@ struct BuildTests {
         #expect(boot.status == 0 && boot.stdout.contains("booted"), "imgbench boot: exit \(boot.status): \(boot.output)")
     }
 
+    @Test func rebuildIntoTheSameFolderKeepsUntouchedOutputsAndRewritesTouchedOnes() throws {
+        let dir = try TempDir("build-keep", in: Self.scratch)
+        let out = dir.file("tiny")
+        func inode(_ p: String) -> UInt64? {
+            (try? FileManager.default.attributesOfItem(atPath: "\(out)/\(p)"))?[.systemFileNumber] as? UInt64
+        }
+        let first = try build(Self.tiny, output: out)
+        try #require(first.status == 0, "\(first.stderr.suffix(3000))")
+        let rootfs = inode("bundle/rootfs"), disk = inode("vm/disk.qcow2")
+
+        // Again, untouched: the bundle and the flattened disk are the same files, moved over.
+        let again = try build(Self.tiny, output: out)
+        try #require(again.status == 0, "\(again.stderr.suffix(3000))")
+        #expect(again.stderr.contains("runtime bundle of the previous build is the same and unchanged, kept"), "\(again.stderr.suffix(2000))")
+        #expect(inode("bundle/rootfs") == rootfs && inode("vm/disk.qcow2") == disk, "not kept")
+        let runc = try HostTool.run("runc", package: "runc", ["run", "--bundle", "\(out)/bundle", "imgbench-keep-\(getpid())"])
+        _ = try? HostTool.run("runc", package: "runc", ["delete", "--force", "imgbench-keep-\(getpid())"])
+        #expect(runc.status == 0 && runc.stdout == "tiny says: hello from a RUN step\n", "runc run of a kept bundle: \(runc.output)")
+
+        // A file of the rootfs written (same size) and the disk written: both are made afresh,
+        // as the image and the chain say.
+        let greeting = "\(out)/bundle/rootfs/opt/tiny/greeting.txt"
+        let original = try String(contentsOfFile: greeting, encoding: .utf8)
+        try String(repeating: "x", count: original.utf8.count).write(toFile: greeting, atomically: false, encoding: .utf8)
+        try Qemu.imgOK("resize", "\(out)/vm/disk.qcow2", "+1M")
+        let third = try build(Self.tiny, output: out)
+        try #require(third.status == 0, "\(third.stderr.suffix(3000))")
+        #expect(!third.stderr.contains("kept"), "a touched output was kept: \(third.stderr.suffix(2000))")
+        #expect(try String(contentsOfFile: greeting, encoding: .utf8) == original)
+        let report = try readReport(out)
+        let tip = try #require(report.outputs.vmChain?.last)
+        try Qemu.imgOK("compare", "\(out)/\(tip)", "\(out)/vm/disk.qcow2")
+        #expect(try Qemu.imgOK("info", "--output=json", "\(out)/vm/disk.qcow2").stdout.contains("\"virtual-size\": 1073741824"))
+    }
+
     @Test func rebuildIsACacheHitAndAChangedStepRebuildsFromThereOnly() throws {
         let dir = try TempDir("build-cache", in: Self.scratch)
         // Built once (a hit already when an earlier test or run built it), then again: all hits.

@@ -79,10 +79,31 @@ public final class Builder {
         }
     }
 
+    /// Builds into `OUTPUT.partial`, which replaces the output folder only when everything is
+    /// written; on failure the partial folder is removed and the previous outputs stay as they were.
     public func run() throws -> BuildReport {
-        let started = Date()
         let fm = FileManager.default
         try fm.createDirectory(atPath: options.cache, withIntermediateDirectories: true)
+        let partial = options.output + ".partial"
+        try? fm.removeItem(atPath: partial)
+        try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        let stager = options.targets.contains(.container) ? BundleStager(bundle: "\(partial)/bundle") : nil
+        var restore: [(from: String, to: String)] = []
+        do {
+            return try run(into: partial, bundle: stager, restore: &restore)
+        } catch {
+            // The bundle's unpacking stops at the failed capture's end of stream.
+            stager?.abandon()
+            try? stager?.finish()
+            for r in restore.reversed() { try? fm.moveItem(atPath: r.from, toPath: r.to) }
+            try? fm.removeItem(atPath: partial)
+            throw error
+        }
+    }
+
+    func run(into partial: String, bundle stager: BundleStager?, restore: inout [(from: String, to: String)]) throws -> BuildReport {
+        let started = Date()
+        let fm = FileManager.default
 
         // Base.
         let baseStart = Date()
@@ -96,6 +117,7 @@ public final class Builder {
             ? try ContainerPass(driver: options.driver, cache: options.cache, noCache: options.noCache,
                                 sourceDateEpoch: options.sourceDateEpoch, events: events) : nil
         defer { container?.close() }
+        container?.bundle = stager
         var config = ConfigState()
         var basePhase = BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil)
         if let container {
@@ -159,17 +181,21 @@ public final class Builder {
             finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: plan.finalKey, container: nil, vm: m)
         }
 
-        // Outputs: written beside the old ones, swapped in when complete.
+        // Outputs: written beside the old ones, swapped in when complete. What the previous
+        // build in this folder wrote and would be written the same is moved over instead.
         let out = options.output
-        let partial = out + ".partial"
-        try? fm.removeItem(atPath: partial)
-        try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        let previous = OutputStamps.read(folder: out)
+        var stamps = OutputStamps()
         var outputs = BuildReport.Outputs(folder: out)
         var totals = BuildReport.Totals(seconds: 0, cacheHits: 0, cacheMisses: 0)
+        var bundleKey: String?
         do {
             if let vm {
-                events.note("vm: writing the chain and the flattened disk")
-                let e = try vm.export(to: partial)
+                let reuse = previous?.reusableDisk(in: out, chainTip: vm.chainTip, clusterSize: vm.settings.clusterSize)
+                events.note(reuse == nil ? "vm: writing the chain and the flattened disk"
+                                         : "vm: writing the chain; the flattened disk of the previous build is the same and unchanged, kept")
+                if let reuse { restore.append((from: "\(partial)/\(OutputStamps.disk)", to: reuse)) }
+                let e = try vm.export(to: partial, reusing: reuse)
                 outputs.vmChain = e.chain
                 outputs.vmDisk = e.disk
                 if fm.fileExists(atPath: "\(partial)/vm/boot/vmlinuz") {
@@ -181,14 +207,21 @@ public final class Builder {
                 totals.vmFlattenedDiskBytes = e.flattened.chain[0].diskBytes
                 totals.vmVirtualSize = e.flattened.virtualSize
             }
-            if let container {
+            if let container, let stager {
                 events.note("container: writing the OCI layout and the runtime bundle")
                 outputs.ociLayout = "oci"
                 let digest = try container.export(layout: "\(partial)/oci", tag: recipe.name, config: config.image)
                 outputs.imageDigest = digest
-                let layout = try ImageLayout(opening: "\(partial)/oci")
-                try RuntimeBundle.write(at: "\(partial)/bundle", layers: container.layers.map { layout.blobs.path(of: $0.descriptor.digest) },
-                                        config: config.image, hostname: recipe.name)
+                bundleKey = try OutputStamps.bundleKey(layers: container.layers.map(\.descriptor.digest), config: config.image, hostname: recipe.name)
+                if !stager.isStarted, let reuse = previous?.reusableBundle(in: out, key: bundleKey!) {
+                    events.note("container: the runtime bundle of the previous build is the same and unchanged, kept")
+                    stager.abandon()
+                    try fm.moveItem(atPath: reuse, toPath: stager.bundle)
+                    restore.append((from: stager.bundle, to: reuse))
+                } else {
+                    try stager.finish()
+                    try RuntimeBundle.writeConfig(at: stager.bundle, config: config.image, hostname: recipe.name)
+                }
                 outputs.bundle = "bundle"
                 let cm = [basePhase.container].compactMap { $0 } + reports.compactMap(\.container)
                 totals.containerSeconds = cm.map(\.seconds).reduce(0, +)
@@ -216,11 +249,18 @@ public final class Builder {
             try? fm.removeItem(atPath: old)
             if fm.fileExists(atPath: out) { try fm.moveItem(atPath: out, toPath: old) }
             try fm.moveItem(atPath: partial, toPath: out)
+            restore = []
             try? fm.removeItem(atPath: old)
+            // Stamped in place: what a later build may keep if it is still untouched then.
+            if let bundleKey {
+                stamps.bundle = try? OutputStamps.Bundle(key: bundleKey, stamp: TreeStamp.take(OutputStamps.bundleEntries.map { "\(out)/\($0)" }))
+            }
+            if let vm, let tip = FileIdentity(path: vm.chainTip) {
+                stamps.disk = try? OutputStamps.Disk(chainTip: tip, clusterSize: vm.settings.clusterSize,
+                                                     stamp: TreeStamp.take(["\(out)/\(OutputStamps.disk)"]))
+            }
+            try? stamps.write(folder: out)
             return report
-        } catch {
-            try? fm.removeItem(atPath: partial)
-            throw error
         }
     }
 

@@ -19,6 +19,8 @@ final class ContainerPass {
     private(set) var top: String?
     private(set) var layers: [StoredLayer] = []
     private(set) var history: [History] = []
+    /// Where the runtime bundle's rootfs is unpacked while the build goes on (nil: no bundle).
+    var bundle: BundleStager?
 
     init(driver name: String, cache: String, noCache: Bool, sourceDateEpoch: Int?, events: BuildEvents) throws {
         driver = try StorageDrivers.open(name, store: "\(cache)/containers")
@@ -61,11 +63,12 @@ final class ContainerPass {
         var layer: StoredLayer
         if let l = record(key) {
             layer = l
+            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
         } else {
             hit = false
             discard(key)
             events.note("container: capturing the base root as the first layer")
-            layer = try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions).layer
+            layer = try capture("the base") { try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions, tee: $0).layer }
             do {
                 let writable = try driver.prepare(key, parent: nil)
                 try LayerApply.apply(layer: blobs.path(of: layer.descriptor.digest), to: writable, expecting: layer.descriptor.digest)
@@ -93,6 +96,8 @@ final class ContainerPass {
         let before = DriverImport.chainIDs(image.config.rootfs.diffIDs).map(\.hex)
         let hit = !noCache && before.allSatisfy { driver.hasLayer($0) }
         let ids = try DriverImport.importImage(image, from: layout, into: driver)
+        for d in image.manifest.layers { bundle?.add(blob: blobs.path(of: d.digest)) }
+        if !hit { bundle?.start() }
         top = ids.last
         layers = zip(image.manifest.layers, image.config.rootfs.diffIDs).map { d, diff in
             StoredLayer(descriptor: d, diffID: diff, uncompressedSize: 0)
@@ -121,13 +126,16 @@ final class ContainerPass {
         var hit = true
         if let l = record(key) {
             layer = l
+            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
         } else {
             hit = false
             discard(key)
+            // The bundle's layers so far are unpacked while this step runs.
+            bundle?.start()
             do {
                 let root = try driver.prepare(key, parent: top)
                 try work(root)
-                layer = try driver.capture(key, into: blobs, options: captureOptions).layer
+                layer = try capture(text) { try driver.capture(key, into: blobs, options: captureOptions, tee: $0).layer }
                 try driver.release(key)
             } catch {
                 try? driver.remove(key)
@@ -139,6 +147,12 @@ final class ContainerPass {
         layers.append(layer)
         history.append(History(created: created, createdBy: text, emptyLayer: nil))
         return measure(layer, seconds: Date().timeIntervalSince(start), hit: hit)
+    }
+
+    /// Runs a capture, handing it the bundle's tee when there is a bundle.
+    func capture(_ name: String, _ body: (ByteSink?) throws -> StoredLayer) throws -> StoredLayer {
+        guard let bundle else { return try body(nil) }
+        return try bundle.capturing(name) { try body($0) }
     }
 
     func measure(_ l: StoredLayer, seconds: Double, hit: Bool) -> BuildReport.Measure {

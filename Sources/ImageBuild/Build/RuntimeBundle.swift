@@ -12,6 +12,12 @@ public enum RuntimeBundle {
         let rootfs = "\(path)/rootfs"
         try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
         for l in layers { _ = try LayerApply.apply(layer: l, to: rootfs) }
+        try writeConfig(at: path, config: config, hostname: hostname)
+    }
+
+    /// `config.json` for a bundle whose `rootfs` is in place (the image's user is looked up there).
+    static func writeConfig(at path: String, config: ContainerConfig, hostname: String) throws {
+        let rootfs = "\(path)/rootfs"
         let owner = config.user.flatMap { ContextCopy.owner($0, root: rootfs) } ?? (0, 0)
         let args = (config.entrypoint ?? []) + (config.cmd ?? [])
         let caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",

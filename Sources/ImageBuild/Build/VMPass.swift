@@ -184,7 +184,13 @@ final class VMPass {
 
     /// Puts the chain (hard links to the cache, named as their backing references expect), the
     /// flattened disk and the boot files into `out`.
-    func export(to out: String) throws -> (chain: [String], disk: String, flattened: AllocationMap) {
+    /// The chain link the flattened disk is made from.
+    var chainTip: String { chain.last! }
+
+    /// Writes the chain (hard links into the cache) and the flattened disk into `out`; with
+    /// `reusing`, that flattened disk (the previous build's, known to be the same) is moved in
+    /// instead of being written again.
+    func export(to out: String, reusing previous: String? = nil) throws -> (chain: [String], disk: String, flattened: AllocationMap) {
         let fm = FileManager.default
         let chainDir = "\(out)/vm/chain"
         try fm.createDirectory(atPath: chainDir, withIntermediateDirectories: true)
@@ -196,8 +202,12 @@ final class VMPass {
             names.append("vm/chain/\(name)")
         }
         let disk = "\(out)/vm/disk.qcow2"
-        _ = try Qcow2Converter.convert(source: try QcowImage(path: "\(chainDir)/\((chain.last! as NSString).lastPathComponent)"), to: disk,
-                                       options: Qcow2ConvertOptions(clusterSize: settings.clusterSize))
+        if let previous {
+            try fm.moveItem(atPath: previous, toPath: disk)
+        } else {
+            _ = try Qcow2Converter.convert(source: try QcowImage(path: "\(chainDir)/\((chain.last! as NSString).lastPathComponent)"), to: disk,
+                                           options: Qcow2ConvertOptions(clusterSize: settings.clusterSize))
+        }
         if let boot = bootFolder {
             try fm.createDirectory(atPath: "\(out)/vm/boot", withIntermediateDirectories: true)
             for f in try fm.contentsOfDirectory(atPath: boot) { try fm.copyItem(atPath: "\(boot)/\(f)", toPath: "\(out)/vm/boot/\(f)") }

@@ -72,8 +72,8 @@ extension StorageDriver {
     public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
 
     /// Captures a prepared layer into a blob store.
-    public func capture(_ id: String, into store: BlobStore, options: CaptureOptions = .init()) throws -> CaptureResult {
-        try LayerCapture.capture(try diffSource(id), into: store, options: options)
+    public func capture(_ id: String, into store: BlobStore, options: CaptureOptions = .init(), tee: ByteSink? = nil) throws -> CaptureResult {
+        try LayerCapture.capture(try diffSource(id), into: store, options: options, tee: tee)
     }
 }
 

@@ -1,0 +1,100 @@
+import Dispatch
+import Foundation
+import Layers
+
+/// Unpacks the image's layers into the runtime bundle's `rootfs` while the build goes on, so
+/// that the bundle is not made from the compressed blobs again after the last step.
+///
+/// Layers are applied in order on one background queue. A layer the build captures now is
+/// applied from its uncompressed tar as the capture writes it (a pipe fed by the capture's tee),
+/// so it is never decompressed; a layer from the cache is applied from its blob. Nothing starts
+/// until `start()`, which the container pass calls at its first cache miss: a build whose every
+/// step is a hit may keep the previous build's bundle instead (see `OutputStamps`), and then no
+/// work was wasted.
+final class BundleStager: @unchecked Sendable {
+    let bundle: String
+    var rootfs: String { bundle + "/rootfs" }
+    private let queue = DispatchQueue(label: "imgbench.bundle")
+    private let lock = NSLock()
+    private var waiting: [Job] = []
+    private var started = false
+    private var failure: Error?
+
+    /// A piece of work, and what to do instead once an earlier one has failed.
+    struct Job: Sendable {
+        var run: @Sendable () throws -> Void
+        var skip: @Sendable () -> Void = {}
+    }
+
+    init(bundle: String) {
+        self.bundle = bundle
+    }
+
+    var isStarted: Bool { lock.withLock { started } }
+
+    /// Starts applying what is queued, and from now on each layer as it comes.
+    func start() {
+        let root = rootfs
+        lock.withLock {
+            guard !started else { return }
+            started = true
+            submit(Job(run: { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }))
+            for j in waiting { submit(j) }
+            waiting = []
+        }
+    }
+
+    /// A layer blob (from the cache), applied after the layers before it.
+    func add(blob: String) {
+        let root = rootfs
+        let job = Job(run: { try LayerApply.apply(layer: blob, to: root) })
+        lock.withLock { started ? submit(job) : waiting.append(job) }
+    }
+
+    /// Runs `capture` with a sink that takes the uncompressed tar of the layer it writes; the
+    /// tar is applied as it arrives (after the layers before it). Starts the stager.
+    func capturing<T>(_ name: String, _ capture: (ByteSink) throws -> T) throws -> T {
+        start()
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw BuildError.io(path: bundle, message: "pipe: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let readEnd = fds[0], root = rootfs, label = "the tar stream of \(name)"
+        let sink = DescriptorSink(fd: fds[1], name: label)
+        // The writer must never block on a pipe nobody reads: a stream that is not applied
+        // (an earlier layer failed) is read to its end and dropped.
+        lock.withLock {
+            submit(Job(run: { try LayerApply.apply(stream: readEnd, named: label, to: root) },
+                       skip: { LayerApply.discard(stream: readEnd) }))
+        }
+        defer { try? sink.finish() }
+        return try capture(sink)
+    }
+
+    /// Waits for every layer to be applied; throws the first failure.
+    func finish() throws {
+        start()
+        queue.sync {}
+        if let f = lock.withLock({ failure }) { throw f }
+    }
+
+    /// Drops what is queued (the bundle is not wanted); nothing may have started.
+    func abandon() {
+        lock.withLock { waiting = [] }
+    }
+
+    /// Called with the lock held.
+    private func submit(_ job: Job) {
+        queue.async { [self] in
+            if lock.withLock({ failure }) != nil {
+                job.skip()
+                return
+            }
+            do {
+                try job.run()
+            } catch {
+                lock.withLock { if failure == nil { failure = error } }
+            }
+        }
+    }
+}
