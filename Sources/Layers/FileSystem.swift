@@ -224,3 +224,9 @@ extension stat {
     var deviceMajor: UInt32 { UInt32((st_rdev >> 8) & 0xfff) | UInt32((st_rdev >> 32) & ~0xfff) }
     var deviceMinor: UInt32 { UInt32(st_rdev & 0xff) | UInt32((st_rdev >> 12) & ~0xff) }
 }
+
+/// Bytes a file or a tree takes on disk.
+public enum DiskUsage {
+    /// Allocated bytes (st_blocks) of everything under `path`, each inode counted once.
+    public static func allocatedBytes(_ path: String) throws -> UInt64 { try FileSystem.allocatedBytes(path) }
+}

@@ -332,6 +332,13 @@ public final class Builder {
         return b
     }
 
+    /// The configuration in force when step `index` (of `recipe.steps`) runs.
+    func configState(through index: Int) -> ConfigState {
+        var c = ConfigState()
+        for s in recipe.steps.prefix(index + 1) { c.apply(s.instruction, environment: s.environment) }
+        return c
+    }
+
     /// Carries out a step that changes files, in a workspace.
     func perform(_ s: Step, in disk: Workspace, config: ConfigState, plan: BuildPlan,
                  onOutput: @escaping @Sendable (String) -> Void) throws {

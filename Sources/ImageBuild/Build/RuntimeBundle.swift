@@ -15,9 +15,11 @@ public enum RuntimeBundle {
         try writeConfig(at: path, config: config, hostname: hostname)
     }
 
-    /// `config.json` for a bundle whose `rootfs` is in place (the image's user is looked up there).
-    static func writeConfig(at path: String, config: ContainerConfig, hostname: String) throws {
-        let rootfs = "\(path)/rootfs"
+    /// `config.json` for a bundle whose root is in place: `rootfs` in the bundle, or `root` (an
+    /// absolute path, such as a storage driver's mounted writable root). The image's user is
+    /// looked up in the root.
+    static func writeConfig(at path: String, root: String? = nil, config: ContainerConfig, hostname: String) throws {
+        let rootfs = root ?? "\(path)/rootfs"
         let owner = config.user.flatMap { ContextCopy.owner($0, root: rootfs) } ?? (0, 0)
         let args = (config.entrypoint ?? []) + (config.cmd ?? [])
         let caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -33,7 +35,7 @@ public enum RuntimeBundle {
                 "capabilities": ["bounding": caps, "effective": caps, "permitted": caps],
                 "noNewPrivileges": true,
             ] as [String: Any],
-            "root": ["path": "rootfs", "readonly": false],
+            "root": ["path": root ?? "rootfs", "readonly": false],
             "hostname": hostname,
             "mounts": [
                 ["destination": "/proc", "type": "proc", "source": "proc"],

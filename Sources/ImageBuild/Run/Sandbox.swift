@@ -14,6 +14,18 @@ public struct Sandbox: Sendable {
     /// USER: a name or uid[:gid], resolved inside the root.
     public var user: String?
     public var hostname: String
+    /// Host folders bind-mounted into the root for the command (host path, path inside), made in
+    /// the root when missing. Build steps have none; measurements share a package cache this way.
+    public var binds: [Bind] = []
+
+    public struct Bind: Sendable {
+        public var host: String
+        public var inside: String
+        public init(host: String, inside: String) {
+            self.host = host
+            self.inside = inside
+        }
+    }
 
     public init(root: String, environment: [KeyValue] = [], workdir: String = "/", user: String? = nil, hostname: String = "imgbench") {
         self.root = root
@@ -39,7 +51,7 @@ public struct Sandbox: Sendable {
     /// is the command.
     static let script = #"""
         set -e
-        R=$1; W=$2; H=$3; U=$4; shift 4
+        R=$1; W=$2; H=$3; U=$4; B=$5; shift 5
         mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
         mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null || true
         mount -t tmpfs -o mode=755,nosuid,size=65536k tmpfs "$R/dev"
@@ -50,6 +62,7 @@ public struct Sandbox: Sendable {
         mount -t tmpfs -o nosuid,nodev,size=65536k tmpfs "$R/dev/shm"
         ln -s /proc/self/fd "$R/dev/fd"; ln -s fd/0 "$R/dev/stdin"; ln -s fd/1 "$R/dev/stdout"; ln -s fd/2 "$R/dev/stderr"
         if [ -e /etc/resolv.conf ]; then mount --bind -o ro "$(readlink -f /etc/resolv.conf)" "$R/etc/resolv.conf" 2>/dev/null || true; fi
+        printf '%s' "$B" | while IFS= read -r src && IFS= read -r dst; do mkdir -p "$R$dst"; mount --bind "$src" "$R$dst"; done
         hostname "$H"
         if [ -n "$U" ]; then exec chroot --userspec="$U" "$R" /usr/bin/env -i "$@"; fi
         exec chroot "$R" /usr/bin/env -i "$@"
@@ -81,7 +94,8 @@ public struct Sandbox: Sendable {
         // --kill-child: the namespace's init, and so every process of the step, is killed when
         // unshare is (unshare itself ignores SIGINT and SIGTERM while it waits).
         let command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--propagation", "private",
-                       "/bin/sh", "-c", Sandbox.script, "imgbench-sandbox", root, cwd, hostname, user ?? ""]
+                       "/bin/sh", "-c", Sandbox.script, "imgbench-sandbox", root, cwd, hostname, user ?? "",
+                       binds.map { "\($0.host)\n\($0.inside)\n" }.joined()]
             + effectiveEnvironment + (fm.fileExists(atPath: "\(root)/bin/sh") ? shellCd : []) + argv
         try ensureWorkdir(cwd)
         return try Command.run(command, environment: ["PATH": Sandbox.defaultPath], onOutput: onOutput)

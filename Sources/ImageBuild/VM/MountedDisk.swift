@@ -15,8 +15,9 @@ public final class MountedDisk: @unchecked Sendable {
     let pidFile: String
     private var tokens: [Int] = []
 
-    /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file.
-    public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4") throws {
+    /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file. With
+    /// `raw`, the image is a raw disk image, loop-mounted as it is (no qemu-storage-daemon).
+    public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4", raw: Bool = false) throws {
         guard getuid() == 0 else { throw BuildError.needsRoot("mounting a qcow2 disk through a loop device") }
         self.image = image
         self.mountpoint = mountpoint
@@ -24,10 +25,15 @@ public final class MountedDisk: @unchecked Sendable {
         try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
         try fm.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         let base = "\(workdir)/\((image as NSString).lastPathComponent)"
-        exportFile = base + ".export"
+        exportFile = raw ? image : base + ".export"
         pidFile = base + ".pid"
         do {
-            try startExport()
+            if raw {
+                let file = image
+                tokens.append(Cleanup.register("detach the loop device of \(image)") { MountedDisk.detachLoops(of: file) })
+            } else {
+                try startExport()
+            }
             let mp = mountpoint
             try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", "loop", exportFile, mountpoint])
             tokens.append(Cleanup.register("unmount \(mp)") { MountedDisk.unmount(mp) })

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import ImageBuild
+import Layers
+
+/// `imgbench measure …`: what each technology costs, measured on built images.
+struct MeasureCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "measure",
+        abstract: "Measure the cost of one more instance (clone) and the write overhead of copy-on-write storage (cow).",
+        subcommands: [MeasureClone.self, MeasureCow.self])
+}
+
+/// Options every measurement takes.
+struct MeasureOptions: ParsableArguments {
+    @Option(help: "Repeat the measurement N times: minimum, median and maximum of each figure.") var `repeat` = 1
+    @Option(help: "Storage drivers of the container side (comma-separated; default every driver, those that do not work here reported as such).")
+    var drivers = StorageDrivers.names.joined(separator: ",")
+    @Option(help: "table or json.") var format: OutputFormat = .table
+    @Option(help: "Also write the JSON result to this file.") var output: String?
+
+    func validate() throws {
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        for d in driverList where !StorageDrivers.names.contains(d) {
+            throw ValidationError("--drivers: unknown driver \(d); known: \(StorageDrivers.names.joined(separator: ", "))")
+        }
+    }
+
+    var driverList: [String] { drivers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func emit<T: Encodable>(_ result: T, table: () -> String) throws {
+        let json = try JSONOutput.string(result)
+        if let output { try (json + "\n").write(toFile: output, atomically: true, encoding: .utf8) }
+        printOut(format == .json ? json : table())
+    }
+}
+
+/// Runs a measurement with the build's error handling: one clear line and exit 1, and everything
+/// mounted or started released, also on Ctrl-C.
+func measuring<T>(_ scratch: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try Interrupts.removing(scratch) { try reportingErrors(body) }
+    } catch let e as BuildError {
+        Cleanup.runAll()
+        printErr("imgbench: error: \(e)")
+        throw ExitCode(1)
+    }
+}
+
+extension Summary {
+    /// "median (min-max)" when there is spread, else the value.
+    func render(_ f: (Double) -> String) -> String {
+        samples > 1 && max > min ? "\(f(median)) (\(f(min))-\(f(max)))" : f(median)
+    }
+}
+
+func bytesText(_ v: Double) -> String { v < 0 ? "-" + ByteSize.format(UInt64(-v)) : ByteSize.format(UInt64(v)) }
