@@ -378,6 +378,8 @@ struct Report: Decodable {
     struct Totals: Decodable {
         var cacheHits: Int
         var cacheMisses: Int
+        var imageUncompressedBytes: UInt64?
+        var vmFlattenedAllocatedBytes: UInt64?
     }
 
     struct Outputs: Decodable {

@@ -16,4 +16,20 @@ struct WastedBytesTests {
         let expected: [Int64] = [1115, 205, 0]
         #expect(wasted == expected)
     }
+
+    @Test("the analysis names the offenders, counts package caches left in the image, and gives an efficiency")
+    func analysis() {
+        let l0 = [file("usr/bin/tool", 500), file("var/lib/apt/lists/deb_bookworm_Packages", 300), file("tmp/build.o", 50)]
+        let l1 = [LayerEntry(path: "tmp/build.o", kind: .whiteout), file("usr/bin/tool", 600),
+                  file("var/cache/apt/archives/tool.deb", 200), file("var/cache/apt/archives/lock", 0)]
+        let a = WastedBytes.analyze([l0, l1])
+        #expect(a.totalFileBytes == 1650)
+        #expect(a.layers.map(\.hiddenBytes) == [550, 0])
+        #expect(a.layers.map(\.cacheBytes) == [300, 200])
+        #expect(a.wastedBytes == 1050)
+        #expect(abs(a.efficiency - (1 - 1050.0 / 1650.0)) < 1e-9)
+        #expect(a.offenders.map(\.path) == ["usr/bin/tool", "var/lib/apt/lists/deb_bookworm_Packages", "var/cache/apt/archives/tool.deb", "tmp/build.o"])
+        #expect(a.offenders.first?.reason == "replaced by layer 1" && a.offenders.last?.reason == "deleted by layer 1")
+        #expect(WastedBytes.analyze([]).efficiency == 1)
+    }
 }

@@ -7,8 +7,8 @@ import Layers
 struct MeasureCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "measure",
-        abstract: "Measure the cost of one more instance (clone) and the write overhead of copy-on-write storage (cow).",
-        subcommands: [MeasureClone.self, MeasureCow.self])
+        abstract: "Measure the cost of one more instance (clone), the write overhead of copy-on-write storage (cow), and wasted bytes (wasted).",
+        subcommands: [MeasureClone.self, MeasureCow.self, MeasureWasted.self])
 }
 
 /// Options every measurement takes.

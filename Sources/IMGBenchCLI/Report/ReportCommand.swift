@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import ImageBuild
+
+/// `imgbench report FILE…`: the seeds' tables from build reports and measure results.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Render build reports and measure results as the seeds' tables: Markdown on stdout, and an SVG chart per table.",
+        discussion: """
+            Each FILE is a report.json of imgbench build or the JSON of imgbench measure clone, \
+            cow or wasted (--output FILE or --format json). Tables: build time and image size \
+            (containers beside VMs), incremental size of one more instance and copy-on-write \
+            write overhead (driver beside driver), wasted bytes. --svg DIR writes one chart per \
+            table into DIR.
+            """)
+
+    @Argument(help: "Result files (report.json, measure results).") var files: [String]
+    @Option(help: "Write one SVG chart per table into this folder.") var svg: String?
+
+    func validate() throws {
+        if files.isEmpty { throw ValidationError("give at least one result file") }
+    }
+
+    func run() throws {
+        var book = ReportBook()
+        do {
+            for f in files { try book.add(file: f) }
+        } catch let e as BuildError {
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(2)
+        }
+        printOut(book.markdown())
+        if let svg {
+            try FileManager.default.createDirectory(atPath: svg, withIntermediateDirectories: true)
+            for t in book.tables {
+                let path = "\(svg)/\(ReportBook.fileName(t))"
+                try book.svg(t).write(toFile: path, atomically: true, encoding: .utf8)
+                printErr("wrote \(path)")
+            }
+        }
+    }
+}

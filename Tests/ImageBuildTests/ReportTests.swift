@@ -1,0 +1,87 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+@testable import ImageBuild
+
+@Suite("imgbench report")
+struct ReportTests {
+    func write(_ json: String, _ name: String) throws -> String {
+        let path = NSTemporaryDirectory() + "/imgbench-report-\(getpid())-\(name).json"
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func sampleFiles() throws -> [String] {
+        let m = #"{"seconds": 1.5, "cacheHit": false}"#
+        let build = """
+            {"schemaVersion": 1, "recipe": "mysql", "recipeFile": "Recipes/mysql/Containerfile", "targets": ["container", "vm"],
+             "startedAt": "2026-11-22T00:00:00Z", "base": {"description": "debian", "key": "k", "container": \(m), "vm": \(m)},
+             "steps": [], "totals": {"seconds": 60, "containerSeconds": 20.5, "vmSeconds": 30.25, "cacheHits": 0, "cacheMisses": 2,
+             "imageCompressedBytes": 1000000, "imageUncompressedBytes": 3000000, "vmFlattenedAllocatedBytes": 5000000,
+             "vmChainAllocatedBytes": 6000000}, "outputs": {"folder": "out/mysql"}}
+            """
+        func s(_ v: Double) -> String { #"{"min": \#(v), "median": \#(v), "max": \#(v), "samples": 1}"# }
+        let clone = """
+            {"schemaVersion": 1, "kind": "clone", "recipe": "mysql", "image": "out/mysql", "count": 1, "repeats": 1, "rows": [
+             {"kind": "container", "storage": "overlay", "available": true, "bytes": \(s(12288)), "milliseconds": \(s(5)), "fullCopy": false},
+             {"kind": "container", "storage": "aufs", "available": false, "reason": "no aufs", "fullCopy": false},
+             {"kind": "vm", "storage": "qcow2 overlay", "available": true, "bytes": \(s(196608)), "milliseconds": \(s(3)), "fullCopy": false}]}
+            """
+        let cow = """
+            {"schemaVersion": 1, "kind": "cow", "workload": "dist-upgrade", "recipe": "r", "step": "s", "repeats": 1, "rows": [
+             {"kind": "baseline", "storage": "plain folder", "available": true, "seconds": \(s(100)), "ratio": \(s(1))},
+             {"kind": "container", "storage": "overlay <fast & \\"good\\">", "available": true, "seconds": \(s(110)), "ratio": \(s(1.1))},
+             {"kind": "vm", "storage": "qcow2 overlay", "available": true, "seconds": \(s(130)), "ratio": \(s(1.3))}]}
+            """
+        return [try write(build, "build"), try write(clone, "clone"), try write(cow, "cow")]
+    }
+
+    @Test("build reports and measure results become the seeds' tables, containers beside VMs")
+    func markdown() throws {
+        var book = ReportBook()
+        for f in try sampleFiles() { try book.add(file: f) }
+        #expect(book.tables.map(\.title) == ["Build time", "Image size", "Incremental size of one more instance",
+                                             "Write overhead of copy-on-write", "Write overhead: wall time"])
+        let md = book.markdown()
+        #expect(md.contains("| mysql | 20.5 s | 30.2 s |"), "\(md)")
+        #expect(md.contains("| mysql | 12.0 KiB | 192.0 KiB |"), "unavailable drivers are not columns: \(md)")
+        #expect(md.contains("| dist-upgrade | 1.00x | 1.10x | 1.30x |"))
+    }
+
+    @Test("each chart is well-formed XML and names every series")
+    func svgParses() throws {
+        var book = ReportBook()
+        for f in try sampleFiles() { try book.add(file: f) }
+        for t in book.tables {
+            let svg = book.svg(t)
+            final class Texts: NSObject, XMLParserDelegate {
+                var texts: [String] = []
+                var current = ""
+                var inText = false
+                func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+                    if e == "text" { inText = true; current = "" }
+                }
+                func parser(_ p: XMLParser, foundCharacters s: String) { if inText { current += s } }
+                func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) {
+                    if e == "text" { texts.append(current); inText = false }
+                }
+            }
+            let parser = XMLParser(data: Data(svg.utf8))
+            let d = Texts()
+            parser.delegate = d
+            #expect(parser.parse(), "\(t.title): \(parser.parserError.map { "\($0)" } ?? "")")
+            for series in t.columns { #expect(d.texts.contains(series), "\(t.title): the legend does not name \(series)") }
+            for row in t.rows { #expect(d.texts.contains(row.label)) }
+        }
+    }
+
+    @Test("a file that is not a result is refused, naming the file")
+    func refusesOtherJSON() throws {
+        let path = try write(#"{"kind": "nonsense"}"#, "bad")
+        var book = ReportBook()
+        #expect(throws: BuildError.self) { try book.add(file: path) }
+        do { try book.add(file: path) } catch { #expect("\(error)".contains(path)) }
+    }
+}
