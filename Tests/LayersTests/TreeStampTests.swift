@@ -43,6 +43,24 @@ struct TreeStampTests {
         #expect(!stamp.holds(for: [root]))
     }
 
+    /// A sink whose bytes another thread applies to `root` as a layer stream, and a function that
+    /// waits for that apply's outcome.
+    func applyingStream(to root: String) throws -> (DescriptorSink, () -> Result<ApplyResult, Error>) {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        let readEnd = fds[0]
+        let applied = Locked<Result<ApplyResult, Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            applied.set(Result { try LayerApply.apply(stream: readEnd, named: "test stream", to: root) })
+            done.signal()
+        }
+        return (DescriptorSink(fd: fds[1], name: "test stream"), {
+            done.wait()
+            return applied.get()!
+        })
+    }
+
     @Test("a layer applied from the tar its capture writes equals the layer applied from its blob")
     func streamedApply() throws {
         let t = try TempDir("stream"); defer { t.cleanup() }
@@ -51,19 +69,9 @@ struct TreeStampTests {
         _ = try sh("mkdir -p d/e; seq 1 800000 > d/numbers; head -c 3000000 /dev/urandom > d/e/random; ln -s numbers d/link; ln d/numbers d/hard", cwd: src)
         let store = BlobStore(root: try t.sub("store"))
         let streamed = try t.sub("streamed"), unpacked = try t.sub("unpacked")
-        var fds: [Int32] = [0, 0]
-        try #require(pipe(&fds) == 0)
-        let readEnd = fds[0]
-        let applied = Locked<Result<ApplyResult, Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            applied.set(Result { try LayerApply.apply(stream: readEnd, named: "test stream", to: streamed) })
-            done.signal()
-        }
-        let sink = DescriptorSink(fd: fds[1], name: "test stream")
+        let (sink, applied) = try applyingStream(to: streamed)
         let r = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip), tee: sink)
-        done.wait()
-        let result = try #require(applied.get()).get()
+        let result = try applied().get()
         #expect(result.entries == r.entries.count)
         try LayerApply.apply(layer: store.path(of: r.layer.descriptor.digest), to: unpacked)
         let diff = try run(["diff", "-r", "--no-dereference", streamed, unpacked])
@@ -75,24 +83,14 @@ struct TreeStampTests {
     @Test("a stream that fails to apply is still read to its end, so its writer finishes")
     func failedStreamIsDrained() throws {
         let t = try TempDir("stream"); defer { t.cleanup() }
-        var fds: [Int32] = [0, 0]
-        try #require(pipe(&fds) == 0)
-        let readEnd = fds[0]
-        let applied = Locked<Result<ApplyResult, Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            // The root does not exist: the first entry fails.
-            applied.set(Result { try LayerApply.apply(stream: readEnd, named: "test stream", to: t.path + "/missing/root") })
-            done.signal()
-        }
+        // The root does not exist: the first entry fails.
+        let (sink, applied) = try applyingStream(to: t.path + "/missing/root")
         let src = try t.sub("src")
         _ = try sh("head -c 2000000 /dev/urandom > big", cwd: src)
-        let sink = DescriptorSink(fd: fds[1], name: "test stream")
         let store = BlobStore(root: try t.sub("store"))
         // Returns (it would hang on a full pipe if the failed apply stopped reading).
         _ = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .none), tee: sink)
-        done.wait()
-        let outcome = try #require(applied.get())
+        let outcome = applied()
         #expect(throws: LayersError.self) { try outcome.get() }
     }
 }

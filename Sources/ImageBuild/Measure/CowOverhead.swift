@@ -259,15 +259,7 @@ public struct CowMeasurement {
         let overlay = "\(dir)/overlay.qcow2"
         try QcowImage.create(path: overlay, options: Qcow2CreateOptions(
             virtualSize: 0, backingFile: URL(fileURLWithPath: disk).standardizedFileURL.path, backingFormat: "qcow2")).close()
-        let mounted = try MountedDisk(image: overlay, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem)
-        let seconds: Double
-        do {
-            seconds = try work("\(dir)/mnt")
-            mounted.release()
-        } catch {
-            mounted.release()
-            throw error
-        }
+        let seconds = try onMounted(try MountedDisk(image: overlay, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem), work)
         let img = try QcowImage(path: overlay)
         defer { try? img.close() }
         return Sample(seconds: seconds, bytes: Double(try AllocationMap.compute(img).chain[0].allocatedBytes), copiedUp: nil)
@@ -278,15 +270,13 @@ public struct CowMeasurement {
         let raw = "\(dir)/disk.raw"
         try Command.check("converting the base disk to raw", ["qemu-img", "convert", "-O", "raw", disk, raw])
         let before = try DiskUsage.allocatedBytes(raw)
-        let mounted = try MountedDisk(image: raw, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem, raw: true)
-        let seconds: Double
-        do {
-            seconds = try work("\(dir)/mnt")
-            mounted.release()
-        } catch {
-            mounted.release()
-            throw error
-        }
+        let seconds = try onMounted(try MountedDisk(image: raw, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem, raw: true), work)
         return Sample(seconds: seconds, bytes: Double(try DiskUsage.allocatedBytes(raw)) - Double(before), copiedUp: nil)
+    }
+
+    /// Runs the workload on a mounted disk, which is released whatever happens.
+    func onMounted(_ mounted: MountedDisk, _ work: (String) throws -> Double) throws -> Double {
+        defer { mounted.release() }
+        return try work(mounted.mountpoint)
     }
 }
