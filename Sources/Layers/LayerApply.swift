@@ -43,7 +43,7 @@ public enum LayerApply {
         // The reader gets a duplicate, which it closes itself however it ends; this one is read
         // to its end here, then closed.
         defer { discard(stream: fd) }
-        let copy = dup(fd)
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else { throw LayersError.io(path: name, operation: "dup", errno: errno) }
         return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0)
     }
