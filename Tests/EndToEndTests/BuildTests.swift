@@ -305,7 +305,10 @@ struct BuildTests {
 
 /// What a build may leave behind, found from /proc and losetup.
 enum Leftovers {
-    static func find(under paths: [String], marker: String) -> [String] {
+    static func find(under folders: [String], marker: String) -> [String] {
+        // A folder's own path followed by "/": the cache of another checkout's run
+        // (IMGBENCH_TEST_CACHE) may share the prefix of this one's name.
+        let paths = folders.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         var left: [String] = []
         let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
         for line in mounts.split(separator: "\n") where paths.contains(where: { line.contains($0) }) {
