@@ -48,9 +48,10 @@ func measuring<T>(_ scratch: String, _ body: () throws -> T) throws -> T {
 }
 
 extension Summary {
-    /// "median (min-max)" when there is spread, else the value.
+    /// "median (min-max)" when the spread shows at this precision, else the value.
     func render(_ f: (Double) -> String) -> String {
-        samples > 1 && max > min ? "\(f(median)) (\(f(min))-\(f(max)))" : f(median)
+        let (lo, mid, hi) = (f(min), f(median), f(max))
+        return lo == hi ? mid : "\(mid) (\(lo)-\(hi))"
     }
 }
 
