@@ -55,7 +55,7 @@ final class VMPass {
         if noCache || !FileManager.default.fileExists(atPath: p) {
             hit = false
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch)
+            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
         }
         top = p
         chain = [p]

@@ -35,7 +35,12 @@ public final class MountedDisk: @unchecked Sendable {
                 try startExport()
             }
             let mp = mountpoint
-            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", "loop", exportFile, mountpoint])
+            // noatime: reading a file in a step does not rewrite its inode. noinit_itable: the
+            // kernel would otherwise zero the inode tables mkfs left uninitialised in the
+            // background while the step runs, and flag the groups as it goes. Either would make
+            // the same step write different blocks from one build to the next.
+            let options = filesystem == "ext4" ? "loop,noatime,noinit_itable" : "loop,noatime"
+            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", options, exportFile, mountpoint])
             tokens.append(Cleanup.register("unmount \(mp)") { MountedDisk.unmount(mp) })
         } catch {
             release()
