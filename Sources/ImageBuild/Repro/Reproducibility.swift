@@ -49,7 +49,7 @@ public struct ReproReport: Codable, Equatable, Sendable {
     }
 
     /// A structure or file of the filesystem and how many of the differing blocks and clusters
-    /// are its.
+    /// are its. A block of the inode table counts for each of its inodes that differs.
     public struct Owner: Codable, Equatable, Sendable {
         public var what: String
         public var blocks: Int
