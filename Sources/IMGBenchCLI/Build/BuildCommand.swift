@@ -29,7 +29,7 @@ struct BuildCommand: ParsableCommand {
     enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
 
     func validate() throws {
-        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+        try BuildRunning.validate(buildArgs: buildArgs)
     }
 
     func run() throws {
@@ -38,7 +38,7 @@ struct BuildCommand: ParsableCommand {
         var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
         options.noCache = noCache
         options.buildArgs = args
-        options.targets = target == .both ? [.container, .vm] : target == .vm ? [.vm] : [.container]
+        options.targets = target.targets
         options.driver = driver
         options.vmBackend = vmBackend
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }

@@ -6,6 +6,11 @@ import Layers
 /// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
 /// exit status a failed build gives.
 enum BuildRunning {
+    /// `--build-arg` values must be `KEY=VALUE`.
+    static func validate(buildArgs: [String]) throws {
+        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+    }
+
     /// `KEY=VALUE` arguments as a dictionary.
     static func buildArgs(_ args: [String]) -> [String: String] {
         var out: [String: String] = [:]
@@ -47,4 +52,9 @@ enum BuildRunning {
         guard let p = partials.first else { return try body() }
         return try Interrupts.removing(p) { try removing(partials.dropFirst(), body) }
     }
+}
+
+extension BuildCommand.BuildTarget {
+    /// The targets a build makes.
+    var targets: Set<StepTarget> { self == .both ? [.container, .vm] : self == .vm ? [.vm] : [.container] }
 }

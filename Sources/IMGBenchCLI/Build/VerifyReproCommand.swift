@@ -19,6 +19,7 @@ struct VerifyReproCommand: ParsableCommand {
     @Argument(help: "A recipe folder holding a Containerfile, or a recipe file.") var recipe: String
     @Option(help: "container, vm or both.") var target: BuildCommand.BuildTarget = .both
     @Option(help: "Storage driver of the container builds.") var driver = "overlay"
+    @Option(help: "How VM steps reach the disk: loop or guestfs (see imgbench build).") var vmBackend = "loop"
     @Option(help: "Output folder of the two builds (default out/NAME-repro).") var output: String?
     @Option(help: "Cache folder (its Debian base is reused; steps are rebuilt).") var cache: String?
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
@@ -27,7 +28,7 @@ struct VerifyReproCommand: ParsableCommand {
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
-        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+        try BuildRunning.validate(buildArgs: buildArgs)
     }
 
     func run() throws {
@@ -35,8 +36,9 @@ struct VerifyReproCommand: ParsableCommand {
         let parsed = try BuildRunning.load(recipe, buildArgs: args)
         var options = BuildOptions(output: output ?? "out/\(parsed.name)-repro", cache: cache ?? BuildOptions.defaultCache)
         options.buildArgs = args
-        options.targets = target == .both ? [.container, .vm] : target == .vm ? [.vm] : [.container]
+        options.targets = target.targets
         options.driver = driver
+        options.vmBackend = vmBackend
         let env = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"]
         if let epoch = env.flatMap(Int.init) {
             options.sourceDateEpoch = epoch
