@@ -268,27 +268,28 @@ public enum Reproducibility {
     }
 }
 
-/// Names blocks and inodes of two ext4 disks with debugfs, on raw copies of them.
+/// Names blocks and inodes of two ext4 disks with debugfs, on raw copies of them (removed by
+/// `remove()`, or on Ctrl-C).
 final class Ext4Names {
     let raws: [String]
+    private let cleanup: Int
 
     init(disks: [String], scratch: String) throws {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        var made: [String] = []
+        let names = disks.indices.map { "\(scratch)/.verify-repro-\(getpid())-\($0).raw" }
+        cleanup = Cleanup.register("remove the raw copies \(names.joined(separator: ", "))") { for r in names { unlink(r) } }
+        raws = names
         do {
-            for (i, d) in disks.enumerated() {
-                let raw = "\(scratch)/.verify-repro-\(getpid())-\(i).raw"
-                made.append(raw)
+            for (d, raw) in zip(disks, names) {
                 try Command.check("a raw copy of \(d) for debugfs", ["qemu-img", "convert", "-O", "raw", d, raw])
             }
         } catch {
-            for r in made { unlink(r) }
+            remove()
             throw error
         }
-        raws = made
     }
 
-    func remove() { for r in raws { unlink(r) } }
+    func remove() { Cleanup.run(cleanup) }
 
     /// debugfs commands run from a file on each raw copy; the output lines of each.
     func debugfs(_ commands: [String], on raw: String) throws -> [Substring] {
