@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ImageBuild
+import Layers
 
 // The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
 
@@ -207,4 +208,33 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     #expect(throws: GateError.self) { try BuildReport.load(dir + "/missing.json") }
     try Data("{\"schemaVersion\": 1".utf8).write(to: URL(fileURLWithPath: path))
     #expect { try BuildReport.load(path) } throws: { "\($0)".hasPrefix("\(path): at the top: not JSON") }
+}
+
+// MARK: - Wasted bytes of a report
+
+@Test func layerListingsKeptInTheCacheGiveTheSameWastedBytes() throws {
+    let dir = NSTemporaryDirectory() + "imgbench-listing-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fm = FileManager.default
+    // Layer 1: two files; layer 2 overwrites one and deletes the other.
+    try fm.createDirectory(atPath: "\(dir)/tree", withIntermediateDirectories: true)
+    try Data(count: 3000).write(to: URL(fileURLWithPath: "\(dir)/tree/a"))
+    try Data(count: 500).write(to: URL(fileURLWithPath: "\(dir)/tree/b"))
+    let store = BlobStore(root: "\(dir)/store")
+    try fm.createDirectory(atPath: store.directory, withIntermediateDirectories: true)
+    let first = try LayerCapture.capture(.tree("\(dir)/tree"), into: store).layer
+    let second = try LayerCapture.write([LayerEntry(path: "a", kind: .regular, size: 0), LayerEntry(path: "b", kind: .whiteout)],
+                                        into: store, options: CaptureOptions())
+    let cache = "\(dir)/listings"
+    func wasted() throws -> [Int64] {
+        try WastedBytes.perLayer([first, second].map {
+            try LayerListingCache.entries(of: store.path(of: $0.descriptor.digest), digest: $0.descriptor.digest, cache: cache)
+        })
+    }
+    let read = try wasted()
+    #expect(read == [3500, 0])
+    #expect(fm.fileExists(atPath: "\(cache)/\(first.descriptor.digest.hex).json"))
+    // From the cache, the blobs gone.
+    try fm.removeItem(atPath: store.directory)
+    #expect(try wasted() == read)
 }
