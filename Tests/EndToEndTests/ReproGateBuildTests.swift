@@ -77,6 +77,9 @@ extension BuildTests {
         let vm = try #require(json["vm"] as? [String: Any])
         let clusters = try #require(vm["differingClusters"] as? [Int])
         let owners = try #require(vm["owners"] as? [[String: Any]])
+        // The base disk (mkfs.ext4 -d from the cached root) is the same bit for bit.
+        let links = try #require(vm["links"] as? [[String: Any]])
+        #expect(links.count == 5 && links.first?["step"] as? String == "base" && links.first?["identical"] as? Bool == true, "\(links)")
         if vm["identical"] as? Bool == true {
             #expect(clusters.isEmpty && owners.isEmpty)
         } else {

@@ -85,6 +85,13 @@ enum ReproTable {
             lines.append("")
         }
         if let v = r.vm {
+            if !v.links.isEmpty {
+                var t = TextTable(header: ["link", "disk after", "same"])
+                for l in v.links {
+                    t.rows.append(["\(l.index)", String(l.step.prefix(50)), l.identical ? "yes" : "NO, from offset \(l.firstDifference ?? 0)"])
+                }
+                lines.append(t.render())
+            }
             if v.identical {
                 lines.append("VM disk: identical (\(v.disks[0]) and \(v.disks[1]))")
             } else {

@@ -46,6 +46,18 @@ public struct ReproReport: Codable, Equatable, Sendable {
         public var blockSize: Int
         /// What the differing blocks belong to, most blocks first.
         public var owners: [Owner]
+        /// The disk as each link of the chain leaves it (base first), compared: where the
+        /// differences begin.
+        public var links: [LinkPair]
+    }
+
+    public struct LinkPair: Codable, Equatable, Sendable {
+        public var index: Int
+        /// "base", "step N: INSTRUCTION" or "finalisation".
+        public var step: String
+        public var identical: Bool
+        /// The first guest offset that differs.
+        public var firstDifference: UInt64?
     }
 
     /// A structure or file of the filesystem and how many of the differing blocks and clusters
@@ -87,6 +99,7 @@ public enum Reproducibility {
         }
         if let da = a.outputs.vmDisk, let db = b.outputs.vmDisk {
             report.vm = try compareVM("\(first)/\(da)", "\(second)/\(db)", scratch: scratch)
+            report.vm?.links = try compareChains(a, first, b, second)
         }
         return report
     }
@@ -182,11 +195,25 @@ public enum Reproducibility {
         }
         var side = ReproReport.VMSide(identical: clusters.isEmpty && a.virtualSize == b.virtualSize, disks: [pa, pb], clusterSize: cluster,
                                       virtualSize: size, differingClusters: clusters, differingBlocks: blocks.count,
-                                      blockSize: Int(blockSize), owners: [])
+                                      blockSize: Int(blockSize), owners: [], links: [])
         if !blocks.isEmpty {
             side.owners = try owners(of: blocks, a: a, b: b, pa: pa, pb: pb, layout: layout, cluster: cluster, scratch: scratch)
         }
         return side
+    }
+
+    /// The guest contents of the chains link by link (each read through its backing files).
+    static func compareChains(_ a: BuildReport, _ fa: String, _ b: BuildReport, _ fb: String) throws -> [ReproReport.LinkPair] {
+        let ca = a.outputs.vmChain ?? [], cb = b.outputs.vmChain ?? []
+        let names = ["base"] + a.steps.filter { $0.vm != nil }.map { "step \($0.index): \($0.instruction)" }
+            + (a.finalisation != nil ? ["finalisation"] : [])
+        return try zip(ca, cb).enumerated().map { i, pair in
+            let result = try ImageComparison.compare(try DiskImages.open("\(fa)/\(pair.0)"), try DiskImages.open("\(fb)/\(pair.1)"))
+            var offset: UInt64?
+            if case let .differ(o) = result { offset = o }
+            return ReproReport.LinkPair(index: i, step: i < names.count ? names[i] : "link \(i)", identical: result == .identical,
+                                        firstDifference: offset)
+        }
     }
 
     /// True when `[at, at+n)` reads as zeros without data in `img`.
