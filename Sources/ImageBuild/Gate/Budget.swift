@@ -38,7 +38,7 @@ public struct SizeLimit: Equatable, Codable, Sendable {
 /// default:                      # every recipe, step and figure
 ///   bytes: 1MiB
 ///   percent: 1%
-///   wasted: {bytes: 0}          # one figure: compressed, uncompressed, vm-allocated, wasted
+///   wasted: {bytes: 0, percent: 0}   # one figure (compressed, uncompressed, vm-allocated, wasted)
 /// recipes:
 ///   mysql:
 ///     bytes: 5MiB               # this recipe's steps and image
