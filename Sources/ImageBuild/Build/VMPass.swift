@@ -83,7 +83,8 @@ final class VMPass {
             switch backend {
             case .loop:
                 let mnt = "\(scratch)/mnt-\(key.prefix(12))"
-                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem)
+                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
+                                           options: MountedDisk.buildOptions(filesystem: settings.filesystem))
                 do {
                     try work(LocalRoot(root: mnt))
                     disk.release()

@@ -44,8 +44,8 @@ public enum BaseDisk {
                                           options: Qcow2ConvertOptions(clusterSize: settings.clusterSize))
     }
 
-    /// A version 4 (random) UUID whose bits come from SHA-256 of `seed`: the same seed, the same
-    /// UUID.
+    /// A UUID in the form of a version 4 (random) one, whose bits come from SHA-256 of `seed`:
+    /// the same seed, the same UUID.
     static func filesystemUUID(seed: String) -> String {
         var b = Array(SHA256.hash(data: Data(seed.utf8)).prefix(16))
         b[6] = (b[6] & 0x0F) | 0x40
