@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The size budget of `imgbench check` is YAML.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, each wrapped once and imported only by the module that needs it.
@@ -45,7 +47,13 @@ let package = Package(
             ]),
         .testTarget(name: "LayersTests", dependencies: ["Layers"]),
 
-        .target(name: "ImageBuild", dependencies: ["QcowIO", "Layers", "CGuestfs", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "ImageBuild",
+            dependencies: [
+                "QcowIO", "Layers", "CGuestfs",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
 
         // The command line: argument parsing and rendering, over the libraries.

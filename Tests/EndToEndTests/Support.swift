@@ -89,7 +89,8 @@ final class RunningProcess {
     private(set) var signal: Int32?
     private var status: Int32?
 
-    init(_ executable: String, _ arguments: [String]) throws {
+    /// `environment` adds to (or replaces in) the test runner's environment.
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         io = try CapturedOutput()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -105,8 +106,10 @@ final class RunningProcess {
         }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
+        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for e in env { free(e) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        let rc = posix_spawn(&child, executable, &actions, nil, argv, env)
         guard rc == 0 else { throw MissingTool(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
         pid = child
     }

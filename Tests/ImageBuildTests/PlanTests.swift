@@ -81,11 +81,14 @@ private let recipe = """
     let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemaURL)) as? [String: Any])
     var m = BuildReport.Measure(seconds: 1, cacheHit: false)
     m.qcow2AllocatedBytes = 1
+    m.wasted = .init(overwrittenLaterBytes: 1)
+    var totals = BuildReport.Totals(seconds: 1, cacheHits: 0, cacheMisses: 1)
+    totals.wasted = .init(overwrittenLaterBytes: 1)
     let report = BuildReport(
         recipe: "t", recipeFile: "t/Containerfile", targets: ["vm"], startedAt: "2026-01-01T00:00:00Z",
         base: .init(description: "scratch", key: "k", container: nil, vm: m),
         steps: [.init(index: 1, instruction: "RUN true", location: "t:1:1", target: "both", key: "k1", changesFiles: true, container: nil, vm: m)],
-        finalisation: nil, totals: .init(seconds: 1, cacheHits: 0, cacheMisses: 1), outputs: .init(folder: "out/t"))
+        finalisation: nil, totals: totals, outputs: .init(folder: "out/t"))
     let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
     let required = try #require(schema["required"] as? [String])
     for k in required { #expect(json[k] != nil, "report lacks \(k)") }
@@ -96,5 +99,15 @@ private let recipe = """
     let stepSchema = try #require(defs["step"] as? [String: Any])
     for k in try #require(stepSchema["required"] as? [String]) { #expect(step[k] != nil, "step lacks \(k)") }
     for k in step.keys { #expect((stepSchema["properties"] as? [String: Any])?[k] != nil, "schema's step lacks \(k)") }
+    // A measure, the totals and the wasted bytes of each: every key is in the schema.
+    func props(_ def: Any?) -> [String: Any] { ((def as? [String: Any])?["properties"] as? [String: Any]) ?? [:] }
+    let measure = try #require(step["vm"] as? [String: Any])
+    for k in measure.keys { #expect(props(defs["measure"])[k] != nil, "schema's measure lacks \(k)") }
+    let totalsJSON = try #require(json["totals"] as? [String: Any])
+    for k in totalsJSON.keys { #expect(props(properties["totals"])[k] != nil, "schema's totals lack \(k)") }
+    for waste in [measure["wasted"], totalsJSON["wasted"]] {
+        let w = try #require(waste as? [String: Any])
+        for k in w.keys { #expect(props(defs["waste"])[k] != nil, "schema's waste lacks \(k)") }
+    }
     #expect(json["schemaVersion"] as? Int == BuildReport.currentSchemaVersion)
 }

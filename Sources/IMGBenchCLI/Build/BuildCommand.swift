@@ -29,44 +29,22 @@ struct BuildCommand: ParsableCommand {
     enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
 
     func validate() throws {
-        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+        try BuildRunning.validate(buildArgs: buildArgs)
     }
 
     func run() throws {
-        var args: [String: String] = [:]
-        for a in buildArgs {
-            let kv = a.split(separator: "=", maxSplits: 1).map(String.init)
-            args[kv[0]] = kv.count > 1 ? kv[1] : ""
-        }
-        let parsed: Recipe
-        do {
-            parsed = try RecipeParser.load(recipe, buildArgs: args)
-        } catch let e as RecipeError {
-            printErr("imgbench: error: \(e)")
-            throw ExitCode(2)
-        }
+        let args = BuildRunning.buildArgs(buildArgs)
+        let parsed = try BuildRunning.load(recipe, buildArgs: args)
         var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
         options.noCache = noCache
         options.buildArgs = args
-        options.targets = target == .both ? [.container, .vm] : target == .vm ? [.vm] : [.container]
+        options.targets = target.targets
         options.driver = driver
         options.vmBackend = vmBackend
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
-        let report: BuildReport
-        do {
-            report = try Interrupts.removing(options.output + ".partial") {
-                try Builder(recipe: parsed, options: options, events: events).run()
-            }
-        } catch let e as BuildError {
-            Cleanup.runAll()
-            printErr("imgbench: error: \(e)")
-            if case .recipe = e { throw ExitCode(2) }
-            throw ExitCode(1)
-        } catch let e as LayersError {
-            Cleanup.runAll()
-            printErr("imgbench: error: \(e)")
-            throw ExitCode(1)
+        let report = try BuildRunning.run(removing: [options.output + ".partial"]) {
+            try Builder(recipe: parsed, options: options, events: events).run()
         }
         switch format {
         case .json: printOut(try JSONOutput.string(report))

@@ -31,10 +31,25 @@ public struct BuildReport: Codable, Equatable, Sendable {
         /// size on disk.
         public var qcow2AllocatedBytes: UInt64?
         public var qcow2DiskBytes: UInt64?
+        /// Bytes this step carries that the finished image does not use.
+        public var wasted: Waste?
 
         public init(seconds: Double, cacheHit: Bool) {
             self.seconds = seconds
             self.cacheHit = cacheHit
+        }
+    }
+
+    /// Bytes a step or an image carries but does not use, by cause: an object, so that other
+    /// causes are added as fields beside the first.
+    public struct Waste: Codable, Equatable, Sendable {
+        /// Container: bytes of regular files in this layer that a later layer of the image deletes
+        /// (whiteout, opaque directory) or replaces with an entry of the same path
+        /// (`WastedBytes.perLayer`); pulled and stored, never seen in a container.
+        public var overwrittenLaterBytes: UInt64?
+
+        public init(overwrittenLaterBytes: UInt64? = nil) {
+            self.overwrittenLaterBytes = overwrittenLaterBytes
         }
     }
 
@@ -71,6 +86,8 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var vmFlattenedAllocatedBytes: UInt64?
         public var vmFlattenedDiskBytes: UInt64?
         public var vmVirtualSize: UInt64?
+        /// The image's wasted bytes, summed over its layers.
+        public var wasted: Waste?
     }
 
     public struct Outputs: Codable, Equatable, Sendable {

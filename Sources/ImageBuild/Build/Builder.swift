@@ -238,10 +238,13 @@ public final class Builder {
                 totals.vmChainAllocatedBytes = vmm.compactMap(\.qcow2AllocatedBytes).reduce(0, +)
             }
             totals.seconds = Date().timeIntervalSince(started)
-            let report = BuildReport(recipe: recipe.name, recipeFile: recipe.file,
+            var report = BuildReport(recipe: recipe.name, recipeFile: recipe.file,
                                      targets: StepTarget.allCases.filter { $0 != .both && options.targets.contains($0) }.map(\.rawValue),
                                      startedAt: ISO8601DateFormatter().string(from: started), base: basePhase, steps: reports,
                                      finalisation: finalisation, totals: totals, outputs: outputs)
+            if container != nil {
+                try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: "\(options.cache)/containers/listings")
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try enc.encode(report).write(to: URL(fileURLWithPath: "\(partial)/report.json"))

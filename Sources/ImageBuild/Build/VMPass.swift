@@ -55,7 +55,7 @@ final class VMPass {
         if noCache || !FileManager.default.fileExists(atPath: p) {
             hit = false
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch)
+            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
         }
         top = p
         chain = [p]
@@ -83,7 +83,8 @@ final class VMPass {
             switch backend {
             case .loop:
                 let mnt = "\(scratch)/mnt-\(key.prefix(12))"
-                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem)
+                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
+                                           options: MountedDisk.buildOptions(filesystem: settings.filesystem))
                 do {
                     try work(LocalRoot(root: mnt))
                     disk.release()

@@ -17,7 +17,9 @@ public final class MountedDisk: @unchecked Sendable {
 
     /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file. With
     /// `raw`, the image is a raw disk image, loop-mounted as it is (no qemu-storage-daemon).
-    public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4", raw: Bool = false) throws {
+    /// `options` are mount options besides `loop` (a build's `buildOptions`).
+    public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4", raw: Bool = false,
+                options: [String] = []) throws {
         guard getuid() == 0 else { throw BuildError.needsRoot("mounting a qcow2 disk through a loop device") }
         self.image = image
         self.mountpoint = mountpoint
@@ -35,12 +37,20 @@ public final class MountedDisk: @unchecked Sendable {
                 try startExport()
             }
             let mp = mountpoint
-            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", "loop", exportFile, mountpoint])
+            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", (["loop"] + options).joined(separator: ","), exportFile, mountpoint])
             tokens.append(Cleanup.register("unmount \(mp)") { MountedDisk.unmount(mp) })
         } catch {
             release()
             throw error
         }
+    }
+
+    /// How a build step mounts its disk. noatime: reading a file in a step does not rewrite its
+    /// inode. noinit_itable (ext4): the kernel would otherwise zero the inode tables mkfs left
+    /// uninitialised in the background while the step runs, and flag the groups as it goes.
+    /// Either would make the same step write different blocks from one build to the next.
+    public static func buildOptions(filesystem: String) -> [String] {
+        filesystem == "ext4" ? ["noatime", "noinit_itable"] : ["noatime"]
     }
 
     func startExport() throws {

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import ImageBuild
+import Layers
+
+/// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
+/// exit status a failed build gives.
+enum BuildRunning {
+    /// `--build-arg` values must be `KEY=VALUE`.
+    static func validate(buildArgs: [String]) throws {
+        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+    }
+
+    /// `KEY=VALUE` arguments as a dictionary.
+    static func buildArgs(_ args: [String]) -> [String: String] {
+        var out: [String: String] = [:]
+        for a in args {
+            let kv = a.split(separator: "=", maxSplits: 1).map(String.init)
+            out[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        return out
+    }
+
+    /// The recipe, or exit status 2 with `file:line:column: message`.
+    static func load(_ recipe: String, buildArgs: [String: String]) throws -> Recipe {
+        do {
+            return try RecipeParser.load(recipe, buildArgs: buildArgs)
+        } catch let e as RecipeError {
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// Runs a build (or builds), removing `partials` on Ctrl-C; a failure is one line and exit
+    /// status 1 (2 for a recipe the build refuses).
+    static func run<T>(removing partials: [String], _ body: () throws -> T) throws -> T {
+        do {
+            return try removing(partials[...], body)
+        } catch let e as BuildError {
+            Cleanup.runAll()
+            printErr("imgbench: error: \(e)")
+            if case .recipe = e { throw ExitCode(2) }
+            throw ExitCode(1)
+        } catch let e as LayersError {
+            Cleanup.runAll()
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func removing<T>(_ partials: ArraySlice<String>, _ body: () throws -> T) throws -> T {
+        guard let p = partials.first else { return try body() }
+        return try Interrupts.removing(p) { try removing(partials.dropFirst(), body) }
+    }
+}
+
+extension BuildCommand.BuildTarget {
+    /// The targets a build makes.
+    var targets: Set<StepTarget> { self == .both ? [.container, .vm] : self == .vm ? [.vm] : [.container] }
+}
