@@ -20,6 +20,9 @@ struct MeasureCow: ParsableCommand {
     @Option(help: "Where the built-in workloads' recipes are.") var recipes = "recipes"
     @Option(help: "Cache folder (the build's; default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Option(help: "Scratch folder (default: in the cache; removed after).") var workdir: String?
+    @Flag(help: "Also run the workload in a booted VM of the base disk (KVM when it works here, else software emulation, said in the result).")
+    var bootedVm = false
+    @Option(help: "Seconds the booted VM may take before it is stopped.") var vmTimeout: Double = 3600
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @OptionGroup var options: MeasureOptions
 
@@ -35,8 +38,11 @@ struct MeasureCow: ParsableCommand {
                 printErr("imgbench: error: \(e)")
                 throw ExitCode(2)
             }
-            return try CowMeasurement(workload: w, drivers: options.driverList, repeats: options.repeat,
-                                      cache: cacheDir, workdir: scratch, events: events).run()
+            var m = CowMeasurement(workload: w, drivers: options.driverList, repeats: options.repeat,
+                                   cache: cacheDir, workdir: scratch, events: events)
+            m.bootedVM = bootedVm
+            m.vmTimeout = vmTimeout
+            return try m.run()
         }
         try options.emit(result) { Self.table(result) }
     }
@@ -48,7 +54,7 @@ struct MeasureCow: ParsableCommand {
                            row.ratio?.render { String(format: "%.2fx", $0) } ?? "-",
                            row.bytesWritten?.render(bytesText) ?? "-",
                            row.filesCopiedUp?.render { String(Int($0)) } ?? "-",
-                           row.available ? "" : "unavailable: \(row.reason ?? "")"])
+                           row.available ? (row.kind == "vm" && row.storage.hasPrefix("booted") ? row.note ?? "" : "") : "unavailable: \(row.reason ?? "")"])
         }
         return [t.render(), "", "\(r.workload): \(r.step); \(r.repeats) round(s); ratios to the plain folder within each round"]
             .joined(separator: "\n")

@@ -65,6 +65,9 @@ public struct CowMeasurement {
     public var cache: String
     public var workdir: String
     public var events: BuildEvents
+    /// Also run the workload in a booted VM (see `BootedWorkload`), stopped after `vmTimeout`.
+    public var bootedVM = false
+    public var vmTimeout: Double = 3600
 
     public init(workload: Workload, drivers: [String], repeats: Int, cache: String, workdir: String, events: BuildEvents) {
         self.workload = workload
@@ -110,7 +113,7 @@ public struct CowMeasurement {
     }
 
     enum Environment {
-        case baseline, driver(String), qcow2, raw
+        case baseline, driver(String), qcow2, raw, booted
 
         var name: String {
             switch self {
@@ -118,6 +121,7 @@ public struct CowMeasurement {
             case let .driver(d): d
             case .qcow2: "qcow2 overlay (FUSE export + loop)"
             case .raw: "raw disk image (loop)"
+            case .booted: "booted VM (qcow2 overlay)"
             }
         }
 
@@ -125,7 +129,7 @@ public struct CowMeasurement {
             switch self {
             case .baseline: "baseline"
             case .driver: "container"
-            case .qcow2, .raw: "vm"
+            case .qcow2, .raw, .booted: "vm"
             }
         }
     }
@@ -180,6 +184,8 @@ public struct CowMeasurement {
             }
         }
         environments += [.qcow2, .raw]
+        if bootedVM { environments.append(.booted) }
+        var bootedNote: String?
 
         // Warm-up, not measured: fills the package cache, so that no measured run downloads.
         events.note("cow: warm-up run on a plain folder (fills the package cache; not measured)")
@@ -201,6 +207,13 @@ public struct CowMeasurement {
                 case let .driver(d): s = try onDriver(d, image: image, layout: layout, baseRoot: rootfs, dir, runWorkload)
                 case .qcow2: s = try onQcow2(disk, filesystem: workload.recipe.vm.filesystem, dir, runWorkload)
                 case .raw: s = try onRaw(disk, filesystem: workload.recipe.vm.filesystem, dir, runWorkload)
+                case .booted:
+                    guard let kernel = base.report.outputs.kernel else { throw BuildError.invalid("\(baseOut): the base disk has no kernel to boot") }
+                    let o = try BootedWorkload(disk: disk, kernel: "\(base.folder)/\(kernel)", initrd: base.report.outputs.initrd.map { "\(base.folder)/\($0)" },
+                                               argv: argv, environment: env, workdir: state.workdir, timeout: vmTimeout)
+                        .run(in: dir) { sink.output($0) }
+                    bootedNote = o.note
+                    s = Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil)
                 }
                 try? fm.removeItem(atPath: dir)
                 samples[i, default: []].append(s)
@@ -216,6 +229,7 @@ public struct CowMeasurement {
             case .driver: note = "bytes: the writable layer; copied up: files of the base the workload changed"
             case .qcow2: note = "block-level copy-on-write: bytes are the overlay's allocated clusters; no files are copied up"
             case .raw: note = "no copy-on-write (a raw image converted from the base disk); bytes: the image's growth"
+            case .booted: note = bootedNote
             }
             return Row(kind: e.kind, storage: e.name, available: true, reason: nil,
                        seconds: Summary(s.map(\.seconds)), ratio: Summary(ratios[i] ?? []),
