@@ -6,7 +6,7 @@ public struct IMGBench: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
-        subcommands: [BuildCommand.self, BootCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
+        subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
                       Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self])
 
     public init() {}

@@ -248,6 +248,7 @@ public final class Builder {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try enc.encode(report).write(to: URL(fileURLWithPath: "\(partial)/report.json"))
+            try Handoff(report: report, workloads: recipe.workloads).write(into: partial)
             let old = out + ".old"
             try? fm.removeItem(atPath: old)
             if fm.fileExists(atPath: out) { try fm.moveItem(atPath: out, toPath: old) }

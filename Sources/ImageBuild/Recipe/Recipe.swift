@@ -10,6 +10,8 @@ public struct Recipe: Equatable, Sendable {
     public var baseLocation: SourceLocation
     /// The steps after FROM, in order, with ARG/ENV substituted where the Containerfile rules say.
     public var steps: [Step]
+    /// The runtime workloads the image carries (`# workloads=`), named in the hand-off manifest.
+    public var workloads: [String] = []
 }
 
 /// Where the first layer comes from.

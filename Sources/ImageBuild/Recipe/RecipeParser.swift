@@ -11,7 +11,8 @@ import QcowIO
 ///
 /// imgbench's own spellings, which a Containerfile reader ignores or recognises:
 /// - parser directives at the top: `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`,
-///   `# vm-cluster-size=64K`, `# base-variant=minbase`;
+///   `# vm-cluster-size=64K`, `# base-variant=minbase`, `# workloads=sysbench-cpu,fio-randrw` (the runtime
+///   workloads the image carries, named in the hand-off manifest);
 /// - `--target=container|vm|both` on RUN, COPY and ADD: a step for one build only.
 public struct RecipeParser {
     public var file: String
@@ -83,6 +84,7 @@ public struct RecipeParser {
         var vm = VMSettings()
         var variant = "minbase"
         var escape: Character = "\\"
+        var workloads: [String] = []
         var index = 0
         var seenDirectives = Set<String>()
         while index < physical.count {
@@ -131,9 +133,23 @@ public struct RecipeParser {
                     throw RecipeError(loc, "base-variant '\(value)' is not an mmdebstrap variant")
                 }
                 variant = value
+            case "workloads":
+                // Comma-separated workload names; each unknown one is pointed at.
+                let valueColumn = line.distance(from: line.startIndex, to: line.index(after: line.firstIndex(of: "=")!))
+                    + (line[line.index(after: line.firstIndex(of: "=")!)...].prefix { $0 == " " || $0 == "\t" }.count) + 1
+                var offset = 0
+                for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let name = part.trimmingCharacters(in: .whitespaces)
+                    let at = SourceLocation(file: file, line: index + 1, column: valueColumn + offset + (part.prefix { $0 == " " }.count))
+                    guard Workload.named(name) != nil else {
+                        throw RecipeError(at, "unknown workload '\(name)' in workloads= (known: \(Workload.all.map(\.name).joined(separator: ", ")))")
+                    }
+                    if !workloads.contains(name) { workloads.append(name) }
+                    offset += part.count + 1
+                }
             default:
                 if key.hasPrefix("vm-") || key.hasPrefix("base-") {
-                    throw RecipeError(loc, "unknown parser directive '\(key)' (vm-size, vm-filesystem, vm-boot, vm-kernel, vm-cluster-size, base-variant)")
+                    throw RecipeError(loc, "unknown parser directive '\(key)' (vm-size, vm-filesystem, vm-boot, vm-kernel, vm-cluster-size, base-variant, workloads)")
                 }
                 // Other directive-like comments are comments, as Containerfile readers treat them.
             }
@@ -151,7 +167,7 @@ public struct RecipeParser {
                 // would otherwise be silently a comment.
                 let body = trimmed.dropFirst().trimmingCharacters(in: .whitespaces).lowercased()
                 if let eq = body.firstIndex(of: "="), !body[..<eq].contains(" "),
-                   ["vm-", "base-variant"].contains(where: { body.hasPrefix($0) }) {
+                   ["vm-", "base-variant", "workloads"].contains(where: { body.hasPrefix($0) }) {
                     throw RecipeError(SourceLocation(file: file, line: n + 1, column: 1),
                                       "parser directive '\(body[..<eq])' must come before any other line, comment or blank line of the recipe")
                 }
@@ -216,7 +232,7 @@ public struct RecipeParser {
         if case let .debian(suite, _) = b { finalBase = .debian(suite: suite, variant: variant) } else { finalBase = b }
         return Recipe(name: RecipeParser.recipeName(folder: (file as NSString).deletingLastPathComponent),
                       file: file, context: (file as NSString).deletingLastPathComponent, vm: vm,
-                      base: finalBase, baseLocation: baseLocation, steps: steps)
+                      base: finalBase, baseLocation: baseLocation, steps: steps, workloads: workloads)
     }
 
     // MARK: - Instructions

@@ -13,13 +13,14 @@ public enum Command {
 
     /// Runs `argv` to completion. A program that leaves a daemon behind (which keeps its output
     /// open) must write to `logFile` instead of a pipe, or the run would wait for the daemon.
+    /// Setting `stopWhen` (from another thread) stops the program as a timeout does.
     ///
     /// Started with posix_spawn and reaped with waitpid: the exit of the program itself is what
     /// ends the wait, not the closing of every descriptor it handed down.
     @discardableResult
     public static func run(_ argv: [String], environment: [String: String]? = nil,
                            input: Data? = nil, timeout: Double? = nil, outputLimit: Int = 256 << 10, logFile: String? = nil,
-                           onOutput: (@Sendable (String) -> Void)? = nil) throws -> Result {
+                           stopWhen: StopFlag? = nil, onOutput: (@Sendable (String) -> Void)? = nil) throws -> Result {
         let path = try resolve(argv[0])
         var outFDs: [Int32] = [-1, -1]
         var inFDs: [Int32] = [-1, -1]
@@ -107,15 +108,21 @@ public enum Command {
         var status: Int32 = 0
         var timedOut = false
         let deadline = timeout.map { Date().addingTimeInterval($0) }
+        let polls = deadline != nil || stopWhen != nil
+        var stoppedOnRequest = false
         while true {
-            let r = waitpid(pid, &status, deadline == nil ? 0 : WNOHANG)
+            let r = waitpid(pid, &status, polls ? WNOHANG : 0)
             if r == pid { break }
             if r < 0 && errno != EINTR { break }
-            if let d = deadline, Date() >= d, !timedOut {
+            if let d = deadline, Date() >= d, !timedOut, !stoppedOnRequest {
                 timedOut = true
                 stop(pid)
             }
-            if deadline != nil { usleep(20_000) }
+            if let s = stopWhen, s.isSet, !stoppedOnRequest, !timedOut {
+                stoppedOnRequest = true
+                stop(pid)
+            }
+            if polls { usleep(20_000) }
         }
         Cleanup.unregister(stopOnInterrupt)
         // Stopped by the cleanup of an interruption: the caller unwinds only once that cleanup
@@ -183,7 +190,9 @@ public enum Command {
     static let packageProviding: [String: String] = [
         "mmdebstrap": "mmdebstrap", "qemu-storage-daemon": "qemu-system-x86", "qemu-system-x86_64": "qemu-system-x86",
         "qemu-img": "qemu-utils", "mkfs.ext4": "e2fsprogs", "losetup": "mount", "unshare": "util-linux",
-        "mount": "mount", "umount": "mount", "runc": "runc", "skopeo": "skopeo",
+        "mount": "mount", "umount": "mount", "runc": "runc", "skopeo": "skopeo", "taskset": "util-linux",
+        "sysbench": "sysbench", "fio": "fio", "hpcc": "hpcc", "redis-server": "redis-server", "redis-benchmark": "redis-tools",
+        "iperf3": "iperf3", "mariadbd": "mariadb-server",
     ]
 
     /// The last `lines` lines of `text`.
@@ -193,11 +202,13 @@ public enum Command {
     }
 }
 
-final class StopFlag: @unchecked Sendable {
+/// A flag one thread sets and another reads.
+public final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+    public init() {}
+    public func set() { lock.withLock { value = true } }
+    public var isSet: Bool { lock.withLock { value } }
 }
 
 /// Output kept from the end, bounded in bytes.

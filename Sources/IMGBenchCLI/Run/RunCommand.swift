@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import ImageBuild
+import Layers
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a workload natively, in the built container and in the built VM, with the same CPUs and memory, and compare.",
+        discussion: """
+            MANIFEST is a build's handoff.json (or its folder, out/NAME). The container runs with runc \
+            on the bundle's rootfs, read-only; the VM boots a snapshot of the flattened disk with QEMU \
+            (KVM when it really runs a guest here, otherwise software emulation, marked as such). \
+            Workloads: \(Workload.all.map(\.name).joined(separator: ", ")); `declared` runs the ones the \
+            recipe declares (# workloads=). Exit status: 0 every side gave its figures, 1 a side failed, \
+            timed out or lacks a tool (named on stderr).
+            """)
+
+    @Argument(help: "The hand-off manifest: out/NAME/handoff.json or out/NAME.") var manifest: String
+    @Option(name: .customLong("workload"), help: "A workload name, a comma-separated list, or 'declared'; may repeat.")
+    var workloads: [String]
+    @Option(help: "CPUs for every side: taskset natively and for runc, -smp for the VM.") var cpus = 1
+    @Option(help: "The VM's memory (-m); not enforced natively or in the container.") var memory = ByteSize(bytes: 1 << 30)
+    @Option(help: "Seconds each timed workload runs.") var duration = 5
+    @Option(help: "Seconds each side may take (the VM: boot included) before it is stopped.") var timeout: Double = 300
+    @Option(help: "auto, kvm or tcg.") var accel: String = "auto"
+    @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
+    @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
+    @Option(help: "Also write the JSON results to this file.") var output: String?
+    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+
+    func validate() throws {
+        guard BootCheck.Accelerator(rawValue: accel) != nil else { throw ValidationError("--accel must be auto, kvm or tcg") }
+        for s in sideList where Side(rawValue: s) == nil { throw ValidationError("--on: '\(s)' is not native, container or vm") }
+        if sideList.isEmpty { throw ValidationError("--on needs at least one side") }
+        if duration < 1 { throw ValidationError("--duration must be at least 1") }
+        if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+    }
+
+    var sideList: [String] { sides.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func run() throws {
+        var options = RuntimeBench.Options()
+        options.cpus = cpus
+        options.memoryBytes = memory.bytes
+        options.durationSeconds = duration
+        options.timeout = timeout
+        options.accelerator = BootCheck.Accelerator(rawValue: accel) ?? .auto
+        options.sides = sideList.compactMap(Side.init(rawValue:))
+        let show = progress == .plain || (progress == .auto && isatty(STDERR_FILENO) == 1)
+        let report: RunReport
+        do {
+            report = try Interrupts.releasingLayers {
+                let bench = try RuntimeBench(manifest: manifest, options: options) { if show { printErr("==> \($0)") } }
+                var names: [String] = []
+                for w in workloads.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) {
+                    if w == "declared" {
+                        guard !bench.handoff.recipe.workloads.isEmpty else {
+                            throw BuildError.invalid("\(manifest): the recipe declares no workloads (# workloads=)")
+                        }
+                        names += bench.handoff.recipe.workloads
+                    } else if !names.contains(w) {
+                        names.append(w)
+                    }
+                }
+                return try bench.run(workloads: names)
+            }
+        } catch let e as BuildError {
+            Cleanup.runAll()
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(1)
+        }
+        if let output {
+            try JSONOutput.string(report).write(toFile: output, atomically: true, encoding: .utf8)
+        }
+        switch format {
+        case .json: printOut(try JSONOutput.string(report))
+        case .table: printOut(RunReportTable.render(report, markdown: false))
+        }
+        var failed = false
+        for r in report.results {
+            for (side, s) in r.sides where s.status != .ok {
+                failed = true
+                printErr("imgbench: error: \(s.error ?? "\(r.workload) \(side.rawValue): \(s.status.rawValue)")")
+                if let t = s.outputTail, !t.isEmpty, s.status != .missingTool {
+                    printErr(t.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+                }
+            }
+        }
+        if failed { throw ExitCode(1) }
+    }
+}
+
+/// A run report as tables: one per workload, a row per figure, the sides and their ratios to native.
+enum RunReportTable {
+    static func render(_ r: RunReport, markdown: Bool) -> String {
+        var out: [String] = []
+        let s = r.settings
+        let head = "\(r.recipe): \(s.cpus) CPU\(s.cpus == 1 ? "" : "s") (host CPU \(s.cpuList)), \(ByteSize.format(s.memoryBytes)) for the VM, "
+            + "\(s.durationSeconds) s per timed workload; host: \(r.host.cpuModel), \(r.host.cpus) CPUs, Linux \(r.host.kernel)"
+        out.append(markdown ? "## Run: \(r.recipe)\n\n\(head)" : head)
+        for w in r.results {
+            let vmLabel = w.vm.map { "vm (\($0.accelerator ?? "?"))" } ?? "vm"
+            var t = TextTable(header: ["figure", "unit", "native", "container", vmLabel, "container/native", "vm/native"])
+            for f in w.figures {
+                func value(_ side: RunReport.SideResult?) -> String {
+                    guard let side else { return "-" }
+                    guard side.status == .ok else { return side.status == .missingTool ? "missing \(side.missingTool ?? "tool")" : side.status.rawValue }
+                    return side.figures.first { $0.name == f.name }.map { format($0.value) } ?? "-"
+                }
+                func ratio(_ side: RunReport.SideResult?) -> String {
+                    side?.ratios?[f.name].map { String(format: "%.3f", $0) } ?? "-"
+                }
+                t.rows.append([f.name, f.unit, value(w.native), value(w.container), value(w.vm), ratio(w.container), ratio(w.vm)])
+            }
+            out.append("")
+            out.append(markdown ? "### \(w.workload)\n\n\(w.summary)\n" : "\(w.workload): \(w.summary)")
+            out.append(markdown ? t.markdown() : t.render())
+            var notes = w.notes
+            for (side, res) in w.sides {
+                notes.append("\(side.rawValue): \(res.limits)" + String(format: "; %.1f s", res.seconds))
+            }
+            if !notes.isEmpty {
+                if markdown { out.append("") }
+                out += notes.map { markdown ? "- \($0)" : "  note: \($0)" }
+            }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// Four significant figures, no exponent for the sizes these tools print.
+    static func format(_ v: Double) -> String {
+        if v == 0 { return "0" }
+        let digits = max(0, 3 - Int(floor(log10(abs(v)))))
+        return String(format: "%.\(min(digits, 6))f", v)
+    }
+}
