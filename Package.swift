@@ -54,7 +54,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ]),
-        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"]),
+        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"], exclude: ["Fixtures"]),
 
         // The command line: argument parsing and rendering, over the libraries.
         .target(

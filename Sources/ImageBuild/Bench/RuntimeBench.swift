@@ -102,7 +102,13 @@ public final class RuntimeBench {
                 case .container: r.container = result
                 case .vm: r.vm = result
                 }
-                if result.status == .missingTool { break }
+                if result.status == .missingTool {
+                    let rest = Side.allCases.drop { $0 != side }.dropFirst().filter { options.sides.contains($0) && $0 != .native }
+                    if !rest.isEmpty {
+                        r.notes.append("not run on \(rest.map(\.rawValue).joined(separator: " and ")): the image lacks \(result.missingTool ?? "a tool")")
+                    }
+                    break
+                }
             }
             if let vm = r.vm, vm.emulated == true {
                 r.notes.append("the VM ran under software emulation (TCG): its figures are not comparable to native")
