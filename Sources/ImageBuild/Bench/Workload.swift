@@ -216,7 +216,7 @@ extension Workload {
             tools: ["iperf3"], shape: .server(readyLine: "Server listening"),
             figures: [FigureSpec(name: "received", unit: "Gbit/s")],
             notes: ["host to server: loopback natively and in the container (host network), QEMU user-mode networking (slirp) in the VM"],
-            body: { _ in #"iperf3 -s -p "$P" -1 > "$W/server.log" 2>&1 &"# },
+            body: { _ in #"iperf3 -s -p "$P" -1 --forceflush > "$W/server.log" 2>&1 &"# },
             client: { p, host, port in ["iperf3", "-c", host, "-p", "\(port)", "-t", "\(max(1, p.durationSeconds))", "-J"] },
             clientTools: ["iperf3"],
             parse: { out in [Figure(name: "received", unit: "Gbit/s", value: try Figures.iperf3(out) / 1e9)] }),
