@@ -143,7 +143,7 @@ extension Workload {
                 """#
             },
             client: { p, host, port in
-                ["redis-benchmark", "-h", host, "-p", "\(port)", "--csv", "-t", "set,get", "-c", "50", "-n", "\(4000 * max(1, p.durationSeconds))"]
+                ["redis-benchmark", "-h", host, "-p", "\(port)", "--csv", "-t", "set,get", "-c", "10", "-n", "\(4000 * max(1, p.durationSeconds))"]
             },
             clientTools: ["redis-benchmark"],
             parse: { out in
