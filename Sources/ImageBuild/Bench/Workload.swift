@@ -133,7 +133,7 @@ extension Workload {
                 return [Figure(name: "transactions/s", unit: "tps", value: f.transactions), Figure(name: "queries/s", unit: "qps", value: f.queries)]
             }),
         Workload(
-            name: "redis", summary: "redis-benchmark from the host against redis-server in the image: SET and GET, 50 connections",
+            name: "redis", summary: "redis-benchmark from the host against redis-server in the image: SET and GET, 10 connections",
             tools: ["redis-server"], shape: .server(readyLine: "Ready to accept connections"),
             figures: [FigureSpec(name: "SET/s", unit: "requests/s"), FigureSpec(name: "GET/s", unit: "requests/s")],
             notes: ["the client (redis-benchmark) runs on the host and reaches the server over TCP: loopback natively and in the container (host network), QEMU user-mode networking in the VM; 4000 requests per second of --duration per test"],

@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+
+/// The hand-off and `imgbench run` end to end, on `Recipes/tiny`'s settings with sysbench
+/// installed: every build writes handoff.json as documented; the container and the VM each give
+/// a sysbench figure; a workload the image does not carry fails naming the missing tool; a VM
+/// that never answers is stopped after its timeout, reported, and nothing is left running.
+///
+/// Needs root (builds, runc) and QEMU; the VM runs under TCG here (KVM aborts on these hosts),
+/// so durations are short. Builds share the build tests' cache (the Debian base is made once).
+@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: builds mount overlays and loop devices, and runc runs containers"))
+struct RunTests {
+    /// Recipes/tiny's directives and base, sysbench installed, sysbench-cpu declared.
+    static let recipe = """
+        # vm-size=1G
+        # vm-kernel=host
+        # workloads=sysbench-cpu
+        FROM debian:bookworm
+        ARG DEBIAN_FRONTEND=noninteractive
+        RUN apt-get update && apt-get install -y --no-install-recommends sysbench && rm -rf /var/lib/apt/lists/*
+
+        """
+
+    /// Builds the sysbench recipe into `dir/out` (a cache hit after the first time).
+    func buildSysbench(_ dir: TempDir) throws -> String {
+        let recipe = try BuildTests().writeRecipe(dir, "sysbench", Self.recipe)
+        let out = dir.file("out")
+        let r = try BuildTests().build(recipe, output: out, progress: "none")
+        try #require(r.status == 0, "imgbench build: exit \(r.status)\n\(r.stderr.suffix(3000))")
+        return out
+    }
+
+    /// `imgbench run ARGS...`, given up after 5 minutes.
+    func run(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["run"] + args)
+        return try #require(p.finish(within: 300), "imgbench run \(args) did not finish within 5 minutes", sourceLocation: sourceLocation)
+    }
+
+    func json(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        let data = try #require(FileManager.default.contents(atPath: path), "no \(path)", sourceLocation: sourceLocation)
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], sourceLocation: sourceLocation)
+    }
+
+    /// No qemu or other process refers to the build folder, no container of a run is left in
+    /// runc's state, and no scratch folder of a run is left beside the manifest.
+    func expectNothingLeft(_ out: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let left = Leftovers.find(under: [out], marker: "\(out)/")
+        #expect(left.isEmpty, "left behind:\n\(left.joined(separator: "\n"))", sourceLocation: sourceLocation)
+        let containers = try HostTool.run("runc", package: "runc", ["list", "-q"]).stdout
+            .split(separator: "\n").filter { $0.hasPrefix("imgbench-run-") }
+        #expect(containers.isEmpty, "runc still holds \(containers)", sourceLocation: sourceLocation)
+        let scratch = (try? FileManager.default.contentsOfDirectory(atPath: out))?.filter { $0.hasPrefix(".imgbench-run-") } ?? []
+        #expect(scratch.isEmpty, "scratch left in \(out): \(scratch)", sourceLocation: sourceLocation)
+    }
+
+    @Test func theBuildWritesAHandoffAndTheContainerAndTheVMEachGiveASysbenchFigure() throws {
+        let dir = try TempDir("run-sysbench", in: BuildTests.scratch)
+        let out = try buildSysbench(dir)
+
+        // handoff.json: every key the schema requires, nothing it does not document, and the
+        // paths it names exist.
+        let handoff = try json("\(out)/handoff.json")
+        let schemaURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/handoff-schema.json")
+        let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemaURL)) as? [String: Any])
+        func check(_ object: [String: Any]?, _ s: [String: Any]?, _ path: String) {
+            guard let object, let s else { Issue.record("\(path): missing"); return }
+            for k in s["required"] as? [String] ?? [] { #expect(object[k] != nil, "\(path) lacks \(k)") }
+            let props = s["properties"] as? [String: Any] ?? [:]
+            for k in object.keys { #expect(props[k] != nil, "\(path).\(k) is not in docs/handoff-schema.json") }
+        }
+        let props = schema["properties"] as? [String: Any]
+        check(handoff, schema, "$")
+        check(handoff["recipe"] as? [String: Any], props?["recipe"] as? [String: Any], "$.recipe")
+        check(handoff["container"] as? [String: Any], props?["container"] as? [String: Any], "$.container")
+        let vmSchema = props?["vm"] as? [String: Any]
+        check(handoff["vm"] as? [String: Any], vmSchema, "$.vm")
+        check((handoff["vm"] as? [String: Any])?["boot"] as? [String: Any],
+              (vmSchema?["properties"] as? [String: Any])?["boot"] as? [String: Any], "$.vm.boot")
+        #expect(handoff["schemaVersion"] as? Int == 1)
+        #expect((handoff["recipe"] as? [String: Any])?["workloads"] as? [String] == ["sysbench-cpu"])
+        let report = try json("\(out)/report.json")
+        let container = handoff["container"] as? [String: Any] ?? [:]
+        #expect(container["imageDigest"] as? String == (report["outputs"] as? [String: Any])?["imageDigest"] as? String)
+        let vm = handoff["vm"] as? [String: Any] ?? [:]
+        let boot = vm["boot"] as? [String: Any] ?? [:]
+        var named = [handoff["report"], container["ociLayout"], container["bundle"], vm["disk"], boot["kernel"], boot["initrd"]].compactMap { $0 as? String }
+        named += vm["chain"] as? [String] ?? []
+        #expect(named.count >= 8)
+        for p in named { #expect(FileManager.default.fileExists(atPath: "\(out)/\(p)"), "handoff.json names \(p), which is not in \(out)") }
+
+        // The run: native, container and VM, one sysbench figure each, ratios to native.
+        let config = FileManager.default.contents(atPath: "\(out)/bundle/config.json")
+        let results = dir.file("run.json")
+        let started = Date()
+        let r = try run(["\(out)/handoff.json", "--workload", "sysbench-cpu", "--duration", "2", "--timeout", "150",
+                         "--format", "json", "--output", results])
+        try #require(r.status == 0, "imgbench run: exit \(r.status)\n\(r.stderr.suffix(3000))")
+        let printed = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let written = try json(results)
+        #expect(NSDictionary(dictionary: printed).isEqual(to: written), "--output and stdout differ")
+        #expect(written["kind"] as? String == "imgbench-run" && written["schemaVersion"] as? Int == 1)
+        let result = try #require((written["results"] as? [[String: Any]])?.first)
+        #expect(result["workload"] as? String == "sysbench-cpu" && result["declared"] as? Bool == true)
+        for side in ["native", "container", "vm"] {
+            let s = result[side] as? [String: Any] ?? [:]
+            #expect(s["status"] as? String == "ok", "\(side): \(s)")
+            let figure = (s["figures"] as? [[String: Any]])?.first
+            #expect(figure?["name"] as? String == "events/s" && (figure?["value"] as? Double ?? 0) > 0, "\(side): \(s)")
+            if side != "native" {
+                #expect(((s["ratios"] as? [String: Any])?["events/s"] as? Double ?? 0) > 0, "\(side) has no ratio to native: \(s)")
+            }
+        }
+        let vmResult = result["vm"] as? [String: Any] ?? [:]
+        let accel = vmResult["accelerator"] as? String
+        #expect(accel == "kvm" || accel == "tcg")
+        #expect(vmResult["emulated"] as? Bool == (accel == "tcg"))
+        if accel == "tcg" {
+            #expect((result["notes"] as? [String] ?? []).contains { $0.contains("not comparable to native") })
+        }
+        #expect(Date().timeIntervalSince(started) < 150)
+        #expect(FileManager.default.contents(atPath: "\(out)/bundle/config.json") == config, "the run changed the built bundle")
+        try expectNothingLeft(out)
+
+        // imgbench report renders the run and the build as Markdown tables.
+        let rendered = try imgbench("report", results, "\(out)/handoff.json")
+        #expect(rendered.status == 0, "\(rendered.stderr)")
+        #expect(rendered.stdout.contains("### sysbench-cpu") && rendered.stdout.contains("| events/s | events/s |"), "\(rendered.stdout)")
+        #expect(rendered.stdout.contains("## Build: sysbench"), "\(rendered.stdout)")
+    }
+
+    @Test func aWorkloadTheImageDoesNotCarryFailsNamingTheMissingTool() throws {
+        let dir = try TempDir("run-missing", in: BuildTests.scratch)
+        let out = try buildSysbench(dir)
+        // In the container (checked before the VM is booted)...
+        let results = dir.file("missing.json")
+        var r = try run(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "container,vm", "--output", results, "--progress", "none"])
+        #expect(r.status == 1, "exit \(r.status): \(r.output)")
+        #expect(r.stderr.contains("fio is not in the image (in the container)"), "\(r.stderr)")
+        let result = try #require((try json(results)["results"] as? [[String: Any]])?.first)
+        let container = result["container"] as? [String: Any] ?? [:]
+        #expect(container["status"] as? String == "missingTool" && container["missingTool"] as? String == "fio", "\(container)")
+        #expect(result["vm"] == nil, "the VM was booted after the container showed the tool missing")
+        #expect(result["declared"] as? Bool == false)
+        // ...and in the VM, through the agent.
+        r = try run(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "vm", "--timeout", "150", "--progress", "none"])
+        #expect(r.status == 1, "exit \(r.status): \(r.output)")
+        #expect(r.stderr.contains("fio is not in the image (in the VM)"), "\(r.stderr)")
+        try expectNothingLeft(out)
+    }
+
+    @Test func aVMThatNeverAnswersIsStoppedAfterItsTimeoutAndNothingIsLeft() throws {
+        let dir = try TempDir("run-timeout", in: BuildTests.scratch)
+        let out = try buildSysbench(dir)
+        // The same images with a root device that does not exist: the initramfs waits for it and
+        // the agent never starts.
+        var handoff = try json("\(out)/handoff.json")
+        var vm = try #require(handoff["vm"] as? [String: Any])
+        var boot = try #require(vm["boot"] as? [String: Any])
+        boot["commandLine"] = "root=/dev/vdz rw console=ttyS0"
+        vm["boot"] = boot
+        handoff["vm"] = vm
+        try JSONSerialization.data(withJSONObject: handoff).write(to: URL(fileURLWithPath: "\(out)/never.json"))
+        let results = dir.file("timeout.json")
+        let started = Date()
+        let r = try run(["\(out)/never.json", "--workload", "sysbench-cpu", "--on", "vm", "--timeout", "20", "--output", results, "--progress", "none"])
+        let took = Date().timeIntervalSince(started)
+        #expect(r.status == 1, "exit \(r.status): \(r.output)")
+        #expect(r.stderr.contains("sysbench-cpu in the VM: no answer within 20 s: stopped"), "\(r.stderr)")
+        #expect(took < 45, "stopping took \(took) s")
+        let vmResult = (try json(results)["results"] as? [[String: Any]])?.first?["vm"] as? [String: Any] ?? [:]
+        #expect(vmResult["status"] as? String == "timedOut", "\(vmResult)")
+        #expect(!(vmResult["outputTail"] as? String ?? "").isEmpty, "the console's last lines are reported")
+        try expectNothingLeft(out)
+    }
+
+    @Test func anUnknownWorkloadIsARecipeErrorAtItsColumn() throws {
+        let dir = try TempDir("run-bad", in: BuildTests.scratch)
+        let recipe = try BuildTests().writeRecipe(dir, "bad", "# vm-size=1G\n# workloads=sysbench-cpu,frobnicate\nFROM debian:bookworm\n")
+        let r = try BuildTests().build(recipe, output: dir.file("out"), progress: "none")
+        #expect(r.status == 2, "exit \(r.status): \(r.output)")
+        #expect(r.stderr.hasPrefix("imgbench: error: \(recipe)/Containerfile:2:26: unknown workload 'frobnicate'"), "\(r.stderr)")
+    }
+}
