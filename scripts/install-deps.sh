@@ -16,6 +16,8 @@ packages=(
   runc
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
   time bc libguestfs-tools
+  # imgbench run: the workloads natively and their clients on the host
+  sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server
 )
 
 missing=()

@@ -278,27 +278,31 @@ public final class RuntimeBench {
             mount -t tmpfs -o mode=755 tmpfs /run 2>/dev/null
             mount -t tmpfs -o mode=1777 tmpfs /tmp 2>/dev/null
             mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm 2>/dev/null
+            echo imgbench > /proc/sys/kernel/hostname
 
             """
-        if network {
-            // iproute2 when the image has it, else Perl (essential in Debian) with the ioctls.
-            s += #"""
-                if command -v ip >/dev/null 2>&1; then
-                  ip link set lo up && ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
-                else
-                  perl -MSocket -e '
-                    socket(my $s, AF_INET, SOCK_DGRAM, 0) or die "socket: $!\n";
-                    sub addr { pack("a16 S n a4 x16", $_[0], AF_INET, 0, inet_aton($_[1])) }
-                    sub up { my $r = pack("a16 x24", $_[0]); ioctl($s, 0x8913, $r) or die "SIOCGIFFLAGS $_[0]: $!\n";
-                             my $f = unpack("x16 s", $r); ioctl($s, 0x8914, pack("a16 s x22", $_[0], $f | 0x41)) or die "SIOCSIFFLAGS $_[0]: $!\n" }
-                    up("lo");
-                    ioctl($s, 0x8916, addr("eth0", "10.0.2.15")) or die "SIOCSIFADDR eth0: $!\n";
-                    ioctl($s, 0x891c, addr("eth0", "255.255.255.0")) or die "SIOCSIFNETMASK eth0: $!\n";
-                    up("eth0");'
-                fi || echo "imgbench agent: the network did not come up"
+        // The loopback interface always (MPI and servers talk over it); eth0 for a server.
+        // iproute2 when the image has it, else Perl (essential in Debian) with the ioctls.
+        let eth = network ? "eth0" : ""
+        s += #"""
+            ETH=\#(eth)
+            if command -v ip >/dev/null 2>&1; then
+              ip link set lo up && { [ -z "$ETH" ] || { ip addr add 10.0.2.15/24 dev "$ETH" && ip link set "$ETH" up; }; }
+            else
+              perl -MSocket -e '
+                socket(my $s, AF_INET, SOCK_DGRAM, 0) or die "socket: $!\n";
+                sub addr { pack("a16 S n a4 x16", $_[0], AF_INET, 0, inet_aton($_[1])) }
+                sub up { my $r = pack("a16 x24", $_[0]); ioctl($s, 0x8913, $r) or die "SIOCGIFFLAGS $_[0]: $!\n";
+                         my $f = unpack("x16 s", $r); ioctl($s, 0x8914, pack("a16 s x22", $_[0], $f | 0x41)) or die "SIOCSIFFLAGS $_[0]: $!\n" }
+                up("lo");
+                if (@ARGV) {
+                  ioctl($s, 0x8916, addr($ARGV[0], "10.0.2.15")) or die "SIOCSIFADDR $ARGV[0]: $!\n";
+                  ioctl($s, 0x891c, addr($ARGV[0], "255.255.255.0")) or die "SIOCSIFNETMASK $ARGV[0]: $!\n";
+                  up($ARGV[0]);
+                }' $ETH
+            fi || echo "imgbench agent: the network did not come up"
 
-                """#
-        }
+            """#
         s += """
             (
             \(workload)
