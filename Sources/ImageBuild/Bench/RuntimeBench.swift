@@ -360,6 +360,17 @@ public final class RuntimeBench {
         let seconds = Date().timeIntervalSince(start)
         let output = result?.output ?? ""
         var r = RunReport.SideResult(status: .failed, seconds: seconds, figures: [], limits: "")
+        /// The figures from `text`, or the parser's complaint with the tail of `shown`.
+        func parsed(_ text: String, shown: String) -> RunReport.SideResult {
+            do {
+                r.figures = try w.parse(text)
+                r.status = .ok
+            } catch {
+                r.error = "\(w.name) \(side): \(error)"
+                r.outputTail = Command.tail(shown, lines: 20)
+            }
+            return r
+        }
         if let tool = watch.missingTool {
             r.status = .missingTool
             r.missingTool = tool
@@ -383,14 +394,7 @@ public final class RuntimeBench {
                 r.outputTail = Command.tail(clientOutput ?? output, lines: 20)
                 return r
             }
-            do {
-                r.figures = try w.parse(out)
-                r.status = .ok
-            } catch {
-                r.error = "\(w.name) \(side): \(error)"
-                r.outputTail = Command.tail(out, lines: 20)
-            }
-            return r
+            return parsed(out, shown: out)
         }
         guard let status = watch.endStatus else {
             r.status = timedOut ? .timedOut : .failed
@@ -405,14 +409,7 @@ public final class RuntimeBench {
             r.outputTail = Command.tail(body, lines: 20)
             return r
         }
-        do {
-            r.figures = try w.parse(body)
-            r.status = .ok
-        } catch {
-            r.error = "\(w.name) \(side): \(error)"
-            r.outputTail = Command.tail(body.isEmpty ? output : body, lines: 20)
-        }
-        return r
+        return parsed(body, shown: body.isEmpty ? output : body)
     }
 
     // MARK: - Helpers

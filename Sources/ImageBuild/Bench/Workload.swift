@@ -106,8 +106,8 @@ extension Workload {
             name: "sysbench-oltp", summary: "sysbench oltp_read_write from the host against MariaDB in the image (1 table of 10000 rows)",
             tools: ["mariadbd"], shape: .server(readyLine: "ready for connections"),
             figures: [FigureSpec(name: "transactions/s", unit: "tps"), FigureSpec(name: "queries/s", unit: "qps")],
-            notes: ["the client (sysbench) runs on the host and reaches the server over TCP: loopback natively and in the container (host network), QEMU user-mode networking in the VM"],
-            body: { p in
+            notes: [clientNote("sysbench")],
+            body: { _ in
                 // A copy of the image's data folder, so the image is not changed; no config files
                 // (--no-defaults), so every side runs the same settings.
                 """
@@ -136,7 +136,7 @@ extension Workload {
             name: "redis", summary: "redis-benchmark from the host against redis-server in the image: SET and GET, 10 connections",
             tools: ["redis-server"], shape: .server(readyLine: "Ready to accept connections"),
             figures: [FigureSpec(name: "SET/s", unit: "requests/s"), FigureSpec(name: "GET/s", unit: "requests/s")],
-            notes: ["the client (redis-benchmark) runs on the host and reaches the server over TCP: loopback natively and in the container (host network), QEMU user-mode networking in the VM; 4000 requests per second of --duration per test"],
+            notes: [clientNote("redis-benchmark"), "4000 requests per second of --duration per test"],
             body: { _ in
                 #"""
                 redis-server --port "$P" --bind 0.0.0.0 --protected-mode no --save '' --appendonly no --dir "$W" > "$W/server.log" 2>&1 &
@@ -215,7 +215,7 @@ extension Workload {
             name: "iperf3", summary: "iperf3: a TCP stream from a client on the host to the server in the image",
             tools: ["iperf3"], shape: .server(readyLine: "Server listening"),
             figures: [FigureSpec(name: "received", unit: "Gbit/s")],
-            notes: ["host to server: loopback natively and in the container (host network), QEMU user-mode networking (slirp) in the VM"],
+            notes: [clientNote("iperf3 -c")],
             body: { _ in #"iperf3 -s -p "$P" -1 --forceflush > "$W/server.log" 2>&1 &"# },
             client: { p, host, port in ["iperf3", "-c", host, "-p", "\(port)", "-t", "\(max(1, p.durationSeconds))", "-J"] },
             clientTools: ["iperf3"],
@@ -224,6 +224,11 @@ extension Workload {
 }
 
 extension Workload {
+    /// Where a server workload's client runs, said in its results.
+    static func clientNote(_ client: String) -> String {
+        "the client (\(client)) runs on the host and reaches the server over TCP: loopback natively and in the container (host network), QEMU user-mode networking (slirp, a forwarded port) in the VM"
+    }
+
     /// The protocol lines a script prints, each `IMGBENCH-<WORD> <id> ...` alone on a line.
     enum Marker {
         static func begin(_ id: String) -> String { "IMGBENCH-BEGIN \(id)" }
