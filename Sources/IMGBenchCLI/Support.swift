@@ -43,16 +43,6 @@ struct TextTable {
         return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line))
             .joined(separator: "\n")
     }
-
-    /// The same table in Markdown: numbers right-aligned.
-    func markdown() -> String {
-        func cell(_ c: String) -> String { c.replacingOccurrences(of: "|", with: "\\|") }
-        let numeric = header.indices.map { i in i > 0 && !rows.isEmpty && rows.allSatisfy { $0.count > i && ($0[i].first.map { $0.isNumber } ?? false || $0[i] == "-") } }
-        var lines = ["| " + header.map(cell).joined(separator: " | ") + " |",
-                     "|" + numeric.map { $0 ? "---:" : "---" }.joined(separator: "|") + "|"]
-        lines += rows.map { "| " + $0.map(cell).joined(separator: " | ") + " |" }
-        return lines.joined(separator: "\n")
-    }
 }
 
 /// Progress lines on stderr: redrawn in place on a terminal, one line per step otherwise.

@@ -121,12 +121,6 @@ struct RunTests {
         #expect(Date().timeIntervalSince(started) < 150)
         #expect(FileManager.default.contents(atPath: "\(out)/bundle/config.json") == config, "the run changed the built bundle")
         try expectNothingLeft(out)
-
-        // imgbench report renders the run and the build as Markdown tables.
-        let rendered = try imgbench("report", results, "\(out)/handoff.json")
-        #expect(rendered.status == 0, "\(rendered.stderr)")
-        #expect(rendered.stdout.contains("### sysbench-cpu") && rendered.stdout.contains("| events/s | events/s |"), "\(rendered.stdout)")
-        #expect(rendered.stdout.contains("## Build: sysbench"), "\(rendered.stdout)")
     }
 
     @Test func aWorkloadTheImageDoesNotCarryFailsNamingTheMissingTool() throws {

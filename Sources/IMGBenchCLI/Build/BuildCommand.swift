@@ -84,7 +84,7 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
 }
 
 enum BuildReportTable {
-    static func render(_ r: BuildReport, markdown: Bool = false) -> String {
+    static func render(_ r: BuildReport) -> String {
         var t = TextTable(header: ["step", "instruction", "target", "ctr s", "layer gz", "layer tar", "vm s", "vm allocated", "cached"])
         func secs(_ m: BuildReport.Measure?) -> String { m.map { String(format: "%.1f", $0.seconds) } ?? "-" }
         func row(_ name: String, _ text: String, _ target: String, _ c: BuildReport.Measure?, _ v: BuildReport.Measure?) {
@@ -96,7 +96,7 @@ enum BuildReportTable {
         row("base", r.base.description, "both", r.base.container, r.base.vm)
         for s in r.steps { row("\(s.index)", s.instruction, s.target, s.container, s.vm) }
         if let f = r.finalisation { row("final", f.description, "vm", nil, f.vm) }
-        var lines: [String] = []
+        var lines = [t.render(), ""]
         lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses))
         if let c = r.totals.imageCompressedBytes, let u = r.totals.imageUncompressedBytes {
             lines.append("container: image \(ByteSize.format(c)) compressed, \(ByteSize.format(u)) uncompressed" + (r.outputs.imageDigest.map { ", \($0)" } ?? ""))
@@ -105,10 +105,6 @@ enum BuildReportTable {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
         }
         lines.append("outputs in \(r.outputs.folder)/")
-        if markdown {
-            // A heading, the table, and the totals as a list.
-            return (["## Build: \(r.recipe)", "", t.markdown(), ""] + lines.map { "- \($0)" }).joined(separator: "\n")
-        }
-        return ([t.render(), ""] + lines).joined(separator: "\n")
+        return lines.joined(separator: "\n")
     }
 }

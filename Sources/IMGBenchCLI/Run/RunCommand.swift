@@ -75,7 +75,7 @@ struct RunCommand: ParsableCommand {
         }
         switch format {
         case .json: printOut(try JSONOutput.string(report))
-        case .table: printOut(RunReportTable.render(report, markdown: false))
+        case .table: printOut(RunReportTable.render(report))
         }
         var failed = false
         for r in report.results {
@@ -93,12 +93,12 @@ struct RunCommand: ParsableCommand {
 
 /// A run report as tables: one per workload, a row per figure, the sides and their ratios to native.
 enum RunReportTable {
-    static func render(_ r: RunReport, markdown: Bool) -> String {
+    static func render(_ r: RunReport) -> String {
         var out: [String] = []
         let s = r.settings
         let head = "\(r.recipe): \(s.cpus) CPU\(s.cpus == 1 ? "" : "s") (host CPU \(s.cpuList)), \(ByteSize.format(s.memoryBytes)) for the VM, "
             + "\(s.durationSeconds) s per timed workload; host: \(r.host.cpuModel), \(r.host.cpus) CPUs, Linux \(r.host.kernel)"
-        out.append(markdown ? "## Run: \(r.recipe)\n\n\(head)" : head)
+        out.append(head)
         for w in r.results {
             let vmLabel = w.vm.map { "vm (\($0.accelerator ?? "?"))" } ?? "vm"
             var t = TextTable(header: ["figure", "unit", "native", "container", vmLabel, "container/native", "vm/native"])
@@ -114,16 +114,13 @@ enum RunReportTable {
                 t.rows.append([f.name, f.unit, value(w.native), value(w.container), value(w.vm), ratio(w.container), ratio(w.vm)])
             }
             out.append("")
-            out.append(markdown ? "### \(w.workload)\n\n\(w.summary)\n" : "\(w.workload): \(w.summary)")
-            out.append(markdown ? t.markdown() : t.render())
+            out.append("\(w.workload): \(w.summary)")
+            out.append(t.render())
             var notes = w.notes
             for (side, res) in w.sides {
                 notes.append("\(side.rawValue): \(res.limits)" + String(format: "; %.1f s", res.seconds))
             }
-            if !notes.isEmpty {
-                if markdown { out.append("") }
-                out += notes.map { markdown ? "- \($0)" : "  note: \($0)" }
-            }
+            out += notes.map { "  note: \($0)" }
         }
         return out.joined(separator: "\n")
     }
