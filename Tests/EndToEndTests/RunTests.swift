@@ -99,7 +99,7 @@ struct RunTests {
         let printed = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let written = try json(results)
         #expect(NSDictionary(dictionary: printed).isEqual(to: written), "--output and stdout differ")
-        #expect(written["kind"] as? String == "imgbench-run" && written["schemaVersion"] as? Int == 1)
+        #expect(written["kind"] as? String == "run" && written["schemaVersion"] as? Int == 1)
         let result = try #require((written["results"] as? [[String: Any]])?.first)
         #expect(result["workload"] as? String == "sysbench-cpu" && result["declared"] as? Bool == true)
         for side in ["native", "container", "vm"] {
@@ -121,6 +121,12 @@ struct RunTests {
         #expect(Date().timeIntervalSince(started) < 150)
         #expect(FileManager.default.contents(atPath: "\(out)/bundle/config.json") == config, "the run changed the built bundle")
         try expectNothingLeft(out)
+
+        // imgbench report puts the run beside the build.
+        let rendered = try imgbench("report", results, "\(out)/report.json")
+        #expect(rendered.status == 0, "\(rendered.stderr)")
+        #expect(rendered.stdout.contains("## Runtime workloads") && rendered.stdout.contains("| sysbench sysbench-cpu: events/s |"), "\(rendered.stdout)")
+        #expect(rendered.stdout.contains("## Runtime relative to native") && rendered.stdout.contains("## Build time"), "\(rendered.stdout)")
     }
 
     @Test func aWorkloadTheImageDoesNotCarryFailsNamingTheMissingTool() throws {

@@ -8,14 +8,15 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Render build reports and measure results as the seeds' tables: Markdown on stdout, and an SVG chart per table.",
         discussion: """
-            Each FILE is a report.json of imgbench build or the JSON of imgbench measure clone, \
-            cow or wasted (--output FILE or --format json). Tables: build time and image size \
-            (containers beside VMs), incremental size of one more instance and copy-on-write \
-            write overhead (driver beside driver), wasted bytes. --svg DIR writes one chart per \
-            table into DIR.
+            Each FILE is a report.json of imgbench build, the JSON of imgbench measure clone, \
+            cow or wasted, or the JSON of imgbench run (--output FILE or --format json). Tables: \
+            build time and image size (containers beside VMs), incremental size of one more \
+            instance and copy-on-write write overhead (driver beside driver), wasted bytes, and \
+            the runtime workloads natively, in the container and in the VM with their ratios to \
+            native. --svg DIR writes one chart per table into DIR.
             """)
 
-    @Argument(help: "Result files (report.json, measure results).") var files: [String]
+    @Argument(help: "Result files (report.json, measure results, run results).") var files: [String]
     @Option(help: "Write one SVG chart per table into this folder.") var svg: String?
 
     func validate() throws {

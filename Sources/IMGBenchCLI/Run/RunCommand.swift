@@ -106,7 +106,7 @@ enum RunReportTable {
                 func value(_ side: RunReport.SideResult?) -> String {
                     guard let side else { return "-" }
                     guard side.status == .ok else { return side.status == .missingTool ? "missing \(side.missingTool ?? "tool")" : side.status.rawValue }
-                    return side.figures.first { $0.name == f.name }.map { format($0.value) } ?? "-"
+                    return side.figures.first { $0.name == f.name }.map { ReportBook.Table.significant($0.value) } ?? "-"
                 }
                 func ratio(_ side: RunReport.SideResult?) -> String {
                     side?.ratios?[f.name].map { String(format: "%.3f", $0) } ?? "-"
@@ -125,10 +125,4 @@ enum RunReportTable {
         return out.joined(separator: "\n")
     }
 
-    /// Four significant figures, no exponent for the sizes these tools print.
-    static func format(_ v: Double) -> String {
-        if v == 0 { return "0" }
-        let digits = max(0, 3 - Int(floor(log10(abs(v)))))
-        return String(format: "%.\(min(digits, 6))f", v)
-    }
 }

@@ -5,8 +5,8 @@ import Foundation
 /// described in `docs/run-schema.json`; fields are only ever added within a version.
 public struct RunReport: Codable, Equatable, Sendable {
     public static let currentSchemaVersion = 1
-    /// Tells a run report from a build report (`imgbench report` reads both).
-    public static let kindValue = "imgbench-run"
+    /// Tells run results from a build report and the measure results (`imgbench report` reads them all).
+    public static let kindValue = "run"
 
     public var schemaVersion = RunReport.currentSchemaVersion
     public var kind = RunReport.kindValue

@@ -5,7 +5,11 @@ import QcowIO
 /// of one more instance, copy-on-write write overhead, and wasted bytes, containers beside VMs and
 /// driver beside driver. Rendered as Markdown, and as one SVG bar chart per table.
 public struct ReportBook: Sendable {
-    public enum Unit: String, Sendable { case seconds, bytes, ratio, percent }
+    public enum Unit: String, Sendable {
+        case seconds, bytes, ratio, percent
+        /// A benchmark figure whose unit the row names (imgbench run).
+        case figure
+    }
 
     public struct Table: Sendable {
         public var title: String
@@ -22,7 +26,15 @@ public struct ReportBook: Sendable {
             case .bytes: return v < 0 ? "-" + ByteCount.format(UInt64(-v)) : ByteCount.format(UInt64(v))
             case .ratio: return String(format: "%.2fx", v)
             case .percent: return String(format: "%.1f%%", v)
+            case .figure: return Self.significant(v)
             }
+        }
+
+        /// Four significant figures, without an exponent.
+        public static func significant(_ v: Double) -> String {
+            if v == 0 { return "0" }
+            let digits = max(0, 3 - Int(floor(log10(abs(v)))))
+            return String(format: "%.\(min(digits, 6))f", v)
         }
     }
 
@@ -34,6 +46,7 @@ public struct ReportBook: Sendable {
     var clones: [CloneMeasurement.Result] = []
     var cows: [CowMeasurement.Result] = []
     var wasted: [WastedMeasurement.Result] = []
+    var runs: [RunReport] = []
 
     public init() {}
 
@@ -53,10 +66,11 @@ public struct ReportBook: Sendable {
         case "clone": clones.append(try decode(CloneMeasurement.Result.self)); sources.append((path, "clone"))
         case "cow": cows.append(try decode(CowMeasurement.Result.self)); sources.append((path, "cow"))
         case "wasted": wasted.append(try decode(WastedMeasurement.Result.self)); sources.append((path, "wasted"))
+        case RunReport.kindValue: runs.append(try decode(RunReport.self)); sources.append((path, "run"))
         case nil where dict["steps"] != nil && dict["totals"] != nil:
             builds.append(try decode(BuildReport.self)); sources.append((path, "build"))
         case let k:
-            throw BuildError.invalid("\(path): not an imgbench result (kind \(k ?? "missing"); expected a build report.json or a measure result)")
+            throw BuildError.invalid("\(path): not an imgbench result (kind \(k ?? "missing"); expected a build report.json, a measure result or imgbench run results)")
         }
         tables = makeTables()
     }
@@ -108,7 +122,40 @@ public struct ReportBook: Sendable {
                              rows: wasted.map { w in (w.recipe, [w.oci.map { Double($0.wastedBytes) }, w.vm.map { Double($0.wastedBytes) }]) },
                              note: "OCI: deleted or replaced by a later layer, and package caches left; VM: clusters overwritten by a later link or freed by the filesystem (imgbench measure wasted)."))
         }
+        if !runs.isEmpty {
+            out += runTables()
+        }
         return out
+    }
+
+    /// imgbench run: each workload's figures natively, in the container and in the VM, and the
+    /// ratios to native taken within the same run.
+    func runTables() -> [Table] {
+        var rows: [(label: String, values: [Double?])] = []
+        var ratios: [(label: String, values: [Double?])] = []
+        var emulated = false
+        for run in runs {
+            for w in run.results {
+                emulated = emulated || w.vm?.emulated == true
+                for f in w.figures {
+                    func value(_ s: RunReport.SideResult?) -> Double? {
+                        s?.status == .ok ? s?.figures.first { $0.name == f.name }?.value : nil
+                    }
+                    let label = "\(run.recipe) \(w.workload): \(f.name)" + (f.name == f.unit ? "" : " (\(f.unit))")
+                    rows.append((label, [value(w.native), value(w.container), value(w.vm)]))
+                    ratios.append((label, [w.container?.ratios?[f.name], w.vm?.ratios?[f.name]]))
+                }
+            }
+        }
+        let vm = emulated ? "VM (TCG)" : "VM"
+        let settings = ordered(runs.map { "\($0.settings.cpus) CPU\($0.settings.cpus == 1 ? "" : "s"), \(ByteCount.format($0.settings.memoryBytes)) for the VM" })
+        let caveat = emulated ? " The VM ran under software emulation (TCG): its figures are not comparable to native." : ""
+        return [
+            Table(title: "Runtime workloads", unit: .figure, columns: ["native", "container", vm], rows: rows,
+                  note: "The same workload natively, in the container (runc) and in the VM (QEMU), in one run of imgbench run (\(settings.joined(separator: "; "))); higher is better; a dash is a side not run or failed.\(caveat)"),
+            Table(title: "Runtime relative to native", unit: .ratio, columns: ["container", vm], rows: ratios,
+                  note: "Each figure over the native one of the same run.\(caveat)"),
+        ]
     }
 
     func ordered(_ names: [String]) -> [String] {
