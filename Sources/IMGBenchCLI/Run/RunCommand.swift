@@ -20,7 +20,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("workload"), help: "A workload name, a comma-separated list, or 'declared'; may repeat.")
     var workloads: [String]
     @Option(help: "CPUs for every side: taskset natively and for runc, -smp for the VM.") var cpus = 1
-    @Option(help: "The VM's memory (-m); not enforced natively or in the container.") var memory = ByteSize(bytes: 1 << 30)
+    @Option(help: "The VM's memory (-m), e.g. 512M or 2G; not enforced natively or in the container.") var memory = "1G"
     @Option(help: "Seconds each timed workload runs.") var duration = 5
     @Option(help: "Seconds each side may take (the VM: boot included) before it is stopped.") var timeout: Double = 300
     @Option(help: "auto, kvm or tcg.") var accel: String = "auto"
@@ -34,6 +34,7 @@ struct RunCommand: ParsableCommand {
         for s in sideList where Side(rawValue: s) == nil { throw ValidationError("--on: '\(s)' is not native, container or vm") }
         if sideList.isEmpty { throw ValidationError("--on needs at least one side") }
         if duration < 1 { throw ValidationError("--duration must be at least 1") }
+        if ByteSize(argument: memory) == nil { throw ValidationError("--memory: '\(memory)' is not a size (e.g. 512M, 2G)") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
     }
 
@@ -42,7 +43,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var options = RuntimeBench.Options()
         options.cpus = cpus
-        options.memoryBytes = memory.bytes
+        options.memoryBytes = ByteSize(argument: memory)?.bytes ?? options.memoryBytes
         options.durationSeconds = duration
         options.timeout = timeout
         options.accelerator = BootCheck.Accelerator(rawValue: accel) ?? .auto

@@ -4,14 +4,16 @@ import Testing
 /// The hand-off and `imgbench run` end to end, on `Recipes/tiny`'s settings with sysbench
 /// installed: every build writes handoff.json as documented; the container and the VM each give
 /// a sysbench figure; a workload the image does not carry fails naming the missing tool; a VM
-/// that never answers is stopped after its timeout, reported, and nothing is left running.
+/// that never answers is stopped after its timeout, reported, and nothing is left running; Ctrl-C
+/// deletes the container.
 ///
 /// Needs root (builds, runc) and QEMU; the VM runs under TCG here (KVM aborts on these hosts),
 /// so durations are short. Builds share the build tests' cache (the Debian base is made once).
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: builds mount overlays and loop devices, and runc runs containers"))
-struct RunTests {
+///
+/// Part of BuildTests, so that these builds take turns with the others over the shared cache.
+extension BuildTests {
     /// Recipes/tiny's directives and base, sysbench installed, sysbench-cpu declared.
-    static let recipe = """
+    static let sysbenchRecipe = """
         # vm-size=1G
         # vm-kernel=host
         # workloads=sysbench-cpu
@@ -23,27 +25,27 @@ struct RunTests {
 
     /// Builds the sysbench recipe into `dir/out` (a cache hit after the first time).
     func buildSysbench(_ dir: TempDir) throws -> String {
-        let recipe = try BuildTests().writeRecipe(dir, "sysbench", Self.recipe)
+        let recipe = try writeRecipe(dir, "sysbench", Self.sysbenchRecipe)
         let out = dir.file("out")
-        let r = try BuildTests().build(recipe, output: out, progress: "none")
+        let r = try build(recipe, output: out, progress: "none")
         try #require(r.status == 0, "imgbench build: exit \(r.status)\n\(r.stderr.suffix(3000))")
         return out
     }
 
     /// `imgbench run ARGS...`, given up after 5 minutes.
-    func run(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+    func imgbenchRun(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
         let p = try RunningProcess(try IMGBenchBinary.path(), ["run"] + args)
         return try #require(p.finish(within: 300), "imgbench run \(args) did not finish within 5 minutes", sourceLocation: sourceLocation)
     }
 
-    func json(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+    func readJSON(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
         let data = try #require(FileManager.default.contents(atPath: path), "no \(path)", sourceLocation: sourceLocation)
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], sourceLocation: sourceLocation)
     }
 
     /// No qemu or other process refers to the build folder, no container of a run is left in
     /// runc's state, and no scratch folder of a run is left beside the manifest.
-    func expectNothingLeft(_ out: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectNoRunLeft(_ out: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let left = Leftovers.find(under: [out], marker: "\(out)/")
         #expect(left.isEmpty, "left behind:\n\(left.joined(separator: "\n"))", sourceLocation: sourceLocation)
         let containers = try HostTool.run("runc", package: "runc", ["list", "-q"]).stdout
@@ -54,12 +56,12 @@ struct RunTests {
     }
 
     @Test func theBuildWritesAHandoffAndTheContainerAndTheVMEachGiveASysbenchFigure() throws {
-        let dir = try TempDir("run-sysbench", in: BuildTests.scratch)
+        let dir = try TempDir("run-sysbench", in: Self.scratch)
         let out = try buildSysbench(dir)
 
         // handoff.json: every key the schema requires, nothing it does not document, and the
         // paths it names exist.
-        let handoff = try json("\(out)/handoff.json")
+        let handoff = try readJSON("\(out)/handoff.json")
         let schemaURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("docs/handoff-schema.json")
         let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemaURL)) as? [String: Any])
@@ -79,7 +81,7 @@ struct RunTests {
               (vmSchema?["properties"] as? [String: Any])?["boot"] as? [String: Any], "$.vm.boot")
         #expect(handoff["schemaVersion"] as? Int == 1)
         #expect((handoff["recipe"] as? [String: Any])?["workloads"] as? [String] == ["sysbench-cpu"])
-        let report = try json("\(out)/report.json")
+        let report = try readJSON("\(out)/report.json")
         let container = handoff["container"] as? [String: Any] ?? [:]
         #expect(container["imageDigest"] as? String == (report["outputs"] as? [String: Any])?["imageDigest"] as? String)
         let vm = handoff["vm"] as? [String: Any] ?? [:]
@@ -93,11 +95,11 @@ struct RunTests {
         let config = FileManager.default.contents(atPath: "\(out)/bundle/config.json")
         let results = dir.file("run.json")
         let started = Date()
-        let r = try run(["\(out)/handoff.json", "--workload", "sysbench-cpu", "--duration", "2", "--timeout", "150",
+        let r = try imgbenchRun(["\(out)/handoff.json", "--workload", "sysbench-cpu", "--duration", "2", "--timeout", "150",
                          "--format", "json", "--output", results])
         try #require(r.status == 0, "imgbench run: exit \(r.status)\n\(r.stderr.suffix(3000))")
         let printed = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        let written = try json(results)
+        let written = try readJSON(results)
         #expect(NSDictionary(dictionary: printed).isEqual(to: written), "--output and stdout differ")
         #expect(written["kind"] as? String == "run" && written["schemaVersion"] as? Int == 1)
         let result = try #require((written["results"] as? [[String: Any]])?.first)
@@ -120,7 +122,7 @@ struct RunTests {
         }
         #expect(Date().timeIntervalSince(started) < 150)
         #expect(FileManager.default.contents(atPath: "\(out)/bundle/config.json") == config, "the run changed the built bundle")
-        try expectNothingLeft(out)
+        try expectNoRunLeft(out)
 
         // imgbench report puts the run beside the build.
         let rendered = try imgbench("report", results, "\(out)/report.json")
@@ -130,31 +132,31 @@ struct RunTests {
     }
 
     @Test func aWorkloadTheImageDoesNotCarryFailsNamingTheMissingTool() throws {
-        let dir = try TempDir("run-missing", in: BuildTests.scratch)
+        let dir = try TempDir("run-missing", in: Self.scratch)
         let out = try buildSysbench(dir)
         // In the container (checked before the VM is booted)...
         let results = dir.file("missing.json")
-        var r = try run(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "container,vm", "--output", results, "--progress", "none"])
+        var r = try imgbenchRun(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "container,vm", "--output", results, "--progress", "none"])
         #expect(r.status == 1, "exit \(r.status): \(r.output)")
         #expect(r.stderr.contains("fio is not in the image (in the container)"), "\(r.stderr)")
-        let result = try #require((try json(results)["results"] as? [[String: Any]])?.first)
+        let result = try #require((try readJSON(results)["results"] as? [[String: Any]])?.first)
         let container = result["container"] as? [String: Any] ?? [:]
         #expect(container["status"] as? String == "missingTool" && container["missingTool"] as? String == "fio", "\(container)")
         #expect(result["vm"] == nil, "the VM was booted after the container showed the tool missing")
         #expect(result["declared"] as? Bool == false)
         // ...and in the VM, through the agent.
-        r = try run(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "vm", "--timeout", "150", "--progress", "none"])
+        r = try imgbenchRun(["\(out)/handoff.json", "--workload", "fio-randrw", "--on", "vm", "--timeout", "150", "--progress", "none"])
         #expect(r.status == 1, "exit \(r.status): \(r.output)")
         #expect(r.stderr.contains("fio is not in the image (in the VM)"), "\(r.stderr)")
-        try expectNothingLeft(out)
+        try expectNoRunLeft(out)
     }
 
     @Test func aVMThatNeverAnswersIsStoppedAfterItsTimeoutAndNothingIsLeft() throws {
-        let dir = try TempDir("run-timeout", in: BuildTests.scratch)
+        let dir = try TempDir("run-timeout", in: Self.scratch)
         let out = try buildSysbench(dir)
         // The same images with a root device that does not exist: the initramfs waits for it and
         // the agent never starts.
-        var handoff = try json("\(out)/handoff.json")
+        var handoff = try readJSON("\(out)/handoff.json")
         var vm = try #require(handoff["vm"] as? [String: Any])
         var boot = try #require(vm["boot"] as? [String: Any])
         boot["commandLine"] = "root=/dev/vdz rw console=ttyS0"
@@ -163,21 +165,39 @@ struct RunTests {
         try JSONSerialization.data(withJSONObject: handoff).write(to: URL(fileURLWithPath: "\(out)/never.json"))
         let results = dir.file("timeout.json")
         let started = Date()
-        let r = try run(["\(out)/never.json", "--workload", "sysbench-cpu", "--on", "vm", "--timeout", "20", "--output", results, "--progress", "none"])
+        let r = try imgbenchRun(["\(out)/never.json", "--workload", "sysbench-cpu", "--on", "vm", "--timeout", "20", "--output", results, "--progress", "none"])
         let took = Date().timeIntervalSince(started)
         #expect(r.status == 1, "exit \(r.status): \(r.output)")
         #expect(r.stderr.contains("sysbench-cpu in the VM: no answer within 20 s: stopped"), "\(r.stderr)")
         #expect(took < 45, "stopping took \(took) s")
-        let vmResult = (try json(results)["results"] as? [[String: Any]])?.first?["vm"] as? [String: Any] ?? [:]
+        let vmResult = (try readJSON(results)["results"] as? [[String: Any]])?.first?["vm"] as? [String: Any] ?? [:]
         #expect(vmResult["status"] as? String == "timedOut", "\(vmResult)")
         #expect(!(vmResult["outputTail"] as? String ?? "").isEmpty, "the console's last lines are reported")
-        try expectNothingLeft(out)
+        try expectNoRunLeft(out)
+    }
+
+    @Test func ctrlCDuringAContainerRunDeletesTheContainer() throws {
+        let dir = try TempDir("run-int", in: Self.scratch)
+        let out = try buildSysbench(dir)
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["run", "\(out)/handoff.json", "--workload", "sysbench-cpu",
+                                                               "--on", "container", "--duration", "60", "--progress", "plain"])
+        // Running once runc lists a container whose bundle is the run's copy beside the manifest.
+        let running = p.wait(upTo: 60) { _, _ in
+            ((try? HostTool.run("runc", package: "runc", ["list"]).stdout) ?? "").contains("\(out)/.imgbench-run-")
+        }
+        kill(p.pid, SIGINT)
+        let r = p.finish(within: 30)
+        try #require(running, "the container never ran: \(r?.stderr ?? "")")
+        let result = try #require(r, "imgbench run did not exit within 30 s of SIGINT")
+        #expect(result.status == 128 + SIGINT, "exit \(result.status): \(result.stderr)")
+        #expect(result.stderr.contains("delete container imgbench-run-"), "\(result.stderr)")
+        try expectNoRunLeft(out)
     }
 
     @Test func anUnknownWorkloadIsARecipeErrorAtItsColumn() throws {
-        let dir = try TempDir("run-bad", in: BuildTests.scratch)
-        let recipe = try BuildTests().writeRecipe(dir, "bad", "# vm-size=1G\n# workloads=sysbench-cpu,frobnicate\nFROM debian:bookworm\n")
-        let r = try BuildTests().build(recipe, output: dir.file("out"), progress: "none")
+        let dir = try TempDir("run-bad", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "bad", "# vm-size=1G\n# workloads=sysbench-cpu,frobnicate\nFROM debian:bookworm\n")
+        let r = try build(recipe, output: dir.file("out"), progress: "none")
         #expect(r.status == 2, "exit \(r.status): \(r.output)")
         #expect(r.stderr.hasPrefix("imgbench: error: \(recipe)/Containerfile:2:26: unknown workload 'frobnicate'"), "\(r.stderr)")
     }
