@@ -15,7 +15,7 @@ import Testing
     let report = RunReport(
         manifest: "out/t/handoff.json", recipe: "t", imageDigest: nil, startedAt: "2026-01-01T00:00:00Z",
         host: .init(cpus: 2, cpuModel: "cpu", kernel: "6.1"),
-        settings: .init(cpus: 1, cpuList: "0", memoryBytes: 1 << 30, durationSeconds: 2, timeoutSeconds: 300),
+        settings: .init(cpus: 1, cpuList: "0", memoryBytes: 1 << 30, durationSeconds: 2, timeoutSeconds: 300, repeats: 1),
         results: [
             .init(workload: "sysbench-cpu", summary: "", declared: true, figures: [FigureSpec(name: "events/s", unit: "events/s")],
                   native: side(3053, ratio: nil), container: side(3018, ratio: 0.9885), vm: side(842.9, ratio: 0.2761, vm: true), notes: []),

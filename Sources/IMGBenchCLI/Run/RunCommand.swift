@@ -23,6 +23,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The VM's memory (-m), e.g. 512M or 2G; not enforced natively or in the container.") var memory = "1G"
     @Option(help: "Seconds each timed workload runs.") var duration = 5
     @Option(help: "Seconds each side may take (the VM: boot included) before it is stopped.") var timeout: Double = 300
+    @Option(help: "Rounds of every side, in turn: figures are medians, ratios the median of each round's.") var `repeat` = 1
     @Option(help: "auto, kvm or tcg.") var accel: String = "auto"
     @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
     @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
@@ -36,6 +37,7 @@ struct RunCommand: ParsableCommand {
         if duration < 1 { throw ValidationError("--duration must be at least 1") }
         if ByteSize(argument: memory) == nil { throw ValidationError("--memory: '\(memory)' is not a size (e.g. 512M, 2G)") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if `repeat` < 1 { throw ValidationError("--repeat must be at least 1") }
     }
 
     var sideList: [String] { sides.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -46,6 +48,7 @@ struct RunCommand: ParsableCommand {
         options.memoryBytes = ByteSize(argument: memory)?.bytes ?? options.memoryBytes
         options.durationSeconds = duration
         options.timeout = timeout
+        options.repeats = `repeat`
         options.accelerator = BootCheck.Accelerator(rawValue: accel) ?? .auto
         options.sides = sideList.compactMap(Side.init(rawValue:))
         let show = progress == .plain || (progress == .auto && isatty(STDERR_FILENO) == 1)
@@ -98,7 +101,8 @@ enum RunReportTable {
         var out: [String] = []
         let s = r.settings
         let head = "\(r.recipe): \(s.cpus) CPU\(s.cpus == 1 ? "" : "s") (host CPU \(s.cpuList)), \(ByteSize.format(s.memoryBytes)) for the VM, "
-            + "\(s.durationSeconds) s per timed workload; host: \(r.host.cpuModel), \(r.host.cpus) CPUs, Linux \(r.host.kernel)"
+            + "\(s.durationSeconds) s per timed workload" + (s.repeats > 1 ? ", medians of \(s.repeats) rounds" : "")
+            + "; host: \(r.host.cpuModel), \(r.host.cpus) CPUs, Linux \(r.host.kernel)"
         out.append(head)
         for w in r.results {
             let vmLabel = w.vm.map { "vm (\($0.accelerator ?? "?"))" } ?? "vm"

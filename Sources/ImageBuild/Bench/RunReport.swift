@@ -34,6 +34,8 @@ public struct RunReport: Codable, Equatable, Sendable {
         public var memoryBytes: UInt64
         public var durationSeconds: Int
         public var timeoutSeconds: Double
+        /// Rounds of every side (--repeat); figures are medians over them.
+        public var repeats: Int
     }
 
     public struct WorkloadResult: Codable, Equatable, Sendable {
@@ -66,7 +68,8 @@ public struct RunReport: Codable, Equatable, Sendable {
         /// Wall time of the side: start (boot, for the VM) to stop.
         public var seconds: Double
         public var figures: [Figure]
-        /// Each figure divided by the native one of this run, by figure name.
+        /// Each figure divided by the native one of the same round (the median over the rounds),
+        /// by figure name.
         public var ratios: [String: Double]?
         public var error: String?
         public var missingTool: String?

@@ -17,6 +17,9 @@ public final class RuntimeBench {
         public var timeout: Double = 300
         public var accelerator = BootCheck.Accelerator.auto
         public var sides: [Side] = Side.allCases
+        /// Rounds: every side once per round, in turn; figures are medians, ratios the median of
+        /// each round's ratio.
+        public var repeats = 1
 
         public init() {}
     }
@@ -41,6 +44,7 @@ public final class RuntimeBench {
         }
         guard options.memoryBytes >= 128 << 20 else { throw BuildError.invalid("--memory must be at least 128M") }
         guard options.durationSeconds >= 1 else { throw BuildError.invalid("--duration must be at least 1 second") }
+        guard options.repeats >= 1 else { throw BuildError.invalid("--repeat must be at least 1") }
         if options.sides.contains(.container) && h.container == nil {
             throw BuildError.invalid("\(manifest): the build has no container image (built with --target vm?)")
         }
@@ -81,62 +85,87 @@ public final class RuntimeBench {
             var r = RunReport.WorkloadResult(workload: w.name, summary: w.summary, declared: handoff.recipe.workloads.contains(w.name),
                                              figures: w.figures, notes: w.notes)
             if !r.declared { r.notes.append("the recipe does not declare \(w.name) (# workloads=)") }
-            for side in Side.allCases where options.sides.contains(side) {
-                progress("\(w.name): \(side.rawValue)")
-                let work = "\(scratch)/\(side.rawValue)-\(w.name)"
-                try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-                var result: RunReport.SideResult
-                switch side {
-                case .native:
-                    result = try runNative(w, work: work)
-                case .container:
-                    result = try runContainer(w, work: work)
-                case .vm:
-                    if accel == nil { accel = chooseAccelerator() }
-                    result = try runVM(w, work: work, accelerator: accel!.name)
-                    if let n = accel?.note { result.limits += "; \(n)" }
-                }
-                try? FileManager.default.removeItem(atPath: work)
-                switch side {
-                case .native: r.native = result
-                case .container: r.container = result
-                case .vm: r.vm = result
-                }
-                if result.status == .missingTool {
-                    let rest = Side.allCases.drop { $0 != side }.dropFirst().filter { options.sides.contains($0) && $0 != .native }
-                    if !rest.isEmpty {
-                        r.notes.append("not run on \(rest.map(\.rawValue).joined(separator: " and ")): the image lacks \(result.missingTool ?? "a tool")")
+            var rounds: [Side: [RunReport.SideResult]] = [:]
+            var stopped = Set<Side>()
+            rounds: for round in 1...options.repeats {
+                for side in Side.allCases where options.sides.contains(side) && !stopped.contains(side) {
+                    progress("\(w.name): \(side.rawValue)" + (options.repeats > 1 ? " (round \(round) of \(options.repeats))" : ""))
+                    let work = "\(scratch)/\(side.rawValue)-\(w.name)"
+                    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+                    var result: RunReport.SideResult
+                    switch side {
+                    case .native:
+                        result = try runNative(w, work: work)
+                    case .container:
+                        result = try runContainer(w, work: work)
+                    case .vm:
+                        if accel == nil { accel = chooseAccelerator() }
+                        result = try runVM(w, work: work, accelerator: accel!.name)
+                        if let n = accel?.note { result.limits += "; \(n)" }
                     }
-                    break
+                    try? FileManager.default.removeItem(atPath: work)
+                    rounds[side, default: []].append(result)
+                    if result.status != .ok { stopped.insert(side) }
+                    if result.status == .missingTool {
+                        let rest = Side.allCases.drop { $0 != side }.dropFirst().filter { options.sides.contains($0) && $0 != .native }
+                        if !rest.isEmpty {
+                            r.notes.append("not run on \(rest.map(\.rawValue).joined(separator: " and ")): the image lacks \(result.missingTool ?? "a tool")")
+                        }
+                        break rounds
+                    }
                 }
             }
+            r.native = RuntimeBench.combine(rounds[.native])
+            r.container = RuntimeBench.combine(rounds[.container])
+            r.vm = RuntimeBench.combine(rounds[.vm])
+            r.container?.ratios = RuntimeBench.ratios(rounds[.container], to: rounds[.native])
+            r.vm?.ratios = RuntimeBench.ratios(rounds[.vm], to: rounds[.native])
             if let vm = r.vm, vm.emulated == true {
                 r.notes.append("the VM ran under software emulation (TCG): its figures are not comparable to native")
             }
-            RuntimeBench.addRatios(&r)
             results.append(r)
         }
         return RunReport(manifest: manifestPath, recipe: handoff.recipe.name, imageDigest: handoff.container?.imageDigest,
                          startedAt: ISO8601DateFormatter().string(from: started), host: RuntimeBench.host(),
                          settings: .init(cpus: options.cpus, cpuList: cpuList, memoryBytes: options.memoryBytes,
-                                         durationSeconds: options.durationSeconds, timeoutSeconds: options.timeout),
+                                         durationSeconds: options.durationSeconds, timeoutSeconds: options.timeout,
+                                         repeats: options.repeats),
                          results: results)
     }
 
-    /// Each figure of the container and the VM divided by the native one.
-    static func addRatios(_ r: inout RunReport.WorkloadResult) {
-        guard let native = r.native, native.status == .ok else { return }
-        func ratios(_ s: RunReport.SideResult?) -> RunReport.SideResult? {
-            guard var s, s.status == .ok else { return s }
-            var out: [String: Double] = [:]
-            for f in s.figures {
-                if let n = native.figures.first(where: { $0.name == f.name }), n.value > 0 { out[f.name] = f.value / n.value }
-            }
-            s.ratios = out
-            return s
+    /// One side's rounds as one result: the last round's when it did not succeed, else each
+    /// figure's median, with every round's value in `samples` when there were several.
+    static func combine(_ rounds: [RunReport.SideResult]?) -> RunReport.SideResult? {
+        guard var r = rounds?.last else { return nil }
+        guard let rounds, r.status == .ok, rounds.count > 1 else { return r }
+        r.figures = r.figures.map { f in
+            let values = rounds.compactMap { $0.figures.first { $0.name == f.name }?.value }
+            var m = f
+            m.value = median(values)
+            m.samples = values
+            return m
         }
-        r.container = ratios(r.container)
-        r.vm = ratios(r.vm)
+        r.seconds = median(rounds.map(\.seconds))
+        return r
+    }
+
+    /// Each figure over the native one of the same round; the median over the rounds where both
+    /// succeeded. Nil when there is no such round.
+    static func ratios(_ side: [RunReport.SideResult]?, to native: [RunReport.SideResult]?) -> [String: Double]? {
+        guard let side, let native else { return nil }
+        var perFigure: [String: [Double]] = [:]
+        for (s, n) in zip(side, native) where s.status == .ok && n.status == .ok {
+            for f in s.figures {
+                if let nv = n.figures.first(where: { $0.name == f.name })?.value, nv > 0 { perFigure[f.name, default: []].append(f.value / nv) }
+            }
+        }
+        return perFigure.isEmpty ? nil : perFigure.mapValues(median)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let v = values.sorted()
+        guard !v.isEmpty else { return 0 }
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
     }
 
     /// The host must have the tools of a native run and a server workload's client.

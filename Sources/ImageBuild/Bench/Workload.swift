@@ -63,7 +63,17 @@ public struct FigureSpec: Codable, Equatable, Sendable {
 public struct Figure: Codable, Equatable, Sendable {
     public var name: String
     public var unit: String
+    /// The figure; over several rounds (--repeat), their median.
     public var value: Double
+    /// Every round's value, when there were several.
+    public var samples: [Double]?
+
+    public init(name: String, unit: String, value: Double, samples: [Double]? = nil) {
+        self.name = name
+        self.unit = unit
+        self.value = value
+        self.samples = samples
+    }
 }
 
 /// A tool's output that does not hold the figure it should.
