@@ -53,8 +53,10 @@ enum Interrupts {
                 let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
                 s.setEventHandler {
                     let pending = lock.withLock { interrupted = true; return paths }
-                    for p in pending { try? FileManager.default.removeItem(atPath: p) }
+                    // What writes, mounts or runs is stopped and released first, so that nothing
+                    // writes into a half-written output while it is removed.
                     let released = Cleanup.runAll()
+                    for p in pending { try? FileManager.default.removeItem(atPath: p) }
                     let undone = pending.map { "removed \($0)" } + released.map { "released \($0)" }
                     FileHandle.standardError.write(Data("\nimgbench: interrupted; \(undone.isEmpty ? "nothing to undo" : undone.joined(separator: ", "))\n".utf8))
                     exit(128 + sig)

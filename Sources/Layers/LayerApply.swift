@@ -23,8 +23,8 @@ public enum LayerApply {
     /// `progress` is called with the bytes of the layer file read so far and its size.
     @discardableResult
     public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil,
-                             progress: ((UInt64, UInt64) -> Void)? = nil) throws -> ApplyResult {
-        try apply(layer: file, to: root, expecting: digest, progress: progress, asRoot: getuid() == 0)
+                             progress: ((UInt64, UInt64) -> Void)? = nil, stop: (() -> Bool)? = nil) throws -> ApplyResult {
+        try apply(try ArchiveReader(path: file), to: root, expecting: digest, progress: progress, asRoot: getuid() == 0, stop: stop)
     }
 
     /// `asRoot`: whether to make device nodes and set owners (tests pass false to see the
@@ -39,13 +39,13 @@ public enum LayerApply {
     /// Takes ownership of `fd`. `name` stands for the stream in errors. Whatever happens, the
     /// stream is read to its end, so that its writer is never left blocked on a full pipe.
     @discardableResult
-    public static func apply(stream fd: Int32, named name: String, to root: String) throws -> ApplyResult {
+    public static func apply(stream fd: Int32, named name: String, to root: String, stop: (@Sendable () -> Bool)? = nil) throws -> ApplyResult {
         // The reader gets a duplicate, which it closes itself however it ends; this one is read
         // to its end here, then closed.
         defer { discard(stream: fd) }
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else { throw LayersError.io(path: name, operation: "dup", errno: errno) }
-        return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0)
+        return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0, stop: stop)
     }
 
     /// Reads a stream to its end without applying it, and closes it (its writer goes on).
@@ -54,13 +54,15 @@ public enum LayerApply {
         close(fd)
     }
 
+    /// `stop`, asked before each entry, ends the apply early (with `interrupted`).
     static func apply(_ reader: ArchiveReader, to root: String, expecting digest: Digest?,
-                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool) throws -> ApplyResult {
+                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool, stop: (() -> Bool)? = nil) throws -> ApplyResult {
         let file = reader.path
         let fileSize = UInt64((try? FileSystem.lstat(file).st_size) ?? 0)
         var state = State(root: root, file: file, isRoot: asRoot)
         var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)
         while let ae = try reader.next() {
+            if stop?() == true { throw LayersError.interrupted(signal: SIGINT) }
             try state.apply(ae, reader: reader, result: &result)
             if UInt64(reader.bytesRead) < fileSize { progress?(UInt64(reader.bytesRead), fileSize) }
         }

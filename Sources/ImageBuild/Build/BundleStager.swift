@@ -19,6 +19,10 @@ final class BundleStager: @unchecked Sendable {
     private var waiting: [Job] = []
     private var started = false
     private var failure: Error?
+    /// Set on Ctrl-C: the running apply stops at its next entry, and nothing more is written.
+    private var cancelled = false
+    private let idle = DispatchGroup()
+    private var cleanupID: Int?
 
     /// A piece of work, and what to do instead once an earlier one has failed.
     struct Job: Sendable {
@@ -28,6 +32,22 @@ final class BundleStager: @unchecked Sendable {
 
     init(bundle: String) {
         self.bundle = bundle
+        // On Ctrl-C, before the partial output folder is removed: stop writing into it.
+        cleanupID = Cleanup.register("stop unpacking the runtime bundle") { [weak self] in self?.cancel() }
+    }
+
+    deinit { if let id = cleanupID { Cleanup.unregister(id) } }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// What an apply asks before each entry.
+    var stopCheck: @Sendable () -> Bool { { [self] in isCancelled } }
+
+    /// Stops the work: the running apply ends at its next entry, later ones do not start. Waits
+    /// (a few seconds at most) for the queue to stop writing.
+    func cancel() {
+        lock.withLock { cancelled = true; waiting = [] }
+        _ = idle.wait(timeout: .now() + 5)
     }
 
     var isStarted: Bool { lock.withLock { started } }
@@ -47,7 +67,8 @@ final class BundleStager: @unchecked Sendable {
     /// A layer blob (from the cache), applied after the layers before it.
     func add(blob: String) {
         let root = rootfs
-        let job = Job(run: { try LayerApply.apply(layer: blob, to: root) })
+        let stop = stopCheck
+        let job = Job(run: { try LayerApply.apply(layer: blob, to: root, stop: stop) })
         lock.withLock { started ? submit(job) : waiting.append(job) }
     }
 
@@ -64,7 +85,8 @@ final class BundleStager: @unchecked Sendable {
         // The writer must never block on a pipe nobody reads: a stream that is not applied
         // (an earlier layer failed) is read to its end and dropped.
         lock.withLock {
-            submit(Job(run: { try LayerApply.apply(stream: readEnd, named: label, to: root) },
+            let stop = stopCheck
+            submit(Job(run: { try LayerApply.apply(stream: readEnd, named: label, to: root, stop: stop) },
                        skip: { LayerApply.discard(stream: readEnd) }))
         }
         defer { try? sink.finish() }
@@ -85,8 +107,10 @@ final class BundleStager: @unchecked Sendable {
 
     /// Called with the lock held.
     private func submit(_ job: Job) {
+        idle.enter()
         queue.async { [self] in
-            if lock.withLock({ failure }) != nil {
+            defer { idle.leave() }
+            if lock.withLock({ failure != nil || cancelled }) {
                 job.skip()
                 return
             }

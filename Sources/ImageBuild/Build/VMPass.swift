@@ -69,9 +69,17 @@ final class VMPass {
         let start = Date()
         let p = path(key)
         if !noCache && FileManager.default.fileExists(atPath: p) {
-            top = p
-            chain.append(p)
-            return try measure(p, seconds: Date().timeIntervalSince(start), hit: true)
+            // A link made on an older copy of its parent (the parent was rebuilt since, by
+            // --no-cache or an older imgbench) would read the new parent's blocks as its
+            // backing: it is stale, and made again.
+            if Self.modified(parent) > Self.modified(p) {
+                events.note("vm: \((p as NSString).lastPathComponent.prefix(12)) was made on an older copy of its parent; making it again")
+                unlink(p)
+            } else {
+                top = p
+                chain.append(p)
+                return try measure(p, seconds: Date().timeIntervalSince(start), hit: true)
+            }
         }
         let partial = p + ".partial"
         unlink(partial)
@@ -111,6 +119,13 @@ final class VMPass {
         top = p
         chain.append(p)
         return try measure(p, seconds: Date().timeIntervalSince(start), hit: false)
+    }
+
+    /// A file's modification time in nanoseconds (0 when it cannot be read).
+    static func modified(_ path: String) -> Int64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return 0 }
+        return Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 
     func measure(_ p: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
