@@ -337,7 +337,7 @@ public final class Builder {
     }
 
     /// The configuration in force when step `index` (of `recipe.steps`) runs.
-    func configState(through index: Int) -> ConfigState {
+    static func configState(of recipe: Recipe, through index: Int) -> ConfigState {
         var c = ConfigState()
         for s in recipe.steps.prefix(index + 1) { c.apply(s.instruction, environment: s.environment) }
         return c

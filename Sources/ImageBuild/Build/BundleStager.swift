@@ -100,7 +100,7 @@ final class BundleStager: @unchecked Sendable {
         if let f = lock.withLock({ failure }) { throw f }
     }
 
-    /// Drops what is queued (the bundle is not wanted); nothing may have started.
+    /// Drops what is queued and not yet running (the bundle is not wanted).
     func abandon() {
         lock.withLock { waiting = [] }
     }

@@ -2,19 +2,13 @@ import Foundation
 import Layers
 
 /// An OCI runtime bundle (`config.json` and `rootfs/`) that `runc run` starts: the image's
-/// layers applied in order into `rootfs`, and a runtime config from the image config.
+/// layers applied in order into `rootfs` (by `BundleStager`, during the build), and a runtime
+/// config from the image config.
 ///
 /// Left out on purpose: `linux.resources` (cgroup limits) and `process.rlimits`, which the hosts
 /// this project runs on refuse (their hybrid cgroup layout); the network namespace, so the
 /// container has the host's network as the build steps do.
 public enum RuntimeBundle {
-    public static func write(at path: String, layers: [String], config: ContainerConfig, hostname: String) throws {
-        let rootfs = "\(path)/rootfs"
-        try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
-        for l in layers { _ = try LayerApply.apply(layer: l, to: rootfs) }
-        try writeConfig(at: path, config: config, hostname: hostname)
-    }
-
     /// `config.json` for a bundle whose root is in place: `rootfs` in the bundle, or `root` (an
     /// absolute path, such as a storage driver's mounted writable root). The image's user is
     /// looked up in the root.

@@ -157,8 +157,7 @@ public struct CowMeasurement {
 
         // The workload's command as the build would run it.
         let step = workload.recipe.steps[workload.stepIndex]
-        let state = Builder(recipe: workload.recipe, options: BuildOptions(output: baseOut, cache: cache), events: events)
-            .configState(through: workload.stepIndex)
+        let state = Builder.configState(of: workload.recipe, through: workload.stepIndex)
         guard case let .run(cmd) = step.instruction else { throw BuildError.invalid("\(step.location): not a RUN step") }
         let argv = cmd.argv(shell: state.shell)
         let env = step.buildArgs + step.environment
