@@ -1,14 +1,24 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// Modules along the data flow, from the bottom up (README, "Architecture"):
+//   Host → QcowIO, OCI → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro → Gate → IMGBenchCLI
+// No module imports one later in the flow.
 let package = Package(
     name: "imgbench",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "imgbench", targets: ["imgbench"]),
+        .library(name: "Host", targets: ["Host"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
+        .library(name: "OCI", targets: ["OCI"]),
         .library(name: "Layers", targets: ["Layers"]),
+        .library(name: "RecipePlan", targets: ["RecipePlan"]),
         .library(name: "ImageBuild", targets: ["ImageBuild"]),
+        .library(name: "Measure", targets: ["Measure"]),
+        .library(name: "RuntimeSuite", targets: ["RuntimeSuite"]),
+        .library(name: "Repro", targets: ["Repro"]),
+        .library(name: "Gate", targets: ["Gate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,35 +46,72 @@ let package = Package(
         // Extended attributes, mount(2) and statfs(2) from glibc, which the Glibc module leaves out.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
 
-        .target(name: "QcowIO", dependencies: ["CZlib"]),
-        .testTarget(name: "QcowIOTests", dependencies: ["QcowIO"]),
+        // The host: the one place that starts a process, mounts, handles signals and cleans up.
+        .target(name: "Host", dependencies: ["CLinux"]),
+        .testTarget(name: "HostTests", dependencies: ["Host", "TestSupport"]),
 
+        // qcow2, knowing nothing of recipes or containers.
+        .target(name: "QcowIO", dependencies: ["CZlib", "Host"]),
+        .testTarget(name: "QcowIOTests", dependencies: ["QcowIO", "TestSupport"]),
+
+        // The OCI image spec's types, the image layout and its blob store.
+        .target(
+            name: "OCI",
+            dependencies: ["Host", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "OCITests", dependencies: ["OCI", "TestSupport"]),
+
+        // File-level layers: capture, apply, compression, storage drivers, wasted bytes.
         .target(
             name: "Layers",
             dependencies: [
-                "CArchive", "CDeflate", "CZstd", "CLinux",
+                "Host", "OCI", "CArchive", "CDeflate", "CZstd", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .testTarget(name: "LayersTests", dependencies: ["Layers"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
 
+        // The recipe (Containerfile) and the plan of steps with their cache keys.
+        .target(
+            name: "RecipePlan",
+            dependencies: ["Host", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "RecipePlanTests", dependencies: ["RecipePlan", "TestSupport"]),
+
+        // The build: base, container pass, VM pass, finalisation, outputs and the hand-off.
         .target(
             name: "ImageBuild",
             dependencies: [
-                "QcowIO", "Layers", "CGuestfs",
+                "Host", "QcowIO", "OCI", "Layers", "RecipePlan", "CGuestfs",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild", "TestSupport"]),
+
+        // Consumers of built outputs.
+        .target(name: "Measure", dependencies: ["Host", "QcowIO", "OCI", "Layers", "ImageBuild"]),
+        .target(name: "RuntimeSuite", dependencies: ["Host", "OCI", "Layers", "ImageBuild"]),
+        .testTarget(name: "RuntimeSuiteTests", dependencies: ["RuntimeSuite", "TestSupport"], exclude: ["Fixtures"]),
+        .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "ImageBuild"]),
+        .testTarget(name: "ReproTests", dependencies: ["Repro", "TestSupport"]),
+        // The size gate and the report tables over every kind of result.
+        .target(
+            name: "Gate",
+            dependencies: [
+                "QcowIO", "OCI", "ImageBuild", "Measure", "RuntimeSuite",
                 .product(name: "Yams", package: "Yams"),
             ]),
-        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild"], exclude: ["Fixtures"]),
+        .testTarget(name: "GateTests", dependencies: ["Gate", "TestSupport"]),
 
         // The command line: argument parsing and rendering, over the libraries.
         .target(
             name: "IMGBenchCLI",
             dependencies: [
-                "QcowIO", "Layers", "ImageBuild",
+                "Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild", "Measure", "RuntimeSuite",
+                "Repro", "Gate",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO", "TestSupport"]),
+
+        // What the test targets share: temporary folders, running tools, seeded data.
+        .target(name: "TestSupport", dependencies: ["Host"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

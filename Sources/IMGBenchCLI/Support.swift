@@ -2,6 +2,14 @@ import ArgumentParser
 import Foundation
 import Layers
 import QcowIO
+import Host
+import OCI
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// Sizes as people write them on the command line (see `ByteCount`).
 public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
@@ -82,12 +90,12 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     } catch let e as QcowError {
         FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
         throw ExitCode(1)
-    } catch let LayersError.interrupted(signal) {
+    } catch let HostError.interrupted(signal) {
         let released = Cleanup.runAll()
         FileHandle.standardError.write(Data("\nimgbench: interrupted\(released.isEmpty ? "" : "; released \(released.joined(separator: ", "))")\n".utf8))
         throw ExitCode(128 + signal)
-    } catch let e as LayersError {
-        FileHandle.standardError.write(Data("imgbench: error: \(e.description)\n".utf8))
+    } catch let e where e is LayersError || e is OCIError || e is HostError {
+        FileHandle.standardError.write(Data("imgbench: error: \(e)\n".utf8))
         throw ExitCode(1)
     }
 }
@@ -98,4 +106,11 @@ func printOut(_ s: String) {
 
 func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// The errors of the libraries that the command line reports as one line naming the file and
+/// the place (each module's own error type).
+func isReported(_ e: Error) -> Bool {
+    e is BuildError || e is HostError || e is LayersError || e is OCIError || e is RecipeError
+        || e is ResultFileError || e is QcowError
 }

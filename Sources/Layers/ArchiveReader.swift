@@ -1,6 +1,8 @@
 import CArchive
-import Crypto
+import struct Crypto.SHA256
 import Foundation
+import Host
+import OCI
 
 /// A libarchive reader over a file, with any compression libarchive knows (gzip, zstd, none).
 /// The file's bytes are hashed as they are read, so that the blob digest is checked in the same

@@ -1,5 +1,7 @@
 import CArchive
 import Foundation
+import Host
+import OCI
 
 /// A libarchive writer producing a PAX tar into a `ByteSink`. It owns the `struct archive *`:
 /// `close()` finishes the tar and reports libarchive's error, deinit frees what is left.

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// What a tree looked like when a writable root was prepared: enough of every entry's metadata
 /// (inode included) to tell later what changed. Drivers without an upper directory (vfs, btrfs)

@@ -1,8 +1,10 @@
-import Crypto
+import struct Crypto.SHA256
 import CDeflate
 import CZstd
 import Dispatch
 import Foundation
+import Host
+import OCI
 
 /// How a layer tar is compressed, and its OCI media type.
 public enum LayerCompression: String, Sendable, CaseIterable, Codable {
@@ -184,7 +186,7 @@ final class ZstdCompressor: ByteSink {
 /// of the uncompressed tar, taken in the same pass that compresses it.
 final class HashingSink: ByteSink {
     let next: ByteSink
-    var hasher = Crypto.SHA256()
+    var hasher = SHA256()
     var count: Int64 = 0
 
     init(next: ByteSink) { self.next = next }
@@ -202,7 +204,7 @@ final class HashingSink: ByteSink {
 
 /// A SHA-256 being fed in pieces.
 struct SHA256Hasher {
-    var h = Crypto.SHA256()
+    var h = SHA256()
     mutating func update(_ b: UnsafeRawBufferPointer) { h.update(bufferPointer: b) }
     var digest: Digest { Digest(h.finalize()) }
 }

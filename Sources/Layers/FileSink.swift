@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Bytes into a plain file, written beside it under `.partial` and renamed when finished.
 public final class FileSink: ByteSink {

@@ -1,6 +1,8 @@
 import CArchive
 import CLinux
 import Foundation
+import Host
+import OCI
 
 /// What an apply did.
 public struct ApplyResult: Sendable {
@@ -62,7 +64,7 @@ public enum LayerApply {
         var state = State(root: root, file: file, isRoot: asRoot)
         var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)
         while let ae = try reader.next() {
-            if stop?() == true { throw LayersError.interrupted(signal: SIGINT) }
+            if stop?() == true { throw HostError.interrupted(signal: SIGINT) }
             try state.apply(ae, reader: reader, result: &result)
             if UInt64(reader.bytesRead) < fileSize { progress?(UInt64(reader.bytesRead), fileSize) }
         }
@@ -251,7 +253,7 @@ public enum LayerApply {
             for (k, v) in ArchiveReader.xattrs(ae) {
                 // Without root, trusted.* and security.* cannot be set; user.* must be.
                 if !isRoot && !k.hasPrefix("user.") { continue }
-                do { try FileSystem.setXattr(p, k, v) } catch LayersError.io(_, _, let e) {
+                do { try FileSystem.setXattr(p, k, v) } catch HostError.systemCall(_, _, let e) {
                     throw LayersError.unsupportedEntry(path: file, entry: name, reason: "xattr \(k): \(String(cString: strerror(e)))")
                 }
             }

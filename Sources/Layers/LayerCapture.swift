@@ -1,5 +1,7 @@
 import CArchive
 import Foundation
+import Host
+import OCI
 
 /// Where a layer's changes are read from.
 public enum DiffSource: Sendable {

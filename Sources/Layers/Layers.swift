@@ -1,3 +1,5 @@
+import Host
+import OCI
 // The Layers module.
 //
 // File-level layers: what a build step changed, as an OCI layer, and the storage drivers that

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Everything Layers refuses or fails at, naming the file and the entry.
 public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -25,10 +27,7 @@ public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
     case driverFailure(driver: String, layer: String, message: String)
     case layerNotFound(driver: String, layer: String)
     case layerExists(driver: String, layer: String)
-    case commandFailed(command: String, status: Int32, output: String)
     case invalidArgument(String)
-    /// A step was stopped by SIGINT or SIGTERM (Ctrl-C reaches the whole process group).
-    case interrupted(signal: Int32)
 
     public var description: String {
         switch self {
@@ -64,13 +63,8 @@ public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
             return "storage driver \(driver): no layer \(layer)"
         case let .layerExists(driver, layer):
             return "storage driver \(driver): layer \(layer) already exists"
-        case let .commandFailed(command, status, output):
-            let tail = output.trimmingCharacters(in: .whitespacesAndNewlines)
-            return "\(command) exited with status \(status)\(tail.isEmpty ? "" : ": \(tail)")"
         case let .invalidArgument(message):
             return message
-        case let .interrupted(signal):
-            return "interrupted by signal \(signal)"
         }
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Whether files and folder trees are as they were when stamped, told without reading them.
 ///

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Bytes that a layer carries but a later layer of the same image deletes (by a whiteout or an
 /// opaque directory) or replaces with an entry of the same path: they are pulled and stored and

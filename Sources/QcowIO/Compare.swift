@@ -1,3 +1,4 @@
+import Host
 /// Guest-content comparison of two disk images, as `qemu-img compare` does it.
 public enum ImageComparison {
     public enum Result: Equatable, Sendable {

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Host
 #endif
 
 public struct Qcow2ConvertOptions: Sendable {

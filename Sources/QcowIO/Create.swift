@@ -1,3 +1,4 @@
+import Host
 /// Options for a new qcow2 image.
 public struct Qcow2CreateOptions: Equatable, Sendable {
     public var virtualSize: UInt64

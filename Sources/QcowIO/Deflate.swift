@@ -1,4 +1,5 @@
 import CZlib
+import Host
 
 /// Raw deflate (no zlib header, 4 KiB window), as qcow2 stores compressed clusters.
 public enum Deflate {

@@ -1,3 +1,4 @@
+import Host
 /// Something that holds a guest disk: a qcow2 image (with its backing chain) or a raw file.
 public protocol DiskImage: AnyObject, Sendable {
     var path: String { get }

@@ -1,3 +1,4 @@
+import Host
 /// L1 table entry (eight bytes, big-endian).
 ///
 /// ```

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import Host
 #endif
 
 /// An open qcow2 image: its header, its tables and its backing chain. Reads go through L1/L2

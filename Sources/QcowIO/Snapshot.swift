@@ -1,3 +1,4 @@
+import Host
 /// An internal snapshot, as listed in the snapshot table. Read and counted, never written.
 ///
 /// ```

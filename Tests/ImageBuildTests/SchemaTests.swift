@@ -1,69 +1,18 @@
 import Foundation
 import Testing
 @testable import ImageBuild
+import TestSupport
 
-// The hand-off manifest and the run results against their documented schemas (docs/*.json): the
+// The report and the hand-off manifest against their documented schemas (docs/*.json): the
 // subset of JSON Schema those files use (type, required, properties, items, $ref, const, enum,
 // additionalProperties), with every key written required to be documented.
-
-private func schema(_ name: String) throws -> [String: Any] {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("docs/\(name)")
-    return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-}
-
-/// What in `value` the schema does not allow, each with its JSON path.
-func schemaProblems(_ value: Any, _ s: [String: Any], root: [String: Any], at path: String = "$") -> [String] {
-    if let ref = s["$ref"] as? String {
-        let name = String(ref.dropFirst("#/$defs/".count))
-        guard let def = (root["$defs"] as? [String: Any])?[name] as? [String: Any] else { return ["\(path): no $defs/\(name)"] }
-        return schemaProblems(value, def, root: root, at: path)
-    }
-    var out: [String] = []
-    if let c = s["const"] {
-        if "\(c)" != "\(value)" { out.append("\(path): \(value) is not the constant \(c)") }
-    }
-    if let e = s["enum"] as? [Any], !e.contains(where: { "\($0)" == "\(value)" }) { out.append("\(path): \(value) is not one of \(e)") }
-    switch s["type"] as? String {
-    case "object"?:
-        guard let o = value as? [String: Any] else { return out + ["\(path): not an object"] }
-        for k in s["required"] as? [String] ?? [] where o[k] == nil { out.append("\(path): lacks required \(k)") }
-        let props = s["properties"] as? [String: Any]
-        for (k, v) in o {
-            if let p = props?[k] as? [String: Any] {
-                out += schemaProblems(v, p, root: root, at: "\(path).\(k)")
-            } else if let extra = s["additionalProperties"] as? [String: Any] {
-                out += schemaProblems(v, extra, root: root, at: "\(path).\(k)")
-            } else {
-                out.append("\(path): \(k) is not documented")
-            }
-        }
-    case "array"?:
-        guard let a = value as? [Any] else { return out + ["\(path): not an array"] }
-        if let items = s["items"] as? [String: Any] {
-            for (i, v) in a.enumerated() { out += schemaProblems(v, items, root: root, at: "\(path)[\(i)]") }
-        }
-    case "string"?: if !(value is String) { out.append("\(path): not a string") }
-    case "integer"?: if (value as? NSNumber).map({ $0.doubleValue != $0.doubleValue.rounded() }) ?? true { out.append("\(path): not an integer") }
-    case "number"?: if !(value is NSNumber) { out.append("\(path): not a number") }
-    case "boolean"?: if !isBoolean(value) { out.append("\(path): not a boolean") }
-    default: break
-    }
-    return out
-}
-
-/// JSONSerialization gives booleans as Bool or as an NSNumber of 0 or 1, depending on the platform.
-private func isBoolean(_ v: Any) -> Bool {
-    if v is Bool { return true }
-    return (v as? NSNumber).map { $0.doubleValue == 0 || $0.doubleValue == 1 } ?? false
-}
 
 private func encoded<T: Encodable>(_ v: T) throws -> Any {
     try JSONSerialization.jsonObject(with: JSONEncoder().encode(v))
 }
 
 @Test func handoffMatchesItsSchema() throws {
-    let s = try schema("handoff-schema.json")
+    let s = try documentedSchema("handoff-schema.json")
     var outputs = BuildReport.Outputs(folder: "out/t")
     outputs.ociLayout = "oci"
     outputs.imageDigest = "sha256:" + String(repeating: "ab", count: 32)
@@ -93,47 +42,40 @@ private func encoded<T: Encodable>(_ v: T) throws -> Any {
     #expect(!schemaProblems(["schemaVersion": 2, "recipe": ["name": "t"]] as [String: Any], s, root: s).isEmpty, "the checker checks")
 }
 
-@Test func runResultsMatchTheirSchema() throws {
-    let s = try schema("run-schema.json")
-    let ok = RunReport.SideResult(status: .ok, seconds: 2.1, figures: [Figure(name: "events/s", unit: "events/s", value: 1000, samples: [990, 1000, 1010])],
-                                  ratios: ["events/s": 0.98], limits: "pinned to CPU 0")
-    var vm = ok
-    vm.accelerator = "tcg"
-    vm.emulated = true
-    var missing = RunReport.SideResult(status: .missingTool, seconds: 0.2, figures: [], limits: "pinned")
-    missing.missingTool = "fio"
-    missing.error = "fio-randrw: fio is not in the image"
-    missing.outputTail = ""
-    let report = RunReport(
-        manifest: "out/t/handoff.json", recipe: "t", imageDigest: "sha256:" + String(repeating: "0", count: 64), startedAt: "2026-01-01T00:00:00Z",
-        host: .init(cpus: 2, cpuModel: "cpu", kernel: "6.1"),
-        settings: .init(cpus: 1, cpuList: "0", memoryBytes: 1 << 30, durationSeconds: 2, timeoutSeconds: 300, repeats: 1),
-        results: [
-            .init(workload: "sysbench-cpu", summary: "s", declared: true, figures: [FigureSpec(name: "events/s", unit: "events/s")],
-                  native: ok, container: ok, vm: vm, notes: ["n"]),
-            .init(workload: "fio-randrw", summary: "s", declared: false, figures: [FigureSpec(name: "read IOPS", unit: "IOPS")],
-                  native: ok, container: missing, vm: nil, notes: []),
-        ])
-    let problems = schemaProblems(try encoded(report), s, root: s)
-    #expect(problems.isEmpty, "\(problems)")
-}
-
-@Test func ratiosAreTakenWithinEachRoundAndFiguresAreMedians() {
-    func side(_ v: Double, _ status: RunReport.Status = .ok) -> RunReport.SideResult {
-        RunReport.SideResult(status: status, seconds: v / 100, figures: [Figure(name: "a", unit: "u", value: v), Figure(name: "b", unit: "u", value: v * 2)], limits: "")
+@Test func reportMatchesItsSchema() throws {
+    // Every key the schema requires is what the encoder writes, at the top and in a step.
+    let schemaURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("docs/report-schema.json")
+    let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemaURL)) as? [String: Any])
+    var m = BuildReport.Measure(seconds: 1, cacheHit: false)
+    m.qcow2AllocatedBytes = 1
+    m.wasted = .init(overwrittenLaterBytes: 1)
+    var totals = BuildReport.Totals(seconds: 1, cacheHits: 0, cacheMisses: 1)
+    totals.wasted = .init(overwrittenLaterBytes: 1)
+    let report = BuildReport(
+        recipe: "t", recipeFile: "t/Containerfile", targets: ["vm"], startedAt: "2026-01-01T00:00:00Z",
+        base: .init(description: "scratch", key: "k", container: nil, vm: m),
+        steps: [.init(index: 1, instruction: "RUN true", location: "t:1:1", target: "both", key: "k1", changesFiles: true, container: nil, vm: m)],
+        finalisation: nil, totals: totals, outputs: .init(folder: "out/t"))
+    let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
+    let required = try #require(schema["required"] as? [String])
+    for k in required { #expect(json[k] != nil, "report lacks \(k)") }
+    let properties = try #require(schema["properties"] as? [String: Any])
+    for k in json.keys { #expect(properties[k] != nil, "schema lacks \(k)") }
+    let defs = try #require(schema["$defs"] as? [String: Any])
+    let step = try #require((json["steps"] as? [[String: Any]])?.first)
+    let stepSchema = try #require(defs["step"] as? [String: Any])
+    for k in try #require(stepSchema["required"] as? [String]) { #expect(step[k] != nil, "step lacks \(k)") }
+    for k in step.keys { #expect((stepSchema["properties"] as? [String: Any])?[k] != nil, "schema's step lacks \(k)") }
+    // A measure, the totals and the wasted bytes of each: every key is in the schema.
+    func props(_ def: Any?) -> [String: Any] { ((def as? [String: Any])?["properties"] as? [String: Any]) ?? [:] }
+    let measure = try #require(step["vm"] as? [String: Any])
+    for k in measure.keys { #expect(props(defs["measure"])[k] != nil, "schema's measure lacks \(k)") }
+    let totalsJSON = try #require(json["totals"] as? [String: Any])
+    for k in totalsJSON.keys { #expect(props(properties["totals"])[k] != nil, "schema's totals lack \(k)") }
+    for waste in [measure["wasted"], totalsJSON["wasted"]] {
+        let w = try #require(waste as? [String: Any])
+        for k in w.keys { #expect(props(defs["waste"])[k] != nil, "schema's waste lacks \(k)") }
     }
-    // One round.
-    #expect(RuntimeBench.ratios([side(50)], to: [side(100)]) == ["a": 0.5, "b": 0.5])
-    #expect(RuntimeBench.combine([side(50)]) == side(50))
-    // Three rounds: the native figure drifts; each round's ratio is 0.5, whatever the medians.
-    let native = [side(100), side(300), side(200)]
-    let container = [side(50), side(150), side(100)]
-    #expect(RuntimeBench.ratios(container, to: native) == ["a": 0.5, "b": 0.5])
-    let combined = RuntimeBench.combine(container)
-    #expect(combined?.figures.first?.value == 100 && combined?.figures.first?.samples == [50, 150, 100])
-    #expect(combined?.figures.last?.value == 200 && combined?.seconds == 1)
-    // A failed round: that side's result is the failure, and it has no ratio for that round.
-    #expect(RuntimeBench.combine([side(50), side(0, .timedOut)])?.status == .timedOut)
-    #expect(RuntimeBench.ratios([side(50)], to: [side(0, .failed)]) == nil, "no ratios without a native figure")
-    #expect(RuntimeBench.median([4, 1, 3, 2]) == 2.5)
+    #expect(json["schemaVersion"] as? Int == BuildReport.currentSchemaVersion)
 }

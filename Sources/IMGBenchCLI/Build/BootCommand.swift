@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import ImageBuild
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct BootCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,7 +45,7 @@ struct BootCommand: ParsableCommand {
         guard let a = BootCheck.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
         check.accelerator = a
         let result: BootCheck.Result
-        do { result = try check.run() } catch let e as BuildError {
+        do { result = try check.run() } catch let e where isReported(e) {
             printErr("imgbench: error: \(e)")
             throw ExitCode(1)
         }

@@ -2,6 +2,14 @@ import ArgumentParser
 import Foundation
 import ImageBuild
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
 /// exit status a failed build gives.
@@ -24,7 +32,9 @@ enum BuildRunning {
     /// The recipe, or exit status 2 with `file:line:column: message`.
     static func load(_ recipe: String, buildArgs: [String: String]) throws -> Recipe {
         do {
-            return try RecipeParser.load(recipe, buildArgs: buildArgs)
+            let r = try RecipeParser.load(recipe, buildArgs: buildArgs)
+            try Workload.validate(r)
+            return r
         } catch let e as RecipeError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
@@ -41,7 +51,11 @@ enum BuildRunning {
             printErr("imgbench: error: \(e)")
             if case .recipe = e { throw ExitCode(2) }
             throw ExitCode(1)
-        } catch let e as LayersError {
+        } catch let e as RecipeError {
+            Cleanup.runAll()
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(2)
+        } catch let e where isReported(e) {
             Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             throw ExitCode(1)

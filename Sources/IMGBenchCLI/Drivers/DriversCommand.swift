@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// `imgbench drivers`: which storage drivers work here, and with --measure what one step costs on each.
 public struct DriversCommand: ParsableCommand {
@@ -27,7 +36,7 @@ public struct DriversCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors {
-            try Interrupts.releasingLayers {
+            try Interrupts.releasing {
                 var names = StorageDrivers.names
                 if let only {
                     names = only.split(separator: ",").map(String.init)
@@ -66,7 +75,7 @@ public struct DriversCommand: ParsableCommand {
         for n in names {
             printErr("drivers: measuring \(n)")
             reports.append(try DriverTrial.run(driver: n, store: root + "/" + n, base: baseDir, options: options) { dir in
-                _ = try Mounts.shell(script, in: dir)
+                _ = try Command.shell(script, in: dir)
             })
             try? FileManager.default.removeItem(atPath: root + "/" + n)
         }

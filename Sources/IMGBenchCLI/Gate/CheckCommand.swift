@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import ImageBuild
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,7 +50,7 @@ struct CheckCommand: ParsableCommand {
                     throw GateError.unreadable(path: junit, message: "cannot write the JUnit file: \((error as NSError).localizedDescription)")
                 }
             }
-        } catch let e as GateError {
+        } catch let e where e is GateError || e is ResultFileError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }

@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct LayersApply: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,7 +57,7 @@ struct LayersApply: ParsableCommand {
 
     func run() throws {
         if let driver, let store, let ref = layout {
-            return try reportingErrors { try Interrupts.releasingLayers { try runOnDriver(driver, store: store, ref: ref) } }
+            return try reportingErrors { try Interrupts.releasing { try runOnDriver(driver, store: store, ref: ref) } }
         }
         guard let target else { return }
         try reportingErrors {

@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct LayersCapture: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,7 +53,7 @@ struct LayersCapture: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try Interrupts.releasingLayers {
+            try Interrupts.releasing {
                 let source: DiffSource = switch from {
                 case .tree: try parent.map { .compare(root: directory, baseline: try Baseline.scan($0, inodes: false)) } ?? .tree(directory)
                 case .overlayUpper: .overlayUpper(directory)

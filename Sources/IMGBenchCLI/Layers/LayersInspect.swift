@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct LayersInspect: ParsableCommand {
     static let configuration = CommandConfiguration(

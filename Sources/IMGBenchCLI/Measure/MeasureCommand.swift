@@ -2,6 +2,14 @@ import ArgumentParser
 import Foundation
 import ImageBuild
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// `imgbench measure …`: what each technology costs, measured on built images.
 struct MeasureCommand: ParsableCommand {
@@ -40,7 +48,7 @@ struct MeasureOptions: ParsableArguments {
 func measuring<T>(_ scratch: String, _ body: () throws -> T) throws -> T {
     do {
         return try Interrupts.removing(scratch) { try reportingErrors(body) }
-    } catch let e as BuildError {
+    } catch let e where isReported(e) {
         Cleanup.runAll()
         printErr("imgbench: error: \(e)")
         throw ExitCode(1)

@@ -2,6 +2,14 @@ import ArgumentParser
 import Foundation
 import ImageBuild
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// `imgbench measure cow --workload W`: the write overhead of copy-on-write storage.
 struct MeasureCow: ParsableCommand {

@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import QcowIO
+import Host
+import OCI
+import Layers
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct QcowConvert: ParsableCommand {
     static let configuration = CommandConfiguration(

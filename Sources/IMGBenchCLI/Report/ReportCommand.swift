@@ -1,6 +1,15 @@
 import ArgumentParser
 import Foundation
 import ImageBuild
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 /// `imgbench report FILE…`: the seeds' tables from build reports and measure results.
 struct ReportCommand: ParsableCommand {
@@ -27,7 +36,7 @@ struct ReportCommand: ParsableCommand {
         var book = ReportBook()
         do {
             for f in files { try book.add(file: f) }
-        } catch let e as BuildError {
+        } catch let e where isReported(e) {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }

@@ -2,6 +2,14 @@ import ArgumentParser
 import Foundation
 import ImageBuild
 import Layers
+import Host
+import QcowIO
+import OCI
+import RecipePlan
+import Measure
+import RuntimeSuite
+import Repro
+import Gate
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,7 +62,7 @@ struct RunCommand: ParsableCommand {
         let show = progress == .plain || (progress == .auto && isatty(STDERR_FILENO) == 1)
         let report: RunReport
         do {
-            report = try Interrupts.releasingLayers {
+            report = try Interrupts.releasing {
                 let bench = try RuntimeBench(manifest: manifest, options: options) { if show { printErr("==> \($0)") } }
                 var names: [String] = []
                 for w in workloads.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) {
@@ -69,7 +77,7 @@ struct RunCommand: ParsableCommand {
                 }
                 return try bench.run(workloads: names)
             }
-        } catch let e as BuildError {
+        } catch let e where isReported(e) {
             Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             throw ExitCode(1)

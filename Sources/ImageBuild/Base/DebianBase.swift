@@ -1,5 +1,10 @@
 import Crypto
 import Foundation
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
 
 /// A Debian root made with mmdebstrap from the host's configured apt sources, the suites renamed
 /// to the one the recipe asks for (`bookworm` → `bullseye`, `bookworm-updates` →

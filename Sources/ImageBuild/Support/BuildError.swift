@@ -1,3 +1,8 @@
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
 /// Everything a build refuses or fails at, naming the step, the file or the command.
 public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
     case recipe(RecipeError)

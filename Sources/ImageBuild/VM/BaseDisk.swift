@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 import QcowIO
+import Host
+import OCI
+import Layers
+import RecipePlan
 
 /// The VM's first chain link: a filesystem-only disk (no partition table) made from the base root
 /// with `mkfs -d`, written as a qcow2 by QcowIO.

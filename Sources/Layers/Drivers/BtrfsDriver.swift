@@ -1,5 +1,6 @@
-import CLinux
 import Foundation
+import Host
+import OCI
 
 /// btrfs subvolume snapshots: a layer is a snapshot of its parent's subvolume, so a new writable
 /// root costs a few metadata blocks whatever the size of the image. When the store is not on
@@ -28,21 +29,19 @@ final class BtrfsDriver: StorageDriver {
         self.store = store
         try FileSystem.makeDirectories(store + "/btrfs/layers")
         try FileSystem.makeDirectories(store + "/btrfs/pool")
-        var fs = statfs()
-        guard statfs(store + "/btrfs", &fs) == 0 else { throw LayersError.io(path: store, operation: "statfs", errno: errno) }
-        if Int(fs.f_type) != Self.btrfsMagic && !Mounts.isMounted(pool) {
+        if try Mounts.filesystemType(store + "/btrfs") != Self.btrfsMagic && !Mounts.isMounted(pool) {
             if !FileSystem.exists(image) {
                 let fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { throw LayersError.io(path: image, operation: "create", errno: errno) }
                 let r = ftruncate(fd, off_t(Self.poolSize))
                 Glibc.close(fd)
                 guard r == 0 else { throw LayersError.io(path: image, operation: "truncate", errno: errno) }
-                do { try Mounts.run(["mkfs.btrfs", "-q", image]) } catch {
+                do { try Command.output(["mkfs.btrfs", "-q", image]) } catch {
                     unlink(image)
                     throw error
                 }
             }
-            try Mounts.run(["mount", "-o", "loop", image, pool])
+            try Command.output(["mount", "-o", "loop", image, pool])
             Mounts.track(pool)
             mountedPool = true
         }
@@ -54,9 +53,9 @@ final class BtrfsDriver: StorageDriver {
         try createLayerDir(id, parent: parent)
         do {
             if let p = parent {
-                try Mounts.run(["btrfs", "subvolume", "snapshot", subvolume(p), subvolume(id)])
+                try Command.output(["btrfs", "subvolume", "snapshot", subvolume(p), subvolume(id)])
             } else {
-                try Mounts.run(["btrfs", "subvolume", "create", subvolume(id)])
+                try Command.output(["btrfs", "subvolume", "create", subvolume(id)])
             }
         } catch {
             try? FileSystem.removeTree(layerDir(id))
@@ -74,14 +73,14 @@ final class BtrfsDriver: StorageDriver {
     func release(_ id: String) throws {}
 
     func remove(_ id: String) throws {
-        if FileSystem.exists(subvolume(id)) { try Mounts.run(["btrfs", "subvolume", "delete", subvolume(id)]) }
+        if FileSystem.exists(subvolume(id)) { try Command.output(["btrfs", "subvolume", "delete", subvolume(id)]) }
         try FileSystem.removeTree(layerDir(id))
     }
 
     /// Bytes only this subvolume holds (not shared with its parent), as `btrfs filesystem du` counts them.
     func writableBytes(_ id: String) throws -> UInt64 {
         sync()
-        let out = try Mounts.run(["btrfs", "filesystem", "du", "-s", "--raw", subvolume(id)])
+        let out = try Command.output(["btrfs", "filesystem", "du", "-s", "--raw", subvolume(id)])
         let lines = out.split(separator: "\n")
         guard lines.count >= 2, let v = lines[1].split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({ UInt64($0) }) else {
             throw LayersError.driverFailure(driver: name, layer: id, message: "cannot read btrfs filesystem du: \(out)")

@@ -1,5 +1,7 @@
-import Crypto
+import struct Crypto.SHA256
 import Foundation
+import Host
+import OCI
 
 /// Unpacking an image onto a storage driver: one driver layer per image layer, each prepared on
 /// the one below, the layer applied into it, then released. Driver layers are named by their

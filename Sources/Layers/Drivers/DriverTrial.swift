@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// One driver put through one step: a base layer imported from a tree, a writable root prepared on
 /// it, a script run there, the diff captured; and what each part cost.
@@ -63,8 +65,10 @@ public enum DriverTrial {
             report.cloneSeconds = Date().timeIntervalSince(t)
             report.cloneBytes = try driver.writableBytes("clone")
             try driver.remove("clone")
-        } catch let e as LayersError {
+        } catch let e as HostError {
             if case .interrupted = e { throw e }
+            report.error = e.description
+        } catch let e as LayersError {
             report.error = e.description
         } catch {
             report.error = "\(error)"

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Kernel overlayfs, or the same layout mounted by fuse-overlayfs in user space.
 ///
@@ -43,7 +45,7 @@ final class OverlayDriver: StorageDriver {
                 message: "a chain of \(lowers.count) lower layers makes \(options.utf8.count) bytes of mount options, more than one page; use a shorter store path or squash layers")
         }
         if fuse {
-            try Mounts.run(["fuse-overlayfs", "-o", options, dir + "/merged"])
+            try Command.output(["fuse-overlayfs", "-o", options, dir + "/merged"])
             Mounts.track(dir + "/merged")
         } else {
             // No redirects or metacopy: every change is a whole entry in the upper directory.

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// Whether a driver works on this machine, and if not, why.
 public struct DriverStatus: Codable, Sendable, Equatable {
@@ -114,13 +116,13 @@ public enum StorageDrivers {
             ], works: "kernel overlayfs, whiteouts as 0/0 character devices")
         case "fuse-overlayfs":
             return status("overlayfs in user space through FUSE", [
-                (Mounts.which("fuse-overlayfs") != nil, "fuse-overlayfs is not installed (scripts/install-deps.sh installs it)"),
+                (Command.which("fuse-overlayfs") != nil, "fuse-overlayfs is not installed (scripts/install-deps.sh installs it)"),
                 (Mounts.fuseUsable, "/dev/fuse is missing or not usable"),
-            ], works: "fuse-overlayfs \(Mounts.which("fuse-overlayfs") ?? "")")
+            ], works: "fuse-overlayfs \(Command.which("fuse-overlayfs") ?? "")")
         case "btrfs":
             return status("btrfs subvolume snapshots, on a loop-mounted btrfs file when the store is not on btrfs", [
                 (Mounts.kernelHas("btrfs"), "this kernel has no btrfs"),
-                (Mounts.which("btrfs") != nil && Mounts.which("mkfs.btrfs") != nil, "btrfs-progs is not installed (scripts/install-deps.sh installs it)"),
+                (Command.which("btrfs") != nil && Command.which("mkfs.btrfs") != nil, "btrfs-progs is not installed (scripts/install-deps.sh installs it)"),
                 (root, "creating subvolumes and loop devices needs root"),
                 (access("/dev/loop-control", R_OK | W_OK) == 0, "/dev/loop-control is missing: no loop devices"),
             ], works: "snapshots of subvolumes; the diff is found by comparing with the parent snapshot")
@@ -129,7 +131,7 @@ public enum StorageDrivers {
                           works: "plain directories; the diff is found by comparing with the parent")
         case "unionfs":
             return status("unionfs-fuse in copy-on-write mode: branch-based union in user space, the nearest to aufs here (not aufs)", [
-                (Mounts.which("unionfs") != nil, "unionfs-fuse is not installed (scripts/install-deps.sh installs it)"),
+                (Command.which("unionfs") != nil, "unionfs-fuse is not installed (scripts/install-deps.sh installs it)"),
                 (Mounts.fuseUsable, "/dev/fuse is missing or not usable"),
             ], works: "unionfs-fuse -o cow; whiteouts as .unionfs-fuse/NAME_HIDDEN~, written to the layer as .wh.NAME; no extended attributes")
         case "aufs":

@@ -1,4 +1,6 @@
 import Foundation
+import Host
+import OCI
 
 /// unionfs-fuse in copy-on-write mode: one read-write branch over the parents' branches,
 /// read-only. Not aufs, though it is the nearest thing to aufs' branch model this kernel allows.
@@ -18,7 +20,7 @@ final class UnionfsDriver: StorageDriver {
         for d in ["diff", "merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
         let branches = try chain(id).enumerated().map { i, l in layerDir(l) + "/diff=" + (i == 0 ? "RW" : "RO") }
         do {
-            try Mounts.run(["unionfs", "-o", "cow,allow_other,use_ino,suid,dev,hide_meta_files",
+            try Command.output(["unionfs", "-o", "cow,allow_other,use_ino,suid,dev,hide_meta_files",
                             branches.joined(separator: ":"), dir + "/merged"])
             Mounts.track(dir + "/merged")
         } catch {

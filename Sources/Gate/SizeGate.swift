@@ -1,0 +1,320 @@
+import Foundation
+import QcowIO
+import Host
+import OCI
+import Layers
+import RecipePlan
+import ImageBuild
+import Measure
+import RuntimeSuite
+
+/// A size figure the gate compares, for a step and for the whole image.
+public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
+    /// OCI: the layer blob as stored (gzip); the image: its layers summed.
+    case compressed
+    /// OCI: the layer tar; the image: its tars summed.
+    case uncompressed
+    /// VM: guest bytes the step's qcow2 overlay allocates; the image: the flattened disk's.
+    case vmAllocated = "vm-allocated"
+    /// Bytes the image carries but does not use (`BuildReport.Waste`).
+    case wasted
+
+    public static func < (a: GateFigure, b: GateFigure) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+
+    func value(container c: BuildReport.Measure?, vm v: BuildReport.Measure?) -> UInt64? {
+        switch self {
+        case .compressed: return c?.layerCompressedBytes
+        case .uncompressed: return c?.layerUncompressedBytes
+        case .vmAllocated: return v?.qcow2AllocatedBytes
+        case .wasted: return c?.wasted.flatMap(GateFigure.wasteSum)
+        }
+    }
+
+    func value(totals t: BuildReport.Totals) -> UInt64? {
+        switch self {
+        case .compressed: return t.imageCompressedBytes
+        case .uncompressed: return t.imageUncompressedBytes
+        case .vmAllocated: return t.vmFlattenedAllocatedBytes
+        case .wasted: return t.wasted.flatMap(GateFigure.wasteSum)
+        }
+    }
+
+    /// Every cause of waste the report gives, summed (nil when it gives none).
+    static func wasteSum(_ w: BuildReport.Waste) -> UInt64? {
+        let causes = [w.overwrittenLaterBytes].compactMap { $0 }
+        return causes.isEmpty ? nil : causes.reduce(0, +)
+    }
+}
+
+/// How a step of the report relates to the baseline's steps.
+public enum StepStatus: String, Codable, Sendable {
+    /// The same instruction in both (perhaps at another index).
+    case same
+    /// An instruction that took the place of another one (the baseline's is `baselineInstruction`).
+    case changed
+    /// Only in the report.
+    case new
+    /// Only in the baseline.
+    case removed
+}
+
+/// One step (or the base, or the finalisation) of either report, paired with its counterpart.
+public struct StepPairing: Codable, Equatable, Sendable {
+    /// The index in the report (nil for a removed step); the base is 0, the finalisation
+    /// the number of steps + 1.
+    public var index: Int?
+    public var baselineIndex: Int?
+    public var instruction: String
+    /// For a changed step, what the baseline ran there.
+    public var baselineInstruction: String?
+    public var status: StepStatus
+}
+
+/// One figure of one step or of the image, compared with the baseline against its limit.
+public struct GateCheck: Codable, Equatable, Sendable {
+    public var recipe: String
+    /// Nil for the image's totals.
+    public var step: StepPairing?
+    public var figure: GateFigure
+    /// Nil for a new step (counted as 0) or a removed one.
+    public var baseline: UInt64?
+    public var current: UInt64?
+    public var growth: Int64
+    /// Percent of the baseline value; nil when the baseline is 0 or absent.
+    public var relativeGrowth: Double?
+    public var limit: SizeLimit
+    /// The growth the limit allows from this baseline.
+    public var allowedGrowth: UInt64
+    public var overBudget: Bool
+
+    /// "step 5 `RUN ...` (new)" or "image".
+    public var subject: String {
+        guard let s = step else { return "image" }
+        let name = s.index.map { $0 == 0 ? "base" : "step \($0)" } ?? "step \(s.baselineIndex ?? 0) of the baseline"
+        var text = "\(name) `\(s.instruction)`"
+        switch s.status {
+        case .same: break
+        case .new: text += " (new)"
+        case .removed: text += " (removed)"
+        case .changed: text += " (was `\(s.baselineInstruction ?? "")`)"
+        }
+        return text
+    }
+
+    /// What a failure says: the recipe, the step, the figure, the growth and the limit.
+    public var message: String {
+        let from = baseline.map(ByteCount.format) ?? "none"
+        let to = current.map(ByteCount.format) ?? "none"
+        let rel = relativeGrowth.map { ", \(GateFormat.signed($0))%" } ?? ""
+        return "\(recipe): \(subject): \(figure.rawValue) grew by \(GateFormat.signedBytes(growth))\(rel) (\(from) -> \(to)); "
+            + "limit \(limit.description) allows \(ByteCount.format(allowedGrowth))"
+    }
+}
+
+/// The gate's verdict on a report against a baseline.
+public struct GateResult: Codable, Equatable, Sendable {
+    public var recipe: String
+    public var report: String
+    public var baseline: String
+    public var steps: [StepPairing]
+    public var checks: [GateCheck]
+    public var breaches: [GateCheck] { checks.filter(\.overBudget) }
+    public var withinBudget: Bool { breaches.isEmpty }
+
+    enum CodingKeys: String, CodingKey { case recipe, report, baseline, steps, checks, breaches, withinBudget }
+
+    public init(recipe: String, report: String, baseline: String, steps: [StepPairing], checks: [GateCheck]) {
+        self.recipe = recipe
+        self.report = report
+        self.baseline = baseline
+        self.steps = steps
+        self.checks = checks
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(recipe: try c.decode(String.self, forKey: .recipe), report: try c.decode(String.self, forKey: .report),
+                  baseline: try c.decode(String.self, forKey: .baseline), steps: try c.decode([StepPairing].self, forKey: .steps),
+                  checks: try c.decode([GateCheck].self, forKey: .checks))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(recipe, forKey: .recipe)
+        try c.encode(report, forKey: .report)
+        try c.encode(baseline, forKey: .baseline)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(checks, forKey: .checks)
+        try c.encode(breaches.count, forKey: .breaches)
+        try c.encode(withinBudget, forKey: .withinBudget)
+    }
+}
+
+/// Compares a build report with a baseline report of the same recipe, per step and for the
+/// image, against a budget.
+///
+/// Steps are paired by what they are, not by where they are: steps that change files by their
+/// instruction text and target, as the longest common subsequence of the two lists (so an
+/// inserted step is new and the ones after it still pair with themselves); where one or more
+/// steps of the baseline gave way to as many others, they pair as changed. Metadata steps (ENV,
+/// LABEL, ...) add no bytes and pair by text wherever they stand, so reordering them changes
+/// nothing. The base and the finalisation always pair with each other.
+public enum SizeGate {
+    public static func compare(report: BuildReport, baseline: BuildReport, budget: Budget,
+                               reportPath: String = "report.json", baselinePath: String = "baseline.json") -> GateResult {
+        let recipe = report.recipe
+        let pairs = pair(report: report, baseline: baseline)
+        var checks: [GateCheck] = []
+        for (p, cur, old) in pairs {
+            for f in GateFigure.allCases {
+                let now = cur.flatMap { f.value(container: $0.container, vm: $0.vm) }
+                let was = old.flatMap { f.value(container: $0.container, vm: $0.vm) }
+                // A paired step whose figure one side lacks (an older report, another target)
+                // has nothing to compare.
+                if p.status == .same || p.status == .changed { guard now != nil, was != nil else { continue } }
+                guard now != nil || was != nil else { continue }
+                let instruction = p.status == .removed ? (p.baselineInstruction ?? p.instruction) : p.instruction
+                let limit = budget.limit(recipe: recipe, step: (p.index ?? p.baselineIndex ?? 0, instruction), figure: f)
+                checks.append(check(recipe: recipe, step: p, figure: f, baseline: was, current: now, limit: limit))
+            }
+        }
+        for f in GateFigure.allCases {
+            guard let now = f.value(totals: report.totals), let was = f.value(totals: baseline.totals) else { continue }
+            checks.append(check(recipe: recipe, step: nil, figure: f, baseline: was, current: now,
+                                limit: budget.limit(recipe: recipe, step: nil, figure: f)))
+        }
+        return GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)
+    }
+
+    static func check(recipe: String, step: StepPairing?, figure: GateFigure, baseline: UInt64?, current: UInt64?, limit: SizeLimit) -> GateCheck {
+        let from = baseline ?? 0, to = current ?? 0
+        let growth = Int64(clamping: to) - Int64(clamping: from)
+        let allowed = limit.allowedGrowth(from: from)
+        return GateCheck(recipe: recipe, step: step, figure: figure, baseline: baseline, current: current, growth: growth,
+                         relativeGrowth: from > 0 ? Double(growth) * 100 / Double(from) : nil,
+                         limit: limit, allowedGrowth: UInt64(allowed.rounded(.down)), overBudget: Double(growth) > allowed)
+    }
+
+    /// What a step is measured by: its two sides.
+    typealias Sides = (container: BuildReport.Measure?, vm: BuildReport.Measure?)
+
+    /// The steps of both reports, paired, in the report's order (removed steps where they stood).
+    static func pair(report: BuildReport, baseline: BuildReport) -> [(StepPairing, Sides?, Sides?)] {
+        var out: [(StepPairing, Sides?, Sides?)] = []
+        out.append((StepPairing(index: 0, baselineIndex: 0, instruction: "base: \(report.base.description)",
+                                baselineInstruction: report.base.description == baseline.base.description ? nil : "base: \(baseline.base.description)",
+                                status: report.base.description == baseline.base.description ? .same : .changed),
+                    (report.base.container, report.base.vm), (baseline.base.container, baseline.base.vm)))
+
+        func identity(_ s: BuildReport.StepReport) -> String { "\(s.target)\n\(s.instruction)" }
+        func sides(_ s: BuildReport.StepReport) -> Sides { (s.container, s.vm) }
+        let newFile = report.steps.filter(\.changesFiles), oldFile = baseline.steps.filter(\.changesFiles)
+        var rows: [(StepPairing, Sides?, Sides?)] = []
+        for op in align(oldFile.map(identity), newFile.map(identity)) {
+            switch op {
+            case let .both(o, n):
+                rows.append((StepPairing(index: newFile[n].index, baselineIndex: oldFile[o].index, instruction: newFile[n].instruction, status: .same),
+                             sides(newFile[n]), sides(oldFile[o])))
+            case let .changed(o, n):
+                rows.append((StepPairing(index: newFile[n].index, baselineIndex: oldFile[o].index, instruction: newFile[n].instruction,
+                                         baselineInstruction: oldFile[o].instruction, status: .changed),
+                             sides(newFile[n]), sides(oldFile[o])))
+            case let .new(n):
+                rows.append((StepPairing(index: newFile[n].index, instruction: newFile[n].instruction, status: .new), sides(newFile[n]), nil))
+            case let .removed(o):
+                rows.append((StepPairing(baselineIndex: oldFile[o].index, instruction: oldFile[o].instruction,
+                                         baselineInstruction: oldFile[o].instruction, status: .removed), nil, sides(oldFile[o])))
+            }
+        }
+        // Metadata steps: by text, wherever they stand.
+        var unmatched = baseline.steps.filter { !$0.changesFiles }
+        for s in report.steps where !s.changesFiles {
+            if let i = unmatched.firstIndex(where: { identity($0) == identity(s) }) {
+                rows.append((StepPairing(index: s.index, baselineIndex: unmatched[i].index, instruction: s.instruction, status: .same), sides(s), sides(unmatched[i])))
+                unmatched.remove(at: i)
+            } else {
+                rows.append((StepPairing(index: s.index, instruction: s.instruction, status: .new), sides(s), nil))
+            }
+        }
+        for s in unmatched {
+            rows.append((StepPairing(baselineIndex: s.index, instruction: s.instruction, baselineInstruction: s.instruction, status: .removed), nil, sides(s)))
+        }
+        // In the report's order; a removed step just after the report step before it.
+        func order(_ p: StepPairing) -> Double {
+            if let i = p.index { return Double(i) }
+            let before = rows.filter { $0.0.index != nil && ($0.0.baselineIndex ?? 0) < (p.baselineIndex ?? 0) }.compactMap(\.0.index).max() ?? 0
+            return Double(before) + 0.5
+        }
+        out += rows.sorted { order($0.0) < order($1.0) }
+
+        if report.finalisation != nil || baseline.finalisation != nil {
+            let last = (report.steps.map(\.index).max() ?? 0) + 1
+            let status: StepStatus = report.finalisation == nil ? .removed : baseline.finalisation == nil ? .new : .same
+            out.append((StepPairing(index: status == .removed ? nil : last, baselineIndex: status == .new ? nil : (baseline.steps.map(\.index).max() ?? 0) + 1,
+                                    instruction: "finalisation: \(report.finalisation?.description ?? baseline.finalisation?.description ?? "")", status: status),
+                        report.finalisation.map { ($0.container, $0.vm) }, baseline.finalisation.map { ($0.container, $0.vm) }))
+        }
+        return out
+    }
+
+    enum Alignment: Equatable {
+        case both(Int, Int)
+        case changed(Int, Int)
+        case new(Int)
+        case removed(Int)
+    }
+
+    /// The longest common subsequence of `old` and `new`, in order; between two common elements,
+    /// as many old and new ones as both have pair as changed, the rest are removed or new.
+    static func align(_ old: [String], _ new: [String]) -> [Alignment] {
+        let n = old.count, m = new.count
+        var lcs = [[Int]](repeating: [Int](repeating: 0, count: m + 1), count: n + 1)
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            for j in stride(from: m - 1, through: 0, by: -1) {
+                lcs[i][j] = old[i] == new[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
+            }
+        }
+        var out: [Alignment] = []
+        var gapOld: [Int] = [], gapNew: [Int] = []
+        func flush() {
+            let k = min(gapOld.count, gapNew.count)
+            for t in 0..<k { out.append(.changed(gapOld[t], gapNew[t])) }
+            for o in gapOld.dropFirst(k) { out.append(.removed(o)) }
+            for j in gapNew.dropFirst(k) { out.append(.new(j)) }
+            gapOld.removeAll()
+            gapNew.removeAll()
+        }
+        var i = 0, j = 0
+        while i < n || j < m {
+            if i < n, j < m, old[i] == new[j] {
+                flush()
+                out.append(.both(i, j))
+                i += 1
+                j += 1
+            } else if j < m, i == n || lcs[i][j + 1] >= lcs[i + 1][j] {
+                gapNew.append(j)
+                j += 1
+            } else {
+                gapOld.append(i)
+                i += 1
+            }
+        }
+        flush()
+        return out
+    }
+}
+
+/// Numbers as the gate prints them.
+public enum GateFormat {
+    public static func number(_ v: Double) -> String {
+        v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(format: "%.1f", v)
+    }
+
+    public static func signed(_ v: Double) -> String { (v >= 0 ? "+" : "") + String(format: "%.1f", v) }
+
+    public static func signedBytes(_ v: Int64) -> String {
+        (v < 0 ? "-" : "+") + ByteCount.format(v.magnitude)
+    }
+}

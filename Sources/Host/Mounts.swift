@@ -1,0 +1,66 @@
+import CLinux
+import Foundation
+
+/// Mounts and FUSE daemons, each registered with `Cleanup` for as long as it is
+/// up, so that an error or Ctrl-C never leaves one behind.
+public enum Mounts {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var registered: [String: Int] = [:]
+
+    /// mount(2) directly, for kernel filesystems.
+    public static func mount(source: String, target: String, type: String, options: String) throws {
+        guard CLinux.mount(source, target, type, 0, options) == 0 else {
+            throw HostError.systemCall(path: target, operation: "mount -t \(type) -o \(options)", errno: errno)
+        }
+        track(target)
+    }
+
+    /// Registers a mount made by a helper (a FUSE daemon, mount(8) with a loop device).
+    public static func track(_ target: String) {
+        let id = Cleanup.register("mount \(target)") { _ = try? Mounts.unmountNow(target) }
+        lock.withLock { registered[target] = id }
+    }
+
+    /// Unmounts (a FUSE mount's daemon exits with it; a loop device set up by mount(8) with
+    /// autoclear is detached with it). Busy mounts are retried, then detached lazily.
+    public static func unmount(_ target: String) throws {
+        try unmountNow(target)
+        if let id = lock.withLock({ registered.removeValue(forKey: target) }) { Cleanup.unregister(id) }
+    }
+
+    private static func unmountNow(_ target: String) throws {
+        for attempt in 0..<20 {
+            if umount2(target, 0) == 0 { return }
+            let e = errno
+            if e == EINVAL || e == ENOENT { return } // not mounted
+            if e != EBUSY || attempt == 19 {
+                if e == EBUSY, umount2(target, Int32(MNT_DETACH)) == 0 { return }
+                throw HostError.systemCall(path: target, operation: "umount", errno: e)
+            }
+            usleep(50_000)
+        }
+    }
+
+    public static func isMounted(_ target: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+        let t = (target as NSString).standardizingPath
+        return text.split(separator: "\n").contains { line in
+            let f = line.split(separator: " ")
+            return f.count > 1 && f[1].replacingOccurrences(of: "\\040", with: " ") == t
+        }
+    }
+
+    public static func kernelHas(_ fs: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains { $0.split(separator: "\t").last.map(String.init) == fs }
+    }
+
+    public static var fuseUsable: Bool { access("/dev/fuse", R_OK | W_OK) == 0 && kernelHas("fuse") }
+
+    /// The filesystem type magic of the filesystem holding `path` (statfs(2) `f_type`).
+    public static func filesystemType(_ path: String) throws -> Int {
+        var fs = statfs()
+        guard statfs(path, &fs) == 0 else { throw HostError.systemCall(path: path, operation: "statfs", errno: errno) }
+        return Int(fs.f_type)
+    }
+}

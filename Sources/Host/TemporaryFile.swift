@@ -1,0 +1,16 @@
+import Foundation
+
+/// A new empty file in the temporary folder, created exclusively (mkstemp), removed by `remove()`.
+public struct TemporaryFile: Sendable {
+    public let path: String
+
+    public init(prefix: String) throws {
+        var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw HostError.systemCall(path: NSTemporaryDirectory(), operation: "mkstemp", errno: errno) }
+        close(fd)
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    public func remove() { unlink(path) }
+}

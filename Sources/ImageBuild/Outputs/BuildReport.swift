@@ -1,0 +1,150 @@
+import Foundation
+import Host
+import QcowIO
+import OCI
+import Layers
+import RecipePlan
+
+/// What a build measured, as written to `report.json`. The schema is versioned
+/// (`schemaVersion`) and described in `docs/report-schema.json`; fields are only ever added
+/// within a version.
+public struct BuildReport: Codable, Equatable, Sendable {
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion = BuildReport.currentSchemaVersion
+    public var recipe: String
+    public var recipeFile: String
+    /// "container", "vm" or both.
+    public var targets: [String]
+    public var startedAt: String
+    public var base: Phase
+    public var steps: [StepReport]
+    /// Making the VM disk bootable (kernel, initramfs, fstab, boot files).
+    public var finalisation: Phase?
+    public var totals: Totals
+    public var outputs: Outputs
+
+    /// One side of one phase or step.
+    public struct Measure: Codable, Equatable, Sendable {
+        public var seconds: Double
+        public var cacheHit: Bool
+        /// Container: the layer's bytes, compressed (as stored) and uncompressed (the tar).
+        public var layerCompressedBytes: UInt64?
+        public var layerUncompressedBytes: UInt64?
+        public var layerDigest: String?
+        /// VM: the bytes this step's qcow2 overlay allocates (guest data it holds) and its file's
+        /// size on disk.
+        public var qcow2AllocatedBytes: UInt64?
+        public var qcow2DiskBytes: UInt64?
+        /// Bytes this step carries that the finished image does not use.
+        public var wasted: Waste?
+
+        public init(seconds: Double, cacheHit: Bool) {
+            self.seconds = seconds
+            self.cacheHit = cacheHit
+        }
+    }
+
+    /// Bytes a step or an image carries but does not use, by cause: an object, so that other
+    /// causes are added as fields beside the first.
+    public struct Waste: Codable, Equatable, Sendable {
+        /// Container: bytes of regular files in this layer that a later layer of the image deletes
+        /// (whiteout, opaque directory) or replaces with an entry of the same path
+        /// (`WastedBytes.perLayer`); pulled and stored, never seen in a container.
+        public var overwrittenLaterBytes: UInt64?
+
+        public init(overwrittenLaterBytes: UInt64? = nil) {
+            self.overwrittenLaterBytes = overwrittenLaterBytes
+        }
+    }
+
+    public struct Phase: Codable, Equatable, Sendable {
+        public var description: String
+        public var key: String
+        public var container: Measure?
+        public var vm: Measure?
+    }
+
+    public struct StepReport: Codable, Equatable, Sendable {
+        public var index: Int
+        public var instruction: String
+        /// file:line:column of the instruction.
+        public var location: String
+        public var target: String
+        public var key: String
+        /// False for metadata steps (ENV, LABEL, ...): `empty_layer` in the image history.
+        public var changesFiles: Bool
+        public var container: Measure?
+        public var vm: Measure?
+    }
+
+    public struct Totals: Codable, Equatable, Sendable {
+        public var seconds: Double
+        public var containerSeconds: Double?
+        public var vmSeconds: Double?
+        public var cacheHits: Int
+        public var cacheMisses: Int
+        public var imageCompressedBytes: UInt64?
+        public var imageUncompressedBytes: UInt64?
+        /// Bytes allocated by every link of the VM chain, and by the flattened disk.
+        public var vmChainAllocatedBytes: UInt64?
+        public var vmFlattenedAllocatedBytes: UInt64?
+        public var vmFlattenedDiskBytes: UInt64?
+        public var vmVirtualSize: UInt64?
+        /// The image's wasted bytes, summed over its layers.
+        public var wasted: Waste?
+    }
+
+    public struct Outputs: Codable, Equatable, Sendable {
+        public var folder: String
+        /// Paths relative to `folder`.
+        public var ociLayout: String?
+        /// The manifest digest of the image, tagged with the recipe's name in the layout.
+        public var imageDigest: String?
+        public var bundle: String?
+        /// The VM chain, base first, each backed by the one before.
+        public var vmChain: [String]?
+        public var vmDisk: String?
+        public var kernel: String?
+        public var initrd: String?
+        public var kernelCommandLine: String?
+    }
+}
+
+extension BuildReport {
+    /// Reads a `report.json`; errors name the file and the JSON path of what is wrong.
+    public static func load(_ path: String) throws -> BuildReport {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
+            throw ResultFileError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
+        }
+        let report: BuildReport
+        do {
+            report = try JSONDecoder().decode(BuildReport.self, from: data)
+        } catch let e as DecodingError {
+            throw ResultFileError.invalid(place: "\(path): at \(DecodingErrorText.place(of: e))", message: DecodingErrorText.problem(of: e))
+        } catch {
+            throw ResultFileError.invalid(place: path, message: "not a build report: \(error)")
+        }
+        guard report.schemaVersion <= currentSchemaVersion else {
+            throw ResultFileError.invalid(place: "\(path): at schemaVersion",
+                                    message: "schema version \(report.schemaVersion) is newer than this imgbench reads (\(currentSchemaVersion))")
+        }
+        return report
+    }
+}
+
+/// A result file (a report.json, a hand-off manifest) that cannot be read or does not decode,
+/// naming the file and the place in it.
+public enum ResultFileError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unreadable(path: String, message: String)
+    /// `place` is `file: at json.path`.
+    case invalid(place: String, message: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, message): return "\(path): \(message)"
+        case let .invalid(place, message): return "\(place): \(message)"
+        }
+    }
+}

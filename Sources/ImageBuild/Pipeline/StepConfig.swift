@@ -1,0 +1,42 @@
+import Foundation
+import OCI
+import RecipePlan
+
+/// The configuration in force at a step, by the image-config rules of a Containerfile: what its
+/// command runs with (working folder, user, shell) and the image config it leaves (ENV, CMD,
+/// ENTRYPOINT, LABEL, EXPOSE, VOLUME, STOPSIGNAL).
+package struct StepConfig {
+    package var workdir = "/"
+    package var user: String?
+    package var shell = ["/bin/sh", "-c"]
+    /// An image without ENV still says where its programs are, as builders write it.
+    package var image = ContainerConfig(env: ["PATH=\(Sandbox.defaultPath)"])
+
+    package mutating func apply(_ i: Step.Instruction, environment: [KeyValue]) {
+        switch i {
+        case let .workdir(w): workdir = w; image.workingDir = w
+        case let .user(u): user = u; image.user = u
+        case let .shell(s): shell = s
+        case .env:
+            var env = environment.map { "\($0.key)=\($0.value)" }
+            if !environment.contains(where: { $0.key == "PATH" }) { env.insert("PATH=\(Sandbox.defaultPath)", at: 0) }
+            image.env = env
+        case let .cmd(c): image.cmd = c.argv(shell: shell)
+        case let .entrypoint(e): image.entrypoint = e.argv(shell: shell)
+        case let .label(kvs): for kv in kvs { image.labels = (image.labels ?? [:]).merging([kv.key: kv.value]) { $1 } }
+        case let .expose(ports):
+            for p in ports { image.exposedPorts = (image.exposedPorts ?? [:]).merging([p: .init()]) { $1 } }
+        case let .volume(vols):
+            for v in vols { image.volumes = (image.volumes ?? [:]).merging([v: .init()]) { $1 } }
+        case let .stopSignal(sig): image.stopSignal = sig
+        default: break
+        }
+    }
+
+    /// The configuration in force when step `index` (of `recipe.steps`) runs.
+    package static func of(_ recipe: Recipe, through index: Int) -> StepConfig {
+        var c = StepConfig()
+        for s in recipe.steps.prefix(index + 1) { c.apply(s.instruction, environment: s.environment) }
+        return c
+    }
+}

@@ -1,0 +1,243 @@
+import Crypto
+import Foundation
+import Layers
+import QcowIO
+import Host
+import OCI
+import RecipePlan
+
+/// The VM side of a build: a qcow2 chain in the cache, one overlay per step that changes files,
+/// each backed by the one before, written through QEMU's qcow2 driver while mounted
+/// (`MountedDisk`); then a finalisation overlay that makes the disk bootable.
+///
+/// Cache layout: `CACHE/vm/SETTINGS/KEY.qcow2` whose backing file is `PARENTKEY.qcow2` in the same
+/// folder (stored relative, so the folder can move), and `KEY.boot/` with the kernel and
+/// initramfs of a finalised chain. An overlay is made as `KEY.qcow2.partial` and renamed only when
+/// its step succeeded, so the cache holds complete links only and survives failures.
+final class VMPass {
+    /// How a step reaches the disk.
+    enum Backend: String, CaseIterable, Sendable {
+        /// qemu-storage-daemon's FUSE export, a loop device and a mount (root; fast).
+        case loop
+        /// libguestfs's appliance (no root, no mounts on this host; slower).
+        case guestfs
+    }
+
+    let settings: VMSettings
+    let backend: Backend
+    let folder: String
+    let scratch: String
+    let noCache: Bool
+    let events: BuildEvents
+    /// The newest link of the chain.
+    private(set) var top: String?
+    private(set) var chain: [String] = []
+    /// Removes the scratch folder on Ctrl-C; registered first, so it runs after the unmounts.
+    private var scratchCleanup: Int?
+
+    init(settings: VMSettings, backend: Backend, cache: String, noCache: Bool, events: BuildEvents) throws {
+        self.settings = settings
+        self.backend = backend
+        let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
+        folder = "\(cache)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+        scratch = "\(cache)/tmp/vm-\(getpid())"
+        self.noCache = noCache
+        self.events = events
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let dir = scratch
+        scratchCleanup = Cleanup.register("remove \(dir)") { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
+
+    /// The base disk from the base root.
+    func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
+        let start = Date()
+        let p = path(key)
+        var hit = true
+        if noCache || !FileManager.default.fileExists(atPath: p) {
+            hit = false
+            events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
+            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
+        }
+        top = p
+        chain = [p]
+        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+    }
+
+    /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
+    /// becomes the link `key`.
+    func step(key: String, label: String, _ work: (_ disk: Workspace) throws -> Void) throws -> BuildReport.Measure {
+        guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
+        let start = Date()
+        let p = path(key)
+        if !noCache && FileManager.default.fileExists(atPath: p) {
+            // A link made on an older copy of its parent (the parent was rebuilt since, by
+            // --no-cache or an older imgbench) would read the new parent's blocks as its
+            // backing: it is stale, and made again.
+            if Self.modified(parent) > Self.modified(p) {
+                events.note("vm: \((p as NSString).lastPathComponent.prefix(12)) was made on an older copy of its parent; making it again")
+                unlink(p)
+            } else {
+                top = p
+                chain.append(p)
+                return try measure(p, seconds: Date().timeIntervalSince(start), hit: true)
+            }
+        }
+        let partial = p + ".partial"
+        unlink(partial)
+        try QcowImage.create(path: partial, options: Qcow2CreateOptions(
+            virtualSize: 0, clusterSize: settings.clusterSize,
+            backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
+        do {
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            switch backend {
+            case .loop:
+                let mnt = "\(scratch)/mnt-\(key.prefix(12))"
+                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
+                                           options: MountedDisk.buildOptions(filesystem: settings.filesystem))
+                do {
+                    try work(LocalRoot(root: mnt))
+                    disk.release()
+                } catch {
+                    disk.release()
+                    throw error
+                }
+                rmdir(mnt)
+            case .guestfs:
+                let disk = try GuestfsDisk(image: partial)
+                do {
+                    try work(GuestfsWorkspace(disk: disk, scratch: scratch))
+                    try disk.close()
+                } catch {
+                    try? disk.close()
+                    throw error
+                }
+            }
+            guard rename(partial, p) == 0 else { throw BuildError.io(path: p, message: String(cString: strerror(errno))) }
+        } catch {
+            unlink(partial)
+            throw error
+        }
+        top = p
+        chain.append(p)
+        return try measure(p, seconds: Date().timeIntervalSince(start), hit: false)
+    }
+
+    /// A file's modification time in nanoseconds (0 when it cannot be read).
+    static func modified(_ path: String) -> Int64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return 0 }
+        return Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+    }
+
+    func measure(_ p: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
+        let img = try QcowImage(path: p)
+        defer { try? img.close() }
+        let map = try AllocationMap.compute(img)
+        var m = BuildReport.Measure(seconds: seconds, cacheHit: hit)
+        m.qcow2AllocatedBytes = map.chain[0].allocatedBytes
+        m.qcow2DiskBytes = map.chain[0].diskBytes
+        return m
+    }
+
+    /// The finalisation: a kernel and initramfs (installed with apt when the image has none),
+    /// /etc/fstab for a root on /dev/vda, and the boot files copied out beside the chain.
+    func finalise(key: String, environment: [KeyValue], onOutput: @escaping @Sendable (String) -> Void) throws -> BuildReport.Measure {
+        let bootDir = "\(folder)/\(key).boot"
+        let fm = FileManager.default
+        let m = try step(key: key, label: "finalise") { disk in
+            let hasKernel = !VMPass.kernels(in: try disk.list("/boot")).isEmpty
+            if settings.kernel == .image && !hasKernel {
+                guard try disk.list("/usr/bin").contains("apt-get") else {
+                    throw BuildError.invalid("vm: the image has no kernel in /boot and no apt-get to install one; add a `RUN --target=vm` step that installs a kernel and an initramfs, or use `# vm-kernel=host`")
+                }
+                events.note("vm: installing linux-image-amd64 to make the disk bootable")
+                let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
+                                     environment: environment, workdir: "/", user: nil, onOutput: onOutput)
+                guard r.status == 0 else {
+                    throw BuildError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
+                                                   status: r.status, outputTail: Command.tail(r.output, lines: 20))
+                }
+            }
+            try disk.writeFile("/etc/fstab", "# written by imgbench: the disk is one \(settings.filesystem) filesystem on the whole virtio disk\n/dev/vda / \(settings.filesystem) defaults,errors=remount-ro 0 1\n")
+            try? fm.removeItem(atPath: bootDir + ".partial")
+            try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
+            if settings.kernel == .host {
+                let names = (try? fm.contentsOfDirectory(atPath: "/boot")) ?? []
+                guard let (kernel, initrd) = VMPass.kernels(in: names).last else {
+                    throw BuildError.invalid("vm-kernel=host: the build host has no kernel in /boot (scripts/install-deps.sh installs linux-image-amd64)")
+                }
+                try fm.copyItem(atPath: "/boot/\(kernel)", toPath: "\(bootDir).partial/vmlinuz")
+                if let i = initrd { try fm.copyItem(atPath: "/boot/\(i)", toPath: "\(bootDir).partial/initrd.img") }
+            } else {
+                guard let (kernel, initrd) = VMPass.kernels(in: try disk.list("/boot")).last else {
+                    throw BuildError.invalid("vm: no kernel in /boot after finalisation")
+                }
+                try disk.fetch("/boot/\(kernel)", to: "\(bootDir).partial/vmlinuz")
+                if let i = initrd { try disk.fetch("/boot/\(i)", to: "\(bootDir).partial/initrd.img") }
+            }
+            try? fm.removeItem(atPath: bootDir)
+            try fm.moveItem(atPath: bootDir + ".partial", toPath: bootDir)
+        }
+        guard fm.fileExists(atPath: "\(bootDir)/vmlinuz") else {
+            throw BuildError.invalid("vm: the cached finalisation \(key.prefix(12)) lacks its boot files; rebuild with --no-cache")
+        }
+        return m
+    }
+
+    var bootFolder: String? {
+        guard let t = top else { return nil }
+        let dir = (t as NSString).deletingPathExtension + ".boot"
+        return FileManager.default.fileExists(atPath: dir) ? dir : nil
+    }
+
+    /// Kernel and initramfs pairs among the names of a /boot folder, sorted by version.
+    static func kernels(in names: [String]) -> [(String, String?)] {
+        return names.filter { $0.hasPrefix("vmlinuz-") }.sorted { $0.compare($1, options: .numeric) == .orderedAscending }.map { k in
+            let version = k.dropFirst("vmlinuz-".count)
+            let i = "initrd.img-\(version)"
+            return (k, names.contains(i) ? i : nil)
+        }
+    }
+
+    /// Puts the chain (hard links to the cache, named as their backing references expect), the
+    /// flattened disk and the boot files into `out`.
+    /// The chain link the flattened disk is made from.
+    var chainTip: String { chain.last! }
+
+    /// Writes the chain (hard links into the cache) and the flattened disk into `out`; with
+    /// `reusing`, that flattened disk (the previous build's, known to be the same) is moved in
+    /// instead of being written again.
+    func export(to out: String, reusing previous: String? = nil) throws -> (chain: [String], disk: String, flattened: AllocationMap) {
+        let fm = FileManager.default
+        let chainDir = "\(out)/vm/chain"
+        try fm.createDirectory(atPath: chainDir, withIntermediateDirectories: true)
+        var names: [String] = []
+        for file in chain {
+            let name = (file as NSString).lastPathComponent
+            let dst = "\(chainDir)/\(name)"
+            if link(file, dst) != 0 { try fm.copyItem(atPath: file, toPath: dst) }
+            names.append("vm/chain/\(name)")
+        }
+        let disk = "\(out)/vm/disk.qcow2"
+        if let previous {
+            try fm.moveItem(atPath: previous, toPath: disk)
+        } else {
+            _ = try Qcow2Converter.convert(source: try QcowImage(path: "\(chainDir)/\((chain.last! as NSString).lastPathComponent)"), to: disk,
+                                           options: Qcow2ConvertOptions(clusterSize: settings.clusterSize))
+        }
+        if let boot = bootFolder {
+            try fm.createDirectory(atPath: "\(out)/vm/boot", withIntermediateDirectories: true)
+            for f in try fm.contentsOfDirectory(atPath: boot) { try fm.copyItem(atPath: "\(boot)/\(f)", toPath: "\(out)/vm/boot/\(f)") }
+        }
+        let flat = try QcowImage(path: disk)
+        defer { try? flat.close() }
+        return (names, "vm/disk.qcow2", try AllocationMap.compute(flat))
+    }
+
+    func cleanScratch() {
+        if let t = scratchCleanup { Cleanup.unregister(t) }
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+}

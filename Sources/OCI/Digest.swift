@@ -1,0 +1,38 @@
+import Crypto
+import Foundation
+import Host
+
+/// A content digest, `sha256:` and 64 lowercase hex digits. Only SHA-256 is written or accepted.
+public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {
+    public let hex: String
+
+    public init(parsing string: String) throws {
+        let parts = string.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, parts[0] == "sha256", parts[1].count == 64,
+              parts[1].allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) })
+        else { throw OCIError.invalidDigest(string) }
+        hex = String(parts[1])
+    }
+
+    public init(_ hash: SHA256.Digest) {
+        hex = hash.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The digest of some bytes.
+    public static func of(_ data: some DataProtocol) -> Digest { Digest(SHA256.hash(data: data)) }
+
+    public var description: String { "sha256:" + hex }
+    public var algorithm: String { "sha256" }
+
+    public static func < (a: Digest, b: Digest) -> Bool { a.hex < b.hex }
+
+    public init(from decoder: Decoder) throws {
+        let s = try decoder.singleValueContainer().decode(String.self)
+        try self.init(parsing: s)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Host
+
+/// COPY and ADD from the build context, as Containerfiles define them: sources relative to the
+/// context (globs allowed, never outside it, the ignore file applied). What the plan needs (the
+/// files a step reads, for its key) is here; copying them into a root is the build's
+/// (`ContextCopy.apply` in ImageBuild).
+public struct ContextCopy: Sendable {
+    public var context: String
+    public var ignore: ContextIgnore
+    public var location: SourceLocation
+
+    public init(context: String, ignore: ContextIgnore, location: SourceLocation) {
+        self.context = context
+        self.ignore = ignore
+        self.location = location
+    }
+
+    /// The context files a COPY/ADD reads, relative to the context, sorted: what its cache key hashes.
+    public func expand(_ sources: [String]) throws -> [String] {
+        var out: [String] = []
+        for s in sources {
+            let clean = LexicalPath.join("/", s).dropFirst()
+            if s.split(separator: "/").contains("..") && !isInside(String(clean)) {
+                throw RecipeError(location, "source '\(s)' is outside the build context")
+            }
+            let matches = try glob(String(clean))
+            if matches.isEmpty {
+                throw RecipeError(location, "source '\(s)' matches no file in the build context \(context)")
+            }
+            out += matches
+        }
+        return out
+    }
+
+    package func isInside(_ rel: String) -> Bool { !rel.hasPrefix("..") }
+
+    /// Paths (relative) matching a pattern whose components may hold `*`, `?`, `[...]`.
+    package func glob(_ pattern: String) throws -> [String] {
+        if pattern.isEmpty { return [""] }
+        var current = [""]
+        for comp in pattern.split(separator: "/").map(String.init) {
+            var next: [String] = []
+            for base in current {
+                let dir = base.isEmpty ? context : "\(context)/\(base)"
+                if comp.contains(where: { "*?[".contains($0) }) {
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                    for n in names.sorted() where fnmatch(comp, n, FNM_PERIOD) == 0 {
+                        next.append(base.isEmpty ? n : "\(base)/\(n)")
+                    }
+                } else {
+                    let rel = base.isEmpty ? comp : "\(base)/\(comp)"
+                    var st = stat()
+                    if lstat("\(context)/\(rel)", &st) == 0 { next.append(rel) }
+                }
+            }
+            current = next
+        }
+        return current.filter { !ignore.isIgnored($0) || $0.isEmpty }
+    }
+}

@@ -1,0 +1,93 @@
+import Crypto
+import Foundation
+import Host
+
+/// The step chain with its cache keys. A step's key is a digest of its parent's key, the
+/// instruction as resolved, its target, the content of COPY/ADD sources, and the ARG/ENV values
+/// it sees; both builds use the same keys, so a change to step k changes the keys of k and every
+/// step after it, on both sides, and nothing before.
+public struct BuildPlan: Sendable {
+    public struct PlannedStep: Sendable {
+        public var index: Int
+        public var step: Step
+        public var key: String
+        /// For COPY/ADD: the context files read, relative to the context.
+        public var sources: [String]
+    }
+
+    public var recipe: Recipe
+    public var baseKey: String
+    public var steps: [PlannedStep]
+    public var ignore: ContextIgnore
+
+    /// `baseKey` names the base (the Debian root's key, "scratch", or an OCI manifest digest).
+    public static func make(_ recipe: Recipe, baseKey: String) throws -> BuildPlan {
+        let ignore = try ContextIgnore.load(context: recipe.context)
+        var key = digest(["imgbench-plan-v1", "base", baseKey])
+        var planned: [PlannedStep] = []
+        for (i, step) in recipe.steps.enumerated() {
+            var parts = [key, "step", step.text, "\(step.instruction)", step.target.rawValue]
+            parts += step.environment.map { "env \($0.key)=\($0.value)" }
+            parts += step.buildArgs.map { "arg \($0.key)=\($0.value)" }
+            var sources: [String] = []
+            switch step.instruction {
+            case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
+                let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
+                sources = try copy.expand(srcs)
+                parts += try contentDigests(sources, context: recipe.context, ignore: ignore)
+            default:
+                break
+            }
+            key = digest(parts)
+            planned.append(PlannedStep(index: i + 1, step: step, key: key, sources: sources))
+        }
+        return BuildPlan(recipe: recipe, baseKey: baseKey, steps: planned, ignore: ignore)
+    }
+
+    /// The key of the finalisation that makes the VM disk bootable, after the last step.
+    public var finalKey: String { BuildPlan.digest([steps.last?.key ?? BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]), "finalise-v1"]) }
+
+    public var rootKey: String { BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]) }
+
+    package static func digest(_ parts: [String]) -> String {
+        var h = SHA256()
+        for p in parts {
+            h.update(data: Data("\(p.utf8.count):".utf8))
+            h.update(data: Data(p.utf8))
+        }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Path, type, mode and content digest of every file under the given sources, in order.
+    static func contentDigests(_ sources: [String], context: String, ignore: ContextIgnore) throws -> [String] {
+        var out: [String] = []
+        func visit(_ rel: String) throws {
+            let path = rel.isEmpty ? context : "\(context)/\(rel)"
+            var st = stat()
+            guard lstat(path, &st) == 0 else { throw HostError.io(path: path, message: String(cString: strerror(errno))) }
+            let mode = String(st.st_mode, radix: 8)
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                out.append("dir \(rel) \(mode)")
+                for n in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
+                    let child = rel.isEmpty ? n : "\(rel)/\(n)"
+                    if !ignore.isIgnored(child) { try visit(child) }
+                }
+            case S_IFLNK:
+                out.append("link \(rel) \(try FileManager.default.destinationOfSymbolicLink(atPath: path))")
+            default:
+                out.append("file \(rel) \(mode) \(try fileDigest(path))")
+            }
+        }
+        for s in sources { try visit(s) }
+        return out
+    }
+
+    static func fileDigest(_ path: String) throws -> String {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw HostError.io(path: path, message: "cannot read") }
+        defer { try? h.close() }
+        var sha = SHA256()
+        while let d = try h.read(upToCount: 1 << 20), !d.isEmpty { sha.update(data: d) }
+        return sha.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,137 @@
+import Host
+/// A parsed recipe: a Containerfile whose steps build both the container image and the VM disk.
+public struct Recipe: Equatable, Sendable {
+    /// The recipe's name (its folder's name), used to tag the image and name the outputs.
+    public var name: String
+    /// The recipe file and the build context folder.
+    public var file: String
+    public var context: String
+    public var vm: VMSettings
+    public var base: BaseImage
+    public var baseLocation: SourceLocation
+    /// The steps after FROM, in order, with ARG/ENV substituted where the Containerfile rules say.
+    public var steps: [Step]
+    /// The runtime workloads the image carries (`# workloads=`), named in the hand-off manifest,
+    /// each with its place in the recipe.
+    public var declaredWorkloads: [WorkloadName] = []
+
+    /// The names of the declared workloads, in order.
+    public var workloads: [String] { declaredWorkloads.map(\.name) }
+}
+
+/// A workload named by `# workloads=`, with where it is named.
+public struct WorkloadName: Equatable, Sendable {
+    public var name: String
+    public var location: SourceLocation
+
+    public init(name: String, location: SourceLocation) {
+        self.name = name
+        self.location = location
+    }
+}
+
+/// Where the first layer comes from.
+public enum BaseImage: Equatable, Sendable {
+    /// A Debian root made with mmdebstrap from the host's apt sources.
+    case debian(suite: String, variant: String)
+    /// An empty root.
+    case scratch
+    /// An image from an OCI layout folder (path relative to the recipe's folder, or absolute).
+    case ociLayout(path: String, tag: String?)
+}
+
+/// Which build a step belongs to.
+public enum StepTarget: String, Equatable, Sendable, CaseIterable {
+    case both, container, vm
+
+    public func includes(_ t: StepTarget) -> Bool { self == .both || self == t }
+}
+
+/// A command in shell form (run through the recipe's SHELL) or exec form (a JSON array).
+public enum CommandForm: Equatable, Sendable {
+    case shell(String)
+    case exec([String])
+
+    /// The argument vector to execute, given the shell in force.
+    public func argv(shell: [String]) -> [String] {
+        switch self {
+        case let .shell(s): return shell + [s]
+        case let .exec(a): return a
+        }
+    }
+}
+
+public struct Step: Equatable, Sendable {
+    public enum Instruction: Equatable, Sendable {
+        case run(CommandForm)
+        case copy(sources: [String], destination: String, chown: String?, chmod: String?)
+        case add(sources: [String], destination: String, chown: String?, chmod: String?)
+        case env([KeyValue])
+        case arg(name: String, value: String?)
+        case workdir(String)
+        case user(String)
+        case label([KeyValue])
+        case cmd(CommandForm)
+        case entrypoint(CommandForm)
+        case expose([String])
+        case volume([String])
+        case shell([String])
+        case stopSignal(String)
+
+        /// True for steps that change files (a layer / an overlay); the others change only
+        /// the image configuration (`empty_layer` in the history).
+        public var changesFiles: Bool {
+            switch self {
+            case .run, .copy, .add: return true
+            default: return false
+            }
+        }
+    }
+
+    public var instruction: Instruction
+    public var target: StepTarget
+    public var location: SourceLocation
+    /// The instruction as written (continuations joined), for the image history.
+    public var text: String
+    /// The build variables (ARG) and environment (ENV) in force when the step runs, in the order
+    /// they were set: what the step sees, and part of its cache key.
+    public var environment: [KeyValue]
+    public var buildArgs: [KeyValue]
+}
+
+public struct KeyValue: Equatable, Sendable, Hashable {
+    public var key: String
+    public var value: String
+
+    public init(_ key: String, _ value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// How the VM disk is made; set by parser directives at the top of the recipe, for example
+/// `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`.
+public struct VMSettings: Equatable, Sendable {
+    public enum Boot: String, Equatable, Sendable, CaseIterable {
+        /// A filesystem-only disk booted with the image's own kernel and initramfs, given to qemu.
+        case kernel
+    }
+
+    /// Where the kernel the disk boots with comes from.
+    public enum Kernel: String, Equatable, Sendable, CaseIterable {
+        /// Debian's linux-image-amd64, installed into the image by the finalisation when the image
+        /// has no kernel of its own.
+        case image
+        /// The build host's Debian kernel and initramfs from /boot, beside the disk: nothing is
+        /// installed into the image (fast; for tests and images that only need to start).
+        case host
+    }
+
+    public var size: UInt64 = 4 << 30
+    public var kernel = Kernel.image
+    public var filesystem = "ext4"
+    public var boot = Boot.kernel
+    public var clusterSize = 65536
+
+    public init() {}
+}

@@ -1,0 +1,240 @@
+import Foundation
+import Testing
+@testable import ImageBuild
+import Layers
+
+// The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
+
+/// A step of a synthetic report: `bytes` on both sides when it changes files.
+private func step(_ index: Int, _ text: String, bytes: UInt64? = nil, vm: UInt64? = nil, wasted: UInt64? = nil) -> BuildReport.StepReport {
+    var s = BuildReport.StepReport(index: index, instruction: text, location: "t/Containerfile:\(index + 1):1", target: "both",
+                                   key: "k\(index)-\(text.hashValue)", changesFiles: bytes != nil, container: nil, vm: nil)
+    if let bytes {
+        var c = BuildReport.Measure(seconds: 1, cacheHit: false)
+        c.layerCompressedBytes = bytes / 2
+        c.layerUncompressedBytes = bytes
+        if let wasted { c.wasted = .init(overwrittenLaterBytes: wasted) }
+        s.container = c
+        var v = BuildReport.Measure(seconds: 1, cacheHit: false)
+        v.qcow2AllocatedBytes = vm ?? bytes
+        s.vm = v
+    }
+    return s
+}
+
+private func report(_ steps: [BuildReport.StepReport], recipe: String = "t") -> BuildReport {
+    var base = BuildReport.Measure(seconds: 1, cacheHit: true)
+    base.layerCompressedBytes = 50 << 20
+    base.layerUncompressedBytes = 100 << 20
+    base.qcow2AllocatedBytes = 100 << 20
+    var totals = BuildReport.Totals(seconds: 1, cacheHits: 0, cacheMisses: 0)
+    let files = steps.compactMap(\.container)
+    totals.imageCompressedBytes = (50 << 20) + files.compactMap(\.layerCompressedBytes).reduce(0, +)
+    totals.imageUncompressedBytes = (100 << 20) + files.compactMap(\.layerUncompressedBytes).reduce(0, +)
+    totals.vmFlattenedAllocatedBytes = (100 << 20) + steps.compactMap { $0.vm?.qcow2AllocatedBytes }.reduce(0, +)
+    totals.wasted = .init(overwrittenLaterBytes: files.compactMap { $0.wasted?.overwrittenLaterBytes }.reduce(0, +))
+    return BuildReport(recipe: recipe, recipeFile: "\(recipe)/Containerfile", targets: ["container", "vm"], startedAt: "2026-01-01T00:00:00Z",
+                       base: .init(description: "debian:bookworm minbase (mmdebstrap)", key: "b", container: base, vm: base),
+                       steps: steps, finalisation: nil, totals: totals, outputs: .init(folder: "out/\(recipe)"))
+}
+
+private let baselineSteps = [
+    step(1, "ENV A=1"), step(2, "LABEL x=1"), step(3, "RUN apt-get install -y curl", bytes: 10 << 20),
+    step(4, "COPY app /app", bytes: 1 << 20), step(5, "RUN make", bytes: 4 << 20), step(6, "CMD [\"/app/run\"]"),
+]
+
+@Test func identicalReportsPassWithEveryStepPaired() {
+    let r = SizeGate.compare(report: report(baselineSteps), baseline: report(baselineSteps), budget: Budget())
+    #expect(r.withinBudget)
+    #expect(r.steps.allSatisfy { $0.status == .same }, "\(r.steps)")
+    // 3 file steps + the base, 3 figures each (no wasted figure on these steps), and the image's 4.
+    #expect(r.checks.filter { $0.step != nil }.count == 4 * 3)
+    #expect(r.checks.filter { $0.step == nil }.map(\.figure) == GateFigure.allCases)
+}
+
+@Test func aStepGrowingBy50MBFailsAndIsNamed() throws {
+    var grown = baselineSteps
+    grown[4] = step(5, "RUN make", bytes: (4 << 20) + (50 << 20))
+    let r = SizeGate.compare(report: report(grown), baseline: report(baselineSteps), budget: Budget())
+    #expect(!r.withinBudget)
+    let make = r.breaches.filter { $0.step?.index == 5 }
+    #expect(Set(make.map(\.figure)) == [.compressed, .uncompressed, .vmAllocated])
+    let c = try #require(make.first { $0.figure == .uncompressed })
+    #expect(c.growth == 50 << 20 && c.baseline == 4 << 20)
+    #expect(c.message.contains("t: step 5 `RUN make`: uncompressed grew by +50.0 MiB"), "\(c.message)")
+    #expect(c.message.contains("limit 1.0 MiB or 1%"), "\(c.message)")
+    // The image's totals are over as well; no other step is.
+    #expect(r.breaches.allSatisfy { $0.step == nil || $0.step?.index == 5 })
+    #expect(r.breaches.contains { $0.step == nil && $0.figure == .compressed })
+}
+
+@Test func anInsertedStepIsNewAndTheOnesAfterItStillPair() throws {
+    var steps = Array(baselineSteps.prefix(3))
+    steps.append(step(4, "RUN dd if=/dev/urandom of=/big bs=1M count=50", bytes: 50 << 20))
+    steps += baselineSteps.dropFirst(3).map { var s = $0; s.index += 1; return s }
+    let r = SizeGate.compare(report: report(steps), baseline: report(baselineSteps), budget: Budget())
+    let new = try #require(r.steps.first { $0.status == .new })
+    #expect(new.index == 4 && new.instruction.hasPrefix("RUN dd"))
+    #expect(r.steps.filter { $0.status != .same }.count == 1, "\(r.steps)")
+    // COPY and RUN make moved by one and pair with themselves.
+    #expect(r.steps.contains { $0.index == 6 && $0.baselineIndex == 5 && $0.status == .same })
+    let breach = try #require(r.breaches.first { $0.step?.status == .new })
+    #expect(breach.baseline == nil && breach.figure == .compressed && breach.current == 25 << 20)
+    #expect(breach.message.contains("step 4 `RUN dd if=/dev/urandom of=/big bs=1M count=50` (new)"), "\(breach.message)")
+    #expect(r.breaches.filter { $0.step != nil }.allSatisfy { $0.step?.index == 4 })
+}
+
+@Test func aRemovedStepIsRemovedAndShrinkingPasses() throws {
+    var steps = baselineSteps
+    steps.remove(at: 3)
+    let r = SizeGate.compare(report: report(steps), baseline: report(baselineSteps), budget: Budget())
+    #expect(r.withinBudget)
+    let removed = try #require(r.steps.first { $0.status == .removed })
+    #expect(removed.baselineIndex == 4 && removed.index == nil && removed.instruction == "COPY app /app")
+    #expect(r.checks.filter { $0.step?.status == .removed }.allSatisfy { $0.growth < 0 && !$0.overBudget })
+}
+
+@Test func reorderedMetadataPasses() {
+    // LABEL and ENV swapped, CMD moved before RUN make: no bytes change, no step is new.
+    let steps = [step(1, "LABEL x=1"), step(2, "ENV A=1"), step(3, "RUN apt-get install -y curl", bytes: 10 << 20),
+                 step(4, "COPY app /app", bytes: 1 << 20), step(5, "CMD [\"/app/run\"]"), step(6, "RUN make", bytes: 4 << 20)]
+    let r = SizeGate.compare(report: report(steps), baseline: report(baselineSteps), budget: Budget())
+    #expect(r.withinBudget)
+    #expect(r.steps.allSatisfy { $0.status == .same }, "\(r.steps.filter { $0.status != .same })")
+}
+
+@Test func anEditedStepPairsAsChanged() throws {
+    var steps = baselineSteps
+    steps[2] = step(3, "RUN apt-get install -y curl jq", bytes: 10 << 20 + 300 << 10)
+    let r = SizeGate.compare(report: report(steps), baseline: report(baselineSteps), budget: Budget())
+    let changed = try #require(r.steps.first { $0.status == .changed })
+    #expect(changed.index == 3 && changed.baselineInstruction == "RUN apt-get install -y curl")
+    #expect(r.withinBudget, "300 KiB is within the built-in 1 MiB: \(r.breaches.map(\.message))")
+}
+
+@Test func wastedBytesAreComparedWhenBothReportsHaveThem() throws {
+    var old = baselineSteps, now = baselineSteps
+    old[3] = step(4, "COPY app /app", bytes: 1 << 20, wasted: 0)
+    now[3] = step(4, "COPY app /app", bytes: 1 << 20, wasted: 3 << 20)
+    let r = SizeGate.compare(report: report(now), baseline: report(old), budget: Budget())
+    let w = try #require(r.breaches.first { $0.figure == .wasted && $0.step != nil })
+    #expect(w.step?.index == 4 && w.growth == 3 << 20)
+    // An older baseline without the figure: nothing to compare for that step.
+    let r2 = SizeGate.compare(report: report(now), baseline: report(baselineSteps), budget: Budget())
+    #expect(!r2.checks.contains { $0.figure == .wasted && $0.step?.index == 4 })
+}
+
+// MARK: - Limits
+
+@Test func theLargerOfTheLimitsIsAllowed() {
+    let l = SizeLimit(bytes: 10 << 20, percent: 5)
+    #expect(l.allowedGrowth(from: 100 << 20) == Double(10 << 20))
+    #expect(l.allowedGrowth(from: 1000 << 20) == Double(50 << 20))
+    #expect(SizeLimit(bytes: 0).allowedGrowth(from: 5) == 0)
+    #expect(SizeLimit(percent: 10).allowedGrowth(from: 0) == 0)
+}
+
+private let budgetText = """
+    # the size budget
+    default:
+      bytes: 2MiB
+      percent: 1%
+      wasted: {bytes: 0}
+    recipes:
+      t:
+        bytes: 5MiB
+        image:
+          compressed: {percent: 2%}
+        steps:
+          "RUN apt-get install":
+            bytes: 60MiB
+          "RUN apt-get install -y curl":
+            percent: 50%
+          "5":
+            vm-allocated: {bytes: 64MiB}
+    """
+
+@Test func budgetResolvesFromDefaultsToStepsAndFigures() throws {
+    let b = try Budget.parse(budgetText, file: "budget.yaml")
+    // Another recipe: the defaults.
+    #expect(b.limit(recipe: "other", step: (3, "RUN x"), figure: .compressed) == SizeLimit(bytes: 2 << 20, percent: 1))
+    #expect(b.limit(recipe: "other", step: nil, figure: .wasted) == SizeLimit(bytes: 0, percent: 1))
+    // The recipe, then the image.
+    #expect(b.limit(recipe: "t", step: nil, figure: .uncompressed) == SizeLimit(bytes: 5 << 20, percent: 1))
+    #expect(b.limit(recipe: "t", step: nil, figure: .compressed) == SizeLimit(bytes: 5 << 20, percent: 2))
+    // A step by the longest prefix of its instruction, and by its index.
+    #expect(b.limit(recipe: "t", step: (3, "RUN apt-get install -y curl"), figure: .compressed) == SizeLimit(bytes: 5 << 20, percent: 50))
+    #expect(b.limit(recipe: "t", step: (3, "RUN apt-get install -y vim"), figure: .compressed) == SizeLimit(bytes: 60 << 20, percent: 1))
+    #expect(b.limit(recipe: "t", step: (5, "RUN make"), figure: .vmAllocated) == SizeLimit(bytes: 64 << 20, percent: 1))
+    #expect(b.limit(recipe: "t", step: (5, "RUN make"), figure: .compressed) == SizeLimit(bytes: 5 << 20, percent: 1))
+    // Without a budget: 1 MiB or 1 %.
+    #expect(Budget().limit(recipe: "t", step: nil, figure: .compressed) == Budget.builtIn)
+}
+
+@Test(arguments: [
+    ("default:\n  bytes: 10XB\n", "budget.yaml:2:10", "not a size"),
+    ("default:\n  percent: lots\n", "budget.yaml:2:12", "not a percentage"),
+    ("default:\n  size: 1M\n", "budget.yaml:2:9", "unknown key 'size'"),
+    ("recipes:\n  t:\n    steps:\n      RUN x:\n        compresed: {bytes: 1M}\n", "budget.yaml:5:20", "unknown key 'compresed'"),
+    ("limits: 1\n", "budget.yaml:1:9", "unknown key 'limits'"),
+    ("default: [1, 2\n", "budget.yaml:2:1", "not YAML"),
+])
+func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String) {
+    do {
+        _ = try Budget.parse(text, file: "budget.yaml")
+        Issue.record("accepted: \(text)")
+    } catch {
+        let s = "\(error)"
+        #expect(s.hasPrefix(place), "\(s)")
+        #expect(s.contains(says), "\(s)")
+    }
+}
+
+@Test func anUnreadableReportNamesTheFileAndThePlace() throws {
+    let dir = NSTemporaryDirectory() + "imgbench-gate-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report(baselineSteps))) as? [String: Any])
+    var steps = try #require(json["steps"] as? [[String: Any]])
+    var c = try #require(steps[2]["container"] as? [String: Any])
+    c["layerCompressedBytes"] = "many"
+    steps[2]["container"] = c
+    json["steps"] = steps
+    let path = dir + "/report.json"
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    #expect(throws: ResultFileError.invalid(place: "\(path): at steps[2].container.layerCompressedBytes", message: "expected a UInt64")) {
+        try BuildReport.load(path)
+    }
+    #expect(throws: ResultFileError.self) { try BuildReport.load(dir + "/missing.json") }
+    try Data("{\"schemaVersion\": 1".utf8).write(to: URL(fileURLWithPath: path))
+    #expect { try BuildReport.load(path) } throws: { "\($0)".hasPrefix("\(path): at the top: not JSON") }
+}
+
+// MARK: - Wasted bytes of a report
+
+@Test func layerListingsKeptInTheCacheGiveTheSameWastedBytes() throws {
+    let dir = NSTemporaryDirectory() + "imgbench-listing-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fm = FileManager.default
+    // Layer 1: two files; layer 2 overwrites one and deletes the other.
+    try fm.createDirectory(atPath: "\(dir)/tree", withIntermediateDirectories: true)
+    try Data(count: 3000).write(to: URL(fileURLWithPath: "\(dir)/tree/a"))
+    try Data(count: 500).write(to: URL(fileURLWithPath: "\(dir)/tree/b"))
+    let store = BlobStore(root: "\(dir)/store")
+    try fm.createDirectory(atPath: store.directory, withIntermediateDirectories: true)
+    let first = try LayerCapture.capture(.tree("\(dir)/tree"), into: store).layer
+    let second = try LayerCapture.write([LayerEntry(path: "a", kind: .regular, size: 0), LayerEntry(path: "b", kind: .whiteout)],
+                                        into: store, options: CaptureOptions())
+    let cache = "\(dir)/listings"
+    func wasted() throws -> [Int64] {
+        try WastedBytes.perLayer([first, second].map {
+            try LayerListingCache.entries(of: store.path(of: $0.descriptor.digest), digest: $0.descriptor.digest, cache: cache)
+        })
+    }
+    let read = try wasted()
+    #expect(read == [3500, 0])
+    #expect(fm.fileExists(atPath: "\(cache)/\(first.descriptor.digest.hex).json"))
+    // From the cache, the blobs gone.
+    try fm.removeItem(atPath: store.directory)
+    #expect(try wasted() == read)
+}

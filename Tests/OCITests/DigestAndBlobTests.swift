@@ -1,0 +1,31 @@
+import Crypto
+import Foundation
+import Testing
+@testable import OCI
+
+// Digests and the blob store: what is written is named by its hash, and what does not hash to its
+// name, or has another size than its descriptor says, is refused.
+
+@Test func digestsParseOnlySHA256WithLowercaseHex() throws {
+    let d = Digest.of(Data("hello".utf8))
+    #expect(d.description == "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+    #expect(try Digest(parsing: d.description) == d)
+    for bad in ["sha512:" + d.hex, "sha256:" + d.hex.uppercased(), "sha256:abc", d.hex] {
+        #expect(throws: OCIError.invalidDigest(bad)) { try Digest(parsing: bad) }
+    }
+}
+
+@Test func aBlobIsStoredByItsDigestAndVerified() throws {
+    let dir = NSTemporaryDirectory() + "/imgbench-oci-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let store = BlobStore(root: dir)
+    let data = Data("layer bytes".utf8)
+    let desc = try store.put(data, mediaType: MediaType.imageConfig)
+    #expect(desc.digest == Digest.of(data) && desc.size == Int64(data.count))
+    try store.verify(desc)
+    #expect(throws: OCIError.self) {
+        try store.verify(Descriptor(mediaType: MediaType.imageConfig, digest: desc.digest, size: 5))
+    }
+    try Data("tampered!!!".utf8).write(to: URL(fileURLWithPath: store.path(of: desc.digest)))
+    #expect(throws: OCIError.self) { try store.verify(desc) }
+}
