@@ -192,14 +192,21 @@ private final class Spawned {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
+        // No signal blocked in the program, whichever thread (a Dispatch worker blocks some)
+        // starts it.
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK)
         if attributes.defaultSignals {
             var defaults = sigset_t()
             sigemptyset(&defaults)
             sigaddset(&defaults, SIGINT)
             sigaddset(&defaults, SIGTERM)
             posix_spawnattr_setsigdefault(&attr, &defaults)
-            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
+            flags |= Int32(POSIX_SPAWN_SETSIGDEF)
         }
+        posix_spawnattr_setflags(&attr, Int16(flags))
         var pid: pid_t = 0
         let rc = withCStringArray(program) { cargv in
             withCStringArray(env) { cenv in posix_spawn(&pid, path, &actions, &attr, cargv, cenv) }
@@ -290,7 +297,8 @@ private final class Spawned {
         var exit: Int32 = signal.map { 128 + $0 } ?? (status >> 8) & 0xff
         // A program stopped on interruption did not finish, whatever waitpid saw (the stopper may
         // have reaped it, leaving status 0 here): never a success.
-        if stopped.isSet && exit == 0 { exit = 128 + SIGTERM }
+        // Likewise a program stopped at its timeout.
+        if (stopped.isSet || timedOut) && exit == 0 { exit = 128 + SIGTERM }
         return Command.Result(status: exit, output: collected.text, timedOut: timedOut, signal: signal)
     }
 

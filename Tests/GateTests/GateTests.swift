@@ -1,7 +1,12 @@
 import Foundation
 import Testing
+@testable import Gate
 @testable import ImageBuild
 import Layers
+import OCI
+@testable import Measure
+@testable import RuntimeSuite
+import RecipePlan
 
 // The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
 

@@ -3,7 +3,13 @@ import Foundation
 import FoundationXML
 #endif
 import Testing
+@testable import Gate
 @testable import ImageBuild
+import Layers
+import OCI
+@testable import Measure
+@testable import RuntimeSuite
+import RecipePlan
 
 @Suite("imgbench report")
 struct ReportTests {

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
-@testable import ImageBuild
 import TestSupport
+@testable import ImageBuild
+import RecipePlan
 
 // The report and the hand-off manifest against their documented schemas (docs/*.json): the
 // subset of JSON Schema those files use (type, required, properties, items, $ref, const, enum,

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 @Suite("capture and apply")
 struct CaptureApplyTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 /// The imgbench executable built beside the test bundle.
 let imgbenchPath = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("imgbench").path

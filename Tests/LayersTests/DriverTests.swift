@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 /// The lower layer every driver starts from.
 func makeDriverBase(_ root: String) throws {

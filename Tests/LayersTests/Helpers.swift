@@ -1,5 +1,7 @@
 import Foundation
 @testable import Layers
+import Host
+import OCI
 
 /// A fresh directory under the system's temporary directory, removed by `cleanup()`.
 struct TempDir {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+@testable import Host
+import OCI
 
 @Suite("releasing mounts", .serialized)
 struct InterruptTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 @Suite("OCI image layout")
 struct LayoutTests {
@@ -42,7 +44,7 @@ struct LayoutTests {
         let raw = String(decoding: try again.blobs.read(img.manifest.config), as: UTF8.self)
         #expect(raw.range(of: "\"architecture\"")!.lowerBound < raw.range(of: "\"config\"")!.lowerBound)
         #expect(raw.contains("\"diff_ids\"") && raw.contains("\"empty_layer\":true") && raw.contains("\"ExposedPorts\":{\"8080/tcp\":{}}"))
-        #expect(throws: LayersError.self) { try again.image(tag: "missing") }
+        #expect(throws: OCIError.self) { try again.image(tag: "missing") }
     }
 
     @Test("a store shared by two images keeps one copy of their common layer")

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 @Suite("tree stamps and streamed applies")
 struct TreeStampTests {

@@ -1,5 +1,7 @@
 import Testing
 @testable import Layers
+import Host
+import OCI
 
 @Suite("wasted bytes")
 struct WastedBytesTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import ImageBuild
+@testable import RecipePlan
+import Host
 
 /// A recipe folder in a temporary directory.
 private func recipeFolder(_ containerfile: String, files: [String: String] = [:]) throws -> String {
@@ -71,5 +72,5 @@ private let recipe = """
 @Test func copyFromOutsideTheContextIsRefused() throws {
     let dir = try recipeFolder("FROM scratch\nCOPY ../secret /x\n")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    #expect(throws: BuildError.self) { try keys(dir) }
+    #expect(throws: RecipeError.self) { try keys(dir) }
 }

@@ -1,5 +1,6 @@
 import Testing
-@testable import ImageBuild
+@testable import RecipePlan
+import Host
 
 private func parse(_ text: String, args: [String: String] = [:]) throws -> Recipe {
     try RecipeParser(file: "recipes/demo/Containerfile", buildArgs: args).parse(text)

@@ -1,7 +1,10 @@
 import Foundation
 import Testing
-@testable import RuntimeSuite
 import TestSupport
+@testable import RuntimeSuite
+import Host
+import RecipePlan
+import ImageBuild
 
 // The run results against their documented schema (docs/run-schema.json), and how rounds become
 // figures and ratios.

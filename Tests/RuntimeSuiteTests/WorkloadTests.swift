@@ -1,6 +1,9 @@
 import Foundation
 import Testing
-@testable import ImageBuild
+@testable import RuntimeSuite
+import Host
+import RecipePlan
+import ImageBuild
 
 // The figure parsers on real output of the tools (Fixtures/workloads: Debian bookworm's sysbench
 // 1.0.20, fio 3.33, iperf3 3.12, redis-benchmark 7.0.15 and hpcc 1.5.0, run on a build host),
@@ -99,7 +102,7 @@ private func runScript(_ w: Workload, parameters: WorkloadParameters) throws -> 
 ])
 func badWorkloadDirectivesAreRefusedWithFileLineColumn(text: String, line: Int, column: Int, message: String) throws {
     do {
-        _ = try RecipeParser(file: "recipes/demo/Containerfile").parse(text)
+        try Workload.validate(RecipeParser(file: "recipes/demo/Containerfile").parse(text))
         Issue.record("accepted: \(text)")
     } catch let e as RecipeError {
         #expect(e.location.line == line && e.location.column == column, "\(e)")
