@@ -23,7 +23,21 @@ public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
     }
 
     public static func format(_ bytes: UInt64) -> String { ByteCount.format(bytes) }
+
+    /// As the option is written: `64K`, `2M`, `512`.
+    public var defaultValueDescription: String {
+        for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] as [(String, UInt64)]
+        where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(unit)"
+        }
+        return "\(bytes)"
+    }
 }
+
+// Options with a fixed set of values are these enums, so that `--help` and shell completion list
+// the values and a wrong one is refused the same way everywhere (exit 64, the usage error).
+extension StorageDriverKind: ExpressibleByArgument {}
+extension BootCheck.Accelerator: ExpressibleByArgument {}
 
 /// JSON as every report writes it: pretty-printed, keys sorted.
 enum JSONOutput {

@@ -22,7 +22,7 @@ struct BootCommand: ParsableCommand {
     @Option(help: "Initramfs (default: the build's vm/boot/initrd.img).") var initrd: String?
     @Option(help: "Seconds to wait for the marker.") var timeout: Double = 300
     @Option(help: "The text to wait for.") var marker = "imgbench-boot-ok"
-    @Option(help: "auto, kvm or tcg.") var accel: String = "auto"
+    @Option(help: "The accelerator: kvm when it really runs a guest here (probed), else tcg.") var accel: BootCheck.Accelerator = .auto
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func run() throws {
@@ -42,8 +42,7 @@ struct BootCommand: ParsableCommand {
         var check = BootCheck(disk: disk, kernel: k, initrd: i)
         check.timeout = timeout
         check.marker = marker
-        guard let a = BootCheck.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
-        check.accelerator = a
+        check.accelerator = accel
         let result: BootCheck.Result
         do { result = try check.run() } catch let e where isReported(e) {
             printErr("imgbench: error: \(e)")

@@ -24,7 +24,7 @@ struct BuildCommand: ParsableCommand {
 
     @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
     @Option(help: "container, vm or both.") var target: BuildTarget = .both
-    @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver = "overlay"
+    @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver: StorageDriverKind = .overlay
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower).")
     var vmBackend = "loop"
     @Option(help: "Output folder (default out/NAME).") var output: String?
@@ -47,7 +47,7 @@ struct BuildCommand: ParsableCommand {
         options.noCache = noCache
         options.buildArgs = args
         options.targets = target.targets
-        options.driver = driver
+        options.driver = driver.rawValue
         options.vmBackend = vmBackend
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)

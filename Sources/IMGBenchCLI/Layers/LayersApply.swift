@@ -24,7 +24,7 @@ struct LayersApply: ParsableCommand {
     @Argument(help: "A layer file (tar, tar.gz or tar.zst), or with --layout nothing.") var layer: String?
     @Option(help: "Apply every layer of the image DIR[:TAG] of an OCI layout instead, checking each digest.") var layout: LayoutReference?
     @Option(name: .shortAndLong, help: "The directory to unpack into (made if missing).") var target: String?
-    @Option(help: "Unpack the --layout image onto this storage driver instead (see imgbench drivers).") var driver: String?
+    @Option(help: "Unpack the --layout image onto this storage driver instead (see imgbench drivers).") var driver: StorageDriverKind?
     @Option(help: "The driver's store directory, for --driver.") var store: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
     @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
@@ -57,7 +57,7 @@ struct LayersApply: ParsableCommand {
 
     func run() throws {
         if let driver, let store, let ref = layout {
-            return try reportingErrors { try Interrupts.releasing { try runOnDriver(driver, store: store, ref: ref) } }
+            return try reportingErrors { try Interrupts.releasing { try runOnDriver(driver.rawValue, store: store, ref: ref) } }
         }
         guard let target else { return }
         try reportingErrors {

@@ -26,6 +26,7 @@ struct MeasureClone: ParsableCommand {
 
     @Argument(help: "An output folder of imgbench build (out/NAME).") var image: String
     @Option(help: "Clones per storage (all up at once).") var count = 5
+    @OptionGroup var rounds: DriverRounds
     @OptionGroup var options: MeasureOptions
 
     func validate() throws {
@@ -35,8 +36,8 @@ struct MeasureClone: ParsableCommand {
     func run() throws {
         let scratch = "\(image).measure-clone-\(getpid())"
         let result = try measuring(scratch) {
-            let m = CloneMeasurement(image: try BuiltImage(folder: image), count: count, repeats: options.repeat,
-                                     drivers: options.driverList, workdir: scratch)
+            let m = CloneMeasurement(image: try BuiltImage(folder: image), count: count, repeats: rounds.repeat,
+                                     drivers: rounds.driverList, workdir: scratch)
             return try m.run { printErr("==> \($0)") }
         }
         try options.emit(result) { Self.table(result) }

@@ -21,26 +21,30 @@ struct MeasureCommand: ParsableCommand {
 
 /// Options every measurement takes.
 struct MeasureOptions: ParsableArguments {
-    @Option(help: "Repeat the measurement N times: minimum, median and maximum of each figure.") var `repeat` = 1
-    @Option(help: "Storage drivers of the container side (comma-separated; default every driver, those that do not work here reported as such).")
-    var drivers = StorageDrivers.names.joined(separator: ",")
     @Option(help: "table or json.") var format: OutputFormat = .table
     @Option(help: "Also write the JSON result to this file.") var output: String?
-
-    func validate() throws {
-        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
-        for d in driverList where !StorageDrivers.names.contains(d) {
-            throw ValidationError("--drivers: unknown driver \(d); known: \(StorageDrivers.names.joined(separator: ", "))")
-        }
-    }
-
-    var driverList: [String] { drivers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     func emit<T: Encodable>(_ result: T, table: () -> String) throws {
         let json = try JSONOutput.string(result)
         if let output { try (json + "\n").write(toFile: output, atomically: true, encoding: .utf8) }
         printOut(format == .json ? json : table())
     }
+}
+
+/// Options of the measurements that run on storage drivers, in rounds (clone, cow).
+struct DriverRounds: ParsableArguments {
+    @Option(help: "Repeat the measurement N times: minimum, median and maximum of each figure.") var `repeat` = 1
+    @Option(help: ArgumentHelp("Storage drivers of the container side, comma-separated (\(StorageDriverKind.allCases.map(\.rawValue).joined(separator: ", "))); default every driver, those that do not work here reported as such.", valueName: "drivers"))
+    var drivers = StorageDriverKind.allCases.map(\.rawValue).joined(separator: ",")
+
+    func validate() throws {
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        for d in driverList where StorageDriverKind(rawValue: d) == nil {
+            throw ValidationError("--drivers: unknown driver \(d); known: \(StorageDriverKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    var driverList: [String] { drivers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 }
 
 /// Runs a measurement with the build's error handling: one clear line and exit 1, and everything

@@ -32,6 +32,7 @@ struct MeasureCow: ParsableCommand {
     var bootedVm = false
     @Option(help: "Seconds the booted VM may take before it is stopped.") var vmTimeout: Double = 3600
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @OptionGroup var rounds: DriverRounds
     @OptionGroup var options: MeasureOptions
 
     func run() throws {
@@ -46,7 +47,7 @@ struct MeasureCow: ParsableCommand {
                 printErr("imgbench: error: \(e)")
                 throw ExitCode(2)
             }
-            var m = CowMeasurement(workload: w, drivers: options.driverList, repeats: options.repeat,
+            var m = CowMeasurement(workload: w, drivers: rounds.driverList, repeats: rounds.repeat,
                                    cache: cacheDir, workdir: scratch, events: events)
             m.bootedVM = bootedVm
             m.vmTimeout = vmTimeout
