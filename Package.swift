@@ -72,7 +72,7 @@ let package = Package(
         // The recipe (Containerfile) and the plan of steps with their cache keys.
         .target(
             name: "RecipePlan",
-            dependencies: ["Host", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["Host", "OCI", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "RecipePlanTests", dependencies: ["RecipePlan", "TestSupport"]),
 
         // The build: base, container pass, VM pass, finalisation, outputs and the hand-off.

@@ -67,7 +67,11 @@ public struct ReportBook: Sendable {
         guard let dict = object as? [String: Any] else { throw BuildError.invalid("\(path): not a JSON object") }
         let dec = JSONDecoder()
         func decode<T: Decodable>(_ t: T.Type) throws -> T {
-            do { return try dec.decode(t, from: data) } catch { throw BuildError.invalid("\(path): \(Self.describe(error))") }
+            do {
+                return try dec.decode(t, from: data)
+            } catch let e as DecodingError {
+                throw BuildError.invalid("\(path): at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
+            }
         }
         switch dict["kind"] as? String {
         case "clone": clones.append(try decode(CloneMeasurement.Result.self)); sources.append((path, "clone"))
@@ -80,15 +84,6 @@ public struct ReportBook: Sendable {
             throw BuildError.invalid("\(path): not an imgbench result (kind \(k ?? "missing"); expected a build report.json, a measure result or imgbench run results)")
         }
         tables = makeTables()
-    }
-
-    static func describe(_ error: Error) -> String {
-        switch error {
-        case let DecodingError.keyNotFound(key, ctx): return "missing \((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))"
-        case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let DecodingError.dataCorrupted(ctx):
-            return "\(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)"
-        default: return "\(error)"
-        }
     }
 
     func makeTables() -> [Table] {

@@ -42,9 +42,7 @@ extension BootCheck.Accelerator: ExpressibleByArgument {}
 /// JSON as every report writes it: pretty-printed, keys sorted.
 enum JSONOutput {
     static func string<T: Encodable>(_ value: T) throws -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try e.encode(value), as: UTF8.self)
+        String(decoding: try CanonicalJSON.pretty(value), as: UTF8.self)
     }
 }
 

@@ -18,7 +18,7 @@ public struct Summary: Codable, Equatable, Sendable {
         let s = values.sorted()
         min = s[0]
         max = s[s.count - 1]
-        median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        median = Statistics.median(s) ?? s[0]
         samples = s.count
     }
 }

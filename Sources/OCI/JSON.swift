@@ -10,6 +10,13 @@ public enum CanonicalJSON {
         return try e.encode(value)
     }
 
+    /// The same, pretty-printed, for files people read (reports, manifests, results).
+    public static func pretty<T: Encodable>(_ value: T) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(value)
+    }
+
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: data)
@@ -39,7 +46,7 @@ public enum DecodingErrorText {
 
     public static func problem(of e: DecodingError) -> String {
         switch e {
-        case .keyNotFound: return "missing (required by the report schema)"
+        case .keyNotFound: return "missing (required by its schema)"
         case let .typeMismatch(t, _): return "expected \(t == String.self ? "a string" : t == Bool.self ? "a boolean" : "a \(t)")"
         case let .valueNotFound(t, _): return "expected a \(t), found null"
         case let .dataCorrupted(c):

@@ -1,6 +1,7 @@
-import Crypto
+import struct Crypto.SHA256
 import Foundation
 import Host
+import OCI
 
 /// The step chain with its cache keys. A step's key is a digest of its parent's key, the
 /// instruction as resolved, its target, the content of COPY/ADD sources, and the ARG/ENV values
@@ -55,7 +56,7 @@ public struct BuildPlan: Sendable {
             h.update(data: Data("\(p.utf8.count):".utf8))
             h.update(data: Data(p.utf8))
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return Digest(h.finalize()).hex
     }
 
     /// Path, type, mode and content digest of every file under the given sources, in order.
@@ -88,6 +89,6 @@ public struct BuildPlan: Sendable {
         defer { try? h.close() }
         var sha = SHA256()
         while let d = try h.read(upToCount: 1 << 20), !d.isEmpty { sha.update(data: d) }
-        return sha.finalize().map { String(format: "%02x", $0) }.joined()
+        return Digest(sha.finalize()).hex
     }
 }

@@ -166,11 +166,7 @@ public final class RuntimeBench {
         return perFigure.isEmpty ? nil : perFigure.mapValues(median)
     }
 
-    static func median(_ values: [Double]) -> Double {
-        let v = values.sorted()
-        guard !v.isEmpty else { return 0 }
-        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-    }
+    static func median(_ values: [Double]) -> Double { Statistics.median(values) ?? 0 }
 
     /// The host must have the tools of a native run and a server workload's client.
     func checkHost(_ workloads: [Workload]) throws {

@@ -25,7 +25,7 @@ public struct DebianBase: Sendable {
     /// The cache key: what the root depends on.
     public var key: String {
         let text = "debian\n\(suite)\n\(variant)\n\(sources)"
-        return SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        return Digest.of(Data(text.utf8)).hex
     }
 
     /// The host's apt sources in deb822 form (`.sources` files; one-line `.list` entries converted).

@@ -74,9 +74,7 @@ public struct Handoff: Codable, Equatable, Sendable {
 
     /// Writes `handoff.json` into a build's output folder.
     public func write(into folder: String) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try enc.encode(self).write(to: URL(fileURLWithPath: "\(folder)/\(Handoff.fileName)"))
+        try CanonicalJSON.pretty(self).write(to: URL(fileURLWithPath: "\(folder)/\(Handoff.fileName)"))
     }
 
     /// Reads a manifest: `handoff.json` itself or a build folder holding one. Returns it with the
@@ -93,10 +91,8 @@ public struct Handoff: Codable, Equatable, Sendable {
         let h: Handoff
         do {
             h = try JSONDecoder().decode(Handoff.self, from: data)
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            throw BuildError.io(path: file, message: "not a hand-off manifest: \(pathText(ctx.codingPath + [key])) is missing")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw BuildError.io(path: file, message: "not a hand-off manifest: \(pathText(ctx.codingPath)) has the wrong type")
+        } catch let e as DecodingError {
+            throw BuildError.io(path: file, message: "not a hand-off manifest: at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
         } catch {
             throw BuildError.io(path: file, message: "not a hand-off manifest: \(error)")
         }
@@ -105,9 +101,5 @@ public struct Handoff: Codable, Equatable, Sendable {
         }
         let folder = (file as NSString).deletingLastPathComponent
         return (h, folder.isEmpty ? "." : folder)
-    }
-
-    static func pathText(_ keys: [CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 }

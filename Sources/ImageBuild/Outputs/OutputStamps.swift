@@ -46,9 +46,7 @@ struct OutputStamps: Codable {
     }
 
     func write(folder: String) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(self).write(to: URL(fileURLWithPath: "\(folder)/\(Self.fileName)"), options: .atomic)
+        try CanonicalJSON.pretty(self).write(to: URL(fileURLWithPath: "\(folder)/\(Self.fileName)"), options: .atomic)
     }
 
     /// The previous bundle in `folder`, if it is the one this build would write.
