@@ -73,16 +73,19 @@ public struct ReportBook: Sendable {
                 throw BuildError.invalid("\(path): at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
             }
         }
-        switch dict["kind"] as? String {
-        case "clone": clones.append(try decode(CloneMeasurement.Result.self)); sources.append((path, "clone"))
-        case "cow": cows.append(try decode(CowMeasurement.Result.self)); sources.append((path, "cow"))
-        case "wasted": wasted.append(try decode(WastedMeasurement.Result.self)); sources.append((path, "wasted"))
-        case RunReport.kindValue: runs.append(try decode(RunReport.self)); sources.append((path, "run"))
-        case nil where dict["steps"] != nil && dict["totals"] != nil:
-            builds.append(try decode(BuildReport.self)); sources.append((path, "build"))
-        case let k:
-            throw BuildError.invalid("\(path): not an imgbench result (kind \(k ?? "missing"); expected a build report.json, a measure result or imgbench run results)")
+        let kind = (dict["kind"] as? String).flatMap(ResultKind.init(rawValue:))
+            ?? (dict["kind"] == nil && dict["steps"] != nil && dict["totals"] != nil ? .build : nil)
+        switch kind {
+        case .clone?: clones.append(try decode(CloneMeasurement.Result.self))
+        case .cow?: cows.append(try decode(CowMeasurement.Result.self))
+        case .wasted?: wasted.append(try decode(WastedMeasurement.Result.self))
+        case .run?: runs.append(try decode(RunReport.self))
+        case .build?: builds.append(try decode(BuildReport.self))
+        case nil:
+            let k = dict["kind"].map { "\($0)" } ?? "missing"
+            throw BuildError.invalid("\(path): not an imgbench result (kind \(k); expected a build report.json, a measure result or imgbench run results)")
         }
+        sources.append((path, kind!.rawValue))
         tables = makeTables()
     }
 

@@ -51,7 +51,7 @@ public struct CloneMeasurement: Sendable {
 
     public struct Result: Codable, Equatable, Sendable {
         public var schemaVersion = 1
-        public var kind = "clone"
+        public var kind = ResultKind.clone
         public var recipe: String
         public var image: String
         public var count: Int

@@ -101,7 +101,7 @@ public struct CowMeasurement {
 
     public struct Result: Codable, Equatable, Sendable {
         public var schemaVersion = 1
-        public var kind = "cow"
+        public var kind = ResultKind.cow
         public var workload: String
         public var recipe: String
         public var step: String

@@ -65,7 +65,7 @@ public struct WastedMeasurement: Sendable {
 
     public struct Result: Codable, Equatable, Sendable {
         public var schemaVersion = 1
-        public var kind = "wasted"
+        public var kind = ResultKind.wasted
         public var recipe: String
         public var image: String
         public var oci: OCI?

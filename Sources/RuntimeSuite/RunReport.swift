@@ -11,10 +11,9 @@ import ImageBuild
 public struct RunReport: Codable, Equatable, Sendable {
     public static let currentSchemaVersion = 1
     /// Tells run results from a build report and the measure results (`imgbench report` reads them all).
-    public static let kindValue = "run"
 
     public var schemaVersion = RunReport.currentSchemaVersion
-    public var kind = RunReport.kindValue
+    public var kind = ResultKind.run
     /// The hand-off manifest, as given.
     public var manifest: String
     public var recipe: String

@@ -148,3 +148,9 @@ public enum ResultFileError: Error, Equatable, Sendable, CustomStringConvertible
         }
     }
 }
+
+/// What a result file holds, by its `kind` field (a build report has none; it is told by its steps
+/// and totals): what `imgbench report` reads, and what it refuses.
+public enum ResultKind: String, Codable, Sendable, CaseIterable {
+    case build, clone, cow, wasted, run
+}
