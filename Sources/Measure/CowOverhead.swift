@@ -138,35 +138,73 @@ public struct CowMeasurement {
         }
     }
 
+    /// The base the workload runs on: the recipe up to the workload step, built (or found in the
+    /// cache), as a root folder, an image layout and a flattened disk.
+    struct Base {
+        var built: BuiltImage
+        var rootfs: String
+        var layout: ImageLayout
+        var image: ImageLayout.Image
+        var disk: String
+    }
+
+    /// The workload step as the build would run it, in a root folder, timed.
+    struct WorkloadRun {
+        var step: Step
+        var argv: [String]
+        var environment: [KeyValue]
+        var workdir: String
+        var run: (String) throws -> Double
+    }
+
     public func run() throws -> Result {
         let fm = FileManager.default
         try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
         defer { try? fm.removeItem(atPath: workdir) }
+        let base = try buildBase()
+        let archives = "\(cache)/measure/apt-archives"
+        try fm.createDirectory(atPath: "\(archives)/partial", withIntermediateDirectories: true)
+        let work = try workloadRun(archives: archives)
+        let (environments, unavailable) = environmentsToMeasure()
 
-        // The base: the recipe up to the workload step, built (or found in the cache).
+        // Warm-up, not measured: fills the package cache, so that no measured run downloads.
+        events.note("cow: warm-up run on a plain folder (fills the package cache; not measured)")
+        let warm = "\(workdir)/warm"
+        try Command.check("copying the base root", ["cp", "-a", base.rootfs, warm])
+        _ = try work.run(warm)
+        try fm.removeItem(atPath: warm)
+
+        let measured = try measureRounds(environments, base: base, work: work)
+        let rows = environments.enumerated().map { i, e in
+            row(e, samples: measured.samples[i] ?? [], ratios: measured.ratios[i] ?? [], bootedNote: measured.bootedNote)
+        }
+        return Result(workload: workload.name, recipe: workload.recipe.file, step: "\(work.step.location): \(work.step.text)",
+                      repeats: repeats, rows: rows + unavailable)
+    }
+
+    func buildBase() throws -> Base {
         var baseRecipe = workload.recipe
         baseRecipe.steps = Array(baseRecipe.steps.prefix(workload.stepIndex))
         baseRecipe.vm.kernel = .host
         let baseOut = "\(workdir)/base"
         events.note("cow: building the base: \(workload.recipe.name) up to step \(workload.stepIndex + 1)")
         _ = try Builder(recipe: baseRecipe, options: BuildOptions(output: baseOut, cache: cache), events: events).run()
-        let base = try BuiltImage(folder: baseOut)
-        guard let rootfs = base.bundleRootfs, let layoutPath = base.ociLayout, let disk = base.flattenedDisk else {
+        let built = try BuiltImage(folder: baseOut)
+        guard let rootfs = built.bundleRootfs, let layoutPath = built.ociLayout, let disk = built.flattenedDisk else {
             throw BuildError.invalid("\(baseOut): the base build has no bundle, layout or disk")
         }
         let layout = try ImageLayout(opening: layoutPath)
-        let image = try layout.image(tag: base.tag)
-        let archives = "\(cache)/measure/apt-archives"
-        try fm.createDirectory(atPath: "\(archives)/partial", withIntermediateDirectories: true)
+        return Base(built: built, rootfs: rootfs, layout: layout, image: try layout.image(tag: built.tag), disk: disk)
+    }
 
-        // The workload's command as the build would run it.
+    func workloadRun(archives: String) throws -> WorkloadRun {
         let step = workload.recipe.steps[workload.stepIndex]
         let state = StepConfig.of(workload.recipe, through: workload.stepIndex)
         guard case let .run(cmd) = step.instruction else { throw BuildError.invalid("\(step.location): not a RUN step") }
         let argv = cmd.argv(shell: state.shell)
         let env = step.buildArgs + step.environment
         let sink = events
-        func runWorkload(in root: String) throws -> Double {
+        return WorkloadRun(step: step, argv: argv, environment: env, workdir: state.workdir) { root in
             var sandbox = Sandbox(root: root, environment: env, workdir: state.workdir, user: state.user)
             sandbox.binds = [.init(host: archives, inside: "/var/cache/apt/archives")]
             let start = Date()
@@ -177,7 +215,11 @@ public struct CowMeasurement {
             }
             return seconds
         }
+    }
 
+    /// The plain folder, every driver that works here (the others reported as unavailable), the
+    /// qcow2 overlay and the raw disk, and a booted VM when asked.
+    func environmentsToMeasure() -> ([Environment], unavailable: [Row]) {
         var environments: [Environment] = [.baseline]
         var unavailable: [Row] = []
         for d in drivers {
@@ -188,17 +230,15 @@ public struct CowMeasurement {
         }
         environments += [.qcow2, .raw]
         if bootedVM { environments.append(.booted) }
-        var bootedNote: String?
+        return (environments, unavailable)
+    }
 
-        // Warm-up, not measured: fills the package cache, so that no measured run downloads.
-        events.note("cow: warm-up run on a plain folder (fills the package cache; not measured)")
-        let warm = "\(workdir)/warm"
-        try Command.check("copying the base root", ["cp", "-a", rootfs, warm])
-        _ = try runWorkload(in: warm)
-        try fm.removeItem(atPath: warm)
-
+    /// Every environment once per round, in turn; ratios against the round's plain folder.
+    func measureRounds(_ environments: [Environment], base: Base, work: WorkloadRun) throws
+        -> (samples: [Int: [Sample]], ratios: [Int: [Double]], bootedNote: String?) {
         var samples: [Int: [Sample]] = [:]
         var ratios: [Int: [Double]] = [:]
+        var bootedNote: String?
         for round in 0..<repeats {
             var baselineSeconds: Double?
             for (i, e) in environments.enumerated() {
@@ -206,40 +246,47 @@ public struct CowMeasurement {
                 let dir = "\(workdir)/run-\(i)"
                 let s: Sample
                 switch e {
-                case .baseline: s = try onFolder(rootfs, dir, runWorkload)
-                case let .driver(d): s = try onDriver(d, image: image, layout: layout, baseRoot: rootfs, dir, runWorkload)
-                case .qcow2: s = try onQcow2(disk, filesystem: workload.recipe.vm.filesystem, dir, runWorkload)
-                case .raw: s = try onRaw(disk, filesystem: workload.recipe.vm.filesystem, dir, runWorkload)
+                case .baseline: s = try onFolder(base.rootfs, dir, work.run)
+                case let .driver(d): s = try onDriver(d, image: base.image, layout: base.layout, baseRoot: base.rootfs, dir, work.run)
+                case .qcow2: s = try onQcow2(base.disk, filesystem: workload.recipe.vm.filesystem, dir, work.run)
+                case .raw: s = try onRaw(base.disk, filesystem: workload.recipe.vm.filesystem, dir, work.run)
                 case .booted:
-                    guard let kernel = base.report.outputs.kernel else { throw BuildError.invalid("\(baseOut): the base disk has no kernel to boot") }
-                    let o = try BootedWorkload(disk: disk, kernel: "\(base.folder)/\(kernel)", initrd: base.report.outputs.initrd.map { "\(base.folder)/\($0)" },
-                                               argv: argv, environment: env, workdir: state.workdir, timeout: vmTimeout)
-                        .run(in: dir) { sink.output($0) }
-                    bootedNote = o.note
-                    s = Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil)
+                    let (sample, note) = try onBootedVM(base, work: work, dir)
+                    s = sample
+                    bootedNote = note
                 }
-                try? fm.removeItem(atPath: dir)
+                try? FileManager.default.removeItem(atPath: dir)
                 samples[i, default: []].append(s)
                 if case .baseline = e { baselineSeconds = s.seconds }
                 if let b = baselineSeconds, b > 0 { ratios[i, default: []].append(s.seconds / b) }
             }
         }
-        var rows = environments.enumerated().map { i, e -> Row in
-            let s = samples[i] ?? []
-            var note: String?
-            switch e {
-            case .baseline: note = "the base root copied to a plain folder; bytes: the folder's growth"
-            case .driver: note = "bytes: the writable layer; copied up: files of the base the workload changed"
-            case .qcow2: note = "block-level copy-on-write: bytes are the overlay's allocated clusters; no files are copied up"
-            case .raw: note = "no copy-on-write (a raw image converted from the base disk); bytes: the image's growth"
-            case .booted: note = bootedNote
-            }
-            return Row(kind: e.kind, storage: e.name, available: true, reason: nil,
-                       seconds: Summary(s.map(\.seconds)), ratio: Summary(ratios[i] ?? []),
-                       bytesWritten: Summary(s.map(\.bytes)), filesCopiedUp: Summary(s.compactMap(\.copiedUp)), note: note)
+        return (samples, ratios, bootedNote)
+    }
+
+    func row(_ e: Environment, samples s: [Sample], ratios: [Double], bootedNote: String?) -> Row {
+        let note: String?
+        switch e {
+        case .baseline: note = "the base root copied to a plain folder; bytes: the folder's growth"
+        case .driver: note = "bytes: the writable layer; copied up: files of the base the workload changed"
+        case .qcow2: note = "block-level copy-on-write: bytes are the overlay's allocated clusters; no files are copied up"
+        case .raw: note = "no copy-on-write (a raw image converted from the base disk); bytes: the image's growth"
+        case .booted: note = bootedNote
         }
-        rows += unavailable
-        return Result(workload: workload.name, recipe: workload.recipe.file, step: "\(step.location): \(step.text)", repeats: repeats, rows: rows)
+        return Row(kind: e.kind, storage: e.name, available: true, reason: nil,
+                   seconds: Summary(s.map(\.seconds)), ratio: Summary(ratios),
+                   bytesWritten: Summary(s.map(\.bytes)), filesCopiedUp: Summary(s.compactMap(\.copiedUp)), note: note)
+    }
+
+    func onBootedVM(_ base: Base, work: WorkloadRun, _ dir: String) throws -> (Sample, note: String?) {
+        let report = base.built.report
+        guard let kernel = report.outputs.kernel else { throw BuildError.invalid("\(base.built.folder): the base disk has no kernel to boot") }
+        let sink = events
+        let o = try BootedWorkload(disk: base.disk, kernel: "\(base.built.folder)/\(kernel)",
+                                   initrd: report.outputs.initrd.map { "\(base.built.folder)/\($0)" },
+                                   argv: work.argv, environment: work.environment, workdir: work.workdir, timeout: vmTimeout)
+            .run(in: dir) { sink.output($0) }
+        return (Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil), o.note)
     }
 
     func onFolder(_ rootfs: String, _ dir: String, _ work: (String) throws -> Double) throws -> Sample {
