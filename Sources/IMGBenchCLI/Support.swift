@@ -124,5 +124,5 @@ func printErr(_ s: String) {
 /// the place (each module's own error type).
 func isReported(_ e: Error) -> Bool {
     e is BuildError || e is HostError || e is LayersError || e is OCIError || e is RecipeError
-        || e is ResultFileError || e is QcowError
+        || e is DocumentError || e is QcowError
 }

@@ -207,10 +207,10 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     json["steps"] = steps
     let path = dir + "/report.json"
     try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
-    #expect(throws: ResultFileError.invalid(place: "\(path): at steps[2].container.layerCompressedBytes", message: "expected a UInt64")) {
+    #expect(throws: DocumentError.invalid(place: "\(path): at steps[2].container.layerCompressedBytes", message: "expected a UInt64")) {
         try BuildReport.load(path)
     }
-    #expect(throws: ResultFileError.self) { try BuildReport.load(dir + "/missing.json") }
+    #expect(throws: DocumentError.self) { try BuildReport.load(dir + "/missing.json") }
     try Data("{\"schemaVersion\": 1".utf8).write(to: URL(fileURLWithPath: path))
     #expect { try BuildReport.load(path) } throws: { "\($0)".hasPrefix("\(path): at the top: not JSON") }
 }

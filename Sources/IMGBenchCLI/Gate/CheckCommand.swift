@@ -50,7 +50,7 @@ struct CheckCommand: ParsableCommand {
                     throw GateError.unreadable(path: junit, message: "cannot write the JUnit file: \((error as NSError).localizedDescription)")
                 }
             }
-        } catch let e where e is GateError || e is ResultFileError {
+        } catch let e as DocumentError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }

@@ -116,29 +116,29 @@ extension BuildReport {
     public static func load(_ path: String) throws -> BuildReport {
         guard let data = FileManager.default.contents(atPath: path) else {
             let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
-            throw ResultFileError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
+            throw DocumentError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
         }
         let report: BuildReport
         do {
             report = try JSONDecoder().decode(BuildReport.self, from: data)
         } catch let e as DecodingError {
-            throw ResultFileError.invalid(place: "\(path): at \(DecodingErrorText.place(of: e))", message: DecodingErrorText.problem(of: e))
+            throw DocumentError.invalid(place: "\(path): at \(DecodingErrorText.place(of: e))", message: DecodingErrorText.problem(of: e))
         } catch {
-            throw ResultFileError.invalid(place: path, message: "not a build report: \(error)")
+            throw DocumentError.invalid(place: path, message: "not a build report: \(error)")
         }
         guard report.schemaVersion <= currentSchemaVersion else {
-            throw ResultFileError.invalid(place: "\(path): at schemaVersion",
+            throw DocumentError.invalid(place: "\(path): at schemaVersion",
                                     message: "schema version \(report.schemaVersion) is newer than this imgbench reads (\(currentSchemaVersion))")
         }
         return report
     }
 }
 
-/// A result file (a report.json, a hand-off manifest) that cannot be read or does not decode,
-/// naming the file and the place in it.
-public enum ResultFileError: Error, Equatable, Sendable, CustomStringConvertible {
+/// A document imgbench reads (a report.json, a budget) that cannot be read or does not mean
+/// anything, naming the file and the place in it.
+public enum DocumentError: Error, Equatable, Sendable, CustomStringConvertible {
     case unreadable(path: String, message: String)
-    /// `place` is `file: at json.path`.
+    /// `place` is `file: at json.path` or `file:line:column`.
     case invalid(place: String, message: String)
 
     public var description: String {
