@@ -95,10 +95,7 @@ public struct RecipeParser {
             if from == nil {
                 from = try parseBeforeFrom(i, state: &state)
             } else {
-                if let step = try parseStep(i.upper, keyword: i.keyword, args: i.args, state: &state,
-                                            line: i.line, offset: i.argsOffset, loc: i.location) {
-                    steps.append(step)
-                }
+                steps.append(try parseStep(i, state: &state))
             }
         }
         guard let from else {
