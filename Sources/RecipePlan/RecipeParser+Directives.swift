@@ -49,6 +49,8 @@ extension RecipeParser {
         return Directive(key: key, value: value, line: line, location: SourceLocation(file: file, line: number, column: column))
     }
 
+    /// Sets what one directive says; refuses a value it does not take, and an unknown `vm-` or
+    /// `base-` key (other keys are comments, as Containerfile readers treat them).
     func apply(_ d: Directive, to directives: inout Directives) throws {
         let (key, value, loc) = (d.key, d.value, d.location)
         switch key {
