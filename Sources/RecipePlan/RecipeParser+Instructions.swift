@@ -1,0 +1,211 @@
+import Foundation
+import Host
+
+// The instructions after FROM: a handler each, and the flags (`--target=`, `--chown=`, `--chmod=`)
+// read the same way for every instruction that takes them.
+extension RecipeParser {
+    /// An instruction's arguments with its flags read off the front.
+    struct Arguments {
+        var instruction: InstructionLine
+        /// What follows the flags, and where it starts in the logical line.
+        var body: String
+        var offset: Int
+        var flags: [String: String] = [:]
+        var target = StepTarget.both
+
+        var line: LogicalLine { instruction.line }
+        var upper: String { instruction.upper }
+        var location: SourceLocation { instruction.location }
+    }
+
+    /// How an instruction reads: the flags it takes, whether it needs arguments, and its handler.
+    struct InstructionSyntax {
+        var flags: Set<String> = []
+        var needsBody = true
+        var parse: (Arguments, inout State) throws -> Step.Instruction
+    }
+
+    func parseStep(_ i: InstructionLine, state: inout State) throws -> Step {
+        let syntax = try instructionSyntax(i)
+        let a = try arguments(i, allowed: syntax.flags, needsBody: syntax.needsBody)
+        let instruction = try syntax.parse(a, &state)
+        if a.target != .both && !syntax.flags.contains("target") {
+            throw RecipeError(i.location, "--target applies to RUN, COPY and ADD only")
+        }
+        return Step(instruction: instruction, target: a.target, location: i.location,
+                    text: "\(i.upper) \(i.args.trimmingCharacters(in: .whitespaces))",
+                    environment: state.env, buildArgs: state.args)
+    }
+
+    func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
+        switch i.upper {
+        case "RUN": return InstructionSyntax(flags: ["target"]) { a, _ in .run(try command(a)) }
+        case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod"]) { a, state in try parseCopy(a, state: state) }
+        case "ENV": return InstructionSyntax { a, state in try parseEnv(a, state: &state) }
+        case "LABEL": return InstructionSyntax { a, state in .label(try keyValues(a, state: state)) }
+        case "MAINTAINER": return InstructionSyntax { a, _ in .label([KeyValue("maintainer", a.body.trimmingCharacters(in: .whitespaces))]) }
+        case "ARG": return InstructionSyntax { a, state in try parseArg(a, state: &state) }
+        case "WORKDIR": return InstructionSyntax { a, state in try parseWorkdir(a, state: &state) }
+        case "USER": return InstructionSyntax { a, state in .user(try substitutedBody(a, state: state)) }
+        case "CMD": return InstructionSyntax { a, _ in .cmd(try command(a)) }
+        case "ENTRYPOINT": return InstructionSyntax { a, _ in .entrypoint(try command(a)) }
+        case "EXPOSE": return InstructionSyntax { a, state in try parseExpose(a, state: state) }
+        case "VOLUME": return InstructionSyntax { a, state in .volume(try jsonArray(a.body) ?? substitutedWords(a, state: state)) }
+        case "SHELL": return InstructionSyntax(needsBody: false) { a, state in try parseShell(a, state: &state) }
+        case "STOPSIGNAL": return InstructionSyntax { a, state in .stopSignal(try substitutedBody(a, state: state)) }
+        case "FROM":
+            throw RecipeError(i.location, "a second FROM: multi-stage recipes are not supported (one recipe builds one image and one disk)")
+        case "ONBUILD", "HEALTHCHECK":
+            throw RecipeError(i.location, "\(i.upper) is not supported by imgbench")
+        default:
+            throw RecipeError(i.location, "unknown instruction '\(i.keyword)'")
+        }
+    }
+
+    /// Reads the flags, `--name=value` before the arguments: only the `allowed` ones, each with a
+    /// value; `--target` must name a build.
+    func arguments(_ i: InstructionLine, allowed: Set<String>, needsBody: Bool) throws -> Arguments {
+        var a = Arguments(instruction: i, body: i.args, offset: i.argsOffset)
+        var targetLocation: SourceLocation?
+        while a.body.hasPrefix("--") {
+            let flag = String(a.body.prefix { !$0.isWhitespace })
+            let flagLoc = location(i.line, a.offset)
+            let parts = flag.dropFirst(2).split(separator: "=", maxSplits: 1).map(String.init)
+            let name = parts[0]
+            guard allowed.contains(name) else {
+                throw RecipeError(flagLoc, "\(i.upper) does not take --\(name)" + (allowed.isEmpty ? "" : " (it takes \(allowed.sorted().map { "--" + $0 }.joined(separator: ", ")))"))
+            }
+            guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
+            a.flags[name] = parts[1]
+            if name == "target" { targetLocation = flagLoc }
+            let skip = flag.count + a.body.dropFirst(flag.count).prefix { $0.isWhitespace }.count
+            a.body = String(a.body.dropFirst(skip))
+            a.offset += skip
+        }
+        if let t = a.flags["target"] {
+            guard let st = StepTarget(rawValue: t) else { throw RecipeError(targetLocation ?? i.location, "--target must be container, vm or both, not '\(t)'") }
+            a.target = st
+        }
+        if needsBody && a.body.trimmingCharacters(in: .whitespaces).isEmpty { throw RecipeError(i.location, "\(i.upper) needs arguments") }
+        return a
+    }
+
+    // MARK: - Handlers
+
+    /// COPY and ADD: sources and a destination (relative to WORKDIR); ADD takes no URL.
+    func parseCopy(_ a: Arguments, state: State) throws -> Step.Instruction {
+        var paths = try jsonArray(a.body) ?? substitutedWords(a, state: state)
+        guard paths.count >= 2 else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
+        for p in paths.dropLast() where a.upper == "ADD" && (p.contains("://") || p.hasPrefix("git@")) {
+            throw RecipeError(a.location, "ADD from a URL (\(p)) is not supported: the build reaches no network but the package mirrors; add the file to the recipe folder")
+        }
+        let dest = paths.removeLast()
+        let resolvedDest = dest.hasPrefix("/") ? dest : LexicalPath.join(state.workdir, dest) + (dest.hasSuffix("/") ? "/" : "")
+        if let chmod = a.flags["chmod"], UInt32(chmod, radix: 8) == nil || chmod.count > 4 {
+            throw RecipeError(a.location, "--chmod=\(chmod) is not an octal mode")
+        }
+        return a.upper == "COPY"
+            ? .copy(sources: paths, destination: resolvedDest, chown: a.flags["chown"], chmod: a.flags["chmod"])
+            : .add(sources: paths, destination: resolvedDest, chown: a.flags["chown"], chmod: a.flags["chmod"])
+    }
+
+    func parseEnv(_ a: Arguments, state: inout State) throws -> Step.Instruction {
+        let pairs = try keyValues(a, state: state)
+        for p in pairs { State.set(&state.env, p) }
+        return .env(pairs)
+    }
+
+    func parseArg(_ a: Arguments, state: inout State) throws -> Step.Instruction {
+        try state.arg(a.body, loc: a.location, global: false, parser: self, line: a.line, offset: a.offset)
+        let name = String(a.body.prefix { $0 != "=" && !$0.isWhitespace })
+        return .arg(name: name, value: state.args.first { $0.key == name }?.value)
+    }
+
+    func parseWorkdir(_ a: Arguments, state: inout State) throws -> Step.Instruction {
+        let dir = try substitutedBody(a, state: state)
+        state.workdir = dir.hasPrefix("/") ? LexicalPath.join("/", dir) : LexicalPath.join(state.workdir, dir)
+        return .workdir(state.workdir)
+    }
+
+    /// EXPOSE: ports as PORT[-PORT][/tcp|udp|sctp], tcp when no protocol is named.
+    func parseExpose(_ a: Arguments, state: State) throws -> Step.Instruction {
+        var ports: [String] = []
+        for w in try words(a.body, line: a.line, offset: a.offset, escape: state.escape) {
+            let p = try substitute(w.text, state.variables, line: a.line, offset: w.offset)
+            let parts = p.split(separator: "/", maxSplits: 1)
+            let proto = parts.count == 2 ? parts[1].lowercased() : "tcp"
+            let range = parts[0].split(separator: "-")
+            guard !range.isEmpty, range.count <= 2, range.allSatisfy({ UInt16($0) != nil }), ["tcp", "udp", "sctp"].contains(proto) else {
+                throw RecipeError(location(a.line, w.offset), "'\(p)' is not a port (PORT[/tcp|udp|sctp])")
+            }
+            ports.append("\(parts[0])/\(proto)")
+        }
+        return .expose(ports)
+    }
+
+    func parseShell(_ a: Arguments, state: inout State) throws -> Step.Instruction {
+        guard let shell = jsonArray(a.body), !shell.isEmpty else {
+            throw RecipeError(a.location, "SHELL needs the exec (JSON array) form, e.g. SHELL [\"/bin/bash\", \"-c\"]")
+        }
+        state.shell = shell
+        return .shell(shell)
+    }
+
+    // MARK: - Argument forms
+
+    /// The arguments as one value, trimmed and substituted (WORKDIR, USER, STOPSIGNAL).
+    func substitutedBody(_ a: Arguments, state: State) throws -> String {
+        try substitute(a.body.trimmingCharacters(in: .whitespaces), state.variables, line: a.line, offset: a.offset)
+    }
+
+    /// The arguments as words, each substituted (COPY, ADD and VOLUME in shell form).
+    func substitutedWords(_ a: Arguments, state: State) throws -> [String] {
+        try words(a.body, line: a.line, offset: a.offset, escape: state.escape).map {
+            try substitute($0.text, state.variables, line: a.line, offset: $0.offset)
+        }
+    }
+
+    /// RUN, CMD and ENTRYPOINT: exec form (a JSON array) or shell form.
+    func command(_ a: Arguments) throws -> CommandForm {
+        if let exec = jsonArray(a.body) {
+            guard !exec.isEmpty else { throw RecipeError(location(a.line, a.offset), "the exec form needs at least one element") }
+            return .exec(exec)
+        }
+        return .shell(a.body.trimmingCharacters(in: .whitespaces))
+    }
+
+    /// A JSON array of strings, or nil when the text is not one (then it is shell form).
+    func jsonArray(_ body: String) -> [String]? {
+        let t = body.trimmingCharacters(in: .whitespaces)
+        guard t.hasPrefix("["), t.hasSuffix("]") else { return nil }
+        return try? JSONDecoder().decode([String].self, from: Data(t.utf8))
+    }
+
+    /// ENV and LABEL: KEY=VALUE pairs, values substituted with the variables in force before the
+    /// instruction; ENV also takes the old form `ENV KEY value with spaces`.
+    func keyValues(_ a: Arguments, state: State) throws -> [KeyValue] {
+        let (keyword, body, line, offset) = (a.upper, a.body, a.line, a.offset)
+        let vars = state.variables
+        let ws = try words(body, line: line, offset: offset, escape: state.escape)
+        guard let first = ws.first else { throw RecipeError(location(line, offset), "\(keyword) needs KEY=VALUE") }
+        if !first.text.contains("=") {
+            guard keyword == "ENV", ws.count >= 2 else {
+                throw RecipeError(location(line, first.offset), "\(keyword) needs KEY=VALUE, found '\(first.text)'")
+            }
+            let valueStart = body.index(body.startIndex, offsetBy: first.end - offset)
+            let raw = body[valueStart...].trimmingCharacters(in: .whitespaces)
+            return [KeyValue(first.text, try substitute(raw, vars, line: line, offset: first.end))]
+        }
+        return try ws.map { w in
+            guard let eq = w.text.firstIndex(of: "="), eq != w.text.startIndex else {
+                throw RecipeError(location(line, w.offset), "\(keyword) needs KEY=VALUE, found '\(w.text)'")
+            }
+            let key = String(w.text[..<eq])
+            if keyword == "ENV" && !RecipeParser.isName(key) {
+                throw RecipeError(location(line, w.offset), "'\(key)' is not a valid variable name")
+            }
+            let value = try substitute(String(w.text[w.text.index(after: eq)...]), vars, line: line, offset: w.offset + key.count + 1)
+            return KeyValue(key, value)
+        }
+    }
+}
