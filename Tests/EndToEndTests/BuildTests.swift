@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `imgbench build` and `imgbench boot` end to end, on `Recipes/tiny` and small recipes written
 /// for a test: the outputs cross-checked with skopeo, umoci, runc, qemu-img and debugfs; the cache

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 
 /// `imgbench qcow check` counts leaks and corruptions as `qemu-img check` does, and exits as it

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 
 /// `imgbench qcow convert|create|compare|info` as a user runs them, judged by qemu-img.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 
 /// A writer killed with SIGKILL part-way leaves an image that `qemu-img check` finds free of

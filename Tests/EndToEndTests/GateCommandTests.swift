@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import Testing
+import TestSupport
 
 /// `imgbench check` on reports written here in report.json's structure (no build, no root): exit
 /// statuses, the failure text, JUnit XML that an XML parser accepts with one failing test case per

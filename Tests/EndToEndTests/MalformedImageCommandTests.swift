@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 
 /// A broken image on the command line: exit 1 and one line on stderr that names the file and

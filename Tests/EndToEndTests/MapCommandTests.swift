@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 
 /// `imgbench qcow map --format json` on a chain three deep agrees with `qemu-img map --output=json`:

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `imgbench measure clone|cow|wasted` end to end on small recipes (in BuildTests, so that they
 /// run one at a time with the other builds over the shared cache).

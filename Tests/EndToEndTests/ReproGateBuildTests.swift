@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import Testing
+import TestSupport
 
 /// The size gate on real builds, and two clean builds of Recipes/tiny compared by
 /// `imgbench verify-repro`. Part of the serialized, root-only build suite (they share its cache).

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The hand-off and `imgbench run` end to end, on `Recipes/tiny`'s settings with sysbench
 /// installed: every build writes handoff.json as documented; the container and the VM each give

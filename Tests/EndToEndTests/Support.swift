@@ -1,82 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 import QcowIO
 import IMGBenchCLI
 
-// Shared helpers of the end-to-end tests: temporary folders, running the built `imgbench` and the
-// qemu tools, random raw images, byte edits of image files.
-
-final class TempDir: @unchecked Sendable {
-    let path: String
-
-    /// A new folder under `parent` (default: the system's temporary folder).
-    init(_ label: String = "e2e", in parent: String? = nil) throws {
-        path = "\(parent ?? FileManager.default.temporaryDirectory.path)/imgbench-\(label)-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-}
-
-struct ProcessResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var output: String { stdout + stderr }
-    /// The non-empty lines of stderr.
-    var errorLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: true) }
-}
-
-/// Output files of a child process (files, so a chatty child never blocks on a full pipe).
-struct CapturedOutput {
-    let outPath: String
-    let errPath: String
-    let out: FileHandle
-    let err: FileHandle
-
-    init() throws {
-        let base = "\(FileManager.default.temporaryDirectory.path)/imgbench-proc-\(UUID().uuidString)"
-        outPath = base + ".out"
-        errPath = base + ".err"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    }
-
-    func attach(to p: Process) {
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-    }
-
-    var stdoutSoFar: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
-    var stderrSoFar: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
-
-    func finish(status: Int32) -> ProcessResult {
-        try? out.close()
-        try? err.close()
-        let r = ProcessResult(status: status, stdout: stdoutSoFar,
-                              stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-        try? FileManager.default.removeItem(atPath: outPath)
-        try? FileManager.default.removeItem(atPath: errPath)
-        return r
-    }
-}
-
-@discardableResult
-func runProcess(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    let io = try CapturedOutput()
-    io.attach(to: p)
-    try p.run()
-    p.waitUntilExit()
-    return io.finish(status: p.terminationStatus)
-}
+// Helpers of the end-to-end tests: running the built `imgbench` (to completion or left running),
+// random raw images, byte edits of image files. Temporary folders, the process runner, the qemu
+// tools and the seeded generator are in TestSupport.
 
 /// A child process left running, its output going to files, for tests that signal it part-way or
 /// must not hang. Started with posix_spawn (descriptors above 2 closed) and reaped with waitpid:
@@ -155,10 +85,6 @@ final class RunningProcess {
     }
 }
 
-struct MissingTool: Error, CustomStringConvertible {
-    var description: String
-}
-
 /// The `imgbench` executable built next to the test bundle (`swift build` / `swift test` put both
 /// in the same folder), or `$IMGBENCH` when set.
 enum IMGBenchBinary {
@@ -179,120 +105,14 @@ enum IMGBenchBinary {
 @discardableResult
 func imgbench(_ args: String...) throws -> ProcessResult { try runProcess(try IMGBenchBinary.path(), args) }
 
-/// A program the tests cross-check against; a missing one is a recorded failure naming its package.
-enum HostTool {
-    static func path(_ name: String, package: String) throws -> String {
-        for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
-            return "\(dir)/\(name)"
-        }
-        Issue.record("\(name) is not installed: run scripts/install-deps.sh (package \(package))")
-        throw MissingTool(description: "\(name) is not installed (scripts/install-deps.sh installs \(package))")
-    }
-
-    /// Runs `name ARGS...`.
-    @discardableResult
-    static func run(_ name: String, package: String, _ args: [String]) throws -> ProcessResult {
-        try runProcess(try path(name, package: package), args)
-    }
-}
-
-enum Qemu {
-    static func tool(_ name: String) throws -> String { try HostTool.path(name, package: "qemu-utils") }
-
-    @discardableResult
-    static func img(_ args: String...) throws -> ProcessResult { try runProcess(try tool("qemu-img"), args) }
-
-    @discardableResult
-    static func imgOK(_ args: String..., sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let r = try runProcess(try tool("qemu-img"), args)
-        #expect(r.status == 0, "qemu-img \(args.joined(separator: " ")): exit \(r.status): \(r.output)", sourceLocation: sourceLocation)
-        return r
-    }
-
-    static func io(_ image: String, _ commands: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
-        var args = ["-f", "qcow2"]
-        for c in commands { args += ["-c", c] }
-        args.append(image)
-        let r = try runProcess(try tool("qemu-io"), args)
-        #expect(r.status == 0 && !r.output.contains("failed"), "qemu-io \(commands): \(r.output)", sourceLocation: sourceLocation)
-    }
-
-    struct Check: CustomStringConvertible {
-        var status: Int32
-        var leaks: Int
-        var corruptions: Int
-        var checkErrors: Int
-        var raw: String
-        var description: String { "exit \(status), \(corruptions) corruptions, \(leaks) leaks: \(raw)" }
-    }
-
-    static func check(_ image: String) throws -> Check {
-        let r = try img("check", "--output=json", image)
-        let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
-        return Check(status: r.status, leaks: json["leaks"] as? Int ?? 0, corruptions: json["corruptions"] as? Int ?? 0,
-                     checkErrors: json["check-errors"] as? Int ?? 0, raw: r.output)
-    }
-
-    /// `qemu-img map --output=json` extents.
-    static func map(_ image: String) throws -> [[String: Any]] {
-        let r = try imgOK("map", "--output=json", image)
-        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [[String: Any]] ?? []
-    }
-}
-
-/// The stress writer's generator, so that a seed names the same data in the tool and the tests.
-typealias SeededRandom = SplitMix64
-
-extension SplitMix64 {
-    mutating func below(_ n: UInt64) -> UInt64 { n == 0 ? 0 : next() % n }
-
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        var i = 0
-        while i < n {
-            var v = next()
-            for _ in 0..<8 where i < n { out[i] = UInt8(truncatingIfNeeded: v); v >>= 8; i += 1 }
-        }
-        return out
-    }
-}
-
 /// A raw disk of `size` bytes: runs of zeros, random bytes and repeated text.
 func writeRandomRawImage(_ path: String, size: Int, seed: UInt64) throws {
-    var rng = SeededRandom(seed: seed)
-    var b = [UInt8](repeating: 0, count: size)
-    var at = 0
-    while at < size {
-        let run = min(size - at, Int(4096 + rng.below(128 * 1024)))
-        switch rng.below(3) {
-        case 0: break
-        case 1: b.replaceSubrange(at..<(at + run), with: rng.bytes(run))
-        default:
-            let word = Array("end to end \(rng.below(100))\n".utf8)
-            for i in 0..<run { b[at + i] = word[i % word.count] }
-        }
-        at += run
-    }
-    try Data(b).write(to: URL(fileURLWithPath: path))
-}
-
-func patch(_ path: String, at offset: UInt64, _ bytes: [UInt8]) throws {
-    let h = try FileHandle(forUpdating: URL(fileURLWithPath: path))
-    try h.seek(toOffset: offset)
-    try h.write(contentsOf: Data(bytes))
-    try h.close()
+    try writeFile(path, SeededRandom.diskContents(size: size, seed: seed, shortestRun: 4096, runSpread: 128 * 1024,
+                                                  lineNumbers: 100, line: { "end to end \($0)\n" }, singleBytes: false))
 }
 
 func bigEndian(_ v: UInt64, bytes n: Int) -> [UInt8] {
     (0..<n).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * (n - 1 - $0))) }
-}
-
-func readBE64(_ path: String, at offset: UInt64) throws -> UInt64 {
-    let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-    defer { try? h.close() }
-    try h.seek(toOffset: offset)
-    let d = try h.read(upToCount: 8) ?? Data()
-    return d.reduce(0) { $0 << 8 | UInt64($1) }
 }
 
 /// Overwrites the stored 16-bit refcount of a host cluster of an image with 16-bit refcounts.

@@ -1,66 +1,8 @@
 import Foundation
+import TestSupport
 @testable import Layers
 import Host
 import OCI
-
-/// A fresh directory under the system's temporary directory, removed by `cleanup()`.
-struct TempDir {
-    let path: String
-
-    init(_ label: String = "layers") throws {
-        var t = Array((tmpBase + "/imgbench-\(label)-XXXXXX").utf8CString)
-        guard t.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw LayersError.io(path: "mkdtemp", operation: "mkdtemp", errno: errno)
-        }
-        path = stringFromCArray(t)
-    }
-
-    /// A directory whose path is all lowercase (image references made from it must be).
-    init(lowercase label: String) throws {
-        path = tmpBase + "/imgbench-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(path)
-    }
-
-    func sub(_ name: String) throws -> String {
-        let p = path + "/" + name
-        try FileSystem.makeDirectories(p)
-        return p
-    }
-
-    func cleanup() { try? FileSystem.removeTree(path) }
-}
-
-let isRoot = getuid() == 0
-let tmpBase = NSTemporaryDirectory().hasSuffix("/") ? String(NSTemporaryDirectory().dropLast()) : NSTemporaryDirectory()
-
-/// Runs a program, returning its exit status and what it printed on stdout and stderr together.
-@discardableResult
-func run(_ args: [String], cwd: String? = nil, environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, n in n } }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
-func sh(_ script: String, cwd: String? = nil) throws -> (status: Int32, output: String) {
-    try run(["sh", "-ec", script], cwd: cwd)
-}
-
-func haveTool(_ name: String) -> Bool {
-    (try? run(["sh", "-c", "command -v \(name)"]).status) == 0
-}
-
-func write(_ path: String, _ text: String) throws {
-    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-}
 
 /// Everything about a tree that a layer must reproduce, one line per entry, for comparing
 /// trees exactly: type, mode, owner, size, mtime (seconds), content digest, link target, xattrs,

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import QcowIO
 
 /// Pure planning and encoding: geometry, the header's bytes, table entries, refcount blocks.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import QcowIO
 
 /// Hostile and broken images: each gives its typed `QcowError`, never a crash, never a hang.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import QcowIO
 
 /// Images written by QcowIO, judged by qemu-img: `qemu-img check` finds nothing (no leaks, no

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import QcowIO
 
 /// Images written by qemu-img and qemu-io read back through QcowIO byte for byte as
