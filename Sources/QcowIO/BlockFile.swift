@@ -5,7 +5,10 @@ import Host
 #endif
 
 /// A file opened for positional I/O. Every call names the file in its error.
-public final class BlockFile: @unchecked Sendable {
+///
+/// Not `Sendable`: `close()` changes the descriptor with no lock, so a close on one thread races
+/// a read on another.
+public final class BlockFile {
     public let path: String
     public let writable: Bool
     private var fd: Int32

@@ -388,6 +388,10 @@ struct SequentialWriter {
 }
 
 /// Slots filled by concurrent workers, each slot by exactly one.
+///
+/// `@unchecked Sendable` holds because `lock` guards `next`, so each slot index is handed to one
+/// worker only and no two workers write the same slot; `values` is read after the workers are
+/// done (`concurrentPerform` returns after the last one).
 final class ResultSlots: @unchecked Sendable {
     private let slots: UnsafeMutableBufferPointer<[UInt8]?>
 
@@ -419,6 +423,9 @@ final class ResultSlots: @unchecked Sendable {
 }
 
 /// Deflate streams shared by worker threads: taken for one cluster, given back after.
+///
+/// `@unchecked Sendable` holds because `lock` guards `free`; a `Deflater` taken from the pool is
+/// used by that worker alone until it is given back.
 final class DeflaterPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [Deflater] = []

@@ -1,6 +1,9 @@
 import Host
 /// Something that holds a guest disk: a qcow2 image (with its backing chain) or a raw file.
-public protocol DiskImage: AnyObject, Sendable {
+///
+/// Not `Sendable`: an image caches what it reads (a qcow2 image its tables) without a lock,
+/// so it stays with the one task that opened it.
+public protocol DiskImage: AnyObject {
     var path: String { get }
     var formatName: String { get }
     var virtualSize: UInt64 { get }
@@ -46,8 +49,9 @@ extension DiskImage {
 }
 
 /// A raw disk image: guest offset = file offset; the file may be shorter than `virtualSize`
-/// (reads past its end are zeros), and holes report as unallocated.
-public final class RawImage: DiskImage, @unchecked Sendable {
+/// (reads past its end are zeros), and holes report as unallocated. Not `Sendable`: its
+/// `BlockFile` is not.
+public final class RawImage: DiskImage {
     public let path: String
     public let file: BlockFile
     public let virtualSize: UInt64

@@ -11,8 +11,9 @@ import Host
 /// (`QcowImage+Lookup`), guest reads (`QcowImage+Reader`), guest writes (`QcowImage+Writer`),
 /// refcounts (`Refcounts`), the caches (`TableCache`) and the end of file (`ClusterAllocator`).
 ///
-/// Not thread-safe: one image, one user at a time.
-public final class QcowImage: DiskImage, @unchecked Sendable {
+/// Not thread-safe, and so not `Sendable`: its L1 table, caches, refcounts and end of file
+/// change on reads and writes with no lock. One image, one user at a time.
+public final class QcowImage: DiskImage {
     public let path: String
     public let file: BlockFile
     public internal(set) var header: Qcow2Header
