@@ -363,19 +363,8 @@ struct SequentialWriter {
         let tableStart = used
         let blocksStart = used + meta.tableClusters
         let end = blocksStart + meta.blocks
-        let perBlock = UInt64(g.refcountsPerBlock)
-        var table = [UInt8](repeating: 0, count: Int(meta.tableClusters) * cs)
-        for b in 0..<meta.blocks {
-            table.putBE64((blocksStart + b) << UInt64(g.clusterBits), at: Int(b) * 8)
-            var block = RefcountBlock(clusterSize: cs, refcountOrder: g.refcountOrder)
-            for i in 0..<perBlock {
-                let c = b * perBlock + i
-                if c >= end { break }
-                block[Int(i)] = max(1, sharedCount(c))
-            }
-            try file.write(block.bytes, at: (blocksStart + b) << UInt64(g.clusterBits))
-        }
-        try file.write(table, at: tableStart << UInt64(g.clusterBits))
+        try Refcounts.writeNew(file, geometry: g, tableStart: tableStart, tableClusters: meta.tableClusters,
+                               blocksStart: blocksStart, blocks: meta.blocks, end: end) { max(1, sharedCount($0)) }
         try file.truncate(to: end << UInt64(g.clusterBits))
         header.refcountTableOffset = tableStart << UInt64(g.clusterBits)
         header.refcountTableClusters = UInt32(meta.tableClusters)

@@ -40,6 +40,13 @@ extension DiskImage {
         return out
     }
 
+    /// Throws `outOfRange` unless `[offset, offset+length)` lies within the virtual size.
+    func checkRange(_ offset: UInt64, _ length: Int) throws {
+        guard offset <= virtualSize, UInt64(length) <= virtualSize - offset else {
+            throw QcowError.outOfRange(path: path, offset: offset, length: length, virtualSize: virtualSize)
+        }
+    }
+
     /// The images of the chain from this one down to the bottom.
     public var chain: [DiskImage] {
         var out: [DiskImage] = [self]
@@ -65,9 +72,7 @@ public final class RawImage: DiskImage {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        guard offset <= virtualSize, UInt64(buffer.count) <= virtualSize - offset else {
-            throw QcowError.outOfRange(path: path, offset: offset, length: buffer.count, virtualSize: virtualSize)
-        }
+        try checkRange(offset, buffer.count)
         let n = try file.read(into: buffer, at: offset)
         if n < buffer.count { UnsafeMutableRawBufferPointer(rebasing: buffer[n...]).initializeMemory(as: UInt8.self, repeating: 0) }
     }

@@ -2,9 +2,7 @@
 /// clusters, and the backing chain below for what this image leaves unallocated.
 extension QcowImage {
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        guard offset <= virtualSize, UInt64(buffer.count) <= virtualSize - offset else {
-            throw QcowError.outOfRange(path: path, offset: offset, length: buffer.count, virtualSize: virtualSize)
-        }
+        try checkRange(offset, buffer.count)
         var done = 0
         // Contiguous host runs are read with one call.
         var run: (host: UInt64, dst: Int, count: Int)?

@@ -8,9 +8,7 @@ extension QcowImage {
     /// (the backing chain, a compressed cluster, zeros).
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
         guard file.writable else { throw QcowError.readOnly(path: path, reason: "opened read-only") }
-        guard offset <= virtualSize, UInt64(data.count) <= virtualSize - offset else {
-            throw QcowError.outOfRange(path: path, offset: offset, length: data.count, virtualSize: virtualSize)
-        }
+        try checkRange(offset, data.count)
         var done = 0
         while done < data.count {
             let guest = offset + UInt64(done)

@@ -131,6 +131,24 @@ struct Refcounts {
     }
 }
 
+extension Refcounts {
+    /// Writes the refcounts of a new image: the table at cluster `tableStart`, pointing at
+    /// `blocks` refcount blocks from cluster `blocksStart`, which count host clusters `0..<end`
+    /// with `count(cluster)` (and the rest 0).
+    static func writeNew(_ file: BlockFile, geometry g: Qcow2Geometry, tableStart: UInt64, tableClusters: UInt64,
+                         blocksStart: UInt64, blocks: UInt64, end: UInt64, count: (UInt64) -> UInt64) throws {
+        let bits = UInt64(g.clusterBits), perBlock = UInt64(g.refcountsPerBlock)
+        var table = [UInt8](repeating: 0, count: Int(tableClusters) * g.clusterSize)
+        for b in 0..<blocks {
+            table.putBE64((blocksStart + b) << bits, at: Int(b) * 8)
+            var block = RefcountBlock(clusterSize: g.clusterSize, refcountOrder: g.refcountOrder)
+            for i in 0..<perBlock where b * perBlock + i < end { block[Int(i)] = count(b * perBlock + i) }
+            try file.write(block.bytes, at: (blocksStart + b) << bits)
+        }
+        try file.write(table, at: tableStart << bits)
+    }
+}
+
 extension QcowImage {
     /// The stored refcount of host cluster `cluster`.
     func refcount(cluster: UInt64) throws -> UInt64 {
