@@ -105,7 +105,7 @@ extension QcowImage {
             guard e1.isAllocated else { continue }
             let t = try l2Table(at: e1.l2Offset, l1Index: i1)
             for (i2, raw) in t.enumerated() where raw != 0 {
-                let guest = (UInt64(i1) << UInt64(clusterBits + geometry.l2Bits)) | (UInt64(i2) << UInt64(clusterBits))
+                let guest = guestOffset(l1Index: i1, l2Index: i2)
                 guard guest < virtualSize else { break }
                 let n = min(cs, virtualSize - guest)
                 let e = L2Entry(raw: raw)

@@ -5,7 +5,10 @@ import Host
 #endif
 
 /// A file opened for positional I/O. Every call names the file in its error.
-public final class BlockFile: @unchecked Sendable {
+///
+/// Not `Sendable`: `close()` changes the descriptor with no lock, so a close on one thread races
+/// a read on another.
+public final class BlockFile {
     public let path: String
     public let writable: Bool
     private var fd: Int32
@@ -75,15 +78,25 @@ public final class BlockFile: @unchecked Sendable {
     /// Reads up to `count` bytes into `buffer`; returns how many were read (short only at end of file).
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
-        try checkOffset(offset, buffer.count, "read")
+        try transfer(buffer.count, at: offset, "read", stopAtEnd: true) { done in
+            pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        }
+    }
+
+    /// Repeats `step` (one pread or pwrite from byte `done` on) until `count` bytes are done,
+    /// retrying when a signal interrupts it; with `stopAtEnd`, a step that moves nothing ends it.
+    /// Returns the bytes done.
+    private func transfer(_ count: Int, at offset: UInt64, _ operation: String, stopAtEnd: Bool,
+                          _ step: (_ done: Int) -> Int) throws -> Int {
+        try checkOffset(offset, count, operation)
         var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        while done < count {
+            let n = step(done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw BlockFile.error(path, "read at \(offset + UInt64(done))")
+                throw BlockFile.error(path, "\(operation) at \(offset + UInt64(done))")
             }
-            if n == 0 { break }
+            if n == 0 && stopAtEnd { break }
             done += n
         }
         return done
@@ -100,15 +113,8 @@ public final class BlockFile: @unchecked Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try checkOffset(offset, buffer.count, "write")
-        var done = 0
-        while done < buffer.count {
-            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BlockFile.error(path, "write at \(offset + UInt64(done))")
-            }
-            done += n
+        _ = try transfer(buffer.count, at: offset, "write", stopAtEnd: false) { done in
+            pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
         }
     }
 

@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
+import Host
 #if canImport(Glibc)
 import Glibc
-import Host
 #endif
 
 public struct Qcow2ConvertOptions: Sendable {
@@ -15,7 +15,7 @@ public struct Qcow2ConvertOptions: Sendable {
     public var backingFile: String?
     public var backingFormat: String?
     /// Compression threads; every core by default.
-    public var threads: Int = ProcessInfoCores.count
+    public var threads: Int = Processors.count
     /// Guest bytes read per batch.
     public var batchBytes: Int = 8 << 20
 
@@ -41,10 +41,6 @@ public struct Qcow2ConvertStats: Codable, Equatable, Sendable {
     /// Guest clusters marked zero to hide non-zero backing data.
     public var zeroClustersMarked: UInt64 = 0
     public var fileBytes: UInt64 = 0
-}
-
-public enum ProcessInfoCores {
-    public static var count: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }
 
 /// Writes a new qcow2 image from any disk image in one sequential pass.
@@ -144,60 +140,73 @@ struct SequentialWriter {
         var guest: UInt64 = 0
         while guest < total {
             let length = Int(min(UInt64(batch), total - guest))
-            // Skip runs that read as zeros in both the source and the backing chain, unread.
-            let s = try source.blockStatus(at: guest, length: UInt64(length))
-            if isQuiet(s) {
-                var run = s.length / UInt64(cs) * UInt64(cs)
-                if let b = backing, run > 0, guest < b.virtualSize {
-                    let bs = try b.blockStatus(at: guest, length: min(run, b.virtualSize - guest))
-                    run = isQuiet(bs) ? min(run, bs.length / UInt64(cs) * UInt64(cs)) : 0
-                }
-                if run > 0 {
-                    stats.zeroClustersSkipped += run / UInt64(cs)
-                    guest += run
-                    progress?(guest, total)
-                    continue
-                }
+            let run = try quietRun(at: guest, length: length)
+            if run > 0 {
+                stats.zeroClustersSkipped += run / UInt64(cs)
+                guest += run
+                progress?(guest, total)
+                continue
             }
-            let clusters = (length + cs - 1) / cs
-            // The last cluster of an image whose size is not a multiple of the cluster is padded with zeros.
-            if length % cs != 0 { buffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
-            try buffer.withUnsafeMutableBytes { try source.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]), at: guest) }
-            if let b = backing {
-                backingBuffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
-                if guest < b.virtualSize {
-                    let n = Int(min(UInt64(length), b.virtualSize - guest))
-                    try backingBuffer.withUnsafeMutableBytes { try b.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: guest) }
-                }
-            }
-            // Decide per cluster, in guest order: skip, mark zero, or store.
-            var actions: [Action] = []
-            buffer.withUnsafeBytes { src in
-                backingBuffer.withUnsafeBytes { bak in
-                    for c in 0..<clusters {
-                        let r = (c * cs)..<((c + 1) * cs)
-                        let data = UnsafeRawBufferPointer(rebasing: src[r])
-                        let zero = data.isAllZero()
-                        if backing != nil {
-                            let old = UnsafeRawBufferPointer(rebasing: bak[r])
-                            if memcmp(data.baseAddress!, old.baseAddress!, cs) == 0 {
-                                stats.sameAsBackingSkipped += 1
-                            } else {
-                                actions.append(zero ? .markZero(c) : .store(c))
-                            }
-                        } else if zero {
-                            stats.zeroClustersSkipped += 1
-                        } else {
-                            actions.append(.store(c))
-                        }
-                    }
-                }
-            }
+            try read(into: &buffer, backing: &backingBuffer, at: guest, length: length)
+            let actions = decide(clusters: (length + cs - 1) / cs, buffer: buffer, backingBuffer: backingBuffer)
             try perform(actions, from: buffer, guest: guest)
             guest += UInt64(length)
             progress?(guest, total)
         }
         return try finish()
+    }
+
+    /// Whole clusters from `guest` that read as zeros in both the source and the backing chain,
+    /// and so are skipped unread (0 when none).
+    func quietRun(at guest: UInt64, length: Int) throws -> UInt64 {
+        let s = try source.blockStatus(at: guest, length: UInt64(length))
+        guard isQuiet(s) else { return 0 }
+        var run = s.length / UInt64(cs) * UInt64(cs)
+        if let b = backing, run > 0, guest < b.virtualSize {
+            let bs = try b.blockStatus(at: guest, length: min(run, b.virtualSize - guest))
+            run = isQuiet(bs) ? min(run, bs.length / UInt64(cs) * UInt64(cs)) : 0
+        }
+        return run
+    }
+
+    /// Reads a batch of the source, and of the backing chain when there is one (zeros past its end).
+    func read(into buffer: inout [UInt8], backing backingBuffer: inout [UInt8], at guest: UInt64, length: Int) throws {
+        // The last cluster of an image whose size is not a multiple of the cluster is padded with zeros.
+        if length % cs != 0 { buffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        try buffer.withUnsafeMutableBytes { try source.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]), at: guest) }
+        guard let b = backing else { return }
+        backingBuffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        if guest < b.virtualSize {
+            let n = Int(min(UInt64(length), b.virtualSize - guest))
+            try backingBuffer.withUnsafeMutableBytes { try b.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: guest) }
+        }
+    }
+
+    /// Decides per cluster of a batch, in guest order: skip, mark zero, or store.
+    mutating func decide(clusters: Int, buffer: [UInt8], backingBuffer: [UInt8]) -> [Action] {
+        var actions: [Action] = []
+        buffer.withUnsafeBytes { src in
+            backingBuffer.withUnsafeBytes { bak in
+                for c in 0..<clusters {
+                    let r = (c * cs)..<((c + 1) * cs)
+                    let data = UnsafeRawBufferPointer(rebasing: src[r])
+                    let zero = data.isAllZero()
+                    if backing != nil {
+                        let old = UnsafeRawBufferPointer(rebasing: bak[r])
+                        if memcmp(data.baseAddress!, old.baseAddress!, cs) == 0 {
+                            stats.sameAsBackingSkipped += 1
+                        } else {
+                            actions.append(zero ? .markZero(c) : .store(c))
+                        }
+                    } else if zero {
+                        stats.zeroClustersSkipped += 1
+                    } else {
+                        actions.append(.store(c))
+                    }
+                }
+            }
+        }
+        return actions
     }
 
     /// A run that reads as zeros without holding data.
@@ -354,19 +363,8 @@ struct SequentialWriter {
         let tableStart = used
         let blocksStart = used + meta.tableClusters
         let end = blocksStart + meta.blocks
-        let perBlock = UInt64(g.refcountsPerBlock)
-        var table = [UInt8](repeating: 0, count: Int(meta.tableClusters) * cs)
-        for b in 0..<meta.blocks {
-            table.putBE64((blocksStart + b) << UInt64(g.clusterBits), at: Int(b) * 8)
-            var block = RefcountBlock(clusterSize: cs, refcountOrder: g.refcountOrder)
-            for i in 0..<perBlock {
-                let c = b * perBlock + i
-                if c >= end { break }
-                block[Int(i)] = max(1, sharedCount(c))
-            }
-            try file.write(block.bytes, at: (blocksStart + b) << UInt64(g.clusterBits))
-        }
-        try file.write(table, at: tableStart << UInt64(g.clusterBits))
+        try Refcounts.writeNew(file, geometry: g, tableStart: tableStart, tableClusters: meta.tableClusters,
+                               blocksStart: blocksStart, blocks: meta.blocks, end: end) { max(1, sharedCount($0)) }
         try file.truncate(to: end << UInt64(g.clusterBits))
         header.refcountTableOffset = tableStart << UInt64(g.clusterBits)
         header.refcountTableClusters = UInt32(meta.tableClusters)
@@ -379,6 +377,10 @@ struct SequentialWriter {
 }
 
 /// Slots filled by concurrent workers, each slot by exactly one.
+///
+/// `@unchecked Sendable` holds because `lock` guards `next`, so each slot index is handed to one
+/// worker only and no two workers write the same slot; `values` is read after the workers are
+/// done (`concurrentPerform` returns after the last one).
 final class ResultSlots: @unchecked Sendable {
     private let slots: UnsafeMutableBufferPointer<[UInt8]?>
 
@@ -410,6 +412,9 @@ final class ResultSlots: @unchecked Sendable {
 }
 
 /// Deflate streams shared by worker threads: taken for one cluster, given back after.
+///
+/// `@unchecked Sendable` holds because `lock` guards `free`; a `Deflater` taken from the pool is
+/// used by that worker alone until it is given back.
 final class DeflaterPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [Deflater] = []

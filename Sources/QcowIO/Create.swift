@@ -103,15 +103,8 @@ extension QcowImage {
         let file = try BlockFile(path: path, mode: .create)
         try file.truncate(to: total << UInt64(clusterBits))
         // Refcount table and blocks: every cluster of the layout counted once.
-        var table = [UInt8](repeating: 0, count: Int(meta.tableClusters) * g.clusterSize)
-        for b in 0..<meta.blocks {
-            table.putBE64((blocksStart + b) << UInt64(clusterBits), at: Int(b) * 8)
-            var block = RefcountBlock(clusterSize: g.clusterSize, refcountOrder: refcountOrder)
-            let firstCovered = b * UInt64(g.refcountsPerBlock)
-            for i in 0..<g.refcountsPerBlock where firstCovered + UInt64(i) < total { block[i] = 1 }
-            try file.write(block.bytes, at: (blocksStart + b) << UInt64(clusterBits))
-        }
-        try file.write(table, at: tableStart << UInt64(clusterBits))
+        try Refcounts.writeNew(file, geometry: g, tableStart: tableStart, tableClusters: meta.tableClusters,
+                               blocksStart: blocksStart, blocks: meta.blocks, end: total) { _ in 1 }
         // The L1 table is already zero (the file was extended with zeros); the header goes last.
         try file.write(headerCluster, at: 0)
         try file.close()

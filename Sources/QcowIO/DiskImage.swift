@@ -1,6 +1,9 @@
 import Host
 /// Something that holds a guest disk: a qcow2 image (with its backing chain) or a raw file.
-public protocol DiskImage: AnyObject, Sendable {
+///
+/// Not `Sendable`: an image caches what it reads (a qcow2 image its tables) without a lock,
+/// so it stays with the one task that opened it.
+public protocol DiskImage: AnyObject {
     var path: String { get }
     var formatName: String { get }
     var virtualSize: UInt64 { get }
@@ -37,6 +40,13 @@ extension DiskImage {
         return out
     }
 
+    /// Throws `outOfRange` unless `[offset, offset+length)` lies within the virtual size.
+    func checkRange(_ offset: UInt64, _ length: Int) throws {
+        guard offset <= virtualSize, UInt64(length) <= virtualSize - offset else {
+            throw QcowError.outOfRange(path: path, offset: offset, length: length, virtualSize: virtualSize)
+        }
+    }
+
     /// The images of the chain from this one down to the bottom.
     public var chain: [DiskImage] {
         var out: [DiskImage] = [self]
@@ -46,8 +56,9 @@ extension DiskImage {
 }
 
 /// A raw disk image: guest offset = file offset; the file may be shorter than `virtualSize`
-/// (reads past its end are zeros), and holes report as unallocated.
-public final class RawImage: DiskImage, @unchecked Sendable {
+/// (reads past its end are zeros), and holes report as unallocated. Not `Sendable`: its
+/// `BlockFile` is not.
+public final class RawImage: DiskImage {
     public let path: String
     public let file: BlockFile
     public let virtualSize: UInt64
@@ -61,9 +72,7 @@ public final class RawImage: DiskImage, @unchecked Sendable {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        guard offset <= virtualSize, UInt64(buffer.count) <= virtualSize - offset else {
-            throw QcowError.outOfRange(path: path, offset: offset, length: buffer.count, virtualSize: virtualSize)
-        }
+        try checkRange(offset, buffer.count)
         let n = try file.read(into: buffer, at: offset)
         if n < buffer.count { UnsafeMutableRawBufferPointer(rebasing: buffer[n...]).initializeMemory(as: UInt8.self, repeating: 0) }
     }
