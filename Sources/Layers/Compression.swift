@@ -26,8 +26,6 @@ public enum LayerCompression: String, Sendable, CaseIterable, Codable {
         case .none: return sink
         }
     }
-
-    public static var processorCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }
 
 /// gzip on every core: the stream is cut into 1 MiB blocks that libdeflate compresses

@@ -32,7 +32,7 @@ public struct CaptureOptions: Sendable {
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
 
     public init(compression: LayerCompression = .gzip, level: Int? = nil, sourceDateEpoch: Int64? = nil,
-                threads: Int = LayerCompression.processorCount) {
+                threads: Int = Processors.count) {
         self.compression = compression
         self.level = level
         self.sourceDateEpoch = sourceDateEpoch
