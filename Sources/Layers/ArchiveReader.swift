@@ -1,5 +1,4 @@
 import CArchive
-import struct Crypto.SHA256
 import Foundation
 import Host
 import OCI
@@ -12,7 +11,7 @@ final class ArchiveReader {
     let path: String
     private let fd: Int32
     private let buffer: UnsafeMutableRawBufferPointer
-    fileprivate var hasher = SHA256()
+    fileprivate var hasher = Digest.Hasher()
     fileprivate(set) var bytesRead: Int64 = 0
     fileprivate var readError: Int32 = 0
 
@@ -51,7 +50,7 @@ final class ArchiveReader {
                     r.readError = errno
                     return -1
                 }
-                r.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: r.buffer[0..<n]))
+                r.hasher.update(UnsafeRawBufferPointer(rebasing: r.buffer[0..<n]))
                 r.bytesRead += Int64(n)
                 out?.pointee = UnsafeRawPointer(r.buffer.baseAddress)
                 return n
@@ -102,10 +101,10 @@ final class ArchiveReader {
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw LayersError.io(path: path, operation: "read", errno: errno) }
             if n == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             bytesRead += Int64(n)
         }
-        return (Digest(hasher.finalize()), bytesRead)
+        return (hasher.finalize(), bytesRead)
     }
 
     var filterName: String {

@@ -332,14 +332,14 @@ public enum LayerReader {
     /// The digest and size of the decompressed tar (the diff_id).
     public static func diffID(_ file: String) throws -> (Digest, Int64) {
         let reader = try ArchiveReader(path: file, raw: true)
-        var hasher = SHA256Hasher()
+        var hasher = Digest.Hasher()
         var total: Int64 = 0
         guard try reader.next() != nil else { return (Digest.of(Data()), 0) }
         try reader.readData(entry: "(raw)") { _, chunk in
             hasher.update(chunk)
             total += Int64(chunk.count)
         }
-        return (hasher.digest, total)
+        return (hasher.finalize(), total)
     }
 }
 
