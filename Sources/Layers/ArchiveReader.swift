@@ -72,10 +72,11 @@ final class ArchiveReader {
         throw LayersError.archive(path: path, entry: entry, message: msg)
     }
 
-    /// The next entry's header, or nil at the end. The pointer is valid until the next call.
-    func next() throws -> OpaquePointer? {
-        var e: OpaquePointer?
-        let r = archive_read_next_header(handle, &e)
+    /// The next entry's header, or nil at the end. Its data is read with `readData` before the
+    /// next call.
+    func next() throws -> ArchiveEntry? {
+        let e = try ArchiveEntry(path: path)
+        let r = archive_read_next_header2(handle, e.pointer)
         if r == ARCHIVE_EOF { return nil }
         try check(r, entry: nil)
         return e
@@ -110,25 +111,5 @@ final class ArchiveReader {
     var filterName: String {
         guard let a = handle, archive_filter_count(a) > 1, let n = archive_filter_name(a, 0) else { return "none" }
         return String(cString: n)
-    }
-
-    static func entryName(_ e: OpaquePointer) -> String {
-        if let p = archive_entry_pathname(e) { return String(cString: p) }
-        if let p = archive_entry_pathname_utf8(e) { return String(cString: p) }
-        return ""
-    }
-
-    /// The xattrs of an entry.
-    static func xattrs(_ e: OpaquePointer) -> [String: [UInt8]] {
-        var result: [String: [UInt8]] = [:]
-        guard archive_entry_xattr_reset(e) > 0 else { return result }
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        while archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK {
-            guard let name else { continue }
-            result[String(cString: name)] = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-        }
-        return result
     }
 }

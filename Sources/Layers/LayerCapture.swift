@@ -1,4 +1,3 @@
-import CArchive
 import Foundation
 import Host
 import OCI
@@ -333,66 +332,14 @@ public enum LayerCapture {
         let total = list.reduce(UInt64(0)) { $0 + ($1.kind == .regular ? UInt64($1.size) : 0) }
         var done: UInt64 = 0
         let w = try ArchiveWriter(sink: sink, path: path)
-        guard let ae = archive_entry_new() else { throw LayersError.archive(path: path, entry: nil, message: "archive_entry_new failed") }
-        defer { archive_entry_free(ae) }
+        let header = try ArchiveEntry(path: path)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         for e in list {
-            archive_entry_clear(ae)
-            let name = e.tarName
-            archive_entry_copy_pathname(ae, name)
-            let mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
-            archive_entry_set_mtime(ae, time_t(mtime), 0)
-            archive_entry_set_uid(ae, Int64(e.uid))
-            archive_entry_set_gid(ae, Int64(e.gid))
-            var type: mode_t = S_IFREG
-            switch e.kind {
-            case .directory: type = S_IFDIR
-            case .regular: archive_entry_set_size(ae, e.size)
-            case let .symlink(target):
-                type = S_IFLNK
-                archive_entry_copy_symlink(ae, target)
-            case let .hardlink(target):
-                archive_entry_copy_hardlink(ae, target)
-                archive_entry_set_size(ae, 0)
-            case let .characterDevice(major, minor):
-                type = S_IFCHR
-                archive_entry_set_rdevmajor(ae, dev_t(major))
-                archive_entry_set_rdevminor(ae, dev_t(minor))
-            case let .blockDevice(major, minor):
-                type = S_IFBLK
-                archive_entry_set_rdevmajor(ae, dev_t(major))
-                archive_entry_set_rdevminor(ae, dev_t(minor))
-            case .fifo: type = S_IFIFO
-            case .whiteout, .opaque:
-                archive_entry_set_size(ae, 0)
-                archive_entry_set_uid(ae, 0)
-                archive_entry_set_gid(ae, 0)
-                archive_entry_set_mtime(ae, time_t(epoch ?? 0), 0)
-            }
-            let perm: mode_t = { if case .whiteout = e.kind { return 0 }; if case .opaque = e.kind { return 0 }; return mode_t(e.mode) }()
-            archive_entry_set_mode(ae, type | perm)
-            for name in e.xattrs.keys.sorted() {
-                let v = e.xattrs[name]!
-                v.withUnsafeBytes { archive_entry_xattr_add_entry(ae, name, $0.baseAddress, v.count) }
-            }
-            try w.writeHeader(ae, name: name)
+            describe(e, in: header, epoch: epoch)
+            try w.writeHeader(header)
             if case .regular = e.kind, let src = e.source, e.size > 0 {
-                var remaining = e.size
-                let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-                guard fd >= 0 else { throw LayersError.io(path: src, operation: "open", errno: errno) }
-                defer { close(fd) }
-                while remaining > 0 {
-                    let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw LayersError.io(path: src, operation: "read", errno: errno)
-                    }
-                    if n == 0 {
-                        throw LayersError.archive(path: src, entry: name, message: "file shrank by \(remaining) bytes while it was captured")
-                    }
-                    try w.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), name: name)
-                    remaining -= Int64(n)
+                try writeContent(of: src, size: e.size, name: e.tarName, to: w, buffer: buffer) { n in
                     done += UInt64(n)
                     progress?(done, total)
                 }
@@ -400,5 +347,65 @@ public enum LayerCapture {
         }
         try w.close()
         if done != total || total == 0 { progress?(total, total) }
+    }
+
+    /// Fills `header` with an entry's tar header, its mtime clamped to `epoch`. Whiteouts and
+    /// opaque markers are empty files owned by root, dated `epoch` (or 0), with no permissions.
+    static func describe(_ e: LayerEntry, in header: ArchiveEntry, epoch: Int64?) {
+        header.clear()
+        header.path = e.tarName
+        header.mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
+        header.uid = Int64(e.uid)
+        header.gid = Int64(e.gid)
+        var type: mode_t = S_IFREG
+        var perm = mode_t(e.mode)
+        switch e.kind {
+        case .directory: type = S_IFDIR
+        case .regular: header.size = e.size
+        case let .symlink(target):
+            type = S_IFLNK
+            header.symlink = target
+        case let .hardlink(target):
+            header.hardlink = target
+            header.size = 0
+        case let .characterDevice(major, minor):
+            type = S_IFCHR
+            (header.rdevMajor, header.rdevMinor) = (dev_t(major), dev_t(minor))
+        case let .blockDevice(major, minor):
+            type = S_IFBLK
+            (header.rdevMajor, header.rdevMinor) = (dev_t(major), dev_t(minor))
+        case .fifo: type = S_IFIFO
+        case .whiteout, .opaque:
+            header.size = 0
+            (header.uid, header.gid) = (0, 0)
+            header.mtime = epoch ?? 0
+            perm = 0
+        }
+        header.mode = type | perm
+        header.xattrs = e.xattrs
+    }
+
+    /// Copies the `size` bytes of a regular file into the tar, after its header; `wrote` is told
+    /// the size of each piece. A file that shrank since it was listed is an error: its header
+    /// promised more.
+    static func writeContent(of src: String, size: Int64, name: String, to w: ArchiveWriter,
+                             buffer: UnsafeMutableRawBufferPointer, wrote: (Int) -> Void) throws {
+        var remaining = size
+        let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw LayersError.io(path: src, operation: "open", errno: errno) }
+        defer { close(fd) }
+        while remaining > 0 {
+            let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LayersError.io(path: src, operation: "read", errno: errno)
+            }
+            if n == 0 {
+                throw LayersError.archive(path: src, entry: name, message: "file shrank by \(remaining) bytes while it was captured")
+            }
+            try w.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), name: name)
+            remaining -= Int64(n)
+            wrote(n)
+        }
     }
 }
