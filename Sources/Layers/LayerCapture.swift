@@ -108,17 +108,36 @@ public enum LayerCapture {
         groups.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }.flatMap(\.1)
     }
 
-    static func treeEntries(root: String, rel: String) throws -> [LayerEntry] {
+    /// A whiteout of `name` in the directory `rel`, as a group under its name in the tar.
+    static func whiteout(_ name: String, in rel: String) -> (String, [LayerEntry]) {
+        (LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)])
+    }
+
+    /// What a directory of a tree holds, each child with its path in the layer, its path on disk
+    /// and its lstat.
+    struct Child {
+        let name: String
+        let rel: String
+        let abs: String
+        let st: stat
+    }
+
+    /// The children of the directory `rel` below `root`, sockets left out: a layer cannot hold them.
+    static func children(of rel: String, in root: String) throws -> [Child] {
         let dir = rel.isEmpty ? root : root + "/" + rel
-        var groups: [(String, [LayerEntry])] = []
-        for name in try FileSystem.children(dir) {
-            let childRel = LayerEntry.join(rel, name)
+        return try FileSystem.children(dir).compactMap { name in
             let abs = dir + "/" + name
             let st = try FileSystem.lstat(abs)
-            if st.fileType == S_IFSOCK { continue }
-            var g = [try entry(abs, rel: childRel, st)]
-            if st.isDirectory { g += try treeEntries(root: root, rel: childRel) }
-            groups.append((name, g))
+            return st.fileType == S_IFSOCK ? nil : Child(name: name, rel: LayerEntry.join(rel, name), abs: abs, st: st)
+        }
+    }
+
+    static func treeEntries(root: String, rel: String) throws -> [LayerEntry] {
+        var groups: [(String, [LayerEntry])] = []
+        for c in try children(of: rel, in: root) {
+            var g = [try entry(c.abs, rel: c.rel, c.st)]
+            if c.st.isDirectory { g += try treeEntries(root: root, rel: c.rel) }
+            groups.append((c.name, g))
         }
         return sorted(groups)
     }
@@ -126,21 +145,16 @@ public enum LayerCapture {
     enum UpperStyle { case overlay, aufs }
 
     static func upperEntries(root: String, rel: String, style: UpperStyle) throws -> [LayerEntry] {
-        let dir = rel.isEmpty ? root : root + "/" + rel
         var groups: [(String, [LayerEntry])] = []
-        for name in try FileSystem.children(dir) {
-            let childRel = LayerEntry.join(rel, name)
-            let abs = dir + "/" + name
-            let st = try FileSystem.lstat(abs)
-            if st.fileType == S_IFSOCK { continue }
+        for c in try children(of: rel, in: root) {
+            let (name, st) = (c.name, c.st)
             if style == .aufs && name.hasPrefix(".wh..wh.") {
                 // aufs housekeeping (.wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph); the opaque
                 // marker is written from the directory.
                 continue
             }
             if style == .aufs && name.hasPrefix(LayerEntry.whiteoutPrefix) {
-                let hidden = String(name.dropFirst(LayerEntry.whiteoutPrefix.count))
-                groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
+                groups.append(whiteout(String(name.dropFirst(LayerEntry.whiteoutPrefix.count)), in: rel))
                 continue
             }
             if style == .overlay && name == LayerEntry.opaqueName { continue }
@@ -149,21 +163,20 @@ public enum LayerCapture {
             if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.fileType == S_IFCHR { continue }
             if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.isRegular && st.st_size == 0 {
                 // fuse-overlayfs' fallback when it cannot make a 0/0 device: already a whiteout.
-                let hidden = String(name.dropFirst(LayerEntry.whiteoutPrefix.count))
-                groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
+                groups.append(whiteout(String(name.dropFirst(LayerEntry.whiteoutPrefix.count)), in: rel))
                 continue
             }
             if style == .overlay && st.fileType == S_IFCHR && st.st_rdev == 0 {
-                groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: childRel, kind: .whiteout)]))
+                groups.append(whiteout(name, in: rel))
                 continue
             }
-            var g = [try entry(abs, rel: childRel, st)]
+            var g = [try entry(c.abs, rel: c.rel, st)]
             if st.isDirectory {
-                let raw = try FileSystem.xattrs(abs)
+                let raw = try FileSystem.xattrs(c.abs)
                 let opaque = (style == .overlay && opaqueXattrs.contains { raw[$0] == Array("y".utf8) })
-                    || FileSystem.exists(abs + "/" + LayerEntry.opaqueName)
-                if opaque { g.append(LayerEntry(path: childRel, kind: .opaque)) }
-                g += try upperEntries(root: root, rel: childRel, style: style)
+                    || FileSystem.exists(c.abs + "/" + LayerEntry.opaqueName)
+                if opaque { g.append(LayerEntry(path: c.rel, kind: .opaque)) }
+                g += try upperEntries(root: root, rel: c.rel, style: style)
             }
             groups.append((name, g))
         }
@@ -219,7 +232,7 @@ public enum LayerCapture {
                 groups.append((name, g))
             }
             for name in hiddenHere where !names.contains(name) {
-                groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)]))
+                groups.append(whiteout(name, in: rel))
             }
             return sorted(groups)
         }
@@ -260,7 +273,7 @@ public enum LayerCapture {
             }
         }
         for name in children[rel] ?? [] where !nowSet.contains(name) {
-            groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)]))
+            groups.append(whiteout(name, in: rel))
         }
         return sorted(groups)
     }
