@@ -108,7 +108,7 @@ extension UnionMountDriver {
     func prepare(_ id: String, parent: String?) throws -> String {
         try createLayerDir(id, parent: parent)
         let dir = layerDir(id)
-        for d in ["diff", "merged"] + scratchDirectories { try FileSystem.makeDirectories(dir + "/" + d) }
+        for d in ["diff"] + scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
         do {
             try mount(id)
         } catch {
