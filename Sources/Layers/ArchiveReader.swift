@@ -1,5 +1,4 @@
 import CArchive
-import struct Crypto.SHA256
 import Foundation
 import Host
 import OCI
@@ -12,7 +11,7 @@ final class ArchiveReader {
     let path: String
     private let fd: Int32
     private let buffer: UnsafeMutableRawBufferPointer
-    fileprivate var hasher = SHA256()
+    fileprivate var hasher = Digest.Hasher()
     fileprivate(set) var bytesRead: Int64 = 0
     fileprivate var readError: Int32 = 0
 
@@ -51,7 +50,7 @@ final class ArchiveReader {
                     r.readError = errno
                     return -1
                 }
-                r.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: r.buffer[0..<n]))
+                r.hasher.update(UnsafeRawBufferPointer(rebasing: r.buffer[0..<n]))
                 r.bytesRead += Int64(n)
                 out?.pointee = UnsafeRawPointer(r.buffer.baseAddress)
                 return n
@@ -73,10 +72,11 @@ final class ArchiveReader {
         throw LayersError.archive(path: path, entry: entry, message: msg)
     }
 
-    /// The next entry's header, or nil at the end. The pointer is valid until the next call.
-    func next() throws -> OpaquePointer? {
-        var e: OpaquePointer?
-        let r = archive_read_next_header(handle, &e)
+    /// The next entry's header, or nil at the end. Its data is read with `readData` before the
+    /// next call.
+    func next() throws -> ArchiveEntry? {
+        let e = try ArchiveEntry(path: path)
+        let r = archive_read_next_header2(handle, e.pointer)
         if r == ARCHIVE_EOF { return nil }
         try check(r, entry: nil)
         return e
@@ -102,34 +102,14 @@ final class ArchiveReader {
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw LayersError.io(path: path, operation: "read", errno: errno) }
             if n == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             bytesRead += Int64(n)
         }
-        return (Digest(hasher.finalize()), bytesRead)
+        return (hasher.finalize(), bytesRead)
     }
 
     var filterName: String {
         guard let a = handle, archive_filter_count(a) > 1, let n = archive_filter_name(a, 0) else { return "none" }
         return String(cString: n)
-    }
-
-    static func entryName(_ e: OpaquePointer) -> String {
-        if let p = archive_entry_pathname(e) { return String(cString: p) }
-        if let p = archive_entry_pathname_utf8(e) { return String(cString: p) }
-        return ""
-    }
-
-    /// The xattrs of an entry.
-    static func xattrs(_ e: OpaquePointer) -> [String: [UInt8]] {
-        var result: [String: [UInt8]] = [:]
-        guard archive_entry_xattr_reset(e) > 0 else { return result }
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        while archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK {
-            guard let name else { continue }
-            result[String(cString: name)] = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-        }
-        return result
     }
 }

@@ -45,8 +45,8 @@ final class ArchiveWriter {
         throw LayersError.archive(path: path, entry: entry, message: msg)
     }
 
-    func writeHeader(_ entry: OpaquePointer, name: String) throws {
-        try check(archive_write_header(handle, entry), entry: name)
+    func writeHeader(_ entry: ArchiveEntry) throws {
+        try check(archive_write_header(handle, entry.pointer), entry: entry.path)
     }
 
     func writeData(_ buffer: UnsafeRawBufferPointer, name: String) throws {

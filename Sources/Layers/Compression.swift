@@ -1,4 +1,3 @@
-import struct Crypto.SHA256
 import CDeflate
 import CZstd
 import Dispatch
@@ -26,8 +25,6 @@ public enum LayerCompression: String, Sendable, CaseIterable, Codable {
         case .none: return sink
         }
     }
-
-    public static var processorCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }
 
 /// gzip on every core: the stream is cut into 1 MiB blocks that libdeflate compresses
@@ -186,25 +183,18 @@ final class ZstdCompressor: ByteSink {
 /// of the uncompressed tar, taken in the same pass that compresses it.
 final class HashingSink: ByteSink {
     let next: ByteSink
-    var hasher = SHA256()
+    var hasher = Digest.Hasher()
     var count: Int64 = 0
 
     init(next: ByteSink) { self.next = next }
 
     func write(_ buffer: UnsafeRawBufferPointer) throws {
-        hasher.update(bufferPointer: buffer)
+        hasher.update(buffer)
         count += Int64(buffer.count)
         try next.write(buffer)
     }
 
     func finish() throws { try next.finish() }
 
-    var digest: Digest { Digest(hasher.finalize()) }
-}
-
-/// A SHA-256 being fed in pieces.
-struct SHA256Hasher {
-    var h = SHA256()
-    mutating func update(_ b: UnsafeRawBufferPointer) { h.update(bufferPointer: b) }
-    var digest: Digest { Digest(h.finalize()) }
+    var digest: Digest { hasher.finalize() }
 }

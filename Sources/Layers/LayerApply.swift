@@ -1,4 +1,3 @@
-import CArchive
 import CLinux
 import Foundation
 import Host
@@ -146,85 +145,82 @@ public enum LayerApply {
             try FileSystem.removeTree(p)
         }
 
-        mutating func apply(_ ae: OpaquePointer, reader: ArchiveReader, result: inout ApplyResult) throws {
-            let name = ArchiveReader.entryName(ae)
+        /// Applies one entry: a whiteout, a hardlink to an earlier entry, or a new file with its
+        /// metadata.
+        mutating func apply(_ ae: ArchiveEntry, reader: ArchiveReader, result: inout ApplyResult) throws {
+            let name = ae.path
             let parts = try LayerApply.components(name, file: file)
             guard let last = parts.last else { return } // the root itself: its metadata stays the host's
             try prepareParents(parts, entry: name)
-            let parent = Array(parts.dropLast())
             result.entries += 1
-
             if last.hasPrefix(LayerEntry.whiteoutPrefix) {
-                if last == LayerEntry.opaqueName {
-                    let dir = abs(parent)
-                    if let st = try FileSystem.lstatIfExists(dir), st.isDirectory {
-                        for c in try FileSystem.children(dir) where !created.contains((parent + [c]).joined(separator: "/")) {
-                            try FileSystem.removeTree(dir + "/" + c)
-                        }
-                    }
-                    result.opaqueDirectories += 1
-                } else if last.hasPrefix(".wh..wh.") {
-                    // aufs housekeeping: nothing to apply.
-                } else {
-                    let hidden = String(last.dropFirst(LayerEntry.whiteoutPrefix.count))
-                    guard !hidden.isEmpty, hidden != ".", hidden != ".." else {
-                        throw LayersError.unsafeEntry(path: file, entry: name, reason: "whiteout of \"\(hidden)\"")
-                    }
-                    try FileSystem.removeTree(abs(parent + [hidden]))
-                    result.whiteouts += 1
-                }
+                try applyWhiteout(last, in: Array(parts.dropLast()), entry: name, result: &result)
                 return
             }
-
-            let p = abs(parts)
             let rel = parts.joined(separator: "/")
-            let mode = archive_entry_mode(ae)
-            let perm = mode & 0o7777
-            if let hl = archive_entry_hardlink(ae) {
-                let targetName = String(cString: hl)
-                let tparts = try LayerApply.components(targetName, file: file, entry: name, what: "hardlink target")
-                let trel = tparts.joined(separator: "/")
-                guard created.contains(trel), trel != rel else {
-                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is not an earlier entry of this layer")
-                }
-                try prepareParents(tparts, entry: name)
-                guard let tst = try FileSystem.lstatIfExists(abs(tparts)), !tst.isDirectory else {
-                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is missing or a directory")
-                }
-                try clear(p, keepDirectory: false)
-                guard linkat(AT_FDCWD, abs(tparts), AT_FDCWD, p, 0) == 0 else {
-                    throw LayersError.io(path: p, operation: "link", errno: errno)
-                }
+            if let target = ae.hardlink {
+                try link(parts, to: target, entry: name)
                 created.insert(rel)
                 return
             }
+            try create(ae, at: parts, reader: reader, result: &result)
+            created.insert(rel)
+            try setMetadata(of: abs(parts), from: ae, entry: name)
+        }
 
-            switch mode & S_IFMT {
+        /// An opaque marker empties its directory of what earlier layers put there; `.wh.NAME`
+        /// removes NAME; aufs' own `.wh..wh.*` entries are housekeeping, with nothing to apply.
+        func applyWhiteout(_ last: String, in parent: [String], entry name: String, result: inout ApplyResult) throws {
+            if last == LayerEntry.opaqueName {
+                let dir = abs(parent)
+                if let st = try FileSystem.lstatIfExists(dir), st.isDirectory {
+                    for c in try FileSystem.children(dir) where !created.contains((parent + [c]).joined(separator: "/")) {
+                        try FileSystem.removeTree(dir + "/" + c)
+                    }
+                }
+                result.opaqueDirectories += 1
+            } else if !last.hasPrefix(".wh..wh.") {
+                let hidden = String(last.dropFirst(LayerEntry.whiteoutPrefix.count))
+                guard !hidden.isEmpty, hidden != ".", hidden != ".." else {
+                    throw LayersError.unsafeEntry(path: file, entry: name, reason: "whiteout of \"\(hidden)\"")
+                }
+                try FileSystem.removeTree(abs(parent + [hidden]))
+                result.whiteouts += 1
+            }
+        }
+
+        /// A hardlink, only to a file that an earlier entry of this layer made.
+        func link(_ parts: [String], to targetName: String, entry name: String) throws {
+            let tparts = try LayerApply.components(targetName, file: file, entry: name, what: "hardlink target")
+            let trel = tparts.joined(separator: "/")
+            guard created.contains(trel), trel != parts.joined(separator: "/") else {
+                throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is not an earlier entry of this layer")
+            }
+            try prepareParents(tparts, entry: name)
+            guard let tst = try FileSystem.lstatIfExists(abs(tparts)), !tst.isDirectory else {
+                throw LayersError.unsafeEntry(path: file, entry: name, reason: "hardlink to \(targetName), which is missing or a directory")
+            }
+            let p = abs(parts)
+            try clear(p, keepDirectory: false)
+            guard linkat(AT_FDCWD, abs(tparts), AT_FDCWD, p, 0) == 0 else {
+                throw LayersError.io(path: p, operation: "link", errno: errno)
+            }
+        }
+
+        /// Makes the entry's file, of its type, in place of what was there (a directory is kept).
+        /// Owner, mode and times come after, from `setMetadata`.
+        func create(_ ae: ArchiveEntry, at parts: [String], reader: ArchiveReader, result: inout ApplyResult) throws {
+            let p = abs(parts), name = ae.path
+            switch ae.fileType {
             case S_IFDIR:
                 try clear(p, keepDirectory: true)
                 if !FileSystem.exists(p), mkdir(p, 0o700) != 0 { throw LayersError.io(path: p, operation: "mkdir", errno: errno) }
             case S_IFREG:
                 try clear(p, keepDirectory: false)
-                let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw LayersError.io(path: p, operation: "create", errno: errno) }
-                defer { close(fd) }
-                try reader.readData(entry: name) { offset, chunk in
-                    var done = 0
-                    while done < chunk.count {
-                        let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(offset) + off_t(done))
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw LayersError.io(path: p, operation: "write", errno: errno)
-                        }
-                        done += n
-                    }
-                    result.bytes += Int64(chunk.count)
-                }
-                let size = archive_entry_size(ae)
-                guard ftruncate(fd, off_t(size)) == 0 else { throw LayersError.io(path: p, operation: "truncate", errno: errno) }
+                result.bytes += try writeFile(p, size: ae.size, from: reader, entry: name)
             case S_IFLNK:
-                let target = archive_entry_symlink(ae).map { String(cString: $0) } ?? ""
-                guard LayerApply.symlinkStaysInside(target: target, linkParent: parent) else {
+                let target = ae.symlink ?? ""
+                guard LayerApply.symlinkStaysInside(target: target, linkParent: Array(parts.dropLast())) else {
                     throw LayersError.unsafeEntry(path: file, entry: name, reason: "symlink to \(target) points outside the root")
                 }
                 try clear(p, keepDirectory: false)
@@ -234,37 +230,65 @@ public enum LayerApply {
                     throw LayersError.unsupportedEntry(path: file, entry: name, reason: "device nodes need root")
                 }
                 try clear(p, keepDirectory: false)
-                let dev = makeDevice(major: UInt64(archive_entry_rdevmajor(ae)), minor: UInt64(archive_entry_rdevminor(ae)))
-                guard mknod(p, (mode & S_IFMT) | 0o600, dev) == 0 else { throw LayersError.io(path: p, operation: "mknod", errno: errno) }
+                let dev = makeDevice(major: UInt64(ae.rdevMajor), minor: UInt64(ae.rdevMinor))
+                guard mknod(p, ae.fileType | 0o600, dev) == 0 else { throw LayersError.io(path: p, operation: "mknod", errno: errno) }
             case S_IFIFO:
                 try clear(p, keepDirectory: false)
                 guard mkfifo(p, 0o600) == 0 else { throw LayersError.io(path: p, operation: "mkfifo", errno: errno) }
             default:
-                throw LayersError.unsupportedEntry(path: file, entry: name, reason: "file type 0o\(String(mode & S_IFMT, radix: 8)) is not applied")
+                throw LayersError.unsupportedEntry(path: file, entry: name, reason: "file type 0o\(String(ae.fileType, radix: 8)) is not applied")
             }
-            created.insert(rel)
+        }
 
-            let isLink = mode & S_IFMT == S_IFLNK
+        /// Writes the current entry's data into a new file at its offsets (holes stay holes) and
+        /// gives it the entry's size; returns the bytes written.
+        func writeFile(_ p: String, size: Int64, from reader: ArchiveReader, entry name: String) throws -> Int64 {
+            let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw LayersError.io(path: p, operation: "create", errno: errno) }
+            defer { close(fd) }
+            var bytes: Int64 = 0
+            try reader.readData(entry: name) { offset, chunk in
+                var done = 0
+                while done < chunk.count {
+                    let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(offset) + off_t(done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw LayersError.io(path: p, operation: "write", errno: errno)
+                    }
+                    done += n
+                }
+                bytes += Int64(chunk.count)
+            }
+            guard ftruncate(fd, off_t(size)) == 0 else { throw LayersError.io(path: p, operation: "truncate", errno: errno) }
+            return bytes
+        }
+
+        /// Owner (as root), extended attributes, permissions (not of a symlink) and mtime, in
+        /// that order; a directory's mtime waits for `finish`, since its entries change it.
+        mutating func setMetadata(of p: String, from ae: ArchiveEntry, entry name: String) throws {
             if isRoot {
-                guard lchown(p, uid_t(archive_entry_uid(ae)), gid_t(archive_entry_gid(ae))) == 0 else {
+                guard lchown(p, uid_t(ae.uid), gid_t(ae.gid)) == 0 else {
                     throw LayersError.io(path: p, operation: "lchown", errno: errno)
                 }
             }
-            for (k, v) in ArchiveReader.xattrs(ae) {
+            try setXattrs(p, ae.xattrs, entry: name)
+            if ae.fileType != S_IFLNK {
+                guard chmod(p, ae.permissions) == 0 else { throw LayersError.io(path: p, operation: "chmod", errno: errno) }
+            }
+            if ae.fileType == S_IFDIR {
+                directoryTimes.append((p, ae.mtime))
+            } else {
+                try setMtime(p, ae.mtime)
+            }
+        }
+
+        func setXattrs(_ p: String, _ xattrs: [String: [UInt8]], entry name: String) throws {
+            for (k, v) in xattrs {
                 // Without root, trusted.* and security.* cannot be set; user.* must be.
                 if !isRoot && !k.hasPrefix("user.") { continue }
                 do { try FileSystem.setXattr(p, k, v) } catch HostError.systemCall(_, _, let e) {
                     throw LayersError.unsupportedEntry(path: file, entry: name, reason: "xattr \(k): \(String(cString: strerror(e)))")
                 }
-            }
-            if !isLink {
-                guard chmod(p, perm) == 0 else { throw LayersError.io(path: p, operation: "chmod", errno: errno) }
-            }
-            let mtime = Int64(archive_entry_mtime(ae))
-            if mode & S_IFMT == S_IFDIR {
-                directoryTimes.append((p, mtime))
-            } else {
-                try setMtime(p, mtime)
             }
         }
 
@@ -294,52 +318,52 @@ public enum LayerReader {
     public static func list(_ file: String) throws -> Listing {
         let reader = try ArchiveReader(path: file)
         var entries: [LayerEntry] = []
-        while let ae = try reader.next() {
-            let name = ArchiveReader.entryName(ae)
-            var path = name
-            while path.hasPrefix("./") { path.removeFirst(2) }
-            while path.hasSuffix("/") { path.removeLast() }
-            let base = LayerEntry.base(path), parent = LayerEntry.parent(path)
-            let mode = archive_entry_mode(ae)
-            let kind: LayerEntry.Kind
-            if base == LayerEntry.opaqueName {
-                path = parent
-                kind = .opaque
-            } else if base.hasPrefix(LayerEntry.whiteoutPrefix) {
-                path = LayerEntry.join(parent, String(base.dropFirst(LayerEntry.whiteoutPrefix.count)))
-                kind = .whiteout
-            } else if let hl = archive_entry_hardlink(ae) {
-                kind = .hardlink(target: String(cString: hl))
-            } else {
-                switch mode & S_IFMT {
-                case S_IFDIR: kind = .directory
-                case S_IFLNK: kind = .symlink(target: archive_entry_symlink(ae).map { String(cString: $0) } ?? "")
-                case S_IFCHR: kind = .characterDevice(major: UInt32(archive_entry_rdevmajor(ae)), minor: UInt32(archive_entry_rdevminor(ae)))
-                case S_IFBLK: kind = .blockDevice(major: UInt32(archive_entry_rdevmajor(ae)), minor: UInt32(archive_entry_rdevminor(ae)))
-                case S_IFIFO: kind = .fifo
-                default: kind = .regular
-                }
-            }
-            entries.append(LayerEntry(path: path, kind: kind, mode: UInt32(mode & 0o7777), uid: UInt32(archive_entry_uid(ae)),
-                                      gid: UInt32(archive_entry_gid(ae)), size: archive_entry_size(ae),
-                                      mtime: Int64(archive_entry_mtime(ae)), xattrs: ArchiveReader.xattrs(ae)))
-        }
+        while let ae = try reader.next() { entries.append(entry(ae)) }
         let compression = reader.filterName
         let (digest, size) = try reader.finishDigest()
         return Listing(entries: entries, digest: digest, size: size, compression: compression)
     }
 
+    /// An entry as the tar describes it: whiteouts and opaque markers by the path they hide.
+    static func entry(_ ae: ArchiveEntry) -> LayerEntry {
+        var path = ae.path
+        while path.hasPrefix("./") { path.removeFirst(2) }
+        while path.hasSuffix("/") { path.removeLast() }
+        let base = LayerEntry.base(path), parent = LayerEntry.parent(path)
+        let kind: LayerEntry.Kind
+        if base == LayerEntry.opaqueName {
+            path = parent
+            kind = .opaque
+        } else if base.hasPrefix(LayerEntry.whiteoutPrefix) {
+            path = LayerEntry.join(parent, String(base.dropFirst(LayerEntry.whiteoutPrefix.count)))
+            kind = .whiteout
+        } else if let target = ae.hardlink {
+            kind = .hardlink(target: target)
+        } else {
+            switch ae.fileType {
+            case S_IFDIR: kind = .directory
+            case S_IFLNK: kind = .symlink(target: ae.symlink ?? "")
+            case S_IFCHR: kind = .characterDevice(major: UInt32(ae.rdevMajor), minor: UInt32(ae.rdevMinor))
+            case S_IFBLK: kind = .blockDevice(major: UInt32(ae.rdevMajor), minor: UInt32(ae.rdevMinor))
+            case S_IFIFO: kind = .fifo
+            default: kind = .regular
+            }
+        }
+        return LayerEntry(path: path, kind: kind, mode: UInt32(ae.permissions), uid: UInt32(ae.uid), gid: UInt32(ae.gid),
+                          size: ae.size, mtime: ae.mtime, xattrs: ae.xattrs)
+    }
+
     /// The digest and size of the decompressed tar (the diff_id).
     public static func diffID(_ file: String) throws -> (Digest, Int64) {
         let reader = try ArchiveReader(path: file, raw: true)
-        var hasher = SHA256Hasher()
+        var hasher = Digest.Hasher()
         var total: Int64 = 0
         guard try reader.next() != nil else { return (Digest.of(Data()), 0) }
         try reader.readData(entry: "(raw)") { _, chunk in
             hasher.update(chunk)
             total += Int64(chunk.count)
         }
-        return (hasher.digest, total)
+        return (hasher.finalize(), total)
     }
 }
 

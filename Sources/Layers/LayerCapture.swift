@@ -1,4 +1,3 @@
-import CArchive
 import Foundation
 import Host
 import OCI
@@ -32,7 +31,7 @@ public struct CaptureOptions: Sendable {
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
 
     public init(compression: LayerCompression = .gzip, level: Int? = nil, sourceDateEpoch: Int64? = nil,
-                threads: Int = LayerCompression.processorCount) {
+                threads: Int = Processors.count) {
         self.compression = compression
         self.level = level
         self.sourceDateEpoch = sourceDateEpoch
@@ -109,17 +108,36 @@ public enum LayerCapture {
         groups.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }.flatMap(\.1)
     }
 
-    static func treeEntries(root: String, rel: String) throws -> [LayerEntry] {
+    /// A whiteout of `name` in the directory `rel`, as a group under its name in the tar.
+    static func whiteout(_ name: String, in rel: String) -> (String, [LayerEntry]) {
+        (LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)])
+    }
+
+    /// What a directory of a tree holds, each child with its path in the layer, its path on disk
+    /// and its lstat.
+    struct Child {
+        let name: String
+        let rel: String
+        let abs: String
+        let st: stat
+    }
+
+    /// The children of the directory `rel` below `root`, sockets left out: a layer cannot hold them.
+    static func children(of rel: String, in root: String) throws -> [Child] {
         let dir = rel.isEmpty ? root : root + "/" + rel
-        var groups: [(String, [LayerEntry])] = []
-        for name in try FileSystem.children(dir) {
-            let childRel = LayerEntry.join(rel, name)
+        return try FileSystem.children(dir).compactMap { name in
             let abs = dir + "/" + name
             let st = try FileSystem.lstat(abs)
-            if st.fileType == S_IFSOCK { continue }
-            var g = [try entry(abs, rel: childRel, st)]
-            if st.isDirectory { g += try treeEntries(root: root, rel: childRel) }
-            groups.append((name, g))
+            return st.fileType == S_IFSOCK ? nil : Child(name: name, rel: LayerEntry.join(rel, name), abs: abs, st: st)
+        }
+    }
+
+    static func treeEntries(root: String, rel: String) throws -> [LayerEntry] {
+        var groups: [(String, [LayerEntry])] = []
+        for c in try children(of: rel, in: root) {
+            var g = [try entry(c.abs, rel: c.rel, c.st)]
+            if c.st.isDirectory { g += try treeEntries(root: root, rel: c.rel) }
+            groups.append((c.name, g))
         }
         return sorted(groups)
     }
@@ -127,21 +145,16 @@ public enum LayerCapture {
     enum UpperStyle { case overlay, aufs }
 
     static func upperEntries(root: String, rel: String, style: UpperStyle) throws -> [LayerEntry] {
-        let dir = rel.isEmpty ? root : root + "/" + rel
         var groups: [(String, [LayerEntry])] = []
-        for name in try FileSystem.children(dir) {
-            let childRel = LayerEntry.join(rel, name)
-            let abs = dir + "/" + name
-            let st = try FileSystem.lstat(abs)
-            if st.fileType == S_IFSOCK { continue }
+        for c in try children(of: rel, in: root) {
+            let (name, st) = (c.name, c.st)
             if style == .aufs && name.hasPrefix(".wh..wh.") {
                 // aufs housekeeping (.wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph); the opaque
                 // marker is written from the directory.
                 continue
             }
             if style == .aufs && name.hasPrefix(LayerEntry.whiteoutPrefix) {
-                let hidden = String(name.dropFirst(LayerEntry.whiteoutPrefix.count))
-                groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
+                groups.append(whiteout(String(name.dropFirst(LayerEntry.whiteoutPrefix.count)), in: rel))
                 continue
             }
             if style == .overlay && name == LayerEntry.opaqueName { continue }
@@ -150,21 +163,20 @@ public enum LayerCapture {
             if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.fileType == S_IFCHR { continue }
             if style == .overlay && name.hasPrefix(LayerEntry.whiteoutPrefix) && st.isRegular && st.st_size == 0 {
                 // fuse-overlayfs' fallback when it cannot make a 0/0 device: already a whiteout.
-                let hidden = String(name.dropFirst(LayerEntry.whiteoutPrefix.count))
-                groups.append((name, [LayerEntry(path: LayerEntry.join(rel, hidden), kind: .whiteout)]))
+                groups.append(whiteout(String(name.dropFirst(LayerEntry.whiteoutPrefix.count)), in: rel))
                 continue
             }
             if style == .overlay && st.fileType == S_IFCHR && st.st_rdev == 0 {
-                groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: childRel, kind: .whiteout)]))
+                groups.append(whiteout(name, in: rel))
                 continue
             }
-            var g = [try entry(abs, rel: childRel, st)]
+            var g = [try entry(c.abs, rel: c.rel, st)]
             if st.isDirectory {
-                let raw = try FileSystem.xattrs(abs)
+                let raw = try FileSystem.xattrs(c.abs)
                 let opaque = (style == .overlay && opaqueXattrs.contains { raw[$0] == Array("y".utf8) })
-                    || FileSystem.exists(abs + "/" + LayerEntry.opaqueName)
-                if opaque { g.append(LayerEntry(path: childRel, kind: .opaque)) }
-                g += try upperEntries(root: root, rel: childRel, style: style)
+                    || FileSystem.exists(c.abs + "/" + LayerEntry.opaqueName)
+                if opaque { g.append(LayerEntry(path: c.rel, kind: .opaque)) }
+                g += try upperEntries(root: root, rel: c.rel, style: style)
             }
             groups.append((name, g))
         }
@@ -220,7 +232,7 @@ public enum LayerCapture {
                 groups.append((name, g))
             }
             for name in hiddenHere where !names.contains(name) {
-                groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)]))
+                groups.append(whiteout(name, in: rel))
             }
             return sorted(groups)
         }
@@ -261,7 +273,7 @@ public enum LayerCapture {
             }
         }
         for name in children[rel] ?? [] where !nowSet.contains(name) {
-            groups.append((LayerEntry.whiteoutPrefix + name, [LayerEntry(path: LayerEntry.join(rel, name), kind: .whiteout)]))
+            groups.append(whiteout(name, in: rel))
         }
         return sorted(groups)
     }
@@ -333,66 +345,14 @@ public enum LayerCapture {
         let total = list.reduce(UInt64(0)) { $0 + ($1.kind == .regular ? UInt64($1.size) : 0) }
         var done: UInt64 = 0
         let w = try ArchiveWriter(sink: sink, path: path)
-        guard let ae = archive_entry_new() else { throw LayersError.archive(path: path, entry: nil, message: "archive_entry_new failed") }
-        defer { archive_entry_free(ae) }
+        let header = try ArchiveEntry(path: path)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         for e in list {
-            archive_entry_clear(ae)
-            let name = e.tarName
-            archive_entry_copy_pathname(ae, name)
-            let mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
-            archive_entry_set_mtime(ae, time_t(mtime), 0)
-            archive_entry_set_uid(ae, Int64(e.uid))
-            archive_entry_set_gid(ae, Int64(e.gid))
-            var type: mode_t = S_IFREG
-            switch e.kind {
-            case .directory: type = S_IFDIR
-            case .regular: archive_entry_set_size(ae, e.size)
-            case let .symlink(target):
-                type = S_IFLNK
-                archive_entry_copy_symlink(ae, target)
-            case let .hardlink(target):
-                archive_entry_copy_hardlink(ae, target)
-                archive_entry_set_size(ae, 0)
-            case let .characterDevice(major, minor):
-                type = S_IFCHR
-                archive_entry_set_rdevmajor(ae, dev_t(major))
-                archive_entry_set_rdevminor(ae, dev_t(minor))
-            case let .blockDevice(major, minor):
-                type = S_IFBLK
-                archive_entry_set_rdevmajor(ae, dev_t(major))
-                archive_entry_set_rdevminor(ae, dev_t(minor))
-            case .fifo: type = S_IFIFO
-            case .whiteout, .opaque:
-                archive_entry_set_size(ae, 0)
-                archive_entry_set_uid(ae, 0)
-                archive_entry_set_gid(ae, 0)
-                archive_entry_set_mtime(ae, time_t(epoch ?? 0), 0)
-            }
-            let perm: mode_t = { if case .whiteout = e.kind { return 0 }; if case .opaque = e.kind { return 0 }; return mode_t(e.mode) }()
-            archive_entry_set_mode(ae, type | perm)
-            for name in e.xattrs.keys.sorted() {
-                let v = e.xattrs[name]!
-                v.withUnsafeBytes { archive_entry_xattr_add_entry(ae, name, $0.baseAddress, v.count) }
-            }
-            try w.writeHeader(ae, name: name)
+            describe(e, in: header, epoch: epoch)
+            try w.writeHeader(header)
             if case .regular = e.kind, let src = e.source, e.size > 0 {
-                var remaining = e.size
-                let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-                guard fd >= 0 else { throw LayersError.io(path: src, operation: "open", errno: errno) }
-                defer { close(fd) }
-                while remaining > 0 {
-                    let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw LayersError.io(path: src, operation: "read", errno: errno)
-                    }
-                    if n == 0 {
-                        throw LayersError.archive(path: src, entry: name, message: "file shrank by \(remaining) bytes while it was captured")
-                    }
-                    try w.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), name: name)
-                    remaining -= Int64(n)
+                try writeContent(of: src, size: e.size, name: e.tarName, to: w, buffer: buffer) { n in
                     done += UInt64(n)
                     progress?(done, total)
                 }
@@ -400,5 +360,65 @@ public enum LayerCapture {
         }
         try w.close()
         if done != total || total == 0 { progress?(total, total) }
+    }
+
+    /// Fills `header` with an entry's tar header, its mtime clamped to `epoch`. Whiteouts and
+    /// opaque markers are empty files owned by root, dated `epoch` (or 0), with no permissions.
+    static func describe(_ e: LayerEntry, in header: ArchiveEntry, epoch: Int64?) {
+        header.clear()
+        header.path = e.tarName
+        header.mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
+        header.uid = Int64(e.uid)
+        header.gid = Int64(e.gid)
+        var type: mode_t = S_IFREG
+        var perm = mode_t(e.mode)
+        switch e.kind {
+        case .directory: type = S_IFDIR
+        case .regular: header.size = e.size
+        case let .symlink(target):
+            type = S_IFLNK
+            header.symlink = target
+        case let .hardlink(target):
+            header.hardlink = target
+            header.size = 0
+        case let .characterDevice(major, minor):
+            type = S_IFCHR
+            (header.rdevMajor, header.rdevMinor) = (dev_t(major), dev_t(minor))
+        case let .blockDevice(major, minor):
+            type = S_IFBLK
+            (header.rdevMajor, header.rdevMinor) = (dev_t(major), dev_t(minor))
+        case .fifo: type = S_IFIFO
+        case .whiteout, .opaque:
+            header.size = 0
+            (header.uid, header.gid) = (0, 0)
+            header.mtime = epoch ?? 0
+            perm = 0
+        }
+        header.mode = type | perm
+        header.xattrs = e.xattrs
+    }
+
+    /// Copies the `size` bytes of a regular file into the tar, after its header; `wrote` is told
+    /// the size of each piece. A file that shrank since it was listed is an error: its header
+    /// promised more.
+    static func writeContent(of src: String, size: Int64, name: String, to w: ArchiveWriter,
+                             buffer: UnsafeMutableRawBufferPointer, wrote: (Int) -> Void) throws {
+        var remaining = size
+        let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw LayersError.io(path: src, operation: "open", errno: errno) }
+        defer { close(fd) }
+        while remaining > 0 {
+            let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LayersError.io(path: src, operation: "read", errno: errno)
+            }
+            if n == 0 {
+                throw LayersError.archive(path: src, entry: name, message: "file shrank by \(remaining) bytes while it was captured")
+            }
+            try w.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), name: name)
+            remaining -= Int64(n)
+            wrote(n)
+        }
     }
 }

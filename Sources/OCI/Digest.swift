@@ -36,3 +36,18 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
         try c.encode(description)
     }
 }
+
+extension Digest {
+    /// A SHA-256 taken of bytes as they stream past (a blob being written, a tar being read),
+    /// finished as a `Digest`.
+    public struct Hasher {
+        private var sha = SHA256()
+
+        public init() {}
+
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { sha.update(bufferPointer: bytes) }
+
+        /// The digest of every byte given so far.
+        public func finalize() -> Digest { Digest(sha.finalize()) }
+    }
+}

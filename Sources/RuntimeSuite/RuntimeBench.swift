@@ -42,7 +42,7 @@ public final class RuntimeBench {
         self.folder = folder
         self.options = options
         self.progress = progress
-        let available = LayerCompression.processorCount
+        let available = Processors.count
         guard options.cpus >= 1, options.cpus <= available else {
             throw BuildError.invalid("--cpus \(options.cpus): this host has \(available) CPU\(available == 1 ? "" : "s")")
         }
@@ -468,7 +468,7 @@ public final class RuntimeBench {
             .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "unknown"
         let kernel = ((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)) ?? "unknown")
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        return RunReport.Host(cpus: LayerCompression.processorCount, cpuModel: model, kernel: kernel)
+        return RunReport.Host(cpus: Processors.count, cpuModel: model, kernel: kernel)
     }
 }
 

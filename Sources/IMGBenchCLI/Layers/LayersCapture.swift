@@ -32,7 +32,7 @@ struct LayersCapture: ParsableCommand {
     var parent: String?
     @Option(help: "gzip, zstd or none.") var compression: LayerCompression = .gzip
     @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).") var level: Int?
-    @Option(help: "Compression threads (default: every core).") var threads: Int = LayerCompression.processorCount
+    @Option(help: "Compression threads (default: every core).") var threads: Int = Processors.count
     @Option(name: .shortAndLong, help: "Write the layer to this file.") var output: String?
     @Option(help: "Add the layer to the image DIR:TAG of an OCI layout (made if missing).") var layout: LayoutReference?
     @Option(help: "The history entry's created_by for --layout.") var createdBy: String?

@@ -1,4 +1,3 @@
-import struct Crypto.SHA256
 import Foundation
 import Host
 import OCI
@@ -13,7 +12,7 @@ public enum DriverImport {
         var result: [Digest] = []
         for d in diffIDs {
             if let last = result.last {
-                result.append(Digest(SHA256.hash(data: Data("\(last) \(d)".utf8))))
+                result.append(Digest.of(Data("\(last) \(d)".utf8)))
             } else {
                 result.append(d)
             }

@@ -9,7 +9,7 @@ import OCI
 /// layers/<id>/work     overlayfs' work directory
 /// layers/<id>/merged   the writable root while prepared
 /// ```
-final class OverlayDriver: StorageDriver {
+final class OverlayDriver: UnionMountDriver {
     let store: String
     let fuse: Bool
     var name: String { fuse ? "fuse-overlayfs" : "overlay" }
@@ -17,25 +17,14 @@ final class OverlayDriver: StorageDriver {
     init(store: String, fuse: Bool) throws {
         self.store = store
         self.fuse = fuse
-        try FileSystem.makeDirectories(store + "/" + (fuse ? "fuse-overlayfs" : "overlay") + "/empty")
+        try FileSystem.makeDirectories(root + "/empty")
     }
 
-    func prepare(_ id: String, parent: String?) throws -> String {
-        try createLayerDir(id, parent: parent)
-        let dir = layerDir(id)
-        for d in ["diff", "work", "merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
-        do {
-            try mount(id)
-        } catch {
-            try? FileSystem.removeTree(dir)
-            throw error
-        }
-        return dir + "/merged"
-    }
+    var scratchDirectories: [String] { ["work"] }
 
     func mount(_ id: String) throws {
         let dir = layerDir(id)
-        let lowers = try chain(id).dropFirst().map { layerDir($0) + "/diff" }
+        let lowers = try chain(id).dropFirst().map { diffDir($0) }
         let lower = lowers.isEmpty ? root + "/empty" : lowers.joined(separator: ":")
         let options = "lowerdir=\(lower),upperdir=\(dir)/diff,workdir=\(dir)/work"
         // mount(2) takes one page of options; say so rather than let the kernel refuse obscurely.
@@ -55,28 +44,9 @@ final class OverlayDriver: StorageDriver {
     }
 
     func diffSource(_ id: String) throws -> DiffSource {
-        guard FileSystem.exists(layerDir(id) + "/diff") else { throw LayersError.layerNotFound(driver: name, layer: id) }
+        guard FileSystem.exists(diffDir(id)) else { throw LayersError.layerNotFound(driver: name, layer: id) }
         // A FUSE daemon may still hold written data that the upper directory does not show yet.
         if fuse { sync() }
-        return .overlayUpper(layerDir(id) + "/diff")
-    }
-
-    func release(_ id: String) throws {
-        try Mounts.unmount(layerDir(id) + "/merged")
-    }
-
-    func remove(_ id: String) throws {
-        try release(id)
-        try FileSystem.removeTree(layerDir(id))
-    }
-
-    func writableBytes(_ id: String) throws -> UInt64 {
-        try FileSystem.allocatedBytes(layerDir(id) + "/diff")
-    }
-
-    func close() throws {
-        for id in (try? FileSystem.children(root + "/layers")) ?? [] where Mounts.isMounted(layerDir(id) + "/merged") {
-            try release(id)
-        }
+        return .overlayUpper(diffDir(id))
     }
 }

@@ -70,12 +70,68 @@ extension StorageDriver {
         if let p = parent { try Data(p.utf8).write(to: URL(fileURLWithPath: layerDir(id) + "/parent")) }
     }
 
+    /// Makes `STORE/<driver>/layers`, where the layers go.
+    func createLayersDir() throws { try FileSystem.makeDirectories(root + "/layers") }
+
     /// Whether the driver holds a layer of this id.
     public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
 
     /// Captures a prepared layer into a blob store.
     public func capture(_ id: String, into store: BlobStore, options: CaptureOptions = .init(), tee: ByteSink? = nil) throws -> CaptureResult {
         try LayerCapture.capture(try diffSource(id), into: store, options: options, tee: tee)
+    }
+}
+
+/// A driver that mounts a union of directories for a prepared layer (overlay, fuse-overlayfs,
+/// aufs, unionfs): the layer's changes land in its `diff` directory, below `merged`, the
+/// writable root. Preparing, releasing, removing, measuring and closing are the same for each;
+/// only the mount differs.
+///
+/// ```
+/// layers/<id>/diff     what this layer changed (a lower branch of its children once released)
+/// layers/<id>/merged   the writable root while prepared
+/// ```
+protocol UnionMountDriver: StorageDriver {
+    /// Directories the mount needs in the layer's directory beside `diff` and `merged`.
+    var scratchDirectories: [String] { get }
+    /// Mounts the union for a layer whose directories exist.
+    func mount(_ id: String) throws
+}
+
+extension UnionMountDriver {
+    var scratchDirectories: [String] { [] }
+
+    func diffDir(_ id: String) -> String { layerDir(id) + "/diff" }
+    func mergedDir(_ id: String) -> String { layerDir(id) + "/merged" }
+
+    /// Makes the layer's directories and mounts it; a layer that cannot be mounted is removed.
+    func prepare(_ id: String, parent: String?) throws -> String {
+        try createLayerDir(id, parent: parent)
+        let dir = layerDir(id)
+        for d in ["diff"] + scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
+        do {
+            try mount(id)
+        } catch {
+            try? FileSystem.removeTree(dir)
+            throw error
+        }
+        return mergedDir(id)
+    }
+
+    func release(_ id: String) throws { try Mounts.unmount(mergedDir(id)) }
+
+    func remove(_ id: String) throws {
+        try release(id)
+        try FileSystem.removeTree(layerDir(id))
+    }
+
+    func writableBytes(_ id: String) throws -> UInt64 { try FileSystem.allocatedBytes(diffDir(id)) }
+
+    /// Releases every layer still mounted.
+    func close() throws {
+        for id in (try? FileSystem.children(root + "/layers")) ?? [] where Mounts.isMounted(mergedDir(id)) {
+            try release(id)
+        }
     }
 }
 

@@ -15,7 +15,7 @@ final class VFSDriver: StorageDriver {
 
     init(store: String) throws {
         self.store = store
-        try FileSystem.makeDirectories(store + "/vfs/layers")
+        try createLayersDir()
     }
 
     func prepare(_ id: String, parent: String?) throws -> String {
