@@ -64,8 +64,7 @@ let package = Package(
         .target(
             name: "Layers",
             dependencies: [
-                "Host", "OCI", "CArchive", "CDeflate", "CZstd", "CLinux",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "Host", "OCI", "CArchive", "CDeflate", "CZstd",
             ]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
 
