@@ -353,7 +353,7 @@ public final class RuntimeBench {
         let stop = StopFlag()
         let done = SideOutcome()
         let timeout = options.timeout
-        let thread = Thread {
+        Thread {
             do {
                 let r = try Command.run(argv, environment: environment, timeout: timeout, outputLimit: 4 << 20,
                                         stopWhen: stop, onOutput: { watch.feed($0) })
@@ -362,83 +362,92 @@ public final class RuntimeBench {
                 done.finish(result: nil, error: error)
             }
             watch.close()
-        }
-        thread.start()
-
-        var clientOutput: String?
-        var clientError: String?
-        if w.isServer, let client = w.client {
-            let deadline = start.addingTimeInterval(timeout)
-            if watch.waitForReady(until: deadline) {
-                let remaining = max(5, deadline.timeIntervalSinceNow)
-                do {
-                    let c = try Command.run(client(parameters, "127.0.0.1", clientPort), timeout: remaining)
-                    if c.timedOut {
-                        clientError = "the client did not finish within \(Int(remaining)) s"
-                    } else if c.status != 0 {
-                        clientError = "the client exited \(c.status): \(Command.tail(c.output, lines: 10))"
-                    }
-                    clientOutput = c.output
-                } catch {
-                    clientError = "the client cannot start: \(error)"
-                }
-            }
+        }.start()
+        var client: ClientRun?
+        if w.isServer {
+            client = runClient(w, watch: watch, port: clientPort, deadline: start.addingTimeInterval(timeout))
             stop.set()
         }
         let (result, runError) = done.wait()
-        let seconds = Date().timeIntervalSince(start)
-        let output = result?.output ?? ""
-        var r = RunReport.SideResult(status: .failed, seconds: seconds, figures: [], limits: "")
+        let side = SideRun(workload: w, side: side, seconds: Date().timeIntervalSince(start), result: result,
+                           timedOut: (result?.timedOut ?? false) && !stop.isSet, timeout: timeout)
+        if let tool = watch.missingTool {
+            var r = side.failed(.missingTool, "\(w.name): \(tool) is not in the image (\(side.side)): install it in the recipe and declare the workload (# workloads=\(w.name))")
+            r.missingTool = tool
+            return r
+        }
+        if let e = runError { return side.failed(.failed, "\(w.name) \(side.side): \(e)") }
+        return w.isServer ? side.judgeServer(watch: watch, client: client) : side.judge(watch: watch)
+    }
+
+    /// What a server workload's client did on the host.
+    struct ClientRun {
+        var output: String?
+        var error: String?
+    }
+
+    /// Runs a server workload's client against the side once the side says it is ready.
+    func runClient(_ w: Workload, watch: ProtocolWatch, port: Int, deadline: Date) -> ClientRun {
+        guard let client = w.client, watch.waitForReady(until: deadline) else { return ClientRun() }
+        let remaining = max(5, deadline.timeIntervalSinceNow)
+        do {
+            let c = try Command.run(client(parameters, "127.0.0.1", port), timeout: remaining)
+            if c.timedOut { return ClientRun(output: c.output, error: "the client did not finish within \(Int(remaining)) s") }
+            if c.status != 0 { return ClientRun(output: c.output, error: "the client exited \(c.status): \(Command.tail(c.output, lines: 10))") }
+            return ClientRun(output: c.output)
+        } catch {
+            return ClientRun(error: "the client cannot start: \(error)")
+        }
+    }
+
+    /// One side's run, judged: the figures, or why there are none.
+    struct SideRun {
+        var workload: Workload
+        var side: String
+        var seconds: Double
+        var result: Command.Result?
+        var timedOut: Bool
+        var timeout: Double
+
+        var output: String { result?.output ?? "" }
+        var noAnswer: String { "\(workload.name) \(side): no answer within \(Int(timeout)) s: stopped" }
+
+        func failed(_ status: RunReport.Status, _ error: String, tail: String? = nil) -> RunReport.SideResult {
+            var r = RunReport.SideResult(status: status, seconds: seconds, figures: [], limits: "")
+            r.error = error
+            r.outputTail = tail.map { Command.tail($0, lines: 20) }
+            return r
+        }
+
         /// The figures from `text`, or the parser's complaint with the tail of `shown`.
         func parsed(_ text: String, shown: String) -> RunReport.SideResult {
             do {
-                r.figures = try w.parse(text)
-                r.status = .ok
+                return RunReport.SideResult(status: .ok, seconds: seconds, figures: try workload.parse(text), limits: "")
             } catch {
-                r.error = "\(w.name) \(side): \(error)"
-                r.outputTail = Command.tail(shown, lines: 20)
+                return failed(.failed, "\(workload.name) \(side): \(error)", tail: shown)
             }
-            return r
         }
-        if let tool = watch.missingTool {
-            r.status = .missingTool
-            r.missingTool = tool
-            r.error = "\(w.name): \(tool) is not in the image (\(side)): install it in the recipe and declare the workload (# workloads=\(w.name))"
-            return r
-        }
-        if let e = runError {
-            r.error = "\(w.name) \(side): \(e)"
-            return r
-        }
-        let timedOut = (result?.timedOut ?? false) && !stop.isSet
-        if w.isServer {
-            if !watch.ready {
-                r.status = timedOut ? .timedOut : .failed
-                r.error = timedOut ? "\(w.name) \(side): no answer within \(Int(timeout)) s: stopped" : "\(w.name) \(side): the server did not start"
-                r.outputTail = Command.tail(output, lines: 20)
-                return r
+
+        func judgeServer(watch: ProtocolWatch, client: ClientRun?) -> RunReport.SideResult {
+            guard watch.ready else {
+                return failed(timedOut ? .timedOut : .failed, timedOut ? noAnswer : "\(workload.name) \(side): the server did not start", tail: output)
             }
-            guard clientError == nil, let out = clientOutput else {
-                r.error = "\(w.name) \(side): \(clientError ?? "no client output")"
-                r.outputTail = Command.tail(clientOutput ?? output, lines: 20)
-                return r
+            guard client?.error == nil, let out = client?.output else {
+                return failed(.failed, "\(workload.name) \(side): \(client?.error ?? "no client output")", tail: client?.output ?? output)
             }
             return parsed(out, shown: out)
         }
-        guard let status = watch.endStatus else {
-            r.status = timedOut ? .timedOut : .failed
-            r.error = timedOut ? "\(w.name) \(side): no answer within \(Int(timeout)) s: stopped"
-                : "\(w.name) \(side): ended (exit \(result?.status ?? -1)) without the end of the workload's output"
-            r.outputTail = Command.tail(output, lines: 20)
-            return r
+
+        func judge(watch: ProtocolWatch) -> RunReport.SideResult {
+            guard let status = watch.endStatus else {
+                return failed(timedOut ? .timedOut : .failed,
+                              timedOut ? noAnswer : "\(workload.name) \(side): ended (exit \(result?.status ?? -1)) without the end of the workload's output",
+                              tail: output)
+            }
+            let body = watch.body
+            guard status == 0 else { return failed(.failed, "\(workload.name) \(side): the workload exited \(status)", tail: body) }
+            return parsed(body, shown: body.isEmpty ? output : body)
         }
-        let body = watch.body
-        guard status == 0 else {
-            r.error = "\(w.name) \(side): the workload exited \(status)"
-            r.outputTail = Command.tail(body, lines: 20)
-            return r
-        }
-        return parsed(body, shown: body.isEmpty ? output : body)
     }
 
     // MARK: - Helpers
