@@ -21,8 +21,8 @@ public struct BuildOptions: Sendable {
     public var targets: Set<StepTarget> = [.container, .vm]
     /// The storage driver of the container pass.
     public var driver = "overlay"
-    /// How the VM pass reaches the disk: "loop" (root) or "guestfs" (libguestfs's appliance).
-    public var vmBackend = "loop"
+    /// How the VM pass reaches the disk: loop (root) or guestfs (libguestfs's appliance).
+    public var vmBackend = VMPass.Backend.loop
     public var buildArgs: [String: String] = [:]
     public var sourceDateEpoch: Int?
 
@@ -84,7 +84,7 @@ public final class Builder {
         let plan = try BuildPlan.make(recipe, baseKey: base.key)
         let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
-            ? try VMPass(settings: recipe.vm, backend: try vmBackend(), cache: options.cache, noCache: options.noCache, events: events) : nil
+            ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: options.cache, noCache: options.noCache, events: events) : nil
         defer { vm?.cleanScratch() }
         let container = options.targets.contains(.container)
             ? try ContainerPass(driver: options.driver, cache: options.cache, noCache: options.noCache,
@@ -300,13 +300,6 @@ public final class Builder {
             }
             return Base(key: digest.description, root: root, hit: hit, description: "oci:\(path) \(digest)", image: (layout, image))
         }
-    }
-
-    func vmBackend() throws -> VMPass.Backend {
-        guard let b = VMPass.Backend(rawValue: options.vmBackend) else {
-            throw BuildError.invalid("--vm-backend must be \(VMPass.Backend.allCases.map(\.rawValue).joined(separator: " or ")), not '\(options.vmBackend)'")
-        }
-        return b
     }
 
     /// Carries out a step that changes files, in a workspace.
