@@ -38,6 +38,7 @@ public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
 // the values and a wrong one is refused the same way everywhere (exit 64, the usage error).
 extension StorageDriverKind: ExpressibleByArgument {}
 extension BootCheck.Accelerator: ExpressibleByArgument {}
+extension VMPass.Backend: ExpressibleByArgument {}
 
 /// JSON as every report writes it: pretty-printed, keys sorted.
 enum JSONOutput {

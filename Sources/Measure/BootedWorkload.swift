@@ -12,8 +12,8 @@ import ImageBuild
 /// network, runs the step's command with its environment and working directory, prints the
 /// guest's start and end times between markers on the serial console, and powers off.
 ///
-/// KVM is used when it really runs a guest here (BootCheck's probe); otherwise QEMU emulates the
-/// CPU (TCG), and the figure measures the emulator as much as the storage: the result says so.
+/// KVM is used when it really runs a guest here (QemuInvocation's probe); otherwise QEMU emulates
+/// the CPU (TCG), and the figure measures the emulator as much as the storage: the result says so.
 struct BootedWorkload {
     var disk: String
     var kernel: String
@@ -75,18 +75,16 @@ struct BootedWorkload {
         bytes.append(Data(repeating: UInt8(ascii: "\n"), count: (512 - bytes.count % 512) % 512))
         try bytes.write(to: URL(fileURLWithPath: agent))
 
-        let probe = BootCheck.probeKVM(kernel: kernel)
+        let probe = QemuInvocation.probeKVM(kernel: kernel)
         let accel = probe.ok ? "kvm" : "tcg"
-        var qemu = ["qemu-system-x86_64", "-machine", "q35,accel=\(accel)", "-m", "\(memoryMiB)", "-smp", "\(cpus)",
-                    "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                    "-kernel", kernel,
-                    "-append", "root=/dev/vda rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
-                    "-drive", "file=\(overlay),if=virtio,format=qcow2",
-                    "-drive", "file=\(agent),if=virtio,format=raw,readonly=on",
-                    "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]
-        if accel == "kvm" { qemu += ["-cpu", "host"] }
-        if let initrd { qemu += ["-initrd", initrd] }
-        let r = try Command.run(qemu, timeout: timeout, outputLimit: 1 << 20, onOutput: onOutput)
+        var qemu = QemuInvocation(kernel: kernel, initrd: initrd,
+                                  append: "root=/dev/vda rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
+                                  accelerator: accel)
+        qemu.memoryMiB = memoryMiB
+        qemu.cpus = cpus
+        qemu.drives = [.init(file: overlay, format: "qcow2"), .init(file: agent, format: "raw", readOnly: true)]
+        qemu.network = .init(romfile: "")
+        let r = try Command.run(qemu.argv, timeout: timeout, outputLimit: 1 << 20, onOutput: onOutput)
         if r.timedOut {
             throw BuildError.invalid("the booted VM (\(accel)) did not finish the workload within \(Int(timeout)) s; it was stopped")
         }

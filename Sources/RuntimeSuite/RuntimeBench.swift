@@ -242,14 +242,9 @@ public final class RuntimeBench {
 
     /// KVM when it really runs a guest here (probed as the boot check does), else TCG.
     func chooseAccelerator() -> (name: String, note: String?) {
-        switch options.accelerator {
-        case .tcg: return ("tcg", "software emulation (TCG) as asked")
-        case .kvm: return ("kvm", nil)
-        case .auto:
-            guard let vm = handoff.vm else { return ("tcg", nil) }
-            let p = BootCheck.probeKVM(kernel: path(vm.boot.kernel))
-            return p.ok ? ("kvm", nil) : ("tcg", "software emulation (TCG): \(p.note ?? "KVM unavailable")")
-        }
+        // No VM disk, no kernel to probe with (runVM then says there is no VM disk).
+        if options.accelerator == .auto && handoff.vm == nil { return ("tcg", nil) }
+        return QemuInvocation.choose(options.accelerator, kernel: handoff.vm.map { path($0.boot.kernel) } ?? "")
     }
 
     /// Boots a snapshot of the flattened disk with the image's kernel and initramfs; PID 1 is
@@ -269,18 +264,14 @@ public final class RuntimeBench {
         bytes.append(Data(repeating: UInt8(ascii: "\n"), count: (512 - bytes.count % 512) % 512))
         try bytes.write(to: URL(fileURLWithPath: agentDisk))
         defer { try? FileManager.default.removeItem(atPath: agentDisk) }
-        var argv = ["taskset", "-c", cpuList, "qemu-system-x86_64", "-machine", "q35,accel=\(accelerator)",
-                    "-m", "\(options.memoryBytes >> 20)", "-smp", "\(options.cpus)",
-                    "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                    "-kernel", path(vm.boot.kernel),
-                    "-append", vm.boot.commandLine + " " + RuntimeBench.agentCommandLine,
-                    "-drive", "file=\(path(vm.disk)),if=virtio,format=\(vm.diskFormat),snapshot=on",
-                    "-drive", "file=\(agentDisk),if=virtio,format=raw,readonly=on"]
-        if accelerator == "kvm" { argv += ["-cpu", "host"] }
-        if let i = vm.boot.initrd { argv += ["-initrd", path(i)] }
-        if w.isServer {
-            argv += ["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:\(port)-:\(port)", "-device", "virtio-net-pci,netdev=n0"]
-        }
+        var qemu = QemuInvocation(kernel: path(vm.boot.kernel), initrd: vm.boot.initrd.map(path),
+                                  append: vm.boot.commandLine + " " + RuntimeBench.agentCommandLine, accelerator: accelerator)
+        qemu.memoryMiB = Int(options.memoryBytes >> 20)
+        qemu.cpus = options.cpus
+        qemu.drives = [.init(file: path(vm.disk), format: vm.diskFormat, snapshot: true),
+                       .init(file: agentDisk, format: "raw", readOnly: true)]
+        if w.isServer { qemu.network = .init(forwardedPorts: [port]) }
+        let argv = ["taskset", "-c", cpuList] + qemu.argv
         // snapshot=on keeps its temporary overlay in TMPDIR: the scratch folder.
         var env = ProcessInfo.processInfo.environment
         env["TMPDIR"] = (work as NSString).deletingLastPathComponent

@@ -26,7 +26,7 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "container, vm or both.") var target: BuildTarget = .both
     @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver: StorageDriverKind = .overlay
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower).")
-    var vmBackend = "loop"
+    var vmBackend: VMPass.Backend = .loop
     @Option(help: "Output folder (default out/NAME).") var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
@@ -47,7 +47,7 @@ struct BuildCommand: ParsableCommand {
         options.noCache = noCache
         options.buildArgs = args
         options.targets = target.targets
-        options.driver = driver.rawValue
+        options.driver = driver
         options.vmBackend = vmBackend
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
@@ -116,3 +116,5 @@ enum BuildReportTable {
         return lines.joined(separator: "\n")
     }
 }
+
+/// `--vm-backend loop|guestfs`: the option is the enum, so `--help` lists its values.

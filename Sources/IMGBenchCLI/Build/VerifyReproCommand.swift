@@ -28,7 +28,7 @@ struct VerifyReproCommand: ParsableCommand {
     @Argument(help: "A recipe folder holding a Containerfile, or a recipe file.") var recipe: String
     @Option(help: "container, vm or both.") var target: BuildCommand.BuildTarget = .both
     @Option(help: "Storage driver of the container builds.") var driver: StorageDriverKind = .overlay
-    @Option(help: "How VM steps reach the disk: loop or guestfs (see imgbench build).") var vmBackend = "loop"
+    @Option(help: "How VM steps reach the disk: loop or guestfs (see imgbench build).") var vmBackend: VMPass.Backend = .loop
     @Option(help: "Output folder of the two builds (default out/NAME-repro).") var output: String?
     @Option(help: "Cache folder (its Debian base is reused; steps are rebuilt).") var cache: String?
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
@@ -46,7 +46,7 @@ struct VerifyReproCommand: ParsableCommand {
         var options = BuildOptions(output: output ?? "out/\(parsed.name)-repro", cache: cache ?? BuildOptions.defaultCache)
         options.buildArgs = args
         options.targets = target.targets
-        options.driver = driver.rawValue
+        options.driver = driver
         options.vmBackend = vmBackend
         let env = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"]
         if let epoch = env.flatMap(Int.init) {

@@ -63,25 +63,13 @@ final class ContainerPass {
     /// The base: the root folder captured as the first layer and unpacked into the driver.
     func base(key: String, root: String, description: String) throws -> BuildReport.Measure {
         let start = Date()
-        var hit = true
-        var layer: StoredLayer
-        if let l = record(key) {
-            layer = l
-            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
-        } else {
-            hit = false
-            discard(key)
+        let (layer, hit) = try cachedLayer(key) {
             events.note("container: capturing the base root as the first layer")
-            layer = try capture("the base") { try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions, tee: $0).layer }
-            do {
-                let writable = try driver.prepare(key, parent: nil)
-                try LayerApply.apply(layer: blobs.path(of: layer.descriptor.digest), to: writable, expecting: layer.descriptor.digest)
-                try driver.release(key)
-            } catch {
-                try? driver.remove(key)
-                throw error
+            let layer = try capture("the base") { try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions, tee: $0).layer }
+            try inNewLayer(key, parent: nil) { writable in
+                _ = try LayerApply.apply(layer: blobs.path(of: layer.descriptor.digest), to: writable, expecting: layer.descriptor.digest)
             }
-            try save(layer, key: key)
+            return layer
         }
         top = key
         layers = [layer]
@@ -126,31 +114,45 @@ final class ContainerPass {
     /// the diff captured.
     func step(key: String, text: String, _ work: (_ root: String) throws -> Void) throws -> BuildReport.Measure {
         let start = Date()
-        let layer: StoredLayer
-        var hit = true
-        if let l = record(key) {
-            layer = l
-            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
-        } else {
-            hit = false
-            discard(key)
+        let (layer, hit) = try cachedLayer(key) {
             // The bundle's layers so far are unpacked while this step runs.
             bundle?.start()
-            do {
-                let root = try driver.prepare(key, parent: top)
+            return try inNewLayer(key, parent: top) { root in
                 try work(root)
-                layer = try capture(text) { try driver.capture(key, into: blobs, options: captureOptions, tee: $0).layer }
-                try driver.release(key)
-            } catch {
-                try? driver.remove(key)
-                throw error
+                return try capture(text) { try driver.capture(key, into: blobs, options: captureOptions, tee: $0).layer }
             }
-            try save(layer, key: key)
         }
         top = key
         layers.append(layer)
         history.append(History(created: created, createdBy: text, emptyLayer: nil))
         return measure(layer, seconds: Date().timeIntervalSince(start), hit: hit)
+    }
+
+    /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the
+    /// one `make` makes, after forgetting any leftover of `key`, recorded once it is complete.
+    func cachedLayer(_ key: String, make: () throws -> StoredLayer) throws -> (layer: StoredLayer, hit: Bool) {
+        if let l = record(key) {
+            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
+            return (l, true)
+        }
+        discard(key)
+        let layer = try make()
+        try save(layer, key: key)
+        return (layer, false)
+    }
+
+    /// Runs `body` in the writable root of a new driver layer `key` on `parent`; the layer is
+    /// released when `body` succeeds and removed when it fails.
+    func inNewLayer<T>(_ key: String, parent: String?, _ body: (_ root: String) throws -> T) throws -> T {
+        do {
+            let root = try driver.prepare(key, parent: parent)
+            let result = try body(root)
+            try driver.release(key)
+            return result
+        } catch {
+            try? driver.remove(key)
+            throw error
+        }
     }
 
     /// Runs a capture, handing it the bundle's tee when there is a bundle.

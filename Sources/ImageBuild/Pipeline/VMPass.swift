@@ -14,9 +14,9 @@ import RecipePlan
 /// folder (stored relative, so the folder can move), and `KEY.boot/` with the kernel and
 /// initramfs of a finalised chain. An overlay is made as `KEY.qcow2.partial` and renamed only when
 /// its step succeeded, so the cache holds complete links only and survives failures.
-final class VMPass {
-    /// How a step reaches the disk.
-    enum Backend: String, CaseIterable, Sendable {
+public final class VMPass {
+    /// How a step reaches the disk (`BuildOptions.vmBackend`).
+    public enum Backend: String, CaseIterable, Sendable {
         /// qemu-storage-daemon's FUSE export, a loop device and a mount (root; fast).
         case loop
         /// libguestfs's appliance (no root, no mounts on this host; slower).

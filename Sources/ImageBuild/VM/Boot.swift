@@ -9,7 +9,8 @@ import RecipePlan
 /// the serial console. KVM is used when it really runs a guest here (probed with a short timeout),
 /// otherwise software emulation (TCG), which is reported.
 public struct BootCheck: Sendable {
-    public enum Accelerator: String, Sendable, CaseIterable { case auto, kvm, tcg }
+    /// auto, kvm or tcg (`imgbench boot --accel`, `imgbench run --accel`).
+    public typealias Accelerator = QemuInvocation.Accelerator
 
     public var disk: String
     public var kernel: String
@@ -45,42 +46,20 @@ public struct BootCheck: Sendable {
         return "root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/echo -- -e \(escaped)"
     }
 
-    func qemuArgs(accel: String) -> [String] {
-        var a = ["qemu-system-x86_64", "-machine", "q35,accel=\(accel)", "-m", "\(memoryMiB)", "-smp", "\(cpus)",
-                 "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                 "-kernel", kernel, "-append", commandLine,
-                 "-drive", "file=\(disk),if=virtio,format=qcow2,snapshot=on"]
-        if accel == "kvm" { a += ["-cpu", "host"] }
-        if let i = initrd { a += ["-initrd", i] }
-        return a
-    }
-
-    /// Whether KVM runs a guest here: /dev/kvm must open and a guest must start printing within
-    /// a few seconds (on some hosts QEMU aborts or hangs with KVM).
-    public static func probeKVM(kernel: String) -> (ok: Bool, note: String?) {
-        guard FileManager.default.isWritableFile(atPath: "/dev/kvm") else { return (false, "/dev/kvm is not available") }
-        let r = try? Command.run(["qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "host", "-m", "256",
-                                  "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-kernel", kernel,
-                                  "-append", "console=ttyS0 panic=-1 earlyprintk=ttyS0"], timeout: 8)
-        guard let r else { return (false, "qemu-system-x86_64 did not start") }
-        if r.output.contains("Linux version") { return (true, nil) }
-        let reason = Command.tail(r.output, lines: 2)
-        return (false, "KVM is present but does not run a guest here (\(reason.isEmpty ? "no console output in 8 s" : reason))")
+    /// The QEMU invocation: the disk as a snapshot (the check writes nothing into it).
+    func invocation(accel: String) -> QemuInvocation {
+        var q = QemuInvocation(kernel: kernel, initrd: initrd, append: commandLine, accelerator: accel)
+        q.memoryMiB = memoryMiB
+        q.cpus = cpus
+        q.drives = [.init(file: disk, format: "qcow2", snapshot: true)]
+        return q
     }
 
     public func run() throws -> Result {
-        var accel = "tcg"
-        var note: String?
-        switch accelerator {
-        case .tcg: note = "software emulation (TCG) as asked"
-        case .kvm: accel = "kvm"
-        case .auto:
-            let p = BootCheck.probeKVM(kernel: kernel)
-            if p.ok { accel = "kvm" } else { note = "software emulation (TCG): \(p.note ?? "KVM unavailable")" }
-        }
+        let (accel, note) = QemuInvocation.choose(accelerator, kernel: kernel)
         let start = Date()
         let seen = MarkerWatch(marker: marker)
-        let r = try Command.run(qemuArgs(accel: accel), timeout: timeout) { chunk in seen.feed(chunk) }
+        let r = try Command.run(invocation(accel: accel).argv, timeout: timeout) { chunk in seen.feed(chunk) }
         let found = seen.found || r.output.contains(marker)
         return Result(reachedMarker: found, accelerator: accel, note: note, seconds: Date().timeIntervalSince(start),
                       consoleTail: Command.tail(r.output, lines: 15))

@@ -1,0 +1,81 @@
+import Foundation
+import Layers
+import Host
+import OCI
+import RecipePlan
+
+/// The steps phase: each step of the plan on the container side and on the VM side (a cached
+/// step is a hit and does not run), then the VM finalisation that makes the disk bootable.
+extension Builder {
+    func buildSteps(into state: inout State) throws {
+        for p in state.plan.steps {
+            let s = p.step
+            var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
+                                           target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles)
+            state.config.apply(s.instruction, environment: s.environment)
+            if let container = state.container, s.target.includes(.container) {
+                if s.instruction.changesFiles {
+                    r.container = try containerStep(p, on: container, state: state)
+                } else {
+                    container.metadata(s.text)
+                }
+            }
+            if let vm = state.vm, s.target.includes(.vm), s.instruction.changesFiles {
+                r.vm = try vmStep(p, on: vm, state: state)
+            }
+            state.steps.append(r)
+        }
+    }
+
+    /// A step that changes files, run in a writable root of the storage driver.
+    func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
+        let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
+        events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
+        let m = try container.step(key: p.key, text: s.text) { root in
+            try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, onOutput: onOutput)
+        }
+        events.stepFinished(index: p.index, target: "container", measure: m)
+        return m
+    }
+
+    /// A step that changes files, run on a new overlay of the VM disk.
+    func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, state: State) throws -> BuildReport.Measure {
+        let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
+        events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
+        let m = try vm.step(key: p.key, label: s.text) { disk in
+            try self.perform(s, in: disk, config: config, plan: plan, onOutput: onOutput)
+        }
+        events.stepFinished(index: p.index, target: "vm", measure: m)
+        return m
+    }
+
+    /// The finalisation of the VM side: kernel, initramfs, fstab and boot files.
+    func finalise(into state: inout State) throws {
+        guard let vm = state.vm else { return }
+        let plan = state.plan
+        events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: "finalise: kernel, initramfs, fstab, boot files")
+        let m = try vm.finalise(key: plan.finalKey, environment: plan.steps.last?.step.environment ?? [], onOutput: onOutput)
+        events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
+        state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: plan.finalKey, container: nil, vm: m)
+    }
+
+    /// Carries out a step that changes files, in a workspace.
+    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan,
+                 onOutput: @escaping @Sendable (String) -> Void) throws {
+        let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
+        switch s.instruction {
+        case let .run(cmd):
+            let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
+                                 workdir: config.workdir, user: config.user, onOutput: onOutput)
+            guard r.status == 0 else {
+                throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
+            }
+        case let .copy(srcs, dest, chown, chmod):
+            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: false)
+        case let .add(srcs, dest, chown, chmod):
+            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: true)
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Host
+
+/// One QEMU command line, the one every VM boot of imgbench uses (the boot check, the runtime
+/// suite's VM side, a measured workload in a booted VM): qemu-system-x86_64 on q35 with the
+/// image's kernel and initramfs passed directly, no display, no default devices, the serial
+/// console on stdio and `-no-reboot` (so a guest that panics or powers off ends QEMU); then the
+/// virtio drives and an optional user-mode network. The process is started by `Command`.
+public struct QemuInvocation: Sendable {
+    /// What a caller asks for; `auto` is KVM when it really runs a guest here, else TCG.
+    public enum Accelerator: String, Sendable, CaseIterable { case auto, kvm, tcg }
+
+    /// A virtio disk.
+    public struct Drive: Sendable {
+        public var file: String
+        public var format: String
+        /// Writes go to a temporary overlay (in TMPDIR), not into the file.
+        public var snapshot = false
+        public var readOnly = false
+
+        public init(file: String, format: String, snapshot: Bool = false, readOnly: Bool = false) {
+            self.file = file
+            self.format = format
+            self.snapshot = snapshot
+            self.readOnly = readOnly
+        }
+
+        var argument: String {
+            "file=\(file),if=virtio,format=\(format)" + (snapshot ? ",snapshot=on" : "") + (readOnly ? ",readonly=on" : "")
+        }
+    }
+
+    /// QEMU's user-mode network on a virtio NIC (the guest is 10.0.2.15, the host 10.0.2.2).
+    public struct UserNetwork: Sendable {
+        /// Host ports on 127.0.0.1 forwarded to the same port in the guest.
+        public var forwardedPorts: [Int] = []
+        /// The NIC's option ROM (`""`: none, which a direct kernel boot does not need).
+        public var romfile: String?
+
+        public init(forwardedPorts: [Int] = [], romfile: String? = nil) {
+            self.forwardedPorts = forwardedPorts
+            self.romfile = romfile
+        }
+
+        var arguments: [String] {
+            let netdev = (["user,id=n0"] + forwardedPorts.map { "hostfwd=tcp:127.0.0.1:\($0)-:\($0)" }).joined(separator: ",")
+            return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0" + (romfile.map { ",romfile=\($0)" } ?? "")]
+        }
+    }
+
+    public var kernel: String
+    public var initrd: String?
+    /// The kernel command line.
+    public var append: String
+    /// "kvm" or "tcg" (a resolved `Accelerator`: see `choose`).
+    public var accelerator: String
+    public var memoryMiB = 1024
+    public var cpus = 2
+    public var drives: [Drive] = []
+    public var network: UserNetwork?
+    /// Where the serial console goes (QEMU's `-serial`).
+    public var serial = "stdio"
+
+    public init(kernel: String, initrd: String?, append: String, accelerator: String) {
+        self.kernel = kernel
+        self.initrd = initrd
+        self.append = append
+        self.accelerator = accelerator
+    }
+
+    /// The command line, program first.
+    public var argv: [String] {
+        var a = ["qemu-system-x86_64", "-machine", "q35,accel=\(accelerator)", "-m", "\(memoryMiB)", "-smp", "\(cpus)",
+                 "-nographic", "-no-reboot", "-nodefaults", "-serial", serial,
+                 "-kernel", kernel, "-append", append]
+        for d in drives { a += ["-drive", d.argument] }
+        if accelerator == "kvm" { a += ["-cpu", "host"] }
+        if let initrd { a += ["-initrd", initrd] }
+        if let network { a += network.arguments }
+        return a
+    }
+
+    /// Whether KVM runs a guest here: /dev/kvm must open and a guest must start printing within
+    /// a few seconds (on some hosts QEMU aborts or hangs with KVM).
+    public static func probeKVM(kernel: String) -> (ok: Bool, note: String?) {
+        guard FileManager.default.isWritableFile(atPath: "/dev/kvm") else { return (false, "/dev/kvm is not available") }
+        var probe = QemuInvocation(kernel: kernel, initrd: nil, append: "console=ttyS0 panic=-1 earlyprintk=ttyS0", accelerator: "kvm")
+        probe.memoryMiB = 256
+        probe.cpus = 1
+        let r = try? Command.run(probe.argv, timeout: 8)
+        guard let r else { return (false, "qemu-system-x86_64 did not start") }
+        if r.output.contains("Linux version") { return (true, nil) }
+        let reason = Command.tail(r.output, lines: 2)
+        return (false, "KVM is present but does not run a guest here (\(reason.isEmpty ? "no console output in 8 s" : reason))")
+    }
+
+    /// The accelerator to use for `asked`, probing KVM with `kernel` for `auto`, and a note when
+    /// it is software emulation (TCG).
+    public static func choose(_ asked: Accelerator, kernel: String) -> (name: String, note: String?) {
+        switch asked {
+        case .tcg: return ("tcg", "software emulation (TCG) as asked")
+        case .kvm: return ("kvm", nil)
+        case .auto:
+            let p = probeKVM(kernel: kernel)
+            return p.ok ? ("kvm", nil) : ("tcg", "software emulation (TCG): \(p.note ?? "KVM unavailable")")
+        }
+    }
+}
