@@ -329,7 +329,7 @@ final class Ext4Names {
         defer { unlink(cmdFile) }
         let r = try Command.run(["debugfs", "-f", cmdFile, raw], outputLimit: 64 << 20)
         guard r.status == 0 else {
-            throw BuildError.commandFailed(what: "naming blocks with debugfs", argv: ["debugfs", "-f", cmdFile, raw], status: r.status,
+            throw HostError.commandFailed(what: "naming blocks with debugfs", argv: ["debugfs", "-f", cmdFile, raw], status: r.status,
                                            outputTail: Command.tail(r.output, lines: 10))
         }
         return r.output.split(separator: "\n")

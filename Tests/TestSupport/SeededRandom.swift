@@ -1,18 +1,9 @@
-/// Deterministic pseudo-random numbers (SplitMix64), so a failing case repeats. The same sequence
-/// as the `SplitMix64` of `imgbench`'s stress writer, so a seed names the same data in the tool
-/// and in the tests.
-public struct SeededRandom: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
+@_exported import struct Host.SeededRandom
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+// What the tests add to Host's seeded generator (SplitMix64, the sequence `imgbench qcow stress`
+// uses, so a seed names the same data in the tool and in the tests).
 
+extension SeededRandom {
     /// `n` random bytes.
     public mutating func bytes(_ n: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)

@@ -39,7 +39,7 @@ struct QcowStress: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let img = try QcowImage(path: image, writable: true)
-            var rng = SplitMix64(seed: seed)
+            var rng = SeededRandom(seed: seed)
             let size = img.virtualSize
             let cs = UInt64(img.clusterSize)
             guard size > 0 else { return }
@@ -72,18 +72,5 @@ struct QcowStress: ParsableCommand {
             }
             try img.close()
         }
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64), so a seed names the same run everywhere.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -96,7 +96,7 @@ public struct DebianBase: Sendable {
                                      "--skip=output/dev", suite, tmp, sourcesFile],
                                     environment: ["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"], onOutput: onOutput)
             guard r.status == 0 else {
-                throw BuildError.commandFailed(what: "making the debian:\(suite) base with mmdebstrap",
+                throw HostError.commandFailed(what: "making the debian:\(suite) base with mmdebstrap",
                                                argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,
                                                outputTail: Command.tail(r.output, lines: 20))
             }

@@ -156,7 +156,7 @@ public final class VMPass {
                 let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
                                      environment: environment, workdir: "/", user: nil, onOutput: onOutput)
                 guard r.status == 0 else {
-                    throw BuildError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
+                    throw HostError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
                                                    status: r.status, outputTail: Command.tail(r.output, lines: 20))
                 }
             }

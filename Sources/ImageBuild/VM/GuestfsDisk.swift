@@ -67,9 +67,9 @@ public final class GuestfsDisk {
         if rc == -1 { throw error(what) }
     }
 
-    func error(_ what: String) -> BuildError {
+    func error(_ what: String) -> HostError {
         let message = g.flatMap { guestfs_last_error($0) }.map { String(cString: $0) } ?? "unknown error"
-        return BuildError.commandFailed(what: "libguestfs \(what) on \(image)", argv: ["guestfs_\(what.split(separator: " ")[0])"],
+        return HostError.commandFailed(what: "libguestfs \(what) on \(image)", argv: ["guestfs_\(what.split(separator: " ")[0])"],
                                         status: -1, outputTail: message)
     }
 

@@ -64,7 +64,7 @@ public struct GuestfsWorkspace: Workspace {
             let out = try disk.run(full)
             onOutput(out)
             return Command.Result(status: 0, output: out, timedOut: false)
-        } catch let BuildError.commandFailed(_, _, _, tail) {
+        } catch let HostError.commandFailed(_, _, _, tail) {
             onOutput(tail)
             return Command.Result(status: 1, output: tail, timedOut: false)
         }
