@@ -84,16 +84,16 @@ let package = Package(
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild", "TestSupport"]),
 
         // Consumers of built outputs.
-        .target(name: "Measure", dependencies: ["Host", "QcowIO", "OCI", "Layers", "ImageBuild"]),
-        .target(name: "RuntimeSuite", dependencies: ["Host", "OCI", "Layers", "ImageBuild"]),
+        .target(name: "Measure", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
+        .target(name: "RuntimeSuite", dependencies: ["Host", "RecipePlan", "ImageBuild"]),
         .testTarget(name: "RuntimeSuiteTests", dependencies: ["RuntimeSuite", "TestSupport"], exclude: ["Fixtures"]),
-        .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "ImageBuild"]),
+        .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
         .testTarget(name: "ReproTests", dependencies: ["Repro", "TestSupport"]),
         // The size gate and the report tables over every kind of result.
         .target(
             name: "Gate",
             dependencies: [
-                "QcowIO", "OCI", "ImageBuild", "Measure", "RuntimeSuite",
+                "Host", "OCI", "ImageBuild", "Measure", "RuntimeSuite",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .testTarget(name: "GateTests", dependencies: ["Gate", "TestSupport"]),

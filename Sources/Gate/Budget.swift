@@ -1,13 +1,8 @@
 import Foundation
-import QcowIO
-import Yams
 import Host
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
-import Measure
 import RuntimeSuite
+import Yams
 
 /// How much a figure may grow against the baseline: an absolute number of bytes, a percentage of
 /// the baseline value, or both. The growth allowed is the larger of the limits set, so a small

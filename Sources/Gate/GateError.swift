@@ -1,12 +1,5 @@
 import Foundation
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
-import Measure
-import RuntimeSuite
 
 /// What `imgbench check` cannot work with: a report or budget that cannot be read or does not
 /// mean anything, named with the file and the place in it (the documents' error of ImageBuild,

@@ -1,11 +1,8 @@
 import Foundation
-import QcowIO
 import Host
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
 import Measure
+import OCI
 import RuntimeSuite
 
 /// The seeds' tables made from imgbench's JSON results: build time, image size, incremental size

@@ -1,12 +1,6 @@
 import Foundation
-import QcowIO
 import Host
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
-import Measure
-import RuntimeSuite
 
 /// A size figure the gate compares, for a step and for the whole image.
 public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {

@@ -1,14 +1,4 @@
 import ArgumentParser
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// The imgbench command line. The executable only calls `IMGBench.main()`; every command lives
 /// here so that tests can run them.

@@ -1,15 +1,11 @@
 import ArgumentParser
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import Layers
+import OCI
+import QcowIO
+import RecipePlan
 
 /// Sizes as people write them on the command line (see `ByteCount`).
 public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {

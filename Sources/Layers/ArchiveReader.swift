@@ -1,6 +1,5 @@
 import CArchive
 import Foundation
-import Host
 import OCI
 
 /// A libarchive reader over a file, with any compression libarchive knows (gzip, zstd, none).

@@ -1,6 +1,5 @@
 import CArchive
 import Foundation
-import Host
 import OCI
 
 /// A libarchive writer producing a PAX tar into a `ByteSink`. It owns the `struct archive *`:

@@ -2,7 +2,6 @@ import CDeflate
 import CZstd
 import Dispatch
 import Foundation
-import Host
 import OCI
 
 /// How a layer tar is compressed, and its OCI media type.

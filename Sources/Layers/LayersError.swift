@@ -1,6 +1,4 @@
 import Foundation
-import Host
-import OCI
 
 /// Everything Layers refuses or fails at, naming the file and the entry.
 public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {

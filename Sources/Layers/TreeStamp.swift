@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// Whether files and folder trees are as they were when stamped, told without reading them.
 ///

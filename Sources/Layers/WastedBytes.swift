@@ -1,5 +1,4 @@
 import Foundation
-import Host
 import OCI
 
 /// Bytes that a layer carries but a later layer of the same image deletes (by a whiteout or an

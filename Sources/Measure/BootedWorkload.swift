@@ -1,10 +1,8 @@
 import Foundation
-import QcowIO
 import Host
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
+import QcowIO
+import RecipePlan
 
 /// A workload step run in a booted VM: the base disk under a new qcow2 overlay (so the bytes the
 /// guest writes can be counted), the image's kernel and initramfs, and PID 1 a shell reading a

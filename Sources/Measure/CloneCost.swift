@@ -1,10 +1,9 @@
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
+import Layers
+import OCI
+import QcowIO
 
 /// The incremental cost of one more instance of a built image: the storage a new container or VM
 /// needs before it starts, in bytes on disk and in time, on every storage driver and for the VM,

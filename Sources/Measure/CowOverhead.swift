@@ -1,10 +1,10 @@
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
+import Layers
+import OCI
+import QcowIO
+import RecipePlan
 
 /// The write overhead of copy-on-write storage: one write-heavy workload (a RUN step of a recipe)
 /// run on the same base root on a plain folder (no copy-on-write: the baseline), on each storage

@@ -1,9 +1,5 @@
 import Foundation
 import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
 
 /// Minimum, median and maximum of repeated samples of one figure, and how many there were.

@@ -1,10 +1,9 @@
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
+import Layers
+import OCI
+import QcowIO
 
 /// Wasted bytes of a built image, on both sides.
 ///

@@ -1,4 +1,3 @@
-import Host
 /// Where a stream of bytes goes: a compressor, a hasher, a blob.
 public protocol ByteSink: AnyObject {
     func write(_ buffer: UnsafeRawBufferPointer) throws

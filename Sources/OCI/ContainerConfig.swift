@@ -1,4 +1,3 @@
-import Host
 /// The config's `config`: how a container of the image runs.
 public struct ContainerConfig: Codable, Sendable, Equatable {
     /// A set as the image spec writes one: keys mapped to empty objects.

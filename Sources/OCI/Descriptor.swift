@@ -1,4 +1,3 @@
-import Host
 /// A content descriptor: what a blob is, its digest and size.
 public struct Descriptor: Codable, Sendable, Equatable, Hashable {
     public var mediaType: String

@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import Host
 
 /// A content digest, `sha256:` and 64 lowercase hex digits. Only SHA-256 is written or accepted.
 public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {

@@ -1,4 +1,3 @@
-import Host
 /// One step of an image's history. Steps that changed no files (ENV, CMD, ...) are `emptyLayer`
 /// and have no entry in `rootfs.diff_ids`.
 public struct History: Codable, Sendable, Equatable {

@@ -1,4 +1,3 @@
-import Host
 /// The image configuration blob: platform, run configuration, layers' diff_ids and history.
 public struct ImageConfig: Codable, Sendable, Equatable {
     public var created: String?

@@ -1,4 +1,3 @@
-import Host
 /// An image index, as the `index.json` of a layout and as a multi-platform manifest list.
 public struct Index: Codable, Sendable, Equatable {
     public var schemaVersion: Int = 2

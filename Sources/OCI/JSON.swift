@@ -1,5 +1,4 @@
 import Foundation
-import Host
 
 /// The JSON of every document written here: keys sorted, slashes unescaped, so that the same
 /// content always gives the same bytes and therefore the same digest.

@@ -1,4 +1,3 @@
-import Host
 /// An image manifest: the config blob and the layers, bottom first.
 public struct Manifest: Codable, Sendable, Equatable {
     public var schemaVersion: Int = 2

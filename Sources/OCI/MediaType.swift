@@ -1,4 +1,3 @@
-import Host
 /// The media types of image-spec v1.1 that this module writes and reads.
 public enum MediaType {
     public static let imageIndex = "application/vnd.oci.image.index.v1+json"

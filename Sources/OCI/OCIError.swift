@@ -1,5 +1,4 @@
 import Foundation
-import Host
 
 /// Everything the OCI module refuses or fails at, naming the layout, the file or the blob.
 public enum OCIError: Error, Equatable, Sendable, CustomStringConvertible {

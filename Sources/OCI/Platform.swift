@@ -1,4 +1,3 @@
-import Host
 /// The platform an image runs on (image-spec `platform`, also the config's os/architecture).
 public struct Platform: Codable, Sendable, Equatable, Hashable {
     public var architecture: String

@@ -1,4 +1,3 @@
-import Host
 /// The config's `rootfs`: the uncompressed digests (diff_ids) of the layers, bottom first.
 public struct RootFS: Codable, Sendable, Equatable {
     public var type: String = "layers"

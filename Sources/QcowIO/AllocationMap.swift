@@ -1,4 +1,3 @@
-import Host
 /// What each image of a chain allocates, and which image supplies each guest byte.
 public struct AllocationMap: Codable, Equatable, Sendable {
     public struct Link: Codable, Equatable, Sendable {

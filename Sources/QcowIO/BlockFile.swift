@@ -1,6 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-import Host
 #elseif canImport(Darwin)
 #endif
 

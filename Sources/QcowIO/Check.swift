@@ -1,4 +1,3 @@
-import Host
 /// Refcount consistency of one qcow2 image, counted as `qemu-img check` counts it: every cluster
 /// that metadata references is counted, and the count is compared with the stored refcount.
 /// A stored count above the references is a leak; below it, or a malformed reference, is a

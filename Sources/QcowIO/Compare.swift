@@ -1,4 +1,3 @@
-import Host
 /// Guest-content comparison of two disk images, as `qemu-img compare` does it.
 public enum ImageComparison {
     public enum Result: Equatable, Sendable {

@@ -1,4 +1,3 @@
-import Host
 /// Options for a new qcow2 image.
 public struct Qcow2CreateOptions: Equatable, Sendable {
     public var virtualSize: UInt64

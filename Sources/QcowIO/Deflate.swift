@@ -1,5 +1,4 @@
 import CZlib
-import Host
 
 /// Raw deflate (no zlib header, 4 KiB window), as qcow2 stores compressed clusters.
 public enum Deflate {

@@ -1,4 +1,3 @@
-import Host
 /// Something that holds a guest disk: a qcow2 image (with its backing chain) or a raw file.
 ///
 /// Not `Sendable`: an image caches what it reads (a qcow2 image its tables) without a lock,

@@ -1,4 +1,3 @@
-import Host
 /// L1 table entry (eight bytes, big-endian).
 ///
 /// ```

@@ -1,4 +1,3 @@
-import Host
 /// The sizes that follow from a cluster size, a refcount width and a virtual size.
 /// Pure arithmetic: planned and tested without I/O.
 public struct Qcow2Geometry: Equatable, Sendable {

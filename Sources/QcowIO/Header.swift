@@ -1,4 +1,3 @@
-import Host
 /// The qcow2 header: the fields of cluster 0, parsed one by one (all big-endian).
 ///
 /// ```

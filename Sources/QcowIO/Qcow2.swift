@@ -1,4 +1,3 @@
-import Host
 /// The qcow2 image format, versions 2 and 3 (QEMU docs/interop/qcow2.txt).
 ///
 /// An image is a sequence of host clusters of `1 << clusterBits` bytes. Cluster 0 holds the

@@ -1,4 +1,3 @@
-import Host
 /// Everything QcowIO refuses or fails at, naming the file and the place.
 public enum QcowError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file is shorter than a structure that must be read from it.

@@ -1,6 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-import Host
 #endif
 
 /// An open qcow2 image: its header, its tables and its backing chain. Reads go through L1/L2

@@ -1,4 +1,3 @@
-import Host
 /// An internal snapshot, as listed in the snapshot table. Read and counted, never written.
 ///
 /// ```

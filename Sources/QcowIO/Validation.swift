@@ -1,4 +1,3 @@
-import Host
 /// Judges a parsed header against the format's rules, the file's size and this library's limits.
 /// Kept apart from parsing: parsing reads fields, validation decides whether they can be trusted.
 public enum Qcow2Validator {

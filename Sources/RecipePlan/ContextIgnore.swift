@@ -1,5 +1,4 @@
 import Foundation
-import Host
 
 /// The build context's ignore file (`.containerignore`, else `.dockerignore`): patterns of paths
 /// that COPY and ADD never see, with `*`, `?`, `[...]`, `**` for any number of folders, and `!` to

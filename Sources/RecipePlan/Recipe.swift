@@ -1,4 +1,3 @@
-import Host
 /// A parsed recipe: a Containerfile whose steps build both the container image and the VM disk.
 public struct Recipe: Equatable, Sendable {
     /// The recipe's name (its folder's name), used to tag the image and name the outputs.

@@ -1,4 +1,3 @@
-import Host
 /// A place in a recipe file, 1-based.
 public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
     public var file: String

@@ -1,5 +1,4 @@
 import Foundation
-import Host
 
 /// Parses a Containerfile into a `Recipe`.
 ///

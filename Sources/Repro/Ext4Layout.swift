@@ -1,10 +1,5 @@
 import Foundation
 import QcowIO
-import Host
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
 
 /// Where an ext4 filesystem keeps what, read from its superblock and group descriptors: enough
 /// to say what a block of the disk is (superblock, bitmap, inode table, or a file's data, which

@@ -1,10 +1,10 @@
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
+import Layers
+import OCI
+import QcowIO
+import RecipePlan
 
 /// What two builds of one recipe, made without the step cache under one SOURCE_DATE_EPOCH, have
 /// in common: the OCI image (manifest, config and layer digests, and for a layer that differs,

@@ -1,9 +1,4 @@
 import Foundation
-import Host
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
 
 /// Parsers of the benchmark tools' output, each reading the figure the way the tool prints it.
 /// Carriage returns (a serial console's line ends, redis-benchmark's progress) are ignored.

@@ -1,8 +1,4 @@
 import Foundation
-import Host
-import OCI
-import Layers
-import RecipePlan
 import ImageBuild
 
 /// What `imgbench run` measured: per workload, the figures natively, in the container and in the

@@ -1,8 +1,5 @@
 import Foundation
-import Layers
 import Host
-import OCI
-import RecipePlan
 import ImageBuild
 
 /// The runtime benchmark suite: runs workloads natively, in the container (runc, the build's

@@ -1,9 +1,5 @@
 import Foundation
-import Host
-import OCI
-import Layers
 import RecipePlan
-import ImageBuild
 
 /// One workload of the runtime benchmark suite: the same shell script runs natively, in the
 /// container and in the VM (with the tools Debian packages), and its figures are parsed from the

@@ -1,7 +1,7 @@
 import Foundation
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
 
 /// `imgbench qcow check` counts leaks and corruptions as `qemu-img check` does, and exits as it
 /// does: 0 clean, 2 corrupt, 3 leaks only.

@@ -1,7 +1,7 @@
 import Foundation
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
 
 /// `imgbench qcow convert|create|compare|info` as a user runs them, judged by qemu-img.
 @Suite struct ConvertCommandTests {

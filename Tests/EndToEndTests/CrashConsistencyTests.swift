@@ -1,7 +1,7 @@
 import Foundation
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
 
 /// A writer killed with SIGKILL part-way leaves an image that `qemu-img check` finds free of
 /// corruption: leaked clusters at most (exit 0 or 3), never exit 2.

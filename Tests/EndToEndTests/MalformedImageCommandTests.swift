@@ -1,7 +1,7 @@
 import Foundation
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
 
 /// A broken image on the command line: exit 1 and one line on stderr that names the file and
 /// what is wrong with it. Never a crash, never a stack trace.

@@ -1,7 +1,7 @@
 import Foundation
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
 
 /// `imgbench qcow map --format json` on a chain three deep agrees with `qemu-img map --output=json`:
 /// bytes allocated by each image, bytes each depth supplies to the flattened disk, the depth of

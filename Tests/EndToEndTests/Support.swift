@@ -1,8 +1,8 @@
 import Foundation
+import IMGBenchCLI
+import QcowIO
 import Testing
 import TestSupport
-import QcowIO
-import IMGBenchCLI
 
 // Helpers of the end-to-end tests: running the built `imgbench` (to completion or left running),
 // random raw images, byte edits of image files. Temporary folders, the process runner, the qemu

@@ -1,12 +1,12 @@
 import Foundation
-import Testing
 @testable import Gate
 @testable import ImageBuild
 import Layers
-import OCI
 @testable import Measure
-@testable import RuntimeSuite
+import OCI
 import RecipePlan
+@testable import RuntimeSuite
+import Testing
 
 // The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
 

@@ -1,12 +1,12 @@
 import Foundation
-import Testing
 @testable import Gate
 @testable import ImageBuild
 import Layers
-import OCI
 @testable import Measure
-@testable import RuntimeSuite
+import OCI
 import RecipePlan
+@testable import RuntimeSuite
+import Testing
 
 /// imgbench run results in `imgbench report`: the figures of each side and the ratios to native.
 @Test func runResultsBecomeTablesOfFiguresAndRatios() throws {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 @testable import Host
+import Testing
 
 // The one process runner: exit statuses, output, time-outs, daemons that keep descriptors open,
 // signals, missing programs.

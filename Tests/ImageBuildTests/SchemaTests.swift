@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-import TestSupport
 @testable import ImageBuild
 import RecipePlan
+import Testing
+import TestSupport
 
 // The report and the hand-off manifest against their documented schemas (docs/*.json): the
 // subset of JSON Schema those files use (type, required, properties, items, $ref, const, enum,

@@ -1,9 +1,9 @@
 import Foundation
+import Host
+@testable import Layers
+import OCI
 import Testing
 import TestSupport
-@testable import Layers
-import Host
-import OCI
 
 @Suite("capture and apply")
 struct CaptureApplyTests {

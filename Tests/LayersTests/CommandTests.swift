@@ -1,9 +1,9 @@
 import Foundation
+import Host
+@testable import Layers
+import OCI
 import Testing
 import TestSupport
-@testable import Layers
-import Host
-import OCI
 
 /// The imgbench executable built beside the test bundle.
 let imgbenchPath = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("imgbench").path

@@ -1,9 +1,9 @@
 import Foundation
+import Host
+@testable import Layers
+import OCI
 import Testing
 import TestSupport
-@testable import Layers
-import Host
-import OCI
 
 /// The lower layer every driver starts from.
 func makeDriverBase(_ root: String) throws {

@@ -1,8 +1,8 @@
 import Foundation
-import TestSupport
-@testable import Layers
 import Host
+@testable import Layers
 import OCI
+import TestSupport
 
 /// Everything about a tree that a layer must reproduce, one line per entry, for comparing
 /// trees exactly: type, mode, owner, size, mtime (seconds), content digest, link target, xattrs,

@@ -1,9 +1,9 @@
 import Foundation
+@testable import Host
+@testable import Layers
+import OCI
 import Testing
 import TestSupport
-@testable import Layers
-@testable import Host
-import OCI
 
 @Suite("releasing mounts", .serialized)
 struct InterruptTests {

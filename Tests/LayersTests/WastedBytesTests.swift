@@ -1,7 +1,7 @@
-import Testing
-@testable import Layers
 import Host
+@testable import Layers
 import OCI
+import Testing
 
 @Suite("wasted bytes")
 struct WastedBytesTests {

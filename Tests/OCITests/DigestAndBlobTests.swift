@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import Testing
 @testable import OCI
+import Testing
 
 // Digests and the blob store: what is written is named by its hash, and what does not hash to its
 // name, or has another size than its descriptor says, is refused.

@@ -1,6 +1,6 @@
+@testable import QcowIO
 import Testing
 import TestSupport
-@testable import QcowIO
 
 /// Pure planning and encoding: geometry, the header's bytes, table entries, refcount blocks.
 @Suite struct GeometryTests {

@@ -1,7 +1,7 @@
 import Foundation
+@testable import QcowIO
 import Testing
 import TestSupport
-@testable import QcowIO
 
 /// Hostile and broken images: each gives its typed `QcowError`, never a crash, never a hang.
 @Suite struct MalformedInputTests {

@@ -1,7 +1,7 @@
 import Foundation
+@testable import QcowIO
 import Testing
 import TestSupport
-@testable import QcowIO
 
 // Helpers of the QcowIO tests: random raw images, reading images whole, and byte edits of image
 // files. Temporary folders, the qemu tools and the seeded generator are in TestSupport.

@@ -1,7 +1,7 @@
 import Foundation
+@testable import QcowIO
 import Testing
 import TestSupport
-@testable import QcowIO
 
 /// Images written by QcowIO, judged by qemu-img: `qemu-img check` finds nothing (no leaks, no
 /// corruption) and `qemu-img compare` finds the same guest contents as the source.

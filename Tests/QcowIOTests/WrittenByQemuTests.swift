@@ -1,7 +1,7 @@
 import Foundation
+@testable import QcowIO
 import Testing
 import TestSupport
-@testable import QcowIO
 
 /// Images written by qemu-img and qemu-io read back through QcowIO byte for byte as
 /// `qemu-img convert -O raw` reads them, and QcowIO's check counts as `qemu-img check` does.

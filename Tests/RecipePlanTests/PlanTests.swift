@@ -1,7 +1,7 @@
 import Foundation
-import Testing
-@testable import RecipePlan
 import Host
+@testable import RecipePlan
+import Testing
 
 /// A recipe folder in a temporary directory.
 private func recipeFolder(_ containerfile: String, files: [String: String] = [:]) throws -> String {

@@ -1,6 +1,6 @@
-import Testing
-@testable import RecipePlan
 import Host
+@testable import RecipePlan
+import Testing
 
 private func parse(_ text: String, args: [String: String] = [:]) throws -> Recipe {
     try RecipeParser(file: "recipes/demo/Containerfile", buildArgs: args).parse(text)

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
-@testable import Repro
 import Host
 import QcowIO
+@testable import Repro
+import Testing
 
 /// Ext4Layout against dumpe2fs (e2fsprogs), on filesystems mkfs.ext4 makes here: every group's
 /// superblock copy and descriptors, bitmaps and inode table are where dumpe2fs says they are.

@@ -1,10 +1,10 @@
 import Foundation
+import Host
+import ImageBuild
+import RecipePlan
+@testable import RuntimeSuite
 import Testing
 import TestSupport
-@testable import RuntimeSuite
-import Host
-import RecipePlan
-import ImageBuild
 
 // The run results against their documented schema (docs/run-schema.json), and how rounds become
 // figures and ratios.

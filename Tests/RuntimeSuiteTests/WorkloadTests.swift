@@ -1,9 +1,9 @@
 import Foundation
-import Testing
-@testable import RuntimeSuite
 import Host
-import RecipePlan
 import ImageBuild
+import RecipePlan
+@testable import RuntimeSuite
+import Testing
 
 // The figure parsers on real output of the tools (Fixtures/workloads: Debian bookworm's sysbench
 // 1.0.20, fio 3.33, iperf3 3.12, redis-benchmark 7.0.15 and hpcc 1.5.0, run on a build host),

@@ -2,14 +2,7 @@ import ArgumentParser
 import Foundation
 import ImageBuild
 import Layers
-import Host
 import QcowIO
-import OCI
-import RecipePlan
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 struct BuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

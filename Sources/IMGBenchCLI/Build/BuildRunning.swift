@@ -1,15 +1,9 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Layers
 import Host
-import QcowIO
-import OCI
+import ImageBuild
 import RecipePlan
-import Measure
 import RuntimeSuite
-import Repro
-import Gate
 
 /// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
 /// exit status a failed build gives.

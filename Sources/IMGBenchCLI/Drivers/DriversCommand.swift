@@ -1,15 +1,7 @@
 import ArgumentParser
 import Foundation
-import Layers
 import Host
-import QcowIO
-import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import Layers
 
 /// `imgbench drivers`: which storage drivers work here, and with --measure what one step costs on each.
 public struct DriversCommand: ParsableCommand {

@@ -1,15 +1,8 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
-import Measure
-import RuntimeSuite
-import Repro
 import Gate
+import ImageBuild
+import QcowIO
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,15 +1,9 @@
 import ArgumentParser
 import Foundation
-import Layers
 import Host
-import QcowIO
+import Layers
 import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import QcowIO
 
 struct LayersCapture: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,14 +1,5 @@
 import ArgumentParser
 import Layers
-import Host
-import QcowIO
-import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench layers …`: OCI layer tars on the command line.
 public struct LayersCommand: ParsableCommand {

@@ -1,15 +1,7 @@
 import ArgumentParser
 import Foundation
-import Layers
 import Host
-import QcowIO
-import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import Layers
 
 struct LayersInspect: ParsableCommand {
     static let configuration = CommandConfiguration(

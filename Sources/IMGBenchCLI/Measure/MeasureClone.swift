@@ -1,15 +1,6 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Layers
-import Host
-import QcowIO
-import OCI
-import RecipePlan
 import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench measure clone IMAGE`: bytes and time of one more instance.
 struct MeasureClone: ParsableCommand {

@@ -1,15 +1,9 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Layers
 import Host
-import QcowIO
-import OCI
-import RecipePlan
+import Layers
 import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import QcowIO
 
 /// `imgbench measure …`: what each technology costs, measured on built images.
 struct MeasureCommand: ParsableCommand {

@@ -1,15 +1,9 @@
 import ArgumentParser
 import Foundation
 import ImageBuild
-import Layers
-import Host
-import QcowIO
-import OCI
-import RecipePlan
 import Measure
+import RecipePlan
 import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench measure cow --workload W`: the write overhead of copy-on-write storage.
 struct MeasureCow: ParsableCommand {

@@ -1,15 +1,6 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Layers
-import Host
-import QcowIO
-import OCI
-import RecipePlan
 import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench measure wasted IMAGE`: bytes an image carries that nobody sees or needs.
 struct MeasureWasted: ParsableCommand {

@@ -1,14 +1,4 @@
 import ArgumentParser
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench oci …`: OCI image layouts on the command line.
 public struct OCICommand: ParsableCommand {

@@ -1,14 +1,6 @@
 import ArgumentParser
 import Layers
-import Host
-import QcowIO
 import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 struct OCIInspect: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,14 +1,5 @@
 import ArgumentParser
-import Layers
-import Host
-import QcowIO
 import OCI
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 struct OCIList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the images of an OCI layout, with their sizes.")

@@ -1,14 +1,4 @@
 import ArgumentParser
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 /// `imgbench qcow …`: the qcow2 library on the command line.
 public struct Qcow: ParsableCommand {

@@ -1,14 +1,5 @@
 import ArgumentParser
 import QcowIO
-import Host
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
 
 struct QcowCheck: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,15 +1,8 @@
 import ArgumentParser
 import Foundation
-import QcowIO
 import Host
 import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import QcowIO
 
 struct QcowConvert: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,14 +1,6 @@
 import ArgumentParser
-import QcowIO
 import Host
-import OCI
-import Layers
-import RecipePlan
-import ImageBuild
-import Measure
-import RuntimeSuite
-import Repro
-import Gate
+import QcowIO
 
 /// `imgbench qcow write-random`: a stress tool for the crash-ordering of QcowIO's writes.
 ///

@@ -1,15 +1,7 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
-import Measure
-import RuntimeSuite
-import Repro
 import Gate
+import QcowIO
 
 /// `imgbench report FILE…`: the seeds' tables from build reports and measure results.
 struct ReportCommand: ParsableCommand {

@@ -1,15 +1,10 @@
 import ArgumentParser
 import Foundation
-import ImageBuild
-import Layers
-import Host
-import QcowIO
-import OCI
-import RecipePlan
-import Measure
-import RuntimeSuite
-import Repro
 import Gate
+import Host
+import ImageBuild
+import QcowIO
+import RuntimeSuite
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,10 +1,8 @@
 import Crypto
 import Foundation
 import Host
-import QcowIO
 import OCI
-import Layers
-import RecipePlan
+import QcowIO
 
 /// A Debian root made with mmdebstrap from the host's configured apt sources, the suites renamed
 /// to the one the recipe asks for (`bookworm` → `bullseye`, `bookworm-updates` →

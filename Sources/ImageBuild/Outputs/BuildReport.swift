@@ -1,9 +1,6 @@
 import Foundation
-import Host
-import QcowIO
-import OCI
 import Layers
-import RecipePlan
+import OCI
 
 /// What a build measured, as written to `report.json`. The schema is versioned
 /// (`schemaVersion`) and described in `docs/report-schema.json`; fields are only ever added

@@ -1,9 +1,6 @@
 import Foundation
-import Host
-import QcowIO
 import OCI
-import Layers
-import RecipePlan
+import QcowIO
 
 /// The hand-off manifest, `out/NAME/handoff.json`: everything a consumer of the built images needs
 /// (the runtime benchmark suite reads this file alone). Paths are relative to the manifest's

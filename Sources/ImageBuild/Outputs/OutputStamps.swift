@@ -1,8 +1,7 @@
 import Foundation
 import Layers
-import Host
-import QcowIO
 import OCI
+import QcowIO
 import RecipePlan
 
 /// What a build remembers of the outputs it wrote, so that the next build into the same folder

@@ -1,9 +1,6 @@
 import Foundation
 import Layers
-import Host
-import QcowIO
 import OCI
-import RecipePlan
 
 extension BuildReport {
     /// Fills in the container side's wasted bytes from the image `tag` of the layout at `path`:

@@ -1,6 +1,5 @@
 import Foundation
 import Layers
-import Host
 import OCI
 import RecipePlan
 

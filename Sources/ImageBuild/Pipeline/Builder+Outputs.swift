@@ -1,8 +1,6 @@
 import Foundation
 import Layers
 import QcowIO
-import Host
-import OCI
 import RecipePlan
 
 /// The outputs phase: the VM chain and flattened disk, the OCI layout and the runtime bundle,

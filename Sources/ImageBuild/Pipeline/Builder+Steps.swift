@@ -1,7 +1,5 @@
 import Foundation
-import Layers
 import Host
-import OCI
 import RecipePlan
 
 /// The steps phase: each step of the plan on the container side and on the VM side (a cached

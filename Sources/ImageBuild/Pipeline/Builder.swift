@@ -1,8 +1,5 @@
 import Foundation
 import Layers
-import QcowIO
-import Host
-import OCI
 import RecipePlan
 
 /// What a build tells whoever draws its progress.

@@ -1,10 +1,8 @@
 import Dispatch
 import Foundation
-import Layers
 import Host
-import QcowIO
+import Layers
 import OCI
-import RecipePlan
 
 /// Unpacks the image's layers into the runtime bundle's `rootfs` while the build goes on, so
 /// that the bundle is not made from the compressed blobs again after the last step.

@@ -1,9 +1,7 @@
 import Foundation
 import Layers
-import Host
-import QcowIO
 import OCI
-import RecipePlan
+import QcowIO
 
 /// The container side of a build: each step that changes files runs in a writable root from a
 /// storage driver, stacked on the previous step's layer; what it changed becomes one OCI layer.

@@ -1,8 +1,6 @@
 import Foundation
-import Layers
-import Host
-import QcowIO
 import OCI
+import QcowIO
 import RecipePlan
 
 /// An OCI runtime bundle (`config.json` and `rootfs/`) that `runc run` starts: the image's

@@ -1,9 +1,7 @@
 import Crypto
 import Foundation
-import Layers
-import QcowIO
 import Host
-import OCI
+import QcowIO
 import RecipePlan
 
 /// The VM side of a build: a qcow2 chain in the cache, one overlay per step that changes files,

@@ -1,8 +1,6 @@
 import Foundation
 import Host
 import QcowIO
-import OCI
-import Layers
 import RecipePlan
 
 /// Copying into a root folder: a folder copies its contents, a destination ending in `/` (or

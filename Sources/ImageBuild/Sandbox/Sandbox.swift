@@ -1,8 +1,5 @@
 import Foundation
 import Host
-import QcowIO
-import OCI
-import Layers
 import RecipePlan
 
 /// Runs a build step's command in a root folder, isolated as a container runtime would: chroot

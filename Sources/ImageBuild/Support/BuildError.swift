@@ -1,7 +1,4 @@
 import Host
-import QcowIO
-import OCI
-import Layers
 import RecipePlan
 /// Everything a build refuses or fails at, naming the step or the file. A program that failed is
 /// `HostError`, which names the program.

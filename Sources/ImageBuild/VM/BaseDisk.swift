@@ -1,9 +1,7 @@
 import Crypto
 import Foundation
-import QcowIO
 import Host
-import OCI
-import Layers
+import QcowIO
 import RecipePlan
 
 /// The VM's first chain link: a filesystem-only disk (no partition table) made from the base root

@@ -1,9 +1,5 @@
 import Foundation
 import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
 
 /// Boots a VM disk under QEMU with the image's own kernel and initramfs and waits for a marker on
 /// the serial console. KVM is used when it really runs a guest here (probed with a short timeout),

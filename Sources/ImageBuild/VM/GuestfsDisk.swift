@@ -1,10 +1,6 @@
 import CGuestfs
 import Foundation
 import Host
-import QcowIO
-import OCI
-import Layers
-import RecipePlan
 
 /// A qcow2 image opened inside libguestfs's appliance (a small VM QEMU runs): the
 /// `--vm-backend guestfs` way to run a build step on the disk, which needs no root, no loop device

@@ -1,8 +1,6 @@
 import Foundation
 import Host
 import QcowIO
-import OCI
-import Layers
 import RecipePlan
 
 /// Where a step's work happens: a root folder on this host (the container's writable root, or a

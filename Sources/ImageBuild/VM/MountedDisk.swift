@@ -1,9 +1,6 @@
 import Foundation
-import Layers
 import Host
 import QcowIO
-import OCI
-import RecipePlan
 
 /// A qcow2 image mounted read-write without booting a VM: qemu-storage-daemon exports it through
 /// FUSE as a raw file, the raw file is loop-mounted, and the filesystem is mounted on a folder.

@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// aufs, when the kernel has it: one read-write branch over the parents' branches. aufs writes
 /// whiteouts as `.wh.NAME` and opaque directories as `.wh..wh..opq` itself, which is where the OCI

@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// btrfs subvolume snapshots: a layer is a snapshot of its parent's subvolume, so a new writable
 /// root costs a few metadata blocks whatever the size of the image. When the store is not on

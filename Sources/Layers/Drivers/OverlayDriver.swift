@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// Kernel overlayfs, or the same layout mounted by fuse-overlayfs in user space.
 ///

@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// unionfs-fuse in copy-on-write mode: one read-write branch over the parents' branches,
 /// read-only. Not aufs, though it is the nearest thing to aufs' branch model this kernel allows.

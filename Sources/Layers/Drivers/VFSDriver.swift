@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import OCI
 
 /// A full copy of the parent per layer: no copy-on-write at all, the baseline every other driver
 /// is measured against. The diff is found by comparing the tree with what it was when prepared.
