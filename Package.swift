@@ -85,6 +85,7 @@ let package = Package(
 
         // Consumers of built outputs.
         .target(name: "Measure", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
+        .testTarget(name: "MeasureTests", dependencies: ["Measure", "TestSupport"]),
         .target(name: "RuntimeSuite", dependencies: ["Host", "RecipePlan", "ImageBuild"]),
         .testTarget(name: "RuntimeSuiteTests", dependencies: ["RuntimeSuite", "TestSupport"], exclude: ["Fixtures"]),
         .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
