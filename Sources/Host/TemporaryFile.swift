@@ -5,7 +5,8 @@ public struct TemporaryFile: Sendable {
     public let path: String
 
     public init(prefix: String) throws {
-        var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
+        // mkstemp replaces the six trailing X.
+        var template = Array((NSTemporaryDirectory() + "/\(prefix)-" + String(repeating: "X", count: 6)).utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw HostError.systemCall(path: NSTemporaryDirectory(), operation: "mkstemp", errno: errno) }
         close(fd)

@@ -1,5 +1,6 @@
 import CArchive
 import Foundation
+import Host
 import OCI
 
 /// A libarchive reader over a file, with any compression libarchive knows (gzip, zstd, none).
@@ -17,7 +18,7 @@ final class ArchiveReader {
     /// `raw`: read the decompressed stream as one entry instead of as a tar.
     convenience init(path: String, raw: Bool = false) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw LayersError.io(path: path, operation: "open", errno: errno) }
+        guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "open", errno: errno) }
         try self.init(fd: fd, name: path, raw: raw)
     }
 
@@ -66,7 +67,7 @@ final class ArchiveReader {
 
     func check(_ r: Int32, entry: String?) throws {
         guard r < ARCHIVE_WARN else { return }
-        if readError != 0 { throw LayersError.io(path: path, operation: "read", errno: readError) }
+        if readError != 0 { throw HostError.systemCall(path: path, operation: "read", errno: readError) }
         let msg = handle.flatMap { archive_error_string($0) }.map { String(cString: $0) } ?? "error \(r)"
         throw LayersError.archive(path: path, entry: entry, message: msg)
     }
@@ -99,7 +100,7 @@ final class ArchiveReader {
         while true {
             let n = read(fd, buffer.baseAddress, buffer.count)
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw LayersError.io(path: path, operation: "read", errno: errno) }
+            if n < 0 { throw HostError.systemCall(path: path, operation: "read", errno: errno) }
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             bytesRead += Int64(n)

@@ -66,7 +66,7 @@ public struct Baseline: Codable, Sendable {
     }
 
     public static func load(_ path: String) throws -> Baseline {
-        guard let d = FileManager.default.contents(atPath: path) else { throw LayersError.io(path: path, operation: "read", errno: errno) }
+        guard let d = FileManager.default.contents(atPath: path) else { throw HostError.systemCall(path: path, operation: "read", errno: errno) }
         return try CanonicalJSON.decode(Baseline.self, from: d, path: path)
     }
 }

@@ -13,7 +13,7 @@ public final class FileSink: ByteSink {
         self.path = path
         partial = path + ".partial"
         fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw LayersError.io(path: partial, operation: "create", errno: errno) }
+        guard fd >= 0 else { throw HostError.systemCall(path: partial, operation: "create", errno: errno) }
         let p = partial
         cleanupID = Cleanup.register("partial file \(p)") { unlink(p) }
     }
@@ -26,7 +26,7 @@ public final class FileSink: ByteSink {
         guard fd >= 0 else { return }
         close(fd)
         fd = -1
-        guard rename(partial, path) == 0 else { throw LayersError.io(path: path, operation: "rename", errno: errno) }
+        guard rename(partial, path) == 0 else { throw HostError.systemCall(path: path, operation: "rename", errno: errno) }
         Cleanup.unregister(cleanupID)
     }
 
@@ -51,7 +51,7 @@ public final class DescriptorSink: ByteSink {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
-        guard fd >= 0 else { throw LayersError.io(path: name, operation: "write after close", errno: EBADF) }
+        guard fd >= 0 else { throw HostError.systemCall(path: name, operation: "write after close", errno: EBADF) }
         try FileSystem.writeAll(fd, buffer, path: name)
     }
 

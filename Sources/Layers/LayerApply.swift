@@ -44,7 +44,7 @@ public enum LayerApply {
         // to its end here, then closed.
         defer { discard(stream: fd) }
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { throw LayersError.io(path: name, operation: "dup", errno: errno) }
+        guard copy >= 0 else { throw HostError.systemCall(path: name, operation: "dup", errno: errno) }
         return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0, stop: stop)
     }
 
@@ -70,7 +70,7 @@ public enum LayerApply {
         (result.digest, result.size) = try reader.finishDigest()
         progress?(fileSize, fileSize)
         if let digest, digest != result.digest {
-            throw LayersError.digestMismatch(path: file, expected: digest.description, actual: result.digest.description)
+            throw OCIError.digestMismatch(path: file, expected: digest.description, actual: result.digest.description)
         }
         return result
     }
@@ -132,7 +132,7 @@ public enum LayerApply {
                         throw LayersError.unsafeEntry(path: file, entry: entry, reason: "\(parts[0...i].joined(separator: "/")) on its path is not a directory")
                     }
                 } else if mkdir(p, 0o755) != 0 {
-                    throw LayersError.io(path: p, operation: "mkdir", errno: errno)
+                    throw HostError.systemCall(path: p, operation: "mkdir", errno: errno)
                 }
             }
         }
@@ -202,7 +202,7 @@ public enum LayerApply {
             let p = abs(parts)
             try clear(p, keepDirectory: false)
             guard linkat(AT_FDCWD, abs(tparts), AT_FDCWD, p, 0) == 0 else {
-                throw LayersError.io(path: p, operation: "link", errno: errno)
+                throw HostError.systemCall(path: p, operation: "link", errno: errno)
             }
         }
 
@@ -213,7 +213,7 @@ public enum LayerApply {
             switch ae.fileType {
             case S_IFDIR:
                 try clear(p, keepDirectory: true)
-                if !FileSystem.exists(p), mkdir(p, 0o700) != 0 { throw LayersError.io(path: p, operation: "mkdir", errno: errno) }
+                if !FileSystem.exists(p), mkdir(p, 0o700) != 0 { throw HostError.systemCall(path: p, operation: "mkdir", errno: errno) }
             case S_IFREG:
                 try clear(p, keepDirectory: false)
                 result.bytes += try writeFile(p, size: ae.size, from: reader, entry: name)
@@ -223,17 +223,17 @@ public enum LayerApply {
                     throw LayersError.unsafeEntry(path: file, entry: name, reason: "symlink to \(target) points outside the root")
                 }
                 try clear(p, keepDirectory: false)
-                guard symlink(target, p) == 0 else { throw LayersError.io(path: p, operation: "symlink", errno: errno) }
+                guard symlink(target, p) == 0 else { throw HostError.systemCall(path: p, operation: "symlink", errno: errno) }
             case S_IFCHR, S_IFBLK:
                 guard isRoot else {
                     throw LayersError.unsupportedEntry(path: file, entry: name, reason: "device nodes need root")
                 }
                 try clear(p, keepDirectory: false)
                 let dev = makeDevice(major: UInt64(ae.rdevMajor), minor: UInt64(ae.rdevMinor))
-                guard mknod(p, ae.fileType | 0o600, dev) == 0 else { throw LayersError.io(path: p, operation: "mknod", errno: errno) }
+                guard mknod(p, ae.fileType | 0o600, dev) == 0 else { throw HostError.systemCall(path: p, operation: "mknod", errno: errno) }
             case S_IFIFO:
                 try clear(p, keepDirectory: false)
-                guard mkfifo(p, 0o600) == 0 else { throw LayersError.io(path: p, operation: "mkfifo", errno: errno) }
+                guard mkfifo(p, 0o600) == 0 else { throw HostError.systemCall(path: p, operation: "mkfifo", errno: errno) }
             default:
                 throw LayersError.unsupportedEntry(path: file, entry: name, reason: "file type 0o\(String(ae.fileType, radix: 8)) is not applied")
             }
@@ -243,7 +243,7 @@ public enum LayerApply {
         /// gives it the entry's size; returns the bytes written.
         func writeFile(_ p: String, size: Int64, from reader: ArchiveReader, entry name: String) throws -> Int64 {
             let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw LayersError.io(path: p, operation: "create", errno: errno) }
+            guard fd >= 0 else { throw HostError.systemCall(path: p, operation: "create", errno: errno) }
             defer { close(fd) }
             var bytes: Int64 = 0
             try reader.readData(entry: name) { offset, chunk in
@@ -252,13 +252,13 @@ public enum LayerApply {
                     let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(offset) + off_t(done))
                     if n < 0 {
                         if errno == EINTR { continue }
-                        throw LayersError.io(path: p, operation: "write", errno: errno)
+                        throw HostError.systemCall(path: p, operation: "write", errno: errno)
                     }
                     done += n
                 }
                 bytes += Int64(chunk.count)
             }
-            guard ftruncate(fd, off_t(size)) == 0 else { throw LayersError.io(path: p, operation: "truncate", errno: errno) }
+            guard ftruncate(fd, off_t(size)) == 0 else { throw HostError.systemCall(path: p, operation: "truncate", errno: errno) }
             return bytes
         }
 
@@ -267,12 +267,12 @@ public enum LayerApply {
         mutating func setMetadata(of p: String, from ae: ArchiveEntry, entry name: String) throws {
             if isRoot {
                 guard lchown(p, uid_t(ae.uid), gid_t(ae.gid)) == 0 else {
-                    throw LayersError.io(path: p, operation: "lchown", errno: errno)
+                    throw HostError.systemCall(path: p, operation: "lchown", errno: errno)
                 }
             }
             try setXattrs(p, ae.xattrs, entry: name)
             if ae.fileType != S_IFLNK {
-                guard chmod(p, ae.permissions) == 0 else { throw LayersError.io(path: p, operation: "chmod", errno: errno) }
+                guard chmod(p, ae.permissions) == 0 else { throw HostError.systemCall(path: p, operation: "chmod", errno: errno) }
             }
             if ae.fileType == S_IFDIR {
                 directoryTimes.append((p, ae.mtime))
@@ -294,7 +294,7 @@ public enum LayerApply {
         func setMtime(_ p: String, _ mtime: Int64) throws {
             var ts = [timespec(tv_sec: Int(mtime), tv_nsec: 0), timespec(tv_sec: Int(mtime), tv_nsec: 0)]
             guard utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) == 0 else {
-                throw LayersError.io(path: p, operation: "utimensat", errno: errno)
+                throw HostError.systemCall(path: p, operation: "utimensat", errno: errno)
             }
         }
 

@@ -405,13 +405,13 @@ public enum LayerCapture {
                              buffer: UnsafeMutableRawBufferPointer, wrote: (Int) -> Void) throws {
         var remaining = size
         let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw LayersError.io(path: src, operation: "open", errno: errno) }
+        guard fd >= 0 else { throw HostError.systemCall(path: src, operation: "open", errno: errno) }
         defer { close(fd) }
         while remaining > 0 {
             let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw LayersError.io(path: src, operation: "read", errno: errno)
+                throw HostError.systemCall(path: src, operation: "read", errno: errno)
             }
             if n == 0 {
                 throw LayersError.archive(path: src, entry: name, message: "file shrank by \(remaining) bytes while it was captured")

@@ -2,10 +2,6 @@ import Foundation
 
 /// Everything Layers refuses or fails at, naming the file and the entry.
 public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// A system call failed on a path.
-    case io(path: String, operation: String, errno: Int32)
-    /// A blob's content does not hash to the digest it is stored under or referenced by.
-    case digestMismatch(path: String, expected: String, actual: String)
     /// libarchive reported an error while reading or writing a tar.
     case archive(path: String, entry: String?, message: String)
     /// A layer entry that would land outside the root: `..`, an absolute path, a path or link
@@ -22,10 +18,6 @@ public enum LayersError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .io(path, operation, errno):
-            return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
-        case let .digestMismatch(path, expected, actual):
-            return "\(path): content hashes to \(actual), expected \(expected)"
         case let .archive(path, entry, message):
             return "\(path)\(entry.map { ": entry \($0)" } ?? ""): \(message)"
         case let .unsafeEntry(path, entry, reason):

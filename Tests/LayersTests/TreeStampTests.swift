@@ -94,7 +94,7 @@ struct TreeStampTests {
         // Returns (it would hang on a full pipe if the failed apply stopped reading).
         _ = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .none), tee: sink)
         let outcome = applied()
-        #expect(throws: LayersError.self) { try outcome.get() }
+        #expect(throws: HostError.self) { try outcome.get() }
     }
 }
 

@@ -31,10 +31,10 @@ final class BtrfsDriver: StorageDriver {
         if try Mounts.filesystemType(store + "/btrfs") != Self.btrfsMagic && !Mounts.isMounted(pool) {
             if !FileSystem.exists(image) {
                 let fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw LayersError.io(path: image, operation: "create", errno: errno) }
+                guard fd >= 0 else { throw HostError.systemCall(path: image, operation: "create", errno: errno) }
                 let r = ftruncate(fd, off_t(Self.poolSize))
                 Glibc.close(fd)
-                guard r == 0 else { throw LayersError.io(path: image, operation: "truncate", errno: errno) }
+                guard r == 0 else { throw HostError.systemCall(path: image, operation: "truncate", errno: errno) }
                 do { try Command.output(["mkfs.btrfs", "-q", image]) } catch {
                     unlink(image)
                     throw error
