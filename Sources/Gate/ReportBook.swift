@@ -56,7 +56,7 @@ public struct ReportBook: Sendable {
 
     /// Reads one result file: a build report, or a `measure` result (by its `kind`).
     public mutating func add(file path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw BuildError.io(path: path, message: "cannot read") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw HostError.io(path: path, message: "cannot read") }
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw BuildError.invalid("\(path): not JSON: \(error.localizedDescription)")

@@ -152,7 +152,6 @@ public enum Command {
 /// A started program: its pid, the ends of its pipes this process keeps, and the cleanup action
 /// that stops it on Ctrl-C.
 private final class Spawned {
-    let argv: [String]
     let pid: pid_t
     private let outFD: Int32
     private let inFD: Int32
@@ -162,7 +161,6 @@ private final class Spawned {
     /// Spawns `argv`: standard input from `input` (a pipe) or /dev/null, standard output and error
     /// into `logFile` or a pipe.
     init(_ argv: [String], attributes: Command.Attributes, input: Data?, logFile: String?) throws {
-        self.argv = argv
         let program = attributes.directory.map { ["/usr/bin/env", "-C", $0] + argv } ?? argv
         let path = try Command.resolve(program[0])
         var outFDs: [Int32] = [-1, -1]

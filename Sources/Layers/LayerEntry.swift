@@ -1,4 +1,5 @@
 import Host
+
 /// One entry of a layer tar, as captured from a tree or read from an archive.
 ///
 /// Paths are relative to the root, without a leading `./` or `/` and without a trailing slash.

@@ -1,5 +1,6 @@
 import Host
 import OCI
+
 // The Layers module.
 //
 // File-level layers: what a build step changed, as an OCI layer, and the storage drivers that

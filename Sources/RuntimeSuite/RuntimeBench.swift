@@ -219,7 +219,7 @@ public final class RuntimeBench {
     static func writeRuntimeConfig(from built: String, to runtime: String, rootfs: String, args: [String], work: String, workMount: String) throws {
         guard let data = FileManager.default.contents(atPath: built),
               var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw BuildError.io(path: built, message: "cannot read the bundle's runtime config")
+            throw HostError.io(path: built, message: "cannot read the bundle's runtime config")
         }
         var process = spec["process"] as? [String: Any] ?? [:]
         process["args"] = args
@@ -445,7 +445,7 @@ public final class RuntimeBench {
     /// A TCP port on 127.0.0.1 nothing listens on now.
     static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BuildError.io(path: "socket", message: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw HostError.io(path: "socket", message: String(cString: strerror(errno))) }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -455,7 +455,7 @@ public final class RuntimeBench {
         let ok = withUnsafeMutablePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
         }
-        guard ok else { throw BuildError.io(path: "127.0.0.1", message: "no free TCP port: \(String(cString: strerror(errno)))") }
+        guard ok else { throw HostError.io(path: "127.0.0.1", message: "no free TCP port: \(String(cString: strerror(errno)))") }
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 

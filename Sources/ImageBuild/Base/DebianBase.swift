@@ -98,7 +98,7 @@ public struct DebianBase: Sendable {
                                                argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,
                                                outputTail: Command.tail(r.output, lines: 20))
             }
-            guard rename(tmp, path) == 0 else { throw BuildError.io(path: path, message: String(cString: strerror(errno))) }
+            guard rename(tmp, path) == 0 else { throw HostError.io(path: path, message: String(cString: strerror(errno))) }
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
             throw error

@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import OCI
 import QcowIO
 
@@ -79,22 +80,22 @@ public struct Handoff: Codable, Equatable, Sendable {
     public static func load(_ path: String) throws -> (handoff: Handoff, folder: String) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw BuildError.io(path: path, message: "no such hand-off manifest (out/NAME/handoff.json, written by imgbench build)")
+            throw HostError.io(path: path, message: "no such hand-off manifest (out/NAME/handoff.json, written by imgbench build)")
         }
         let file = isDir.boolValue ? "\(path)/\(fileName)" : path
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw BuildError.io(path: file, message: "cannot read the hand-off manifest")
+            throw HostError.io(path: file, message: "cannot read the hand-off manifest")
         }
         let h: Handoff
         do {
             h = try JSONDecoder().decode(Handoff.self, from: data)
         } catch let e as DecodingError {
-            throw BuildError.io(path: file, message: "not a hand-off manifest: at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
+            throw HostError.io(path: file, message: "not a hand-off manifest: at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
         } catch {
-            throw BuildError.io(path: file, message: "not a hand-off manifest: \(error)")
+            throw HostError.io(path: file, message: "not a hand-off manifest: \(error)")
         }
         guard h.schemaVersion == currentSchemaVersion else {
-            throw BuildError.io(path: file, message: "schemaVersion \(h.schemaVersion) is not one this imgbench reads (\(currentSchemaVersion))")
+            throw HostError.io(path: file, message: "schemaVersion \(h.schemaVersion) is not one this imgbench reads (\(currentSchemaVersion))")
         }
         let folder = (file as NSString).deletingLastPathComponent
         return (h, folder.isEmpty ? "." : folder)

@@ -79,7 +79,7 @@ final class BundleStager: @unchecked Sendable {
     func capturing<T>(_ name: String, _ capture: (ByteSink) throws -> T) throws -> T {
         start()
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw BuildError.io(path: bundle, message: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw HostError.io(path: bundle, message: "pipe: \(String(cString: strerror(errno)))") }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let readEnd = fds[0], root = rootfs, label = "the tar stream of \(name)"

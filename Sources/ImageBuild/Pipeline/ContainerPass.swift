@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Layers
 import OCI
 import QcowIO
@@ -48,7 +49,7 @@ final class ContainerPass {
     func save(_ l: StoredLayer, key: String) throws {
         let tmp = "\(records)/\(key).json.partial"
         try JSONEncoder().encode(l).write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, "\(records)/\(key).json") == 0 else { throw BuildError.io(path: tmp, message: String(cString: strerror(errno))) }
+        guard rename(tmp, "\(records)/\(key).json") == 0 else { throw HostError.io(path: tmp, message: String(cString: strerror(errno))) }
     }
 
     /// Forgets a layer the driver holds for `key` (a rebuild with --no-cache, or a leftover of an

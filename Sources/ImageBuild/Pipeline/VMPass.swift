@@ -112,7 +112,7 @@ public final class VMPass {
                     throw error
                 }
             }
-            guard rename(partial, p) == 0 else { throw BuildError.io(path: p, message: String(cString: strerror(errno))) }
+            guard rename(partial, p) == 0 else { throw HostError.io(path: p, message: String(cString: strerror(errno))) }
         } catch {
             unlink(partial)
             throw error

@@ -18,7 +18,7 @@ extension ContextCopy {
         for rel in files {
             let src = rel.isEmpty ? context : "\(context)/\(rel)"
             var st = stat()
-            guard lstat(src, &st) == 0 else { throw BuildError.io(path: src, message: String(cString: strerror(errno))) }
+            guard lstat(src, &st) == 0 else { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
             let name = (rel as NSString).lastPathComponent
             if add && (st.st_mode & S_IFMT) == S_IFREG && isArchive(name) {
                 let dir = root + LexicalPath.join("/", destination)
@@ -51,7 +51,7 @@ extension ContextCopy {
             d = (d as NSString).deletingLastPathComponent
         }
         for m in missing.reversed() {
-            guard mkdir(m, 0o755) == 0 || errno == EEXIST else { throw BuildError.io(path: m, message: String(cString: strerror(errno))) }
+            guard mkdir(m, 0o755) == 0 || errno == EEXIST else { throw HostError.io(path: m, message: String(cString: strerror(errno))) }
             _ = lchown(m, owner.0, owner.1)
         }
     }
@@ -67,7 +67,7 @@ extension ContextCopy {
                 let d = "\(dst)/\(n)"
                 var dst2 = stat()
                 if lstat(d, &dst2) != 0 {
-                    guard mkdir(d, st.st_mode & 0o7777) == 0 else { throw BuildError.io(path: d, message: String(cString: strerror(errno))) }
+                    guard mkdir(d, st.st_mode & 0o7777) == 0 else { throw HostError.io(path: d, message: String(cString: strerror(errno))) }
                 }
                 _ = lchown(d, owner.0, owner.1)
                 _ = Glibc.chmod(d, mode ?? (st.st_mode & 0o7777))
@@ -86,23 +86,23 @@ extension ContextCopy {
         switch st.st_mode & S_IFMT {
         case S_IFLNK:
             let target = try FileManager.default.destinationOfSymbolicLink(atPath: src)
-            guard symlink(target, dst) == 0 else { throw BuildError.io(path: dst, message: String(cString: strerror(errno))) }
+            guard symlink(target, dst) == 0 else { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
         case S_IFREG:
             let input = open(src, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else { throw BuildError.io(path: src, message: String(cString: strerror(errno))) }
+            guard input >= 0 else { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
             defer { close(input) }
             let output = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard output >= 0 else { throw BuildError.io(path: dst, message: String(cString: strerror(errno))) }
+            guard output >= 0 else { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
             defer { close(output) }
             var buf = [UInt8](repeating: 0, count: 1 << 20)
             while true {
                 let n = read(input, &buf, buf.count)
-                if n < 0 { throw BuildError.io(path: src, message: String(cString: strerror(errno))) }
+                if n < 0 { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
                 if n == 0 { break }
                 var done = 0
                 while done < n {
                     let w = buf.withUnsafeBytes { write(output, $0.baseAddress! + done, n - done) }
-                    if w < 0 { throw BuildError.io(path: dst, message: String(cString: strerror(errno))) }
+                    if w < 0 { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
                     done += w
                 }
             }

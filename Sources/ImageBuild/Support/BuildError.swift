@@ -1,12 +1,12 @@
 import Host
 import RecipePlan
+
 /// Everything a build refuses or fails at, naming the step or the file. A program that failed is
 /// `HostError`, which names the program.
 public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
     case recipe(RecipeError)
     case stepFailed(step: String, location: SourceLocation, status: Int32, outputTail: String)
     case needsRoot(String)
-    case io(path: String, message: String)
     case invalid(String)
 
     public var description: String {
@@ -17,8 +17,6 @@ public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(location): step failed (exit \(status)): \(step)" + (tail.isEmpty ? "" : "\n--- last lines of its output ---\n" + tail)
         case let .needsRoot(what):
             return "\(what) needs root"
-        case let .io(path, message):
-            return "\(path): \(message)"
         case let .invalid(message):
             return message
         }

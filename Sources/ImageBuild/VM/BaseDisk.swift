@@ -27,7 +27,7 @@ public enum BaseDisk {
         defer { unlink(raw) }
         let fd = open(raw, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0, ftruncate(fd, off_t(settings.size)) == 0 else {
-            throw BuildError.io(path: raw, message: String(cString: strerror(errno)))
+            throw HostError.io(path: raw, message: String(cString: strerror(errno)))
         }
         close(fd)
         let uuid = filesystemUUID(seed: seed ?? "\(root)\n\(settings.size)")
