@@ -28,13 +28,13 @@ struct MeasureOptions: ParsableArguments {
 /// Options of the measurements that run on storage drivers, in rounds (clone, cow).
 struct DriverRounds: ParsableArguments {
     @Option(help: "Repeat the measurement N times: minimum, median and maximum of each figure.") var `repeat` = 1
-    @Option(help: ArgumentHelp("Storage drivers of the container side, comma-separated (\(StorageDriverKind.allCases.map(\.rawValue).joined(separator: ", "))); default every driver, those that do not work here reported as such.", valueName: "drivers"))
-    var drivers = StorageDriverKind.allCases.map(\.rawValue).joined(separator: ",")
+    @Option(help: ArgumentHelp("Storage drivers of the container side, comma-separated (\(StorageDrivers.names.joined(separator: ", "))); default every driver, those that do not work here reported as such.", valueName: "drivers"))
+    var drivers = StorageDrivers.names.joined(separator: ",")
 
     func validate() throws {
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
         for d in driverList where StorageDriverKind(rawValue: d) == nil {
-            throw ValidationError("--drivers: unknown driver \(d); known: \(StorageDriverKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError("--drivers: unknown driver \(d); known: \(StorageDrivers.names.joined(separator: ", "))")
         }
     }
 

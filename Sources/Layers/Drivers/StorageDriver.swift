@@ -137,7 +137,7 @@ extension UnionMountDriver {
 
 /// Every driver this module knows, by name.
 public enum StorageDrivers {
-    public static let names = ["overlay", "fuse-overlayfs", "btrfs", "vfs", "unionfs", "aufs"]
+    public static let names = StorageDriverKind.allCases.map(\.rawValue)
 
     /// Opens a driver on a store directory, or says why it cannot work here.
     public static func open(_ name: String, store: String) throws -> StorageDriver {
