@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// A file opened for positional I/O. Every call names the file in its error.

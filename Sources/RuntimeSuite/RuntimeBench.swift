@@ -352,7 +352,7 @@ public final class RuntimeBench {
             watch.close()
         }.start()
         var client: ClientRun?
-        if w.isServer {
+        if w.isServer, w.client != nil {
             client = runClient(w, watch: watch, port: clientPort, deadline: start.addingTimeInterval(timeout))
             stop.set()
         }

@@ -37,6 +37,7 @@ struct MeasureCow: ParsableCommand {
             let w: CowMeasurement.Workload
             do {
                 w = try CowMeasurement.Workload.resolve(workload, recipes: recipes)
+                try RuntimeSuite.Workload.validate(w.recipe)
             } catch let e as RecipeError {
                 printErr("imgbench: error: \(e)")
                 throw ExitCode(2)

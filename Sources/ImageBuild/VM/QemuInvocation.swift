@@ -58,8 +58,6 @@ public struct QemuInvocation: Sendable {
     public var cpus = 2
     public var drives: [Drive] = []
     public var network: UserNetwork?
-    /// Where the serial console goes (QEMU's `-serial`).
-    public var serial = "stdio"
 
     public init(kernel: String, initrd: String?, append: String, accelerator: String) {
         self.kernel = kernel
@@ -71,7 +69,7 @@ public struct QemuInvocation: Sendable {
     /// The command line, program first.
     public var argv: [String] {
         var a = ["qemu-system-x86_64", "-machine", "q35,accel=\(accelerator)", "-m", "\(memoryMiB)", "-smp", "\(cpus)",
-                 "-nographic", "-no-reboot", "-nodefaults", "-serial", serial,
+                 "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
                  "-kernel", kernel, "-append", append]
         for d in drives { a += ["-drive", d.argument] }
         if accelerator == "kvm" { a += ["-cpu", "host"] }

@@ -68,8 +68,6 @@ public enum DriverTrial {
         } catch let e as HostError {
             if case .interrupted = e { throw e }
             report.error = e.description
-        } catch let e as LayersError {
-            report.error = e.description
         } catch {
             report.error = "\(error)"
         }
