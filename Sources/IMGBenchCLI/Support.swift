@@ -35,6 +35,7 @@ public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
 extension StorageDriverKind: ExpressibleByArgument {}
 extension BootCheck.Accelerator: ExpressibleByArgument {}
 extension VMPass.Backend: ExpressibleByArgument {}
+extension Sandbox.Network: ExpressibleByArgument {}
 
 /// JSON as every report writes it: pretty-printed, keys sorted.
 enum JSONOutput {

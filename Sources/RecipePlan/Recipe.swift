@@ -96,6 +96,24 @@ public struct Step: Equatable, Sendable {
     /// they were set: what the step sees, and part of its cache key.
     public var environment: [KeyValue]
     public var buildArgs: [KeyValue]
+    /// `RUN --network=`: `default` is the build's `--network` (the host's unless it says none).
+    public var network: Network = .default
+
+    public enum Network: String, Sendable, Equatable {
+        case `default`
+        case none
+        case host
+    }
+
+    public init(instruction: Instruction, target: StepTarget, location: SourceLocation, text: String,
+                environment: [KeyValue], buildArgs: [KeyValue]) {
+        self.instruction = instruction
+        self.target = target
+        self.location = location
+        self.text = text
+        self.environment = environment
+        self.buildArgs = buildArgs
+    }
 }
 
 public struct KeyValue: Equatable, Sendable, Hashable {

@@ -32,14 +32,21 @@ extension RecipeParser {
         if a.target != .both && !syntax.flags.contains("target") {
             throw RecipeError(i.location, "--target applies to RUN, COPY and ADD only")
         }
-        return Step(instruction: instruction, target: a.target, location: i.location,
-                    text: "\(i.upper) \(i.args.trimmingCharacters(in: .whitespaces))",
-                    environment: state.env, buildArgs: state.args)
+        var step = Step(instruction: instruction, target: a.target, location: i.location,
+                        text: "\(i.upper) \(i.args.trimmingCharacters(in: .whitespaces))",
+                        environment: state.env, buildArgs: state.args)
+        if let n = a.flags["network"] {
+            guard let network = Step.Network(rawValue: n) else {
+                throw RecipeError(i.location, "--network must be default, none or host, not '\(n)'")
+            }
+            step.network = network
+        }
+        return step
     }
 
     func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
         switch i.upper {
-        case "RUN": return InstructionSyntax(flags: ["target"]) { a, _ in .run(try command(a)) }
+        case "RUN": return InstructionSyntax(flags: ["target", "network"]) { a, _ in .run(try command(a)) }
         case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod"]) { a, state in try parseCopy(a, state: state) }
         case "ENV": return InstructionSyntax { a, state in try parseEnv(a, state: &state) }
         case "LABEL": return InstructionSyntax { a, state in .label(try keyValues(a, state: state)) }

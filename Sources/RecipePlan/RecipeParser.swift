@@ -13,6 +13,7 @@ import Foundation
 ///   `# vm-cluster-size=64K`, `# base-variant=minbase`, `# workloads=sysbench-cpu,fio-randrw` (the runtime
 ///   workloads the image carries, named in the hand-off manifest);
 /// - `--target=container|vm|both` on RUN, COPY and ADD: a step for one build only.
+/// - `--network=default|none|host` on RUN: the step's network (none: a loopback only).
 public struct RecipeParser {
     public var file: String
     /// Values for ARG, as `--build-arg` gives them.

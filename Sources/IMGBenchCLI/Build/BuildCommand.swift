@@ -24,6 +24,8 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
+    @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
+    var network: Sandbox.Network = .host
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
 
@@ -42,6 +44,7 @@ struct BuildCommand: ParsableCommand {
         options.targets = target.targets
         options.driver = driver
         options.vmBackend = vmBackend
+        options.network = network
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
         let report = try BuildRunning.run(removing: [options.output + ".partial"]) {

@@ -63,8 +63,13 @@ extension Builder {
         let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
         case let .run(cmd):
+            let network: Sandbox.Network = switch s.network {
+            case .default: options.network
+            case .none: .none
+            case .host: .host
+            }
             let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
-                                 workdir: config.workdir, user: config.user, onOutput: onOutput)
+                                 workdir: config.workdir, user: config.user, network: network, onOutput: onOutput)
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
             }

@@ -21,6 +21,8 @@ public struct BuildOptions: Sendable {
     /// How the VM pass reaches the disk: loop (root) or guestfs (libguestfs's appliance).
     public var vmBackend = VMPass.Backend.loop
     public var buildArgs: [String: String] = [:]
+    /// The network of RUN steps that do not say (`RUN --network=`): the host's, or none.
+    public var network = Sandbox.Network.host
     public var sourceDateEpoch: Int?
 
     public init(output: String, cache: String) {

@@ -2,13 +2,15 @@ import Foundation
 import Host
 import RecipePlan
 
-/// Runs a build step's command in a root folder, isolated as a container runtime would: chroot
-/// plus new mount, pid, uts and ipc namespaces, with /proc, a read-only /sys, a minimal /dev and
-/// the host's resolv.conf mounted for the step. Host networking.
+/// Runs a build step's command in a root folder as a container: through runc, as buildah does,
+/// with the configuration docker gives a container by default (`RuntimeSpec`: pivot_root into
+/// the root, the default capabilities, a seccomp profile, masked /proc paths, a read-only /sys,
+/// only the default device nodes and the device cgroup), the host's resolv.conf mounted
+/// read-only, and the host's network unless `network` is `.none`.
 ///
-/// Every mount is made inside the step's own mount namespace, so all of them vanish with it, and
-/// the pid namespace ends every process the step started (a daemon a package's postinst launched)
-/// when the step's command exits: nothing is left mounted or running, whatever happens.
+/// Every mount is made inside the container's own mount namespace, so all of them vanish with
+/// it, and its pid namespace ends every process the step started (a daemon a package's postinst
+/// launched) when the step's command exits: nothing is left mounted or running, whatever happens.
 public struct Sandbox: Sendable {
     public var root: String
     public var environment: [KeyValue]
@@ -19,6 +21,14 @@ public struct Sandbox: Sendable {
     /// Host folders bind-mounted into the root for the command (host path, path inside), made in
     /// the root when missing. Build steps have none; measurements share a package cache this way.
     public var binds: [Bind] = []
+    /// The host's network (the default, so that apt works), or a namespace of its own with only
+    /// a loopback (`--network none`, `RUN --network=none`).
+    public var network: Network = .host
+
+    public enum Network: String, CaseIterable, Sendable, Codable {
+        case host
+        case none
+    }
 
     public struct Bind: Sendable {
         public var host: String
@@ -49,69 +59,137 @@ public struct Sandbox: Sendable {
         return env
     }
 
-    /// The mount-and-exec script run as pid 1 of the new namespaces; `$1` is the root, the rest
-    /// is the command.
-    static let script = #"""
-        set -e
-        R=$1; W=$2; H=$3; U=$4; B=$5; shift 5
-        mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-        mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null || true
-        mount -t tmpfs -o mode=755,nosuid,size=65536k tmpfs "$R/dev"
-        mknod -m 666 "$R/dev/null" c 1 3; mknod -m 666 "$R/dev/zero" c 1 5; mknod -m 666 "$R/dev/full" c 1 7
-        mknod -m 666 "$R/dev/random" c 1 8; mknod -m 666 "$R/dev/urandom" c 1 9; mknod -m 666 "$R/dev/tty" c 5 0
-        mkdir -p "$R/dev/pts" "$R/dev/shm"
-        mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts" 2>/dev/null && ln -s pts/ptmx "$R/dev/ptmx"
-        mount -t tmpfs -o nosuid,nodev,size=65536k tmpfs "$R/dev/shm"
-        ln -s /proc/self/fd "$R/dev/fd"; ln -s fd/0 "$R/dev/stdin"; ln -s fd/1 "$R/dev/stdout"; ln -s fd/2 "$R/dev/stderr"
-        if [ -e /etc/resolv.conf ]; then mount --bind -o ro "$(readlink -f /etc/resolv.conf)" "$R/etc/resolv.conf" 2>/dev/null || true; fi
-        printf '%s' "$B" | while IFS= read -r src && IFS= read -r dst; do mkdir -p "$R$dst"; mount --bind "$src" "$R$dst"; done
-        hostname "$H"
-        if [ -n "$U" ]; then exec chroot --userspec="$U" "$R" /usr/bin/env -i "$@"; fi
-        exec chroot "$R" /usr/bin/env -i "$@"
-        """#
+    /// Where runc keeps the state of the steps it runs.
+    static let stateRoot = "/run/imgbench/runc"
+    nonisolated(unsafe) private static var counter = 0
+    private static let counterLock = NSLock()
 
     /// Runs `argv` (already in its final form: shell form goes through the recipe's SHELL) in the
-    /// root. Output streams to `onOutput`; the result keeps its tail.
+    /// root, through runc (see `RuntimeSpec`). Output streams to `onOutput`; the result keeps its
+    /// tail. The container is deleted however the step ends, Ctrl-C included.
     public func run(_ argv: [String], onOutput: (@Sendable (String) -> Void)? = nil) throws -> Command.Result {
-        guard getuid() == 0 else { throw BuildError.needsRoot("running a step in namespaces") }
-        let fm = FileManager.default
-        // Mount points the root may lack (FROM scratch); made for the step and removed after,
-        // so that they are not captured.
-        var made: [String] = []
-        for dir in ["proc", "sys", "dev", "etc"] where !fm.fileExists(atPath: "\(root)/\(dir)") {
-            try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: false)
-            made.append("\(root)/\(dir)")
+        guard getuid() == 0 else { throw BuildError.needsRoot("running a step in its sandbox (runc)") }
+        let cwd = workdir.isEmpty ? "/" : LexicalPath.join("/", workdir)
+        let owner = try resolveUser()
+        var made = MountPoints(root: root)
+        defer { made.remove() }
+        var mounts: [[String: Any]] = []
+        try made.directories(["proc", "sys", "dev"])
+        if let resolv = try made.resolvConf() {
+            mounts.append(["destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]])
         }
-        var madeResolv = false
-        if !fm.fileExists(atPath: "\(root)/etc/resolv.conf") && !isSymlink("\(root)/etc/resolv.conf") {
-            madeResolv = fm.createFile(atPath: "\(root)/etc/resolv.conf", contents: nil)
+        for b in binds {
+            try made.directory(b.inside)
+            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", "rw", "nosuid", "nodev"]])
+        }
+        try ensureWorkdir(cwd)
+        let bundle = try Sandbox.privateFolder()
+        defer { try? FileManager.default.removeItem(atPath: bundle) }
+        let id = Sandbox.nextID()
+        try RuntimeSpec.write(RuntimeSpec.config(
+            args: argv, env: effectiveEnvironment, cwd: cwd, uid: owner.0, gid: owner.1, root: root, hostname: hostname,
+            noNewPrivileges: owner.0 == 0, extraMounts: mounts, isolatedNetwork: network == .none,
+            annotations: ["dev.imgbench.sandbox": "a build step"]), to: "\(bundle)/config.json")
+        let runc = ["runc", "--root", Sandbox.stateRoot]
+        let stop = Cleanup.register("stop the step's container \(id)") {
+            _ = try? Command.run(runc + ["delete", "--force", id], timeout: 30)
         }
         defer {
-            if madeResolv { try? fm.removeItem(atPath: "\(root)/etc/resolv.conf") }
-            for d in made.reversed() { rmdir(d) }
+            Cleanup.unregister(stop)
+            _ = try? Command.run(runc + ["delete", "--force", id], timeout: 30)
         }
-        // The working directory is made if missing, as WORKDIR does.
-        let cwd = workdir.isEmpty ? "/" : workdir
-        let shellCd = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd]
-        // --kill-child: the namespace's init, and so every process of the step, is killed when
-        // unshare is (unshare itself ignores SIGINT and SIGTERM while it waits).
-        let command = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--propagation", "private",
-                       "/bin/sh", "-c", Sandbox.script, "imgbench-sandbox", root, cwd, hostname, user ?? "",
-                       binds.map { "\($0.host)\n\($0.inside)\n" }.joined()]
-            + effectiveEnvironment + (fm.fileExists(atPath: "\(root)/bin/sh") ? shellCd : []) + argv
-        try ensureWorkdir(cwd)
-        return try Command.run(command, environment: ["PATH": Sandbox.defaultPath], onOutput: onOutput)
+        return try Command.run(runc + ["run", "--bundle", bundle, id], environment: ["PATH": Sandbox.defaultPath], onOutput: onOutput)
     }
 
+    /// USER as uid and gid, looked up in the root (numbers need no entry).
+    func resolveUser() throws -> (UInt32, UInt32) {
+        guard let user, !user.isEmpty else { return (0, 0) }
+        guard let o = ContextCopy.owner(user, root: root) else {
+            throw BuildError.invalid("USER \(user): no such user or group in the image's /etc/passwd or /etc/group")
+        }
+        return o
+    }
+
+    /// A new folder only root can enter, for a step's runtime config.
+    static func privateFolder() throws -> String {
+        var template = Array((NSTemporaryDirectory() + "/imgbench-step-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw HostError.systemCall(path: NSTemporaryDirectory(), operation: "mkdtemp", errno: errno)
+        }
+        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// A container name no other step of this or another build uses.
+    static func nextID() -> String {
+        let n = counterLock.withLock { counter += 1; return counter }
+        return "imgbench-step-\(getpid())-\(n)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// The working directory, made if missing as WORKDIR does, inside the root whatever its
+    /// symlinks say.
     func ensureWorkdir(_ dir: String) throws {
         guard dir != "/" else { return }
-        let path = root + dir
+        let path = try RootedPath.resolve(dir, in: root)
         if !FileManager.default.fileExists(atPath: path) {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         }
     }
 
-    func isSymlink(_ path: String) -> Bool {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != nil
+}
+
+/// The mount points a step's container needs that its root lacks (a `FROM scratch` root has no
+/// /proc): made for the step, inside the root, and removed after it, so that they are not
+/// captured into its layer.
+struct MountPoints {
+    let root: String
+    private var made: [(path: String, isDirectory: Bool)] = []
+
+    init(root: String) { self.root = root }
+
+    /// Makes the folder (and its missing parents) at the in-root path.
+    mutating func directory(_ inside: String) throws {
+        var missing: [String] = []
+        var p = LexicalPath.join("/", inside)
+        while p != "/" {
+            let host = try RootedPath.resolve(p, in: root)
+            if FileManager.default.fileExists(atPath: host) { break }
+            missing.append(p)
+            p = (p as NSString).deletingLastPathComponent
+        }
+        for m in missing.reversed() {
+            let host = try RootedPath.resolve(m, in: root)
+            guard mkdir(host, 0o755) == 0 else { throw HostError.systemCall(path: host, operation: "mkdir", errno: errno) }
+            made.append((host, true))
+        }
+    }
+
+    mutating func directories(_ names: [String]) throws {
+        for n in names { try directory("/" + n) }
+    }
+
+    /// The host's resolv.conf to mount on the root's /etc/resolv.conf, whose file is made when
+    /// missing; nil when the host has none, or the root's is a link to nowhere (mounting on it
+    /// would leave the link's target behind in the layer).
+    mutating func resolvConf() throws -> String? {
+        guard let host = try? RootedPath.real("/etc/resolv.conf") else { return nil }
+        try directory("/etc")
+        let inRoot = "\(root)/etc/resolv.conf"
+        if let st = try FileSystem.lstatIfExists(inRoot) {
+            if st.isSymlink { return FileSystem.exists(try RootedPath.resolve("/etc/resolv.conf", in: root)) ? host : nil }
+            return host
+        }
+        let fd = open(inRoot, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw HostError.systemCall(path: inRoot, operation: "create", errno: errno) }
+        close(fd)
+        made.append((inRoot, false))
+        return host
+    }
+
+    /// Removes what was made, deepest first.
+    mutating func remove() {
+        for m in made.reversed() {
+            if m.isDirectory { rmdir(m.path) } else { unlink(m.path) }
+        }
+        made = []
     }
 }

@@ -7,8 +7,8 @@ import RecipePlan
 /// VM disk mounted through a loop device), or a disk inside libguestfs's appliance. Steps are
 /// written once against this.
 public protocol Workspace {
-    /// Runs a command with the step's environment, working directory and user.
-    func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?,
+    /// Runs a command with the step's environment, working directory, user and network.
+    func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
              onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result
     /// COPY/ADD from the build context.
     func copy(_ copy: ContextCopy, sources: [String], destination: String, chown: String?, chmod: String?, add: Bool) throws
@@ -23,9 +23,11 @@ public struct LocalRoot: Workspace {
 
     public init(root: String) { self.root = root }
 
-    public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?,
+    public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
                     onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
-        try Sandbox(root: root, environment: environment, workdir: workdir, user: user).run(argv, onOutput: onOutput)
+        var sandbox = Sandbox(root: root, environment: environment, workdir: workdir, user: user)
+        sandbox.network = network
+        return try sandbox.run(argv, onOutput: onOutput)
     }
 
     public func copy(_ copy: ContextCopy, sources: [String], destination: String, chown: String?, chmod: String?, add: Bool) throws {
@@ -52,12 +54,15 @@ public struct GuestfsWorkspace: Workspace {
     /// A folder on this host for staging.
     public let scratch: String
 
-    public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?,
+    /// `network` none: the command runs in a network namespace of its own inside the appliance
+    /// (the image's `unshare`, util-linux).
+    public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
                     onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
         var env = ["PATH=\(Sandbox.defaultPath)", "HOME=/root"].filter { e in !environment.contains { e.hasPrefix($0.key + "=") } }
         env += environment.map { "\($0.key)=\($0.value)" }
         let asUser = user.map { ["runuser", "-u", $0, "--"] } ?? []
-        let full = ["/usr/bin/env", "-i"] + env + asUser + ["/bin/sh", "-c", "mkdir -p \"$0\" && cd \"$0\" && exec \"$@\" 2>&1", workdir] + argv
+        let isolated = network == .none ? ["unshare", "--net", "--"] : []
+        let full = ["/usr/bin/env", "-i"] + env + isolated + asUser + ["/bin/sh", "-c", "mkdir -p \"$0\" && cd \"$0\" && exec \"$@\" 2>&1", workdir] + argv
         do {
             let out = try disk.run(full)
             onOutput(out)
