@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Layers
 import RecipePlan
 
@@ -55,10 +56,12 @@ public final class Builder {
     /// written; on failure the partial folder is removed and the previous outputs stay as they were.
     public func run() throws -> BuildReport {
         let fm = FileManager.default
-        try fm.createDirectory(atPath: options.cache, withIntermediateDirectories: true)
+        try OutputFolder.check(options.output, cache: options.cache)
+        try Builder.prepareCache(options.cache)
         let partial = options.output + ".partial"
         try? fm.removeItem(atPath: partial)
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        try OutputFolder.mark(partial)
         let stager = options.targets.contains(.container) ? BundleStager(bundle: "\(partial)/bundle") : nil
         var restore: [(from: String, to: String)] = []
         do {
@@ -70,6 +73,18 @@ public final class Builder {
             for r in restore.reversed() { try? fm.moveItem(atPath: r.from, toPath: r.to) }
             try? fm.removeItem(atPath: partial)
             throw error
+        }
+    }
+
+    /// Makes the cache folder, and keeps the folders that hold roots (the bases, the container
+    /// store, the scratch mounts of VM steps, the measurements' roots) to root alone: a base
+    /// image's layer may hold device nodes (`b 253,0 0666`), which no other user may reach.
+    static func prepareCache(_ cache: String) throws {
+        try FileSystem.makeDirectories(cache)
+        for sub in ["bases", "containers", "tmp", "measure"] {
+            let dir = "\(cache)/\(sub)"
+            try FileSystem.makeDirectories(dir, mode: 0o700)
+            guard chmod(dir, 0o700) == 0 else { throw HostError.systemCall(path: dir, operation: "chmod", errno: errno) }
         }
     }
 

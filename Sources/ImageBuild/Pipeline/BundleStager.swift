@@ -56,11 +56,15 @@ final class BundleStager: @unchecked Sendable {
 
     /// Starts applying what is queued, and from now on each layer as it comes.
     func start() {
-        let root = rootfs
+        let root = rootfs, bundle = self.bundle
         lock.withLock {
             guard !started else { return }
             started = true
-            submit(Job(run: { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }))
+            // The bundle is root's alone: its rootfs may hold a base image's device nodes.
+            submit(Job(run: {
+                try FileSystem.makeDirectories(bundle, mode: 0o700)
+                try FileSystem.makeDirectories(root)
+            }))
             for j in waiting { submit(j) }
             waiting = []
         }
