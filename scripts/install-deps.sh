@@ -12,8 +12,9 @@ packages=(
   mmdebstrap util-linux mount linux-image-amd64 busybox-static
   # layers: OCI reference tools, storage drivers, zstd
   libzstd-dev libdeflate-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
-  # container pass: the runtime that starts the bundle
-  runc
+  # container pass: the runtime that starts the bundle and every build step; rootless builds
+  # (newuidmap/newgidmap map an image's users onto a user's subordinate ids)
+  runc uidmap
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
   time bc libguestfs-tools
   # imgbench run: the workloads natively and their clients on the host
@@ -29,15 +30,22 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
+elif [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing packages (${missing[*]}) and not root; run this script as root" >&2
   exit 1
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The unprivileged user the tests run a rootless build as: no login, no home, and a range of
+# subordinate ids (what a rootless build maps an image's users onto). Only made when root.
+test_user=imgbench-rootless
+if [ "$(id -u)" -eq 0 ] && ! id "$test_user" >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$test_user"
+fi
+if [ "$(id -u)" -eq 0 ] && ! grep -q "^$test_user:" /etc/subuid 2>/dev/null; then
+  usermod --add-subuids 1200000-1265535 --add-subgids 1200000-1265535 "$test_user"
+fi

@@ -64,6 +64,19 @@ public enum Command {
         return child.wait(timeout: timeout, stopWhen: stopWhen, collected: collected, logFile: logFile)
     }
 
+    /// Replaces this process with `argv` (its program found on PATH), keeping the environment
+    /// plus `environment`: how a command re-enters itself in new namespaces. Returns only by
+    /// throwing, when the program cannot be started.
+    public static func exec(_ argv: [String], environment: [String: String] = [:]) throws -> Never {
+        let program = try resolve(argv[0])
+        for (k, v) in environment { setenv(k, v, 1) }
+        var args = argv.map { strdup($0) } + [nil]
+        execv(program, &args)
+        let e = errno
+        for a in args { free(a) }
+        throw HostError.systemCall(path: program, operation: "execv", errno: e)
+    }
+
     /// Runs `argv` and fails with its output's tail unless it exits 0.
     @discardableResult
     public static func check(_ what: String, _ argv: [String], environment: [String: String]? = nil,

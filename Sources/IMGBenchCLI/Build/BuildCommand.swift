@@ -17,9 +17,11 @@ struct BuildCommand: ParsableCommand {
 
     @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
     @Option(help: "container, vm or both.") var target: BuildTarget = .both
-    @Option(help: "Storage driver of the container build (see imgbench drivers).") var driver: StorageDriverKind = .overlay
-    @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower).")
-    var vmBackend: VMPass.Backend = .loop
+    @Option(help: "Storage driver of the container build (see imgbench drivers; default overlay, vfs when rootless).") var driver: StorageDriverKind?
+    @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower; the default when rootless).")
+    var vmBackend: VMPass.Backend?
+    @Flag(help: "Build in a user namespace over your subordinate ids (/etc/subuid), without root; the default when not run as root. See README, Security.")
+    var rootless = false
     @Option(help: "Output folder (default out/NAME).") var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
@@ -36,14 +38,15 @@ struct BuildCommand: ParsableCommand {
     }
 
     func run() throws {
+        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend)
         let args = BuildRunning.buildArgs(buildArgs)
         let parsed = try BuildRunning.load(recipe, buildArgs: args)
         var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
         options.noCache = noCache
         options.buildArgs = args
         options.targets = target.targets
-        options.driver = driver
-        options.vmBackend = vmBackend
+        options.driver = driver ?? (rootless ? .vfs : .overlay)
+        options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)

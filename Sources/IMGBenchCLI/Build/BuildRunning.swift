@@ -23,6 +23,29 @@ enum BuildRunning {
         return out
     }
 
+    /// Whether this build is rootless: asked for, or run by a user who is not root. A rootless
+    /// build not yet in its user namespace re-enters itself there (and does not return); one
+    /// that is goes on. The loop backend needs the host's root (loop devices).
+    static func enterRootlessIfAsked(_ asked: Bool, vmBackend: VMPass.Backend?) throws -> Bool {
+        if UserNamespace.isNested && ProcessInfo.processInfo.environment[UserNamespace.marker] != nil { return true }
+        guard asked || getuid() != 0 else { return false }
+        if vmBackend == .loop {
+            throw ValidationError("--vm-backend loop needs root (loop devices); a rootless build reaches the VM disk with --vm-backend guestfs")
+        }
+        if !asked { printErr("imgbench: not run as root: building rootless, in a user namespace (README, Security)") }
+        do {
+            // libguestfs's appliance cache is per user: root's (/var/tmp/.guestfs-0) is not the
+            // namespace's root's.
+            let env = ProcessInfo.processInfo.environment["LIBGUESTFS_CACHEDIR"] == nil
+                ? ["LIBGUESTFS_CACHEDIR": "/var/tmp/imgbench-guestfs-\(getuid())"] : [:]
+            try FileSystem.makeDirectories("/var/tmp/imgbench-guestfs-\(getuid())", mode: 0o700)
+            try UserNamespace.reenter(Array(CommandLine.arguments.dropFirst()), environment: env)
+        } catch {
+            printErr("imgbench: error: a rootless build: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
     /// The recipe, or exit status 2 with `file:line:column: message`.
     static func load(_ recipe: String, buildArgs: [String: String]) throws -> Recipe {
         do {

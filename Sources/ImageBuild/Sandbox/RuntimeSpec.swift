@@ -1,4 +1,5 @@
 import Foundation
+import Host
 
 /// The OCI runtime configuration that runc starts a build step and the built image's bundle
 /// with: what docker, podman and buildah give a container by default.
@@ -57,15 +58,20 @@ enum RuntimeSpec {
                 "syscalls": rules]
     }
 
-    /// The mounts every container gets, before the caller's own.
-    static var mounts: [[String: Any]] { [
+    /// The mounts every container gets, before the caller's own. In a rootless build the
+    /// container shares the host's network namespace, which its user namespace does not own, so
+    /// sysfs cannot be mounted afresh: the host's /sys is bound read-only instead (as rootless
+    /// podman does with host networking).
+    static func mounts(rootless: Bool) -> [[String: Any]] { [
         ["destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]],
         ["destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]],
         ["destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]],
         ["destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]],
         ["destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]],
-        ["destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]],
+        rootless
+            ? ["destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]]
+            : ["destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]],
     ] }
 
     /// A whole runtime config. `root`: the root folder (absolute, or relative to the bundle);
@@ -89,7 +95,7 @@ enum RuntimeSpec {
             ] as [String: Any],
             "root": ["path": root, "readonly": false],
             "hostname": hostname,
-            "mounts": mounts + extraMounts,
+            "mounts": mounts(rootless: UserNamespace.isNested) + extraMounts,
             "annotations": annotations,
             "linux": [
                 "namespaces": namespaces,

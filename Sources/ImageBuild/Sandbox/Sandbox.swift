@@ -59,8 +59,11 @@ public struct Sandbox: Sendable {
         return env
     }
 
-    /// Where runc keeps the state of the steps it runs.
-    static let stateRoot = "/run/imgbench/runc"
+    /// Where runc keeps the state of the steps it runs: root's run folder, or in a rootless
+    /// build one in the temporary folder named after the user.
+    static var stateRoot: String {
+        UserNamespace.isNested ? "\(NSTemporaryDirectory())/imgbench-runc-\(UserNamespace.hostUID)" : "/run/imgbench/runc"
+    }
     nonisolated(unsafe) private static var counter = 0
     private static let counterLock = NSLock()
 
@@ -68,7 +71,7 @@ public struct Sandbox: Sendable {
     /// root, through runc (see `RuntimeSpec`). Output streams to `onOutput`; the result keeps its
     /// tail. The container is deleted however the step ends, Ctrl-C included.
     public func run(_ argv: [String], onOutput: (@Sendable (String) -> Void)? = nil) throws -> Command.Result {
-        guard getuid() == 0 else { throw BuildError.needsRoot("running a step in its sandbox (runc)") }
+        guard getuid() == 0 else { throw BuildError.needsRoot("running a step in its sandbox (runc); imgbench build --rootless runs it in a user namespace") }
         let cwd = workdir.isEmpty ? "/" : LexicalPath.join("/", workdir)
         let owner = try resolveUser()
         var made = MountPoints(root: root)
