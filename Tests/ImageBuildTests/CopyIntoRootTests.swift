@@ -109,6 +109,17 @@ import TestSupport
         }
     }
 
+    @Test func anArchivesHardLinksStayLinks() throws {
+        let stage = try TempDir("tarstage")
+        try write(stage.file("one"), "same")
+        link(stage.file("one"), stage.file("two"))
+        try Command.check("test tar", ["tar", "-cf", ctxDir.file("links.tar"), "-C", stage.path, "one", "two"])
+        try apply(["links.tar"], "/app/", add: true)
+        try hostIsUntouched()
+        let one = try FileSystem.lstat(inRoot(hostApp, "one")), two = try FileSystem.lstat(inRoot(hostApp, "two"))
+        #expect(one.st_ino == two.st_ino && one.st_nlink == 2)
+    }
+
     /// The ADD staging folders in the temporary folder now (the suite runs serialized).
     func stages() throws -> Set<String> {
         Set(try FileSystem.children(NSTemporaryDirectory()).filter { $0.hasPrefix("imgbench-add-") })

@@ -21,22 +21,23 @@ extension ContextCopy {
         let mode = chmod.flatMap { mode_t($0, radix: 8) }
         let dest = LexicalPath.join("/", destination)
         let destIsDir = destination.hasSuffix("/") || files.count > 1
+        let links = HardLinks()
         for rel in files {
             let src = rel.isEmpty ? context : "\(context)/\(rel)"
             let st = try FileSystem.lstat(src)
             let name = (rel as NSString).lastPathComponent
             if add && st.isRegular && isArchive(name) {
-                try unpack(src, rel: rel, into: dest, owner: owner, root: root)
+                try unpack(src, rel: rel, into: dest, owner: owner, root: root, links: links)
             } else if st.isDirectory {
                 try makeParents(dest, root: root, owner: owner)
-                try copyTree(src, rel: rel, into: dest, owner: owner, mode: mode, root: root)
+                try copyTree(src, rel: rel, into: dest, owner: owner, mode: mode, root: root, links: links)
             } else {
                 let target = destIsDir ? LexicalPath.join(dest, name) : dest
                 guard target != "/" else {
                     throw BuildError.recipe(RecipeError(location, "\(rel) cannot be copied onto / itself: end the destination with /"))
                 }
                 let folder = try makeParents((target as NSString).deletingLastPathComponent, root: root, owner: owner)
-                try copyEntry(src, to: "\(folder)/\((target as NSString).lastPathComponent)", st: st, owner: owner, mode: mode)
+                try copyEntry(src, to: "\(folder)/\((target as NSString).lastPathComponent)", st: st, owner: owner, mode: mode, links: links)
             }
         }
     }
@@ -49,12 +50,12 @@ extension ContextCopy {
     /// nothing but the archive's own entries can be followed, and GNU tar does not follow those),
     /// and the unpacked tree is copied into the root as a folder is, owned by the copy's owner
     /// and with the archive's modes. The staging folder goes, on failure too.
-    func unpack(_ src: String, rel: String, into dest: String, owner: (uid_t, gid_t), root: String) throws {
+    func unpack(_ src: String, rel: String, into dest: String, owner: (uid_t, gid_t), root: String, links: HardLinks) throws {
         let stage = try ContextCopy.makeStage()
         defer { try? FileSystem.removeTree(stage) }
         try Command.check("unpacking \(rel) for ADD", ["tar", "-xf", src, "-C", stage, "--no-same-owner"])
         try makeParents(dest, root: root, owner: owner)
-        try copyTree(stage, rel: nil, into: dest, owner: owner, mode: nil, root: root)
+        try copyTree(stage, rel: nil, into: dest, owner: owner, mode: nil, root: root, links: links)
     }
 
     /// A new folder only its owner can enter (mkdtemp, 0700), in the system's temporary folder.
@@ -92,14 +93,15 @@ extension ContextCopy {
     /// each child folder resolved inside the root again: a symlink in the image named as a copied
     /// folder is followed inside the root. `rel`: `src` relative to the context, for the ignore
     /// file; nil for a folder outside the context (an unpacked archive), where it does not apply.
-    func copyTree(_ src: String, rel: String?, into dir: String, owner: (uid_t, gid_t), mode: mode_t?, root: String) throws {
+    func copyTree(_ src: String, rel: String?, into dir: String, owner: (uid_t, gid_t), mode: mode_t?, root: String,
+                  links: HardLinks) throws {
         let here = try RootedPath.resolve(dir, in: root)
         for n in try FileSystem.children(src) {
             let childRel = rel.map { $0.isEmpty ? n : "\($0)/\(n)" }
             if let r = childRel, ignore.isIgnored(r) { continue }
             guard let st = try FileSystem.lstatIfExists("\(src)/\(n)") else { continue }
             guard st.isDirectory else {
-                try copyEntry("\(src)/\(n)", to: "\(here)/\(n)", st: st, owner: owner, mode: mode)
+                try copyEntry("\(src)/\(n)", to: "\(here)/\(n)", st: st, owner: owner, mode: mode, links: links)
                 continue
             }
             let child = LexicalPath.join(dir, n)
@@ -107,15 +109,16 @@ extension ContextCopy {
             // `d` is resolved: none of its components is a symlink, so these follow none.
             _ = lchown(d, owner.0, owner.1)
             _ = Glibc.chmod(d, mode ?? (st.st_mode & 0o7777))
-            try copyTree("\(src)/\(n)", rel: childRel, into: child, owner: owner, mode: mode, root: root)
+            try copyTree("\(src)/\(n)", rel: childRel, into: child, owner: owner, mode: mode, root: root, links: links)
             try? FileSystem.setTimes(d, st)
         }
     }
 
     /// Copies one entry that is not a folder to `dst` (whose folder is resolved in the root):
     /// what stands there is replaced, never written through; a FIFO or a device is made anew
-    /// (mkfifo, mknod with its numbers), never read.
-    func copyEntry(_ src: String, to dst: String, st: stat, owner: (uid_t, gid_t), mode: mode_t?) throws {
+    /// (mkfifo, mknod with its numbers), never read. A file linked to one this copy already
+    /// made is linked to it again (an archive's hard links stay links).
+    func copyEntry(_ src: String, to dst: String, st: stat, owner: (uid_t, gid_t), mode: mode_t?, links: HardLinks) throws {
         if let existing = try FileSystem.lstatIfExists(dst) {
             guard !existing.isDirectory else { throw HostError.io(path: dst, message: "a folder is in the way of \(src)") }
             guard unlink(dst) == 0 else { throw HostError.systemCall(path: dst, operation: "unlink", errno: errno) }
@@ -125,8 +128,13 @@ extension ContextCopy {
         case S_IFLNK:
             guard symlink(try FileSystem.readlink(src), dst) == 0 else { throw HostError.systemCall(path: dst, operation: "symlink", errno: errno) }
             _ = lchown(dst, owner.0, owner.1)
+        case S_IFREG where st.st_nlink > 1 && links.made[links.key(st)] != nil:
+            // linkat without AT_SYMLINK_FOLLOW: the first copy is a file this copy made.
+            guard link(links.made[links.key(st)]!, dst) == 0 else { throw HostError.systemCall(path: dst, operation: "link", errno: errno) }
+            return
         case S_IFREG:
             try copyFile(src, to: dst, owner: owner, mode: perm)
+            if st.st_nlink > 1 { links.made[links.key(st)] = dst }
         case S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK:
             guard mknod(dst, st.fileType | 0o600, st.st_rdev) == 0 else { throw HostError.systemCall(path: dst, operation: "mknod", errno: errno) }
             // The node was just made here: neither call can follow a symlink. Owner first, as
@@ -148,6 +156,12 @@ extension ContextCopy {
         try FileSystem.readChunks(src) { try FileSystem.writeAll(output, $0, path: dst) }
         _ = fchown(output, owner.0, owner.1)
         guard fchmod(output, mode) == 0 else { throw HostError.systemCall(path: dst, operation: "chmod", errno: errno) }
+    }
+
+    /// The files one copy made for sources with several links, by the source's device and inode.
+    final class HardLinks {
+        var made: [String: String] = [:]
+        func key(_ st: stat) -> String { "\(st.st_dev):\(st.st_ino)" }
     }
 
     /// `user[:group]`, names looked up in the root's /etc/passwd and /etc/group.
