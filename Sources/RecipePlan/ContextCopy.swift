@@ -28,9 +28,29 @@ public struct ContextCopy: Sendable {
             if matches.isEmpty {
                 throw RecipeError(location, "source '\(s)' matches no file in the build context \(context)")
             }
+            for m in matches { try refuseOutside(m, source: s) }
             out += matches
         }
         return out
+    }
+
+    /// Refuses a match reached through a symlink that leaves the context (`rootlink/etc/shadow`
+    /// with `rootlink -> /`, or what `linkdir/*` finds in an outside `linkdir`): the folder it is
+    /// in must really be in the context. Symlinks inside the context that stay inside are
+    /// followed, as the kernel would; the match itself, if a symlink, is copied as one, not read.
+    func refuseOutside(_ match: String, source: String) throws {
+        guard match.contains("/") else { return }
+        let folder = "\(context)/" + (match as NSString).deletingLastPathComponent
+        let real: String, contextReal: String
+        do {
+            real = try RootedPath.real(folder)
+            contextReal = try RootedPath.real(context)
+        } catch {
+            throw RecipeError(location, "source '\(source)': \(error)")
+        }
+        guard RootedPath.isWithin(real, contextReal) else {
+            throw RecipeError(location, "source '\(source)': '\(match)' is reached through a symlink that leaves the build context (its folder is \(real))")
+        }
     }
 
     package func isInside(_ rel: String) -> Bool { !rel.hasPrefix("..") }

@@ -59,7 +59,8 @@ public struct BuildPlan: Sendable {
         return Digest(h.finalize()).hex
     }
 
-    /// Path, type, mode and content digest of every file under the given sources, in order.
+    /// Path, type, mode and content digest of every file under the given sources, in order;
+    /// only regular files are read (a device's numbers stand for its content).
     static func contentDigests(_ sources: [String], context: String, ignore: ContextIgnore) throws -> [String] {
         var out: [String] = []
         func visit(_ rel: String) throws {
@@ -76,19 +77,38 @@ public struct BuildPlan: Sendable {
                 }
             case S_IFLNK:
                 out.append("link \(rel) \(try FileManager.default.destinationOfSymbolicLink(atPath: path))")
-            default:
+            case S_IFREG:
                 out.append("file \(rel) \(mode) \(try fileDigest(path))")
+            case S_IFCHR, S_IFBLK:
+                // A device is copied as a device, never read: its numbers are what it is.
+                out.append("device \(rel) \(mode) \(st.deviceMajor):\(st.deviceMinor)")
+            default:
+                // A FIFO (or a socket) is copied as what it is; reading one would wait forever.
+                out.append("node \(rel) \(mode)")
             }
         }
         for s in sources { try visit(s) }
         return out
     }
 
+    /// The digest of a regular file's content. Opened without following a symlink or waiting
+    /// (a file swapped for a FIFO after its lstat is refused, not waited on).
     static func fileDigest(_ path: String) throws -> String {
-        guard let h = FileHandle(forReadingAtPath: path) else { throw HostError.io(path: path, message: "cannot read") }
-        defer { try? h.close() }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.isRegular else { throw HostError.io(path: path, message: "not a regular file any more") }
         var sha = SHA256()
-        while let d = try h.read(upToCount: 1 << 20), !d.isEmpty { sha.update(data: d) }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buf.deallocate() }
+        while true {
+            let n = read(fd, buf.baseAddress, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw HostError.systemCall(path: path, operation: "read", errno: errno) }
+            if n == 0 { break }
+            sha.update(data: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+        }
         return Digest(sha.finalize()).hex
     }
 }

@@ -6,6 +6,11 @@ import RecipePlan
 /// Copying into a root folder: a folder copies its contents, a destination ending in `/` (or
 /// several sources) is a folder, owners 0:0 unless `--chown`, modes kept unless `--chmod`, and
 /// ADD unpacks local tar archives.
+///
+/// Every destination is resolved inside the root (`RootedPath`): a symlink in the image, such
+/// as `app -> /tmp/x`, is followed as if the root were `/`, so it leads to the root's /tmp/x and
+/// never to the host's. A file is created afresh where a symlink (or a file) stood, and nothing
+/// here changes an owner, a mode or a time through a symlink.
 extension ContextCopy {
     /// Copies (or for ADD, unpacks) the sources into `root` at `destination`.
     /// `accounts`: a folder whose etc/passwd and etc/group name the users (default: `root`).
@@ -14,26 +19,25 @@ extension ContextCopy {
         let files = try expand(sources)
         let owner = try chown.map { try resolveOwner($0, root: accounts ?? root) } ?? (0, 0)
         let mode = chmod.flatMap { mode_t($0, radix: 8) }
+        let dest = LexicalPath.join("/", destination)
         let destIsDir = destination.hasSuffix("/") || files.count > 1
+        let links = HardLinks()
         for rel in files {
             let src = rel.isEmpty ? context : "\(context)/\(rel)"
-            var st = stat()
-            guard lstat(src, &st) == 0 else { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
+            let st = try FileSystem.lstat(src)
             let name = (rel as NSString).lastPathComponent
-            if add && (st.st_mode & S_IFMT) == S_IFREG && isArchive(name) {
-                let dir = root + LexicalPath.join("/", destination)
-                try makeParents(dir, root: root, owner: owner)
-                try Command.check("unpacking \(rel) for ADD", ["tar", "-xf", src, "-C", dir, "--no-same-owner"])
-                continue
-            }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                let dir = root + LexicalPath.join("/", destination)
-                try makeParents(dir, root: root, owner: owner)
-                try copyTree(src, rel: rel, to: dir, owner: owner, mode: mode, root: root)
+            if add && st.isRegular && isArchive(name) {
+                try unpack(src, rel: rel, into: dest, owner: owner, root: root, links: links)
+            } else if st.isDirectory {
+                try makeParents(dest, root: root, owner: owner)
+                try copyTree(src, rel: rel, into: dest, owner: owner, mode: mode, root: root, links: links)
             } else {
-                let target = destIsDir ? LexicalPath.join(destination, name) : LexicalPath.join("/", destination)
-                try makeParents((root + target as NSString).deletingLastPathComponent, root: root, owner: owner)
-                try copyEntry(src, to: root + target, st: st, owner: owner, mode: mode)
+                let target = destIsDir ? LexicalPath.join(dest, name) : dest
+                guard target != "/" else {
+                    throw BuildError.recipe(RecipeError(location, "\(rel) cannot be copied onto / itself: end the destination with /"))
+                }
+                let folder = try makeParents((target as NSString).deletingLastPathComponent, root: root, owner: owner)
+                try copyEntry(src, to: "\(folder)/\((target as NSString).lastPathComponent)", st: st, owner: owner, mode: mode, links: links)
             }
         }
     }
@@ -42,78 +46,122 @@ extension ContextCopy {
         [".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst"].contains { name.hasSuffix($0) }
     }
 
-    /// Folders the copy needs that do not exist yet are made (owned by the copy's owner, 0755).
-    func makeParents(_ dir: String, root: String, owner: (uid_t, gid_t)) throws {
-        var missing: [String] = []
-        var d = dir
-        while d.count > root.count, !FileManager.default.fileExists(atPath: d) {
-            missing.append(d)
-            d = (d as NSString).deletingLastPathComponent
-        }
-        for m in missing.reversed() {
-            guard mkdir(m, 0o755) == 0 || errno == EEXIST else { throw HostError.io(path: m, message: String(cString: strerror(errno))) }
-            _ = lchown(m, owner.0, owner.1)
-        }
+    /// ADD of a local archive: `tar` unpacks it into a fresh private folder of this host (where
+    /// nothing but the archive's own entries can be followed, and GNU tar does not follow those),
+    /// and the unpacked tree is copied into the root as a folder is, owned by the copy's owner
+    /// and with the archive's modes. The staging folder goes, on failure too.
+    func unpack(_ src: String, rel: String, into dest: String, owner: (uid_t, gid_t), root: String, links: HardLinks) throws {
+        let stage = try ContextCopy.makeStage()
+        defer { try? FileSystem.removeTree(stage) }
+        try Command.check("unpacking \(rel) for ADD", ["tar", "-xf", src, "-C", stage, "--no-same-owner"])
+        try makeParents(dest, root: root, owner: owner)
+        try copyTree(stage, rel: nil, into: dest, owner: owner, mode: nil, root: root, links: links)
     }
 
-    func copyTree(_ src: String, rel: String, to dst: String, owner: (uid_t, gid_t), mode: mode_t?, root: String) throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: src).sorted()
-        for n in names {
-            let childRel = rel.isEmpty ? n : "\(rel)/\(n)"
-            if ignore.isIgnored(childRel) { continue }
-            var st = stat()
-            guard lstat("\(src)/\(n)", &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                let d = "\(dst)/\(n)"
-                var dst2 = stat()
-                if lstat(d, &dst2) != 0 {
-                    guard mkdir(d, st.st_mode & 0o7777) == 0 else { throw HostError.io(path: d, message: String(cString: strerror(errno))) }
-                }
-                _ = lchown(d, owner.0, owner.1)
-                _ = Glibc.chmod(d, mode ?? (st.st_mode & 0o7777))
-                try copyTree("\(src)/\(n)", rel: childRel, to: d, owner: owner, mode: mode, root: root)
-                var times = [st.st_atim, st.st_mtim]
-                utimensat(AT_FDCWD, d, &times, AT_SYMLINK_NOFOLLOW)
-            } else {
-                try copyEntry("\(src)/\(n)", to: "\(dst)/\(n)", st: st, owner: owner, mode: mode)
+    /// A new folder only its owner can enter (mkdtemp, 0700), in the system's temporary folder.
+    static func makeStage() throws -> String {
+        var base = NSTemporaryDirectory()
+        if base.hasSuffix("/") { base.removeLast() }
+        var template = Array("\(base)/imgbench-add-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw HostError.systemCall(path: base, operation: "mkdtemp", errno: errno)
+        }
+        return stringFromCArray(template)
+    }
+
+    /// The folder `dir` (a path in the image) resolved inside `root`, as a path on this host;
+    /// the folders it needs that do not exist yet are made (owned by the copy's owner, 0755).
+    @discardableResult
+    func makeParents(_ dir: String, root: String, owner: (uid_t, gid_t)) throws -> String {
+        let base = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+        let resolved = try RootedPath.resolve(dir, in: base)
+        var path = base == "/" ? "" : base
+        for c in resolved.dropFirst(base.count).split(separator: "/") {
+            path += "/\(c)"
+            if let st = try FileSystem.lstatIfExists(path) {
+                // Resolved: an existing component is no symlink.
+                guard st.isDirectory else { throw HostError.io(path: path, message: "\(dir) in the image is not a folder") }
+                continue
             }
+            guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw HostError.systemCall(path: path, operation: "mkdir", errno: errno) }
+            _ = lchown(path, owner.0, owner.1)
+        }
+        return resolved
+    }
+
+    /// Copies the contents of the folder `src` into the image's folder `dir` (which exists),
+    /// each child folder resolved inside the root again: a symlink in the image named as a copied
+    /// folder is followed inside the root. `rel`: `src` relative to the context, for the ignore
+    /// file; nil for a folder outside the context (an unpacked archive), where it does not apply.
+    func copyTree(_ src: String, rel: String?, into dir: String, owner: (uid_t, gid_t), mode: mode_t?, root: String,
+                  links: HardLinks) throws {
+        let here = try RootedPath.resolve(dir, in: root)
+        for n in try FileSystem.children(src) {
+            let childRel = rel.map { $0.isEmpty ? n : "\($0)/\(n)" }
+            if let r = childRel, ignore.isIgnored(r) { continue }
+            guard let st = try FileSystem.lstatIfExists("\(src)/\(n)") else { continue }
+            guard st.isDirectory else {
+                try copyEntry("\(src)/\(n)", to: "\(here)/\(n)", st: st, owner: owner, mode: mode, links: links)
+                continue
+            }
+            let child = LexicalPath.join(dir, n)
+            let d = try makeParents(child, root: root, owner: owner)
+            // `d` is resolved: none of its components is a symlink, so these follow none.
+            _ = lchown(d, owner.0, owner.1)
+            _ = Glibc.chmod(d, mode ?? (st.st_mode & 0o7777))
+            try copyTree("\(src)/\(n)", rel: childRel, into: child, owner: owner, mode: mode, root: root, links: links)
+            try? FileSystem.setTimes(d, st)
         }
     }
 
-    func copyEntry(_ src: String, to dst: String, st: stat, owner: (uid_t, gid_t), mode: mode_t?) throws {
-        var existing = stat()
-        if lstat(dst, &existing) == 0 && (existing.st_mode & S_IFMT) != S_IFDIR { unlink(dst) }
-        switch st.st_mode & S_IFMT {
+    /// Copies one entry that is not a folder to `dst` (whose folder is resolved in the root):
+    /// what stands there is replaced, never written through; a FIFO or a device is made anew
+    /// (mkfifo, mknod with its numbers), never read. A file linked to one this copy already
+    /// made is linked to it again (an archive's hard links stay links).
+    func copyEntry(_ src: String, to dst: String, st: stat, owner: (uid_t, gid_t), mode: mode_t?, links: HardLinks) throws {
+        if let existing = try FileSystem.lstatIfExists(dst) {
+            guard !existing.isDirectory else { throw HostError.io(path: dst, message: "a folder is in the way of \(src)") }
+            guard unlink(dst) == 0 else { throw HostError.systemCall(path: dst, operation: "unlink", errno: errno) }
+        }
+        let perm = mode ?? (st.st_mode & 0o7777)
+        switch st.fileType {
         case S_IFLNK:
-            let target = try FileManager.default.destinationOfSymbolicLink(atPath: src)
-            guard symlink(target, dst) == 0 else { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
+            guard symlink(try FileSystem.readlink(src), dst) == 0 else { throw HostError.systemCall(path: dst, operation: "symlink", errno: errno) }
+            _ = lchown(dst, owner.0, owner.1)
+        case S_IFREG where st.st_nlink > 1 && links.made[links.key(st)] != nil:
+            // linkat without AT_SYMLINK_FOLLOW: the first copy is a file this copy made.
+            guard link(links.made[links.key(st)]!, dst) == 0 else { throw HostError.systemCall(path: dst, operation: "link", errno: errno) }
+            return
         case S_IFREG:
-            let input = open(src, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
-            defer { close(input) }
-            let output = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard output >= 0 else { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
-            defer { close(output) }
-            var buf = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = read(input, &buf, buf.count)
-                if n < 0 { throw HostError.io(path: src, message: String(cString: strerror(errno))) }
-                if n == 0 { break }
-                var done = 0
-                while done < n {
-                    let w = buf.withUnsafeBytes { write(output, $0.baseAddress! + done, n - done) }
-                    if w < 0 { throw HostError.io(path: dst, message: String(cString: strerror(errno))) }
-                    done += w
-                }
-            }
-            _ = fchown(output, owner.0, owner.1)
-            _ = fchmod(output, mode ?? (st.st_mode & 0o7777))
+            try copyFile(src, to: dst, owner: owner, mode: perm)
+            if st.st_nlink > 1 { links.made[links.key(st)] = dst }
+        case S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK:
+            guard mknod(dst, st.fileType | 0o600, st.st_rdev) == 0 else { throw HostError.systemCall(path: dst, operation: "mknod", errno: errno) }
+            // The node was just made here: neither call can follow a symlink. Owner first, as
+            // a change of owner clears the set-id bits.
+            _ = lchown(dst, owner.0, owner.1)
+            guard Glibc.chmod(dst, perm) == 0 else { throw HostError.systemCall(path: dst, operation: "chmod", errno: errno) }
         default:
-            throw BuildError.recipe(RecipeError(location, "\(src) is neither a file, a folder nor a symlink"))
+            throw BuildError.recipe(RecipeError(location, "\(src) is of a file type that cannot be copied"))
         }
-        _ = lchown(dst, owner.0, owner.1)
-        var times = [st.st_atim, st.st_mtim]
-        utimensat(AT_FDCWD, dst, &times, AT_SYMLINK_NOFOLLOW)
+        try? FileSystem.setTimes(dst, st)
+    }
+
+    /// A regular file's content into a new file (O_EXCL, O_NOFOLLOW), its owner and mode set on
+    /// the open descriptor, owner first (a change of owner clears the set-id bits).
+    func copyFile(_ src: String, to dst: String, owner: (uid_t, gid_t), mode: mode_t) throws {
+        let output = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw HostError.systemCall(path: dst, operation: "create", errno: errno) }
+        defer { close(output) }
+        try FileSystem.readChunks(src) { try FileSystem.writeAll(output, $0, path: dst) }
+        _ = fchown(output, owner.0, owner.1)
+        guard fchmod(output, mode) == 0 else { throw HostError.systemCall(path: dst, operation: "chmod", errno: errno) }
+    }
+
+    /// The files one copy made for sources with several links, by the source's device and inode.
+    final class HardLinks {
+        var made: [String: String] = [:]
+        func key(_ st: stat) -> String { "\(st.st_dev):\(st.st_ino)" }
     }
 
     /// `user[:group]`, names looked up in the root's /etc/passwd and /etc/group.
@@ -125,11 +173,12 @@ extension ContextCopy {
     }
 
     /// A `user[:group]` spec (names or numbers) as uid and gid, names looked up in the root's
-    /// /etc/passwd and /etc/group; a user alone takes its primary group. Nil for an unknown name.
+    /// /etc/passwd and /etc/group (resolved inside the root); a user alone takes its primary
+    /// group. Nil for an unknown name.
     public static func owner(_ spec: String, root: String) -> (uid_t, gid_t)? {
         let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
         func entries(_ file: String) -> [[Substring]] {
-            let text = (try? String(contentsOfFile: "\(root)/etc/\(file)", encoding: .utf8)) ?? ""
+            let text = accountsFile("/etc/\(file)", root: root) ?? ""
             return text.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
         }
         let passwd = entries("passwd")
@@ -141,5 +190,12 @@ extension ContextCopy {
             gid = g
         }
         return (uid, gid)
+    }
+
+    /// The text of a file of the image, resolved inside the root; nil unless a regular file
+    /// (a FIFO there would never end).
+    static func accountsFile(_ path: String, root: String) -> String? {
+        guard let p = try? RootedPath.resolve(path, in: root), let st = try? FileSystem.lstatIfExists(p), st.isRegular else { return nil }
+        return try? String(contentsOfFile: p, encoding: .utf8)
     }
 }

@@ -34,16 +34,19 @@ public struct LocalRoot: Workspace {
         try copy.apply(sources: sources, destination: destination, chown: chown, chmod: chmod, add: add, root: root)
     }
 
+    // Paths in the root are resolved inside it (`RootedPath`): a symlink in the image, such as
+    // `/etc/fstab -> /etc/x` or `/boot -> /`, leads to the root's files, never the host's.
+
     public func writeFile(_ path: String, _ content: String) throws {
-        try Data(content.utf8).write(to: URL(fileURLWithPath: root + path))
+        try Data(content.utf8).write(to: URL(fileURLWithPath: try RootedPath.resolve(path, in: root)))
     }
 
     public func list(_ directory: String) throws -> [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: root + directory)) ?? []
+        (try? FileManager.default.contentsOfDirectory(atPath: try RootedPath.resolve(directory, in: root))) ?? []
     }
 
     public func fetch(_ path: String, to local: String) throws {
-        try FileManager.default.copyItem(atPath: root + path, toPath: local)
+        try FileManager.default.copyItem(atPath: try RootedPath.resolve(path, in: root), toPath: local)
     }
 }
 
