@@ -98,11 +98,13 @@ extension BuildTests {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/\(mark)"), "COPY or WORKDIR followed the image's link onto the host")
         let rootfs = "\(out)/bundle/rootfs"
         #expect(FileManager.default.contents(atPath: "\(rootfs)/tmp/\(mark)/a.txt") == Data("a\n".utf8), "the COPY went elsewhere")
-        #expect(FileManager.default.contents(atPath: "\(rootfs)/tmp/\(mark)/sub/here") == Data("/app/sub\n".utf8))
+        // The step's working directory is the link's target inside the image.
+        let here = Data("/tmp/\(mark)/sub\n".utf8)
+        #expect(FileManager.default.contents(atPath: "\(rootfs)/tmp/\(mark)/sub/here") == here)
         let raw = dir.file("disk.raw")
         try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", raw)
         #expect(try DiskFile.read(raw, "/tmp/\(mark)/a.txt").content == Data("a\n".utf8), "the VM side's COPY went elsewhere")
-        #expect(try DiskFile.read(raw, "/tmp/\(mark)/sub/here").content == Data("/app/sub\n".utf8))
+        #expect(try DiskFile.read(raw, "/tmp/\(mark)/sub/here").content == here)
         try? FileManager.default.removeItem(atPath: raw)
         // The node is in the bundle as the image has it, but no other user reaches it.
         let nobody = try HostTool.run("setpriv", package: "util-linux",
@@ -113,6 +115,65 @@ extension BuildTests {
             #expect(stat(folder, &st) == 0 && st.st_mode & 0o077 == 0, "\(folder) is open to other users: \(String(st.st_mode & 0o777, radix: 8))")
         }
     }
+
+    // MARK: - Rootless
+
+    /// A build by an unprivileged user (scripts/install-deps.sh makes `imgbench-rootless`, with
+    /// subordinate ids): it enters a user namespace by itself, builds both sides (vfs, guestfs),
+    /// keeps the image's owners, and its steps are as confined as root's.
+    @Test(.enabled(if: Self.rootlessUser != nil, "no user imgbench-rootless with subordinate ids (scripts/install-deps.sh makes it)"))
+    func anUnprivilegedUserBuildsBothSidesRootless() throws {
+        let user = try #require(Self.rootlessUser)
+        let binary = try IMGBenchBinary.path()
+        let reach = try runProcess("/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "test", "-x", binary])
+        try #require(reach.status == 0, "\(user.name) cannot run \(binary) (a folder on its path is closed to other users)")
+        let dir = try TempDir("sandbox-rootless", in: Self.scratch)
+        let mark = "imgbench-rootless-\(UUID().uuidString.prefix(8))"
+        let cache = "\(Self.scratch)/imgbench-rootless-test-cache"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        let steps = [
+            "RUN echo kept > /kept && chown 42:42 /kept",
+            #"RUN perl -e 'mkdir "x"; chroot "x"; chdir ".." for 1..64; chroot "."; open(F, ">", "/tmp/\#(mark)") and print F "x"'; rmdir x"#,
+            "RUN ! mount -t tmpfs none /mnt",
+            "RUN --network=none ! getent hosts deb.debian.org",
+        ]
+        let recipe = try writeRecipe(dir, "rootless", Self.head + steps.joined(separator: "\n") + "\n")
+        _ = try runProcess("/usr/bin/chown", ["-R", "\(user.uid):\(user.gid)", dir.path, cache])
+        let out = dir.file("out")
+        let p = try RunningProcess("/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "env", "HOME=\(dir.path)",
+                                                        binary, "build", recipe, "--cache", cache, "--output", out, "--progress", "plain"])
+        let r = try #require(p.finish(within: 900), "the rootless build did not finish within 15 minutes")
+        #expect(r.status == 0, "rootless build: exit \(r.status)\n\(r.stderr.suffix(4000))")
+        #expect(r.stderr.contains("building rootless"), "\(r.stderr.prefix(2000))")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(mark)"), "the chroot escape wrote on the host")
+        // The image keeps the step's owner, 42:42, though no such id is the user's.
+        let listing = try runProcess("/usr/bin/umoci", ["stat", "--image", "\(out)/oci:rootless"])
+        #expect(listing.status == 0, "umoci stat: \(listing.output)")
+        let layers = try FileManager.default.contentsOfDirectory(atPath: "\(out)/oci/blobs/sha256")
+        let owners = try layers.compactMap { blob -> String? in
+            let t = try runProcess("/usr/bin/tar", ["-tvzf", "\(out)/oci/blobs/sha256/\(blob)", "--numeric-owner"])
+            return t.status == 0 ? t.stdout.split(separator: "\n").first { $0.hasSuffix(" kept") || $0.hasSuffix("/kept") }.map(String.init) : nil
+        }
+        #expect(owners.contains { $0.contains(" 42/42 ") }, "the layer's owner of /kept: \(owners)")
+        let raw = dir.file("disk.raw")
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/kept").content == Data("kept\n".utf8))
+        try? FileManager.default.removeItem(atPath: raw)
+        expectNothingLeft(under: [cache, dir.path], marker: mark)
+
+        // The loop backend needs the host's root, and says so before anything runs.
+        let loop = try runProcess("/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups",
+                                                        binary, "build", recipe, "--cache", cache, "--output", out, "--vm-backend", "loop"])
+        #expect(loop.status != 0 && loop.stderr.contains("guestfs"), "\(loop.output)")
+    }
+
+    /// The unprivileged test user, when this host has one with subordinate ids.
+    static let rootlessUser: (name: String, uid: uid_t, gid: gid_t)? = {
+        guard getuid() == 0, let pw = getpwnam("imgbench-rootless"),
+              let subuid = try? String(contentsOfFile: "/etc/subuid", encoding: .utf8),
+              subuid.split(separator: "\n").contains(where: { $0.hasPrefix("imgbench-rootless:") }) else { return nil }
+        return ("imgbench-rootless", pw.pointee.pw_uid, pw.pointee.pw_gid)
+    }()
 
     // MARK: - Helpers
 

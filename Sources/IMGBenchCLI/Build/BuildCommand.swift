@@ -38,7 +38,7 @@ struct BuildCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend)
+        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: target != .container)
         let args = BuildRunning.buildArgs(buildArgs)
         let parsed = try BuildRunning.load(recipe, buildArgs: args)
         var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)

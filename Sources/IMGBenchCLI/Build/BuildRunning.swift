@@ -26,7 +26,7 @@ enum BuildRunning {
     /// Whether this build is rootless: asked for, or run by a user who is not root. A rootless
     /// build not yet in its user namespace re-enters itself there (and does not return); one
     /// that is goes on. The loop backend needs the host's root (loop devices).
-    static func enterRootlessIfAsked(_ asked: Bool, vmBackend: VMPass.Backend?) throws -> Bool {
+    static func enterRootlessIfAsked(_ asked: Bool, vmBackend: VMPass.Backend?, vm: Bool) throws -> Bool {
         if UserNamespace.isNested && ProcessInfo.processInfo.environment[UserNamespace.marker] != nil { return true }
         guard asked || getuid() != 0 else { return false }
         if vmBackend == .loop {
@@ -34,11 +34,18 @@ enum BuildRunning {
         }
         if !asked { printErr("imgbench: not run as root: building rootless, in a user namespace (README, Security)") }
         do {
-            // libguestfs's appliance cache is per user: root's (/var/tmp/.guestfs-0) is not the
-            // namespace's root's.
-            let env = ProcessInfo.processInfo.environment["LIBGUESTFS_CACHEDIR"] == nil
-                ? ["LIBGUESTFS_CACHEDIR": "/var/tmp/imgbench-guestfs-\(getuid())"] : [:]
-            try FileSystem.makeDirectories("/var/tmp/imgbench-guestfs-\(getuid())", mode: 0o700)
+            // libguestfs's appliance, made here as the user (see prepareFixedAppliance), and its
+            // cache folder, which must belong to the namespace's root: the user.
+            var env: [String: String] = [:]
+            let own = "/var/tmp/imgbench-guestfs-\(getuid())"
+            if vm && ProcessInfo.processInfo.environment["LIBGUESTFS_PATH"] == nil {
+                try GuestfsDisk.prepareFixedAppliance(in: "\(own)/appliance")
+                env["LIBGUESTFS_PATH"] = "\(own)/appliance"
+            }
+            if vm && ProcessInfo.processInfo.environment["LIBGUESTFS_CACHEDIR"] == nil {
+                try FileSystem.makeDirectories("\(own)/cache", mode: 0o700)
+                env["LIBGUESTFS_CACHEDIR"] = "\(own)/cache"
+            }
             try UserNamespace.reenter(Array(CommandLine.arguments.dropFirst()), environment: env)
         } catch {
             printErr("imgbench: error: a rootless build: \(error)")

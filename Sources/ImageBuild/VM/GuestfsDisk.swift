@@ -43,6 +43,20 @@ public final class GuestfsDisk {
         if let h = g { guestfs_close(h) }
     }
 
+    /// A fixed appliance (libguestfs-make-fixed-appliance) in `folder`, made as this user when
+    /// missing or older than the host's package database, for a rootless build to hand libguestfs
+    /// as LIBGUESTFS_PATH: supermin, which otherwise builds the appliance at launch, makes one
+    /// that cannot boot when it runs inside a user namespace.
+    public static func prepareFixedAppliance(in folder: String) throws {
+        var st = stat(), packages = stat()
+        let fresh = stat("\(folder)/README.fixed", &st) == 0 && stat("/var/lib/dpkg/status", &packages) == 0
+            && st.st_mtim.tv_sec >= packages.st_mtim.tv_sec
+        guard !fresh else { return }
+        try? FileSystem.removeTree(folder)
+        try FileSystem.makeDirectories((folder as NSString).deletingLastPathComponent, mode: 0o700)
+        try Command.check("making libguestfs's appliance for rootless builds", ["libguestfs-make-fixed-appliance", folder])
+    }
+
     /// Unmounts, shuts the appliance down (so every write reaches the image) and frees the handle.
     public func close() throws {
         guard let h = g else { return }

@@ -57,6 +57,16 @@ public struct GuestfsWorkspace: Workspace {
     /// A folder on this host for staging.
     public let scratch: String
 
+    /// The appliance is a VM: nothing a step does there reaches the host. Inside it, the step
+    /// keeps only the default capabilities of a container (`RuntimeSpec.capabilities`, dropped
+    /// from the bounding set with the image's `setpriv`, util-linux, when the image has it), so
+    /// that it cannot mount or load modules in the appliance either.
+    static let confine: [String] = {
+        let caps = RuntimeSpec.capabilities.map { "+" + $0.dropFirst("CAP_".count).lowercased() }.joined(separator: ",")
+        return ["/bin/sh", "-c", "if command -v setpriv >/dev/null 2>&1; then exec setpriv --bounding-set=-all,\(caps) -- \"$@\"; fi; exec \"$@\"",
+                "imgbench-confine"]
+    }()
+
     /// `network` none: the command runs in a network namespace of its own inside the appliance
     /// (the image's `unshare`, util-linux).
     public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
@@ -65,7 +75,7 @@ public struct GuestfsWorkspace: Workspace {
         env += environment.map { "\($0.key)=\($0.value)" }
         let asUser = user.map { ["runuser", "-u", $0, "--"] } ?? []
         let isolated = network == .none ? ["unshare", "--net", "--"] : []
-        let full = ["/usr/bin/env", "-i"] + env + isolated + asUser + ["/bin/sh", "-c", "mkdir -p \"$0\" && cd \"$0\" && exec \"$@\" 2>&1", workdir] + argv
+        let full = ["/usr/bin/env", "-i"] + env + isolated + GuestfsWorkspace.confine + asUser + ["/bin/sh", "-c", "mkdir -p \"$0\" && cd \"$0\" && exec \"$@\" 2>&1", workdir] + argv
         do {
             let out = try disk.run(full)
             onOutput(out)
