@@ -49,6 +49,50 @@ extension BuildTests {
         #expect(Self.runcContainers().isEmpty, "containers left: \(Self.runcContainers())")
     }
 
+    // MARK: - The context
+
+    /// A context that links to the host: a source through `rootlink -> /` is refused at its line;
+    /// a link in the image to the host's /tmp takes COPY and ADD into the image's /tmp; a FIFO
+    /// in the context is copied as a FIFO, not read (a read would hang the build).
+    @Test func aHostileContextReachesNothingOnTheHost() throws {
+        let dir = try TempDir("sandbox-context", in: Self.scratch)
+        let mark = "imgbench-ctx-\(UUID().uuidString.prefix(8))"
+        let stealing = try writeRecipe(dir, "stealing", Self.head + "COPY rootlink/etc/shadow /stolen-shadow\n")
+        symlink("/", "\(stealing)/rootlink")
+        var r = try build(stealing, output: dir.file("stolen"), progress: "none")
+        #expect(r.status == 2 && r.stderr.contains("\(stealing)/Containerfile:4:") && r.stderr.contains("leaves the build context"),
+                "exit \(r.status): \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("stolen")))
+
+        let recipe = try writeRecipe(dir, "linking", Self.head + """
+            COPY evil /evil
+            COPY payload.txt /evil/payload.txt
+            ADD payload.tar /evil/
+            COPY pipe /pipe
+
+            """)
+        symlink("/tmp/\(mark)", "\(recipe)/evil")
+        try "payload\n".write(toFile: "\(recipe)/payload.txt", atomically: true, encoding: .utf8)
+        let staged = try dir.sub("staged")
+        try "from the tar\n".write(toFile: "\(staged)/untarred.txt", atomically: true, encoding: .utf8)
+        _ = try runProcess("/usr/bin/tar", ["-cf", "\(recipe)/payload.tar", "-C", staged, "untarred.txt"])
+        #expect(mkfifo("\(recipe)/pipe", 0o644) == 0)
+        let out = dir.file("out")
+        r = try build(recipe, output: out, progress: "none")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr.suffix(3000))")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(mark)"), "COPY or ADD wrote through the image's link onto the host")
+        let rootfs = "\(out)/bundle/rootfs"
+        #expect(FileManager.default.contents(atPath: "\(rootfs)/tmp/\(mark)/payload.txt") == Data("payload\n".utf8))
+        #expect(FileManager.default.contents(atPath: "\(rootfs)/tmp/\(mark)/untarred.txt") == Data("from the tar\n".utf8))
+        var st = stat()
+        #expect(lstat("\(rootfs)/pipe", &st) == 0 && st.st_mode & S_IFMT == S_IFIFO, "the FIFO is not a FIFO in the image")
+        let raw = dir.file("disk.raw")
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/tmp/\(mark)/payload.txt").content == Data("payload\n".utf8), "the VM side")
+        #expect(try DiskFile.read(raw, "/tmp/\(mark)/untarred.txt").content == Data("from the tar\n".utf8), "the VM side")
+        try? FileManager.default.removeItem(atPath: raw)
+    }
+
     // MARK: - Outputs
 
     @Test func anOutputThatIsNotAnEarlierOutputIsRefusedBeforeTheBuild() throws {
