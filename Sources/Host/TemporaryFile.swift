@@ -15,3 +15,17 @@ public struct TemporaryFile: Sendable {
 
     public func remove() { unlink(path) }
 }
+
+/// A new folder in the temporary folder that only its owner can enter (mkdtemp, 0700).
+public enum TemporaryFolder {
+    public static func make(prefix: String) throws -> String {
+        var base = NSTemporaryDirectory()
+        if base.hasSuffix("/") { base.removeLast() }
+        // mkdtemp replaces the six trailing X.
+        var template = Array("\(base)/\(prefix)-\(String(repeating: "X", count: 6))".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw HostError.systemCall(path: base, operation: "mkdtemp", errno: errno)
+        }
+        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+}

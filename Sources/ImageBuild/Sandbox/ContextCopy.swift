@@ -51,22 +51,11 @@ extension ContextCopy {
     /// and the unpacked tree is copied into the root as a folder is, owned by the copy's owner
     /// and with the archive's modes. The staging folder goes, on failure too.
     func unpack(_ src: String, rel: String, into dest: String, owner: (uid_t, gid_t), root: String, links: HardLinks) throws {
-        let stage = try ContextCopy.makeStage()
+        let stage = try TemporaryFolder.make(prefix: "imgbench-add")
         defer { try? FileSystem.removeTree(stage) }
         try Command.check("unpacking \(rel) for ADD", ["tar", "-xf", src, "-C", stage, "--no-same-owner"])
         try makeParents(dest, root: root, owner: owner)
         try copyTree(stage, rel: nil, into: dest, owner: owner, mode: nil, root: root, links: links)
-    }
-
-    /// A new folder only its owner can enter (mkdtemp, 0700), in the system's temporary folder.
-    static func makeStage() throws -> String {
-        var base = NSTemporaryDirectory()
-        if base.hasSuffix("/") { base.removeLast() }
-        var template = Array("\(base)/imgbench-add-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw HostError.systemCall(path: base, operation: "mkdtemp", errno: errno)
-        }
-        return stringFromCArray(template)
     }
 
     /// The folder `dir` (a path in the image) resolved inside `root`, as a path on this host;

@@ -86,7 +86,7 @@ public struct Sandbox: Sendable {
             mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", "rw", "nosuid", "nodev"]])
         }
         try ensureWorkdir(cwd)
-        let bundle = try Sandbox.privateFolder()
+        let bundle = try TemporaryFolder.make(prefix: "imgbench-step")
         defer { try? FileManager.default.removeItem(atPath: bundle) }
         let id = Sandbox.nextID()
         try RuntimeSpec.write(RuntimeSpec.config(
@@ -111,15 +111,6 @@ public struct Sandbox: Sendable {
             throw BuildError.invalid("USER \(user): no such user or group in the image's /etc/passwd or /etc/group")
         }
         return o
-    }
-
-    /// A new folder only root can enter, for a step's runtime config.
-    static func privateFolder() throws -> String {
-        var template = Array((NSTemporaryDirectory() + "/imgbench-step-XXXXXX").utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw HostError.systemCall(path: NSTemporaryDirectory(), operation: "mkdtemp", errno: errno)
-        }
-        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     /// A container name no other step of this or another build uses.
