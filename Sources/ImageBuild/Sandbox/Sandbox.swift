@@ -99,7 +99,8 @@ public struct Sandbox: Sendable {
         }
         defer {
             Cleanup.unregister(stop)
-            _ = try? Command.run(runc + ["delete", "--force", id], timeout: 30)
+            // `runc run` deletes the container when it ends; one it left (a failed start) goes.
+            if FileSystem.exists("\(Sandbox.stateRoot)/\(id)") { _ = try? Command.run(runc + ["delete", "--force", id], timeout: 30) }
         }
         return try Command.run(runc + ["run", "--bundle", bundle, id], environment: ["PATH": Sandbox.defaultPath], onOutput: onOutput)
     }
