@@ -1,3 +1,11 @@
 #include <sys/xattr.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
+#include <linux/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* statx(2) through its system call: the C library declares it only under _GNU_SOURCE. */
+static inline int imgbench_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buffer) {
+    return (int)syscall(SYS_statx, dirfd, path, flags, mask, buffer);
+}

@@ -39,3 +39,14 @@ extension FileSystem {
         guard r == 0 else { throw HostError.systemCall(path: path, operation: "lsetxattr \(name)", errno: errno) }
     }
 }
+
+extension FileSystem {
+    /// When the file at `path` (not followed if a symlink) was made, in nanoseconds since the
+    /// epoch (statx's btime); nil where the filesystem does not keep it. Unlike the inode number,
+    /// which a filesystem reuses, it tells a folder made again from the one that was removed.
+    public static func birthTime(_ path: String) -> Int64? {
+        var sx = CLinux.statx()
+        guard imgbench_statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, UInt32(STATX_BTIME), &sx) == 0, sx.stx_mask & UInt32(STATX_BTIME) != 0 else { return nil }
+        return Int64(sx.stx_btime.tv_sec) * 1_000_000_000 + Int64(sx.stx_btime.tv_nsec)
+    }
+}

@@ -17,9 +17,14 @@ public struct Baseline: Codable, Sendable {
         var rdev: UInt64
         var link: String?
         var xattrs: [String: Data]
+        /// When it was made (statx btime, ns), where the filesystem keeps it: with the inode
+        /// number, what tells a folder removed and made again (its inode reused, as ext4 does)
+        /// from the same folder.
+        var born: Int64?
 
         init(_ st: stat, path: String) throws {
             ino = UInt64(st.st_ino)
+            born = FileSystem.birthTime(path)
             mode = st.st_mode
             uid = st.st_uid
             gid = st.st_gid
@@ -51,7 +56,10 @@ public struct Baseline: Codable, Sendable {
             let abs = rel.isEmpty ? root : root + "/" + rel
             let st = try FileSystem.lstat(abs)
             var r = try Record(st, path: abs)
-            if !inodes { r.ino = 0 }
+            if !inodes {
+                r.ino = 0
+                r.born = nil
+            }
             records[rel] = r
             if st.isDirectory {
                 for c in try FileSystem.children(abs) { try walk(LayerEntry.join(rel, c)) }

@@ -252,9 +252,12 @@ public enum LayerCapture {
             let before = baseline.records[childRel]
             let e = try entry(abs, rel: childRel, st)
             // A baseline of another tree has no inode numbers (0): entries are matched by path.
-            if let b = before, b.mode & S_IFMT == st.fileType, b.ino == 0 || b.ino == UInt64(st.st_ino) {
-                var r = try Baseline.Record(st, path: abs)
-                if b.ino == 0 { r.ino = 0 }
+            var r = try Baseline.Record(st, path: abs)
+            if let b = before, b.mode & S_IFMT == st.fileType, b.ino == 0 || (b.ino == UInt64(st.st_ino) && (b.born == nil || b.born == r.born)) {
+                if b.ino == 0 {
+                    r.ino = 0
+                    r.born = nil
+                }
                 let changed = r != b
                 if st.isDirectory {
                     let sub = try compareEntries(root: root, rel: childRel, baseline: baseline, children: children)

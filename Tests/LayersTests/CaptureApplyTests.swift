@@ -111,3 +111,27 @@ struct ParentCompareTests {
         #expect(try describeTree(parent, includeDirectoryTimes: false) == describeTree(child, includeDirectoryTimes: false))
     }
 }
+
+@Suite("capture against a baseline of the same tree")
+struct SameTreeCompareTests {
+    /// ext4 gives a folder made right after one was removed the removed one's inode number, so
+    /// the number alone took the new folder for the old one with its children deleted (whiteouts
+    /// instead of an opaque folder). The birth time tells them apart; the reuse is made certain
+    /// here by giving the baseline's record the new inode number and an older birth time.
+    @Test("a folder removed and made again is opaque, even when its inode number comes back")
+    func reusedInode() throws {
+        let t = try TempDir("reuse"); defer { t.cleanup() }
+        let root = try t.sub("root")
+        _ = try sh("mkdir -p d/sub; echo a > d/a; echo b > d/sub/b", cwd: root)
+        var baseline = try Baseline.scan(root)
+        _ = try sh("rm -rf d; mkdir d; echo fresh > d/fresh", cwd: root)
+        let now = try FileSystem.lstat(root + "/d")
+        try #require(FileSystem.birthTime(root + "/d") != nil, "this filesystem keeps no birth times")
+        var old = try #require(baseline.records["d"])
+        old.ino = UInt64(now.st_ino)
+        old.born = (old.born ?? 0) - 1_000_000_000
+        baseline.records["d"] = old
+        let names = try LayerCapture.entries(of: .compare(root: root, baseline: baseline)).map(\.tarName)
+        #expect(names == ["d/", "d/.wh..wh..opq", "d/fresh"], "\(names)")
+    }
+}
