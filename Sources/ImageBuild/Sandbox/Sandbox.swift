@@ -129,7 +129,6 @@ public struct Sandbox: Sendable {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         }
     }
-
 }
 
 /// The mount points a step's container needs that its root lacks (a `FROM scratch` root has no
