@@ -77,9 +77,13 @@ public enum FileSystem {
     }
 
     public static func readChunks(_ path: String, chunkSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // Without waiting, and only a regular file: a FIFO (one swapped in after a caller's
+        // lstat, say) would make the read wait forever.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.isRegular else { throw HostError.io(path: path, message: "not a regular file any more") }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buf.deallocate() }
         while true {

@@ -48,6 +48,27 @@ public enum RootedPath {
         return join(base, done)
     }
 
+    /// The folder `path` inside `root`, resolved as `resolve` does, with the folders missing on
+    /// the way made (0755): the resolved path, and the folders made, outermost first. An
+    /// existing component that is not a folder is an error naming `path`.
+    public static func makeFolders(_ path: String, in root: String) throws -> (path: String, made: [String]) {
+        let base = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+        let resolved = try resolve(path, in: base)
+        var made: [String] = []
+        var p = base == "/" ? "" : base
+        for c in resolved.dropFirst(base.count).split(separator: "/") {
+            p += "/\(c)"
+            if let st = try FileSystem.lstatIfExists(p) {
+                // Resolved: an existing component is no symlink.
+                guard st.isDirectory else { throw HostError.io(path: p, message: "\(path) in the image is not a folder") }
+                continue
+            }
+            guard mkdir(p, 0o755) == 0 || errno == EEXIST else { throw HostError.systemCall(path: p, operation: "mkdir", errno: errno) }
+            made.append(p)
+        }
+        return (resolved, made)
+    }
+
     /// Whether the host path `path` names `root` or something below it, by text (both absolute
     /// and without `..`).
     public static func isWithin(_ path: String, _ root: String) -> Bool {

@@ -8,17 +8,20 @@ public enum UserNamespace {
     /// The environment variable the re-entered process finds set.
     public static let marker = "IMGBENCH_ROOTLESS"
 
+    /// This process's uid map (a process enters a namespace only by re-executing itself, so it
+    /// is read once).
+    private static let uidMap = (try? String(contentsOfFile: "/proc/self/uid_map", encoding: .utf8)) ?? ""
+
     /// Whether this process runs in a user namespace other than the host's.
-    public static var isNested: Bool {
-        guard let map = try? String(contentsOfFile: "/proc/self/uid_map", encoding: .utf8) else { return false }
-        let fields = map.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        return fields != ["0", "0", "4294967295"]
-    }
+    public static let isNested: Bool = {
+        let fields = uidMap.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+        return !fields.isEmpty && fields != ["0", "0", "4294967295"]
+    }()
 
     /// The uid on the host that this process's root (or uid) stands for.
     public static var hostUID: UInt32 {
-        guard isNested, let map = try? String(contentsOfFile: "/proc/self/uid_map", encoding: .utf8) else { return getuid() }
-        for line in map.split(separator: "\n") {
+        guard isNested else { return getuid() }
+        for line in uidMap.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count == 3, f[0] == "0", let outside = UInt32(f[1]) { return outside }
         }

@@ -94,21 +94,8 @@ public struct BuildPlan: Sendable {
     /// The digest of a regular file's content. Opened without following a symlink or waiting
     /// (a file swapped for a FIFO after its lstat is refused, not waited on).
     static func fileDigest(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.isRegular else { throw HostError.io(path: path, message: "not a regular file any more") }
         var sha = SHA256()
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buf.deallocate() }
-        while true {
-            let n = read(fd, buf.baseAddress, buf.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw HostError.systemCall(path: path, operation: "read", errno: errno) }
-            if n == 0 { break }
-            sha.update(data: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-        }
+        try FileSystem.readChunks(path) { sha.update(data: $0) }
         return Digest(sha.finalize()).hex
     }
 }

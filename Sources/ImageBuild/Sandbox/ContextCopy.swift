@@ -62,20 +62,9 @@ extension ContextCopy {
     /// the folders it needs that do not exist yet are made (owned by the copy's owner, 0755).
     @discardableResult
     func makeParents(_ dir: String, root: String, owner: (uid_t, gid_t)) throws -> String {
-        let base = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
-        let resolved = try RootedPath.resolve(dir, in: base)
-        var path = base == "/" ? "" : base
-        for c in resolved.dropFirst(base.count).split(separator: "/") {
-            path += "/\(c)"
-            if let st = try FileSystem.lstatIfExists(path) {
-                // Resolved: an existing component is no symlink.
-                guard st.isDirectory else { throw HostError.io(path: path, message: "\(dir) in the image is not a folder") }
-                continue
-            }
-            guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw HostError.systemCall(path: path, operation: "mkdir", errno: errno) }
-            _ = lchown(path, owner.0, owner.1)
-        }
-        return resolved
+        let folders = try RootedPath.makeFolders(dir, in: root)
+        for m in folders.made { _ = lchown(m, owner.0, owner.1) }
+        return folders.path
     }
 
     /// Copies the contents of the folder `src` into the image's folder `dir` (which exists),

@@ -123,11 +123,7 @@ public struct Sandbox: Sendable {
     /// The working directory, made if missing as WORKDIR does, inside the root whatever its
     /// symlinks say.
     func ensureWorkdir(_ dir: String) throws {
-        guard dir != "/" else { return }
-        let path = try RootedPath.resolve(dir, in: root)
-        if !FileManager.default.fileExists(atPath: path) {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
+        _ = try RootedPath.makeFolders(dir, in: root)
     }
 }
 
@@ -142,19 +138,7 @@ struct MountPoints {
 
     /// Makes the folder (and its missing parents) at the in-root path.
     mutating func directory(_ inside: String) throws {
-        var missing: [String] = []
-        var p = LexicalPath.join("/", inside)
-        while p != "/" {
-            let host = try RootedPath.resolve(p, in: root)
-            if FileManager.default.fileExists(atPath: host) { break }
-            missing.append(p)
-            p = (p as NSString).deletingLastPathComponent
-        }
-        for m in missing.reversed() {
-            let host = try RootedPath.resolve(m, in: root)
-            guard mkdir(host, 0o755) == 0 else { throw HostError.systemCall(path: host, operation: "mkdir", errno: errno) }
-            made.append((host, true))
-        }
+        made += try RootedPath.makeFolders(inside, in: root).made.map { ($0, true) }
     }
 
     mutating func directories(_ names: [String]) throws {
