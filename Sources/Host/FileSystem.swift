@@ -13,6 +13,12 @@ public enum FileSystem {
         }
     }
 
+    /// rename(2): `to` is replaced atomically, the step that makes a cache entry or an output
+    /// complete.
+    public static func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw HostError.systemCall(path: to, operation: "rename", errno: errno) }
+    }
+
     public static func lstat(_ path: String) throws -> stat {
         var st = stat()
         guard Glibc.lstat(path, &st) == 0 else { throw HostError.systemCall(path: path, operation: "lstat", errno: errno) }

@@ -64,3 +64,18 @@ public enum Mounts {
         return Int(fs.f_type)
     }
 }
+
+extension Mounts {
+    /// The mount points at or below `folder`, deepest first (the order to unmount them in).
+    public static func mountpoints(under folder: String) -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return [] }
+        let prefix = (folder as NSString).standardizingPath
+        let points = text.split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ")
+            guard f.count > 1 else { return nil }
+            let p = f[1].replacingOccurrences(of: "\\040", with: " ")
+            return p == prefix || p.hasPrefix(prefix + "/") ? p : nil
+        }
+        return points.sorted { $0.count > $1.count }
+    }
+}
