@@ -52,16 +52,10 @@ public final class BlobStore: Sendable {
     public func verify(_ d: Descriptor) throws {
         let p = path(of: d.digest)
         guard contains(d.digest) else { throw OCIError.blobNotFound(layout: root, digest: d.digest.description) }
-        var hasher = SHA256()
-        var total: Int64 = 0
-        try FileSystem.readChunks(p) { chunk in
-            hasher.update(bufferPointer: chunk)
-            total += Int64(chunk.count)
-        }
+        let (actual, total) = try Digest.ofFile(p)
         if total != d.size {
             throw OCIError.sizeMismatch(path: p, digest: d.digest.description, expected: d.size, actual: total)
         }
-        let actual = Digest(hasher.finalize())
         guard actual == d.digest else {
             throw OCIError.digestMismatch(path: p, expected: d.digest.description, actual: actual.description)
         }

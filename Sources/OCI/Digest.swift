@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Host
 
 /// A content digest, `sha256:` and 64 lowercase hex digits. Only SHA-256 is written or accepted.
 public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {
@@ -19,6 +20,17 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
 
     /// The digest of some bytes.
     public static func of(_ data: some DataProtocol) -> Digest { Digest(SHA256.hash(data: data)) }
+
+    /// The digest and size of a regular file's content, streamed (not held in memory).
+    public static func ofFile(_ path: String) throws -> (digest: Digest, size: Int64) {
+        var hasher = Hasher()
+        var total: Int64 = 0
+        try FileSystem.readChunks(path) { chunk in
+            hasher.update(chunk)
+            total += Int64(chunk.count)
+        }
+        return (hasher.finalize(), total)
+    }
 
     public var description: String { "sha256:" + hex }
     public var algorithm: String { "sha256" }
