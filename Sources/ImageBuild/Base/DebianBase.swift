@@ -82,26 +82,25 @@ public struct DebianBase: Sendable {
         return out.joined(separator: "\n\n") + "\n"
     }
 
-    /// Makes the root at `path` (which must not exist); a failure leaves nothing there.
+    /// Makes the root at `path` (which must not exist) as `path.partial`, renamed when complete;
+    /// a failure or an interruption leaves nothing, and a dead maker's leftover is removed first.
     public func make(at path: String, onOutput: (@Sendable (String) -> Void)? = nil) throws {
         let tmp = path + ".partial"
-        try? FileManager.default.removeItem(atPath: tmp)
         let sourcesFile = tmp + ".sources"
-        try Data(sources.utf8).write(to: URL(fileURLWithPath: sourcesFile))
-        defer { try? FileManager.default.removeItem(atPath: sourcesFile) }
-        do {
-            let r = try Command.run(["mmdebstrap", "--mode=root", "--variant=\(variant)", "--format=directory",
-                                     "--skip=output/dev", suite, tmp, sourcesFile],
-                                    environment: ["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"], onOutput: onOutput)
-            guard r.status == 0 else {
-                throw HostError.commandFailed(what: "making the debian:\(suite) base with mmdebstrap",
-                                               argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,
-                                               outputTail: Command.tail(r.output, lines: 20))
+        try BuildCache.makingPartial(sourcesFile) {
+            try Data(sources.utf8).write(to: URL(fileURLWithPath: sourcesFile))
+            defer { unlink(sourcesFile) }
+            try BuildCache.makingPartial(tmp) {
+                let r = try Command.run(["mmdebstrap", "--mode=root", "--variant=\(variant)", "--format=directory",
+                                         "--skip=output/dev", suite, tmp, sourcesFile],
+                                        environment: ["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"], onOutput: onOutput)
+                guard r.status == 0 else {
+                    throw HostError.commandFailed(what: "making the debian:\(suite) base with mmdebstrap",
+                                                   argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,
+                                                   outputTail: Command.tail(r.output, lines: 20))
+                }
+                try FileSystem.rename(tmp, to: path)
             }
-            guard rename(tmp, path) == 0 else { throw HostError.io(path: path, message: String(cString: strerror(errno))) }
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw error
         }
     }
 }

@@ -29,8 +29,10 @@ extension Builder {
     func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
-        let m = try container.step(key: p.key, text: s.text) { root in
-            try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, onOutput: onOutput)
+        let m = try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
+            try container.step(key: p.key, text: s.text) { root in
+                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, onOutput: onOutput)
+            }
         }
         events.stepFinished(index: p.index, target: "container", measure: m)
         return m
@@ -40,8 +42,10 @@ extension Builder {
     func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, state: State) throws -> BuildReport.Measure {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
-        let m = try vm.step(key: p.key, label: s.text) { disk in
-            try self.perform(s, in: disk, config: config, plan: plan, onOutput: onOutput)
+        let m = try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
+            try vm.step(key: p.key, label: s.text) { disk in
+                try self.perform(s, in: disk, config: config, plan: plan, onOutput: onOutput)
+            }
         }
         events.stepFinished(index: p.index, target: "vm", measure: m)
         return m
@@ -52,7 +56,9 @@ extension Builder {
         guard let vm = state.vm else { return }
         let plan = state.plan
         events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: "finalise: kernel, initramfs, fstab, boot files")
-        let m = try vm.finalise(key: plan.finalKey, environment: plan.steps.last?.step.environment ?? [], onOutput: onOutput)
+        let m = try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
+            try vm.finalise(key: plan.finalKey, environment: plan.steps.last?.step.environment ?? [], onOutput: onOutput)
+        }
         events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
         state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: plan.finalKey, container: nil, vm: m)
     }

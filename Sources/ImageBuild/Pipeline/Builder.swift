@@ -57,7 +57,7 @@ public final class Builder {
     public func run() throws -> BuildReport {
         let fm = FileManager.default
         try OutputFolder.check(options.output, cache: options.cache)
-        try Builder.prepareCache(options.cache)
+        try BuildCache.prepare(options.cache)
         let partial = options.output + ".partial"
         try? fm.removeItem(atPath: partial)
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
@@ -76,31 +76,21 @@ public final class Builder {
         }
     }
 
-    /// Makes the cache folder, and keeps the folders that hold roots (the bases, the container
-    /// store, the scratch mounts of VM steps, the measurements' roots) to root alone: a base
-    /// image's layer may hold device nodes (`b 253,0 0666`), which no other user may reach.
-    static func prepareCache(_ cache: String) throws {
-        try FileSystem.makeDirectories(cache)
-        for sub in ["bases", "containers", "tmp", "measure"] {
-            let dir = "\(cache)/\(sub)"
-            try FileSystem.makeDirectories(dir, mode: 0o700)
-            guard chmod(dir, 0o700) == 0 else { throw HostError.systemCall(path: dir, operation: "chmod", errno: errno) }
-        }
-    }
-
     /// The phases in order: base, steps, finalisation, outputs (each in its `Builder+` file).
     func run(into partial: String, bundle stager: BundleStager?, restore: inout [(from: String, to: String)]) throws -> BuildReport {
         let started = Date()
+        let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
+        defer { cache.close() }
         let baseStart = Date()
-        let base = try prepareBase()
-        let plan = try BuildPlan.make(recipe, baseKey: base.key)
+        let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
+        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey)
         let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
-            ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: options.cache, noCache: options.noCache, events: events) : nil
+            ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: cache, noCache: options.noCache, events: events) : nil
         defer { vm?.cleanScratch() }
         let container = options.targets.contains(.container)
-            ? try ContainerPass(driver: options.driver.rawValue, cache: options.cache, noCache: options.noCache,
-                                sourceDateEpoch: options.sourceDateEpoch, events: events) : nil
+            ? try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
+                                sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
         var state = State(plan: plan, container: container, vm: vm,
@@ -108,8 +98,21 @@ public final class Builder {
         try buildBase(base, seconds: baseSeconds, into: &state)
         try buildSteps(into: &state)
         try finalise(into: &state)
-        return try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: &restore)
+        return try BuildError.naming("writing the outputs into \(partial)") {
+            try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: &restore)
+        }
     }
+
+    /// The SOURCE_DATE_EPOCH of this build (the option, else the environment's): it changes what
+    /// every capture and the base disk hold.
+    var sourceDateEpoch: Int? {
+        options.sourceDateEpoch ?? CaptureOptions.environmentEpoch.map { Int($0) }
+    }
+
+    /// What the epoch adds to the base's key, so that every entry of the cache made under one
+    /// epoch (or none) is apart from those of another, on both targets: a warm cache gives the
+    /// digest an empty one gives.
+    var epochKey: String { sourceDateEpoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
 
     /// What the phases of one build hand on: the plan, the passes, the image config so far and
     /// the measures of what is done.

@@ -11,11 +11,13 @@ import QcowIO
 /// Cache layout: `CACHE/containers/DRIVER/` is the driver's store, whose layers are named by step
 /// key; `CACHE/containers/blobs/` holds the layer blobs; `CACHE/containers/layers/KEY.json` the
 /// stored layer of a step. A layer's record is written only after its blob and driver layer are
-/// complete, so the cache survives a failed or interrupted build.
+/// complete, so the cache survives a failed or interrupted build; a layer is made under the
+/// exclusive lock `layers/KEY.lock` and used under it shared (`BuildCache`).
 final class ContainerPass {
     let driver: StorageDriver
     let blobs: BlobStore
     let records: String
+    let cache: BuildCache
     let noCache: Bool
     let events: BuildEvents
     let sourceDateEpoch: Int64?
@@ -25,10 +27,11 @@ final class ContainerPass {
     /// Where the runtime bundle's rootfs is unpacked while the build goes on (nil: no bundle).
     var bundle: BundleStager?
 
-    init(driver name: String, cache: String, noCache: Bool, sourceDateEpoch: Int?, events: BuildEvents) throws {
-        driver = try StorageDrivers.open(name, store: "\(cache)/containers")
-        blobs = BlobStore(root: "\(cache)/containers")
-        records = "\(cache)/containers/layers"
+    init(driver name: String, cache: BuildCache, noCache: Bool, sourceDateEpoch: Int?, events: BuildEvents) throws {
+        driver = try StorageDrivers.open(name, store: "\(cache.root)/containers")
+        blobs = BlobStore(root: "\(cache.root)/containers")
+        records = "\(cache.root)/containers/layers"
+        self.cache = cache
         try FileManager.default.createDirectory(atPath: blobs.directory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: records, withIntermediateDirectories: true)
         self.noCache = noCache
@@ -40,29 +43,48 @@ final class ContainerPass {
         CaptureOptions(compression: .gzip, sourceDateEpoch: sourceDateEpoch ?? CaptureOptions.environmentEpoch)
     }
 
-    func record(_ key: String) -> StoredLayer? {
-        guard !noCache, driver.hasLayer(key), let d = FileManager.default.contents(atPath: "\(records)/\(key).json"),
-              let l = try? JSONDecoder().decode(StoredLayer.self, from: d), blobs.contains(l.descriptor.digest) else { return nil }
-        return l
+    /// What the cache holds for `key`, and its record when that is usable. A record is read only
+    /// with its driver layer (and the chain below it) and a blob whose digest and size match.
+    func check(_ key: String) -> (BuildCache.Check, StoredLayer?) {
+        guard let d = FileManager.default.contents(atPath: "\(records)/\(key).json") else {
+            return (driver.hasLayer(key) ? .bad("a driver layer without its record, left by a build that did not finish") : .missing, nil)
+        }
+        guard let l = try? JSONDecoder().decode(StoredLayer.self, from: d) else { return (.bad("its record does not decode"), nil) }
+        guard driver.hasLayer(key) else { return (.missing, nil) }
+        do {
+            _ = try driver.chain(key)
+            try blobs.verify(l.descriptor)
+        } catch {
+            return (.bad("\(error)"), nil)
+        }
+        return (.valid, l)
     }
 
     func save(_ l: StoredLayer, key: String) throws {
         let tmp = "\(records)/\(key).json.partial"
         try JSONEncoder().encode(l).write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, "\(records)/\(key).json") == 0 else { throw HostError.io(path: tmp, message: String(cString: strerror(errno))) }
+        try FileSystem.rename(tmp, to: "\(records)/\(key).json")
     }
 
-    /// Forgets a layer the driver holds for `key` (a rebuild with --no-cache, or a leftover of an
-    /// interrupted step).
+    /// Forgets what the cache holds for `key` (a rebuild with --no-cache, a leftover of an
+    /// interrupted step, a bad entry): its record, its driver layer, and its blob when that is
+    /// corrupt (a new capture of the same bytes would keep the bad copy).
     func discard(_ key: String) {
-        unlink("\(records)/\(key).json")
+        let record = "\(records)/\(key).json"
+        if let d = FileManager.default.contents(atPath: record), let l = try? JSONDecoder().decode(StoredLayer.self, from: d),
+           blobs.contains(l.descriptor.digest), (try? blobs.verify(l.descriptor)) == nil {
+            unlink(blobs.path(of: l.descriptor.digest))
+        }
+        unlink(record)
         if driver.hasLayer(key) { try? driver.remove(key) }
     }
+
+    var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
     /// The base: the root folder captured as the first layer and unpacked into the driver.
     func base(key: String, root: String, description: String) throws -> BuildReport.Measure {
         let start = Date()
-        let (layer, hit) = try cachedLayer(key) {
+        let (layer, hit) = try cachedLayer(key, what: "the base") {
             events.note("container: capturing the base root as the first layer")
             let layer = try capture("the base") { try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions, tee: $0).layer }
             try inNewLayer(key, parent: nil) { writable in
@@ -76,27 +98,50 @@ final class ContainerPass {
         return measure(layer, seconds: Date().timeIntervalSince(start), hit: hit)
     }
 
-    /// The base from an OCI image: its layers, unpacked into the driver by chain ID, become the
-    /// first layers; its history is kept.
+    /// The base from an OCI image: its layers, unpacked into the driver by chain ID (each under
+    /// its own lock, recorded like a step's layer), become the first layers; its history is kept.
     func base(image: ImageLayout.Image, layout: ImageLayout) throws -> BuildReport.Measure {
         let start = Date()
-        for d in image.manifest.layers where !blobs.contains(d.digest) {
-            let src = layout.blobs.path(of: d.digest), dst = blobs.path(of: d.digest)
-            if link(src, dst) != 0 { try FileManager.default.copyItem(atPath: src, toPath: dst) }
+        let ids = DriverImport.chainIDs(image.config.rootfs.diffIDs).map(\.hex)
+        var hit = true
+        layers = []
+        for (i, (d, diff)) in zip(image.manifest.layers, image.config.rootfs.diffIDs).enumerated() {
+            let layer = StoredLayer(descriptor: d, diffID: diff, uncompressedSize: 0)
+            let made = try cache.entry("the base layer \(ids[i].prefix(12))", lock: "\(records)/\(ids[i]).lock", noCache: noCache,
+                                       check: { check(ids[i]).0 }) {
+                discard(ids[i])
+                try cache.sharing(blobsLock) {
+                    try adopt(d, from: layout)
+                    try inNewLayer(ids[i], parent: i == 0 ? nil : ids[i - 1]) { root in
+                        _ = try LayerApply.apply(layer: blobs.path(of: d.digest), to: root, expecting: d.digest)
+                    }
+                    try save(layer, key: ids[i])
+                }
+            }
+            hit = hit && made
+            layers.append(layer)
+            bundle?.add(blob: blobs.path(of: d.digest))
         }
-        let before = DriverImport.chainIDs(image.config.rootfs.diffIDs).map(\.hex)
-        let hit = !noCache && before.allSatisfy { driver.hasLayer($0) }
-        let ids = try DriverImport.importImage(image, from: layout, into: driver)
-        for d in image.manifest.layers { bundle?.add(blob: blobs.path(of: d.digest)) }
         if !hit { bundle?.start() }
         top = ids.last
-        layers = zip(image.manifest.layers, image.config.rootfs.diffIDs).map { d, diff in
-            StoredLayer(descriptor: d, diffID: diff, uncompressedSize: 0)
-        }
         history = image.config.history ?? layers.map { _ in History(createdBy: "imgbench: base layer") }
         var m = BuildReport.Measure(seconds: Date().timeIntervalSince(start), cacheHit: hit)
         m.layerCompressedBytes = UInt64(image.manifest.layers.map(\.size).reduce(0, +))
         return m
+    }
+
+    /// Copies a blob of a layout into the cache's store, through a temporary file renamed when
+    /// its digest is checked (a copy cut short is never taken for the blob).
+    func adopt(_ d: Descriptor, from layout: ImageLayout) throws {
+        if (try? blobs.verify(d)) != nil { return }
+        unlink(blobs.path(of: d.digest))
+        let w = try blobs.writer()
+        try FileSystem.readChunks(layout.blobs.path(of: d.digest)) { try w.write($0) }
+        let (digest, _) = try w.commit()
+        guard digest == d.digest else {
+            unlink(blobs.path(of: digest))
+            throw OCIError.digestMismatch(path: layout.blobs.path(of: d.digest), expected: d.digest.description, actual: digest.description)
+        }
     }
 
     var created: String? {
@@ -113,7 +158,7 @@ final class ContainerPass {
     /// the diff captured.
     func step(key: String, text: String, _ work: (_ root: String) throws -> Void) throws -> BuildReport.Measure {
         let start = Date()
-        let (layer, hit) = try cachedLayer(key) {
+        let (layer, hit) = try cachedLayer(key, what: text) {
             // The bundle's layers so far are unpacked while this step runs.
             bundle?.start()
             return try inNewLayer(key, parent: top) { root in
@@ -128,16 +173,27 @@ final class ContainerPass {
     }
 
     /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the
-    /// one `make` makes, after forgetting any leftover of `key`, recorded once it is complete.
-    func cachedLayer(_ key: String, make: () throws -> StoredLayer) throws -> (layer: StoredLayer, hit: Bool) {
-        if let l = record(key) {
-            bundle?.add(blob: blobs.path(of: l.descriptor.digest))
-            return (l, true)
+    /// one `make` makes under the entry's lock, after forgetting any leftover of `key`, recorded
+    /// once it is complete. SIGINT/SIGTERM while it is made remove the unfinished driver layer.
+    func cachedLayer(_ key: String, what: String, make: () throws -> StoredLayer) throws -> (layer: StoredLayer, hit: Bool) {
+        var found: StoredLayer?
+        let hit = try cache.entry("the container layer of \(what)", lock: "\(records)/\(key).lock", noCache: noCache, check: {
+            let (c, l) = check(key)
+            found = l
+            return c
+        }) {
+            discard(key)
+            let token = Cleanup.register("remove the unfinished layer \(key.prefix(12))") { [driver] in try? driver.remove(key) }
+            defer { Cleanup.unregister(token) }
+            found = try cache.sharing(blobsLock) {
+                let layer = try make()
+                try save(layer, key: key)
+                return layer
+            }
         }
-        discard(key)
-        let layer = try make()
-        try save(layer, key: key)
-        return (layer, false)
+        guard let layer = found else { throw BuildError.invalid("container: no layer recorded for \(what)") }
+        if hit { bundle?.add(blob: blobs.path(of: layer.descriptor.digest)) }
+        return (layer, hit)
     }
 
     /// Runs `body` in the writable root of a new driver layer `key` on `parent`; the layer is

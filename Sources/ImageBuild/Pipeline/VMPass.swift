@@ -9,9 +9,11 @@ import RecipePlan
 /// (`MountedDisk`); then a finalisation overlay that makes the disk bootable.
 ///
 /// Cache layout: `CACHE/vm/SETTINGS/KEY.qcow2` whose backing file is `PARENTKEY.qcow2` in the same
-/// folder (stored relative, so the folder can move), and `KEY.boot/` with the kernel and
-/// initramfs of a finalised chain. An overlay is made as `KEY.qcow2.partial` and renamed only when
-/// its step succeeded, so the cache holds complete links only and survives failures.
+/// folder (stored relative, so the folder can move), `KEY.boot/` with the kernel and initramfs of
+/// a finalised chain, and `KEY.json`, the digests of both, written last. An overlay is made as
+/// `KEY.qcow2.partial` under the exclusive lock `KEY.lock` and renamed only when its step
+/// succeeded, so the cache holds complete links only and survives failures; a link is used only
+/// when its digest matches its record (`BuildCache`).
 public final class VMPass {
     /// How a step reaches the disk (`BuildOptions.vmBackend`).
     public enum Backend: String, CaseIterable, Sendable {
@@ -23,8 +25,11 @@ public final class VMPass {
 
     let settings: VMSettings
     let backend: Backend
+    let cache: BuildCache
     let folder: String
     let scratch: String
+    /// Held for the pass's life: a scratch folder whose lock is free is a dead build's.
+    private var scratchLock: FileLock?
     let noCache: Bool
     let events: BuildEvents
     /// The newest link of the chain.
@@ -33,15 +38,18 @@ public final class VMPass {
     /// Removes the scratch folder on Ctrl-C; registered first, so it runs after the unmounts.
     private var scratchCleanup: Int?
 
-    init(settings: VMSettings, backend: Backend, cache: String, noCache: Bool, events: BuildEvents) throws {
+    init(settings: VMSettings, backend: Backend, cache: BuildCache, noCache: Bool, events: BuildEvents) throws {
         self.settings = settings
         self.backend = backend
+        self.cache = cache
         let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
-        folder = "\(cache)/vm/\(BuildPlan.digest([tag]).prefix(16))"
-        scratch = "\(cache)/tmp/vm-\(getpid())"
+        folder = "\(cache.root)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+        scratch = "\(cache.root)/tmp/vm-\(getpid())"
         self.noCache = noCache
         self.events = events
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for dead in ScratchFolders.sweep("\(cache.root)/tmp") { events.note("vm: released and removed \(dead), left by a build that was killed") }
+        scratchLock = try FileLock(scratch + ".lock", mode: .exclusive)
         let dir = scratch
         scratchCleanup = Cleanup.register("remove \(dir)") { try? FileManager.default.removeItem(atPath: dir) }
     }
@@ -52,11 +60,13 @@ public final class VMPass {
     func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
         let start = Date()
         let p = path(key)
-        var hit = true
-        if noCache || !FileManager.default.fileExists(atPath: p) {
-            hit = false
+        let hit = try cache.entry("the VM base disk", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: nil) }) {
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try BaseDisk.make(root: root, qcow2: p, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
+            try making(key) { partial in
+                try BuildCache.makingPartial(partial + ".raw") {
+                    _ = try BaseDisk.make(root: root, qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
+                }
+            }
         }
         top = p
         chain = [p]
@@ -69,57 +79,46 @@ public final class VMPass {
         guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
         let start = Date()
         let p = path(key)
-        if !noCache && FileManager.default.fileExists(atPath: p) {
-            // A link made on an older copy of its parent (the parent was rebuilt since, by
-            // --no-cache or an older imgbench) would read the new parent's blocks as its
-            // backing: it is stale, and made again.
-            if Self.modified(parent) > Self.modified(p) {
-                events.note("vm: \((p as NSString).lastPathComponent.prefix(12)) was made on an older copy of its parent; making it again")
-                unlink(p)
-            } else {
-                top = p
-                chain.append(p)
-                return try measure(p, seconds: Date().timeIntervalSince(start), hit: true)
+        let hit = try cache.entry("the VM link of \(label)", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: parent) }) {
+            try making(key) { partial in
+                try QcowImage.create(path: partial, options: Qcow2CreateOptions(
+                    virtualSize: 0, clusterSize: settings.clusterSize,
+                    backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
+                try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+                try run(on: partial, key: key, work)
             }
-        }
-        let partial = p + ".partial"
-        unlink(partial)
-        try QcowImage.create(path: partial, options: Qcow2CreateOptions(
-            virtualSize: 0, clusterSize: settings.clusterSize,
-            backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
-        do {
-            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-            switch backend {
-            case .loop:
-                let mnt = "\(scratch)/mnt-\(key.prefix(12))"
-                let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
-                                           options: MountedDisk.buildOptions(filesystem: settings.filesystem))
-                do {
-                    try work(LocalRoot(root: mnt))
-                    disk.release()
-                } catch {
-                    disk.release()
-                    throw error
-                }
-                rmdir(mnt)
-            case .guestfs:
-                let disk = try GuestfsDisk(image: partial)
-                do {
-                    try work(GuestfsWorkspace(disk: disk, scratch: scratch))
-                    try disk.close()
-                } catch {
-                    try? disk.close()
-                    throw error
-                }
-            }
-            guard rename(partial, p) == 0 else { throw HostError.io(path: p, message: String(cString: strerror(errno))) }
-        } catch {
-            unlink(partial)
-            throw error
         }
         top = p
         chain.append(p)
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: false)
+        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+    }
+
+    /// `work` on the overlay `partial`, through the backend; everything it mounted or started is
+    /// released when it ends.
+    func run(on partial: String, key: String, _ work: (_ disk: Workspace) throws -> Void) throws {
+        switch backend {
+        case .loop:
+            let mnt = "\(scratch)/mnt-\(key.prefix(12))"
+            let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
+                                       options: MountedDisk.buildOptions(filesystem: settings.filesystem))
+            do {
+                try work(LocalRoot(root: mnt))
+                disk.release()
+            } catch {
+                disk.release()
+                throw error
+            }
+            rmdir(mnt)
+        case .guestfs:
+            let disk = try GuestfsDisk(image: partial)
+            do {
+                try work(GuestfsWorkspace(disk: disk, scratch: scratch))
+                try disk.close()
+            } catch {
+                try? disk.close()
+                throw error
+            }
+        }
     }
 
     /// A file's modification time in nanoseconds (0 when it cannot be read).
@@ -159,29 +158,36 @@ public final class VMPass {
                 }
             }
             try disk.writeFile("/etc/fstab", "# written by imgbench: the disk is one \(settings.filesystem) filesystem on the whole virtio disk\n/dev/vda / \(settings.filesystem) defaults,errors=remount-ro 0 1\n")
-            try? fm.removeItem(atPath: bootDir + ".partial")
-            try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
-            if settings.kernel == .host {
-                let names = (try? fm.contentsOfDirectory(atPath: "/boot")) ?? []
-                guard let (kernel, initrd) = VMPass.kernels(in: names).last else {
-                    throw BuildError.invalid("vm-kernel=host: the build host has no kernel in /boot (scripts/install-deps.sh installs linux-image-amd64)")
-                }
-                try fm.copyItem(atPath: "/boot/\(kernel)", toPath: "\(bootDir).partial/vmlinuz")
-                if let i = initrd { try fm.copyItem(atPath: "/boot/\(i)", toPath: "\(bootDir).partial/initrd.img") }
-            } else {
-                guard let (kernel, initrd) = VMPass.kernels(in: try disk.list("/boot")).last else {
-                    throw BuildError.invalid("vm: no kernel in /boot after finalisation")
-                }
-                try disk.fetch("/boot/\(kernel)", to: "\(bootDir).partial/vmlinuz")
-                if let i = initrd { try disk.fetch("/boot/\(i)", to: "\(bootDir).partial/initrd.img") }
+            try BuildCache.makingPartial(bootDir + ".partial") {
+                try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
+                try copyBootFiles(from: disk, into: bootDir + ".partial")
+                try? fm.removeItem(atPath: bootDir)
+                try FileSystem.rename(bootDir + ".partial", to: bootDir)
             }
-            try? fm.removeItem(atPath: bootDir)
-            try fm.moveItem(atPath: bootDir + ".partial", toPath: bootDir)
         }
         guard fm.fileExists(atPath: "\(bootDir)/vmlinuz") else {
             throw BuildError.invalid("vm: the cached finalisation \(key.prefix(12)) lacks its boot files; rebuild with --no-cache")
         }
         return m
+    }
+
+    /// The kernel and initramfs the disk boots with: the host's (`vm-kernel=host`) or the disk's.
+    func copyBootFiles(from disk: Workspace, into dir: String) throws {
+        let fm = FileManager.default
+        if settings.kernel == .host {
+            let names = (try? fm.contentsOfDirectory(atPath: "/boot")) ?? []
+            guard let (kernel, initrd) = VMPass.kernels(in: names).last else {
+                throw BuildError.invalid("vm-kernel=host: the build host has no kernel in /boot (scripts/install-deps.sh installs linux-image-amd64)")
+            }
+            try fm.copyItem(atPath: "/boot/\(kernel)", toPath: "\(dir)/vmlinuz")
+            if let i = initrd { try fm.copyItem(atPath: "/boot/\(i)", toPath: "\(dir)/initrd.img") }
+        } else {
+            guard let (kernel, initrd) = VMPass.kernels(in: try disk.list("/boot")).last else {
+                throw BuildError.invalid("vm: no kernel in /boot after finalisation")
+            }
+            try disk.fetch("/boot/\(kernel)", to: "\(dir)/vmlinuz")
+            if let i = initrd { try disk.fetch("/boot/\(i)", to: "\(dir)/initrd.img") }
+        }
     }
 
     var bootFolder: String? {
@@ -237,5 +243,7 @@ public final class VMPass {
     func cleanScratch() {
         if let t = scratchCleanup { Cleanup.unregister(t) }
         try? FileManager.default.removeItem(atPath: scratch)
+        unlink(scratch + ".lock")
+        scratchLock = nil
     }
 }

@@ -8,6 +8,9 @@ public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
     case stepFailed(step: String, location: SourceLocation, status: Int32, outputTail: String)
     case needsRoot(String)
     case invalid(String)
+    /// Something failed while a thing was made or written (a full disk, a failed write): what it
+    /// was, and the error, which names the file.
+    case failed(what: String, reason: String)
 
     public var description: String {
         switch self {
@@ -19,6 +22,20 @@ public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(what) needs root"
         case let .invalid(message):
             return message
+        case let .failed(what, reason):
+            return "\(what): \(reason)"
+        }
+    }
+
+    /// Runs `body`; an error that is not already a build error is said with `what` was being
+    /// made or written.
+    static func naming<T>(_ what: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as BuildError {
+            throw e
+        } catch {
+            throw BuildError.failed(what: what(), reason: "\(error)")
         }
     }
 }

@@ -47,7 +47,7 @@ extension StorageDriver {
     }
 
     /// The layer and its ancestors, nearest first.
-    func chain(_ id: String) throws -> [String] {
+    public func chain(_ id: String) throws -> [String] {
         var result: [String] = []
         var cur: String? = id
         while let c = cur {

@@ -1,0 +1,66 @@
+import Foundation
+import Host
+import OCI
+
+/// The VM side's cache entries: a link is made under its lock as `KEY.qcow2.partial`, renamed,
+/// then recorded (`KEY.json`: the digests of the link and of its boot files); it is used only
+/// while it matches its record and is newer than its parent.
+extension VMPass {
+    /// What `KEY.json` holds.
+    struct LinkRecord: Codable, Equatable {
+        var digest: Digest
+        var size: Int64
+        /// The boot files of a finalised link, by name.
+        var boot: [String: Digest]?
+    }
+
+    func lockPath(_ key: String) -> String { "\(folder)/\(key).lock" }
+    func recordPath(_ key: String) -> String { "\(folder)/\(key).json" }
+
+    /// Whether the link `key` may be used: present, recorded, its bytes and boot files those of
+    /// its record, and made after its parent (a link made on an older copy of its parent would
+    /// read the new parent's blocks as its backing).
+    func checkLink(_ key: String, parent: String?) -> BuildCache.Check {
+        let p = path(key)
+        let fm = FileManager.default
+        guard let data = fm.contents(atPath: recordPath(key)) else {
+            return fm.fileExists(atPath: p) ? .bad("a link without its record, left by a build that did not finish") : .missing
+        }
+        guard let record = try? JSONDecoder().decode(LinkRecord.self, from: data) else { return .bad("its record does not decode") }
+        guard fm.fileExists(atPath: p) else { return .missing }
+        if let parent, VMPass.modified(parent) > VMPass.modified(p) { return .bad("it was made on an older copy of its parent") }
+        guard let found = try? VMPass.record(of: p) else { return .bad("it cannot be read") }
+        guard found.digest == record.digest && found.size == record.size else {
+            return .bad("\((p as NSString).lastPathComponent) is \(found.size) bytes of \(found.digest), its record says \(record.size) bytes of \(record.digest)")
+        }
+        guard found.boot == record.boot else { return .bad("its boot files are not those of its record") }
+        return .valid
+    }
+
+    /// Makes the link `key` (its old copy and record removed first): `body` writes the overlay
+    /// given to it, which is renamed into place and recorded when `body` succeeds; a failure or
+    /// an interruption leaves no `.partial`.
+    func making(_ key: String, _ body: (_ partial: String) throws -> Void) throws {
+        let p = path(key)
+        unlink(recordPath(key))
+        unlink(p)
+        try BuildCache.makingPartial(p + ".partial") {
+            try body(p + ".partial")
+            try FileSystem.rename(p + ".partial", to: p)
+        }
+        let tmp = recordPath(key) + ".partial"
+        try JSONEncoder().encode(try VMPass.record(of: p)).write(to: URL(fileURLWithPath: tmp))
+        try FileSystem.rename(tmp, to: recordPath(key))
+    }
+
+    /// The digests of a link and of the boot files beside it.
+    static func record(of link: String) throws -> LinkRecord {
+        let (digest, size) = try Digest.ofFile(link)
+        let boot = (link as NSString).deletingPathExtension + ".boot"
+        var files: [String: Digest]?
+        if let names = try? FileSystem.children(boot) {
+            files = try Dictionary(uniqueKeysWithValues: names.map { ($0, try Digest.ofFile("\(boot)/\($0)").digest) })
+        }
+        return LinkRecord(digest: digest, size: size, boot: files)
+    }
+}
