@@ -53,6 +53,18 @@ public final class FileLock {
         mode = .shared
     }
 
+    /// Makes a shared lock exclusive if nobody else holds it; false (and the lock lost: flock
+    /// drops the old lock first) when another holder has it. For a last user's release.
+    public func tryExclusive() -> Bool {
+        guard fd >= 0 else { return false }
+        if FileLock.take(fd, .exclusive, wait: false) {
+            mode = .exclusive
+            return true
+        }
+        unlock()
+        return false
+    }
+
     /// Sets the lock file's modification time to now: when its entry was last used.
     public func touch() {
         guard fd >= 0 else { return }

@@ -41,6 +41,12 @@ public enum Mounts {
         }
     }
 
+    /// Whether this process mounted `target` and has not unmounted it: a store that several
+    /// builds use at once holds mounts of each, and one releases only its own.
+    public static func isTracked(_ target: String) -> Bool {
+        lock.withLock { registered[target] != nil }
+    }
+
     public static func isMounted(_ target: String) -> Bool {
         guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
         let t = (target as NSString).standardizingPath

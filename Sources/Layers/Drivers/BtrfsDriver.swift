@@ -20,6 +20,9 @@ final class BtrfsDriver: StorageDriver {
     /// Size of the pool file; sparse, so it costs only what is written.
     static let poolSize: UInt64 = 16 << 30
     private(set) var mountedPool = false
+    /// Shared by every driver using the pool, exclusive while it is mounted or unmounted: the
+    /// last build to close unmounts it, never one while another uses it.
+    private var poolLock: FileLock?
 
     var pool: String { root + "/pool" }
     var image: String { root + "/pool.img" }
@@ -28,6 +31,8 @@ final class BtrfsDriver: StorageDriver {
         self.store = store
         try FileSystem.makeDirectories(store + "/btrfs/layers")
         try FileSystem.makeDirectories(store + "/btrfs/pool")
+        let lock = try FileLock(store + "/btrfs/pool.lock", mode: .exclusive)
+        defer { try? lock.downgrade(); poolLock = lock }
         if try Mounts.filesystemType(store + "/btrfs") != Self.btrfsMagic && !Mounts.isMounted(pool) {
             if !FileSystem.exists(image) {
                 let fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -87,11 +92,13 @@ final class BtrfsDriver: StorageDriver {
         return v
     }
 
+    /// Unmounts the pool if no other build uses it (the last to close unmounts it).
     func close() throws {
-        if mountedPool {
-            try Mounts.unmount(pool)
-            mountedPool = false
-        }
+        guard let lock = poolLock else { return }
+        poolLock = nil
+        defer { lock.unlock() }
+        if (mountedPool || Mounts.isMounted(pool)) && lock.tryExclusive() { try Mounts.unmount(pool) }
+        mountedPool = false
     }
 
     deinit { try? close() }

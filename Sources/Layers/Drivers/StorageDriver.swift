@@ -127,9 +127,10 @@ extension UnionMountDriver {
 
     func writableBytes(_ id: String) throws -> UInt64 { try FileSystem.allocatedBytes(diffDir(id)) }
 
-    /// Releases every layer still mounted.
+    /// Releases every layer this process still has mounted (not those of another build using the
+    /// same store at once).
     func close() throws {
-        for id in (try? FileSystem.children(root + "/layers")) ?? [] where Mounts.isMounted(mergedDir(id)) {
+        for id in (try? FileSystem.children(root + "/layers")) ?? [] where Mounts.isTracked(mergedDir(id)) {
             try release(id)
         }
     }
