@@ -7,7 +7,7 @@ public struct IMGBench: ParsableCommand {
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
         subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
-                      Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self])
+                      Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self, CacheCommand.self])
 
     public init() {}
 }

@@ -10,6 +10,8 @@ extension VMPass {
     struct LinkRecord: Codable, Equatable {
         var digest: Digest
         var size: Int64
+        /// The parent link's file name (nil for the base disk).
+        var parent: String?
         /// The boot files of a finalised link, by name.
         var boot: [String: Digest]?
     }
@@ -17,19 +19,29 @@ extension VMPass {
     func lockPath(_ key: String) -> String { "\(folder)/\(key).lock" }
     func recordPath(_ key: String) -> String { "\(folder)/\(key).json" }
 
-    /// Whether the link `key` may be used: present, recorded, its bytes and boot files those of
-    /// its record, and made after its parent (a link made on an older copy of its parent would
-    /// read the new parent's blocks as its backing).
+    /// Whether the link `key` may be used (`VMPass.checkLink(in:key:parent:)`).
     func checkLink(_ key: String, parent: String?) -> BuildCache.Check {
-        let p = path(key)
+        VMPass.checkLink(in: folder, key: key, parent: parent.map { ($0 as NSString).lastPathComponent })
+    }
+
+    /// Whether the link `key` in `folder` may be used: present, recorded, its bytes and boot files
+    /// those of its record, on the parent its record names (`parent`, when given, must be that
+    /// one), and made after that parent (a link made on an older copy of its parent would read
+    /// the new parent's blocks as its backing).
+    static func checkLink(in folder: String, key: String, parent: String?) -> BuildCache.Check {
+        let p = "\(folder)/\(key).qcow2"
         let fm = FileManager.default
-        guard let data = fm.contents(atPath: recordPath(key)) else {
+        guard let data = fm.contents(atPath: "\(folder)/\(key).json") else {
             return fm.fileExists(atPath: p) ? .bad("a link without its record, left by a build that did not finish") : .missing
         }
         guard let record = try? JSONDecoder().decode(LinkRecord.self, from: data) else { return .bad("its record does not decode") }
         guard fm.fileExists(atPath: p) else { return .missing }
-        if let parent, VMPass.modified(parent) > VMPass.modified(p) { return .bad("it was made on an older copy of its parent") }
-        guard let found = try? VMPass.record(of: p) else { return .bad("it cannot be read") }
+        if let parent, record.parent != parent { return .bad("its record names another parent") }
+        if let parent = record.parent {
+            guard fm.fileExists(atPath: "\(folder)/\(parent)") else { return .bad("its parent \(parent) is missing") }
+            if modified("\(folder)/\(parent)") > modified(p) { return .bad("it was made on an older copy of its parent") }
+        }
+        guard let found = try? VMPass.record(of: p, parent: record.parent) else { return .bad("it cannot be read") }
         guard found.digest == record.digest && found.size == record.size else {
             return .bad("\((p as NSString).lastPathComponent) is \(found.size) bytes of \(found.digest), its record says \(record.size) bytes of \(record.digest)")
         }
@@ -40,7 +52,7 @@ extension VMPass {
     /// Makes the link `key` (its old copy and record removed first): `body` writes the overlay
     /// given to it, which is renamed into place and recorded when `body` succeeds; a failure or
     /// an interruption leaves no `.partial`.
-    func making(_ key: String, _ body: (_ partial: String) throws -> Void) throws {
+    func making(_ key: String, parent: String?, _ body: (_ partial: String) throws -> Void) throws {
         let p = path(key)
         unlink(recordPath(key))
         unlink(p)
@@ -49,18 +61,19 @@ extension VMPass {
             try FileSystem.rename(p + ".partial", to: p)
         }
         let tmp = recordPath(key) + ".partial"
-        try JSONEncoder().encode(try VMPass.record(of: p)).write(to: URL(fileURLWithPath: tmp))
+        let record = try VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
+        try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: recordPath(key))
     }
 
     /// The digests of a link and of the boot files beside it.
-    static func record(of link: String) throws -> LinkRecord {
+    static func record(of link: String, parent: String?) throws -> LinkRecord {
         let (digest, size) = try Digest.ofFile(link)
         let boot = (link as NSString).deletingPathExtension + ".boot"
         var files: [String: Digest]?
         if let names = try? FileSystem.children(boot) {
             files = try Dictionary(uniqueKeysWithValues: names.map { ($0, try Digest.ofFile("\(boot)/\($0)").digest) })
         }
-        return LinkRecord(digest: digest, size: size, boot: files)
+        return LinkRecord(digest: digest, size: size, parent: parent, boot: files)
     }
 }

@@ -62,7 +62,7 @@ public final class VMPass {
         let p = path(key)
         let hit = try cache.entry("the VM base disk", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: nil) }) {
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try making(key) { partial in
+            try making(key, parent: nil) { partial in
                 try BuildCache.makingPartial(partial + ".raw") {
                     _ = try BaseDisk.make(root: root, qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
                 }
@@ -80,7 +80,7 @@ public final class VMPass {
         let start = Date()
         let p = path(key)
         let hit = try cache.entry("the VM link of \(label)", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: parent) }) {
-            try making(key) { partial in
+            try making(key, parent: parent) { partial in
                 try QcowImage.create(path: partial, options: Qcow2CreateOptions(
                     virtualSize: 0, clusterSize: settings.clusterSize,
                     backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
