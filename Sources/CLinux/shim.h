@@ -5,6 +5,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* syncfs(2): the C library declares it only under _GNU_SOURCE. */
+static inline int imgbench_syncfs(int fd) {
+    return (int)syscall(SYS_syncfs, fd);
+}
+
 /* statx(2) through its system call: the C library declares it only under _GNU_SOURCE. */
 static inline int imgbench_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buffer) {
     return (int)syscall(SYS_statx, dirfd, path, flags, mask, buffer);

@@ -63,6 +63,13 @@ public enum Mounts {
 
     public static var fuseUsable: Bool { access("/dev/fuse", R_OK | W_OK) == 0 && kernelHas("fuse") }
 
+    /// Bytes free for an unprivileged writer on the filesystem holding `path` (statfs(2)).
+    public static func freeBytes(_ path: String) throws -> UInt64 {
+        var fs = statfs()
+        guard statfs(path, &fs) == 0 else { throw HostError.systemCall(path: path, operation: "statfs", errno: errno) }
+        return UInt64(fs.f_bavail) * UInt64(fs.f_bsize)
+    }
+
     /// The filesystem type magic of the filesystem holding `path` (statfs(2) `f_type`).
     public static func filesystemType(_ path: String) throws -> Int {
         var fs = statfs()
@@ -75,7 +82,8 @@ extension Mounts {
     /// The mount points at or below `folder`, deepest first (the order to unmount them in).
     public static func mountpoints(under folder: String) -> [String] {
         guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return [] }
-        let prefix = (folder as NSString).standardizingPath
+        let absolute = folder.hasPrefix("/") ? folder : FileManager.default.currentDirectoryPath + "/" + folder
+        let prefix = LexicalPath.join("/", absolute)
         let points = text.split(separator: "\n").compactMap { line -> String? in
             let f = line.split(separator: " ")
             guard f.count > 1 else { return nil }
@@ -83,5 +91,16 @@ extension Mounts {
             return p == prefix || p.hasPrefix(prefix + "/") ? p : nil
         }
         return points.sorted { $0.count > $1.count }
+    }
+}
+
+extension FileSystem {
+    /// syncfs(2) on the filesystem holding `path`: writes back what is cached and reports a
+    /// write that failed since (a full disk under a loop device shows here, not at write(2)).
+    public static func syncFilesystem(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        guard imgbench_syncfs(fd) == 0 else { throw HostError.systemCall(path: path, operation: "syncfs (writing the disk back)", errno: errno) }
     }
 }

@@ -50,8 +50,9 @@ public final class BuildCache {
         case bad(String)
     }
 
+    /// `root` is made absolute: the mounts made below it are found by their absolute paths.
     public init(root: String, recipe: String, events: BuildEvents?) throws {
-        self.root = root
+        self.root = OutputFolder.absolute(root)
         self.recipe = recipe
         self.events = events
         try BuildCache.prepare(root)

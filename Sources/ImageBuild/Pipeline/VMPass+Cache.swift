@@ -1,6 +1,7 @@
 import Foundation
 import Host
 import OCI
+import QcowIO
 
 /// The VM side's cache entries: a link is made under its lock as `KEY.qcow2.partial`, renamed,
 /// then recorded (`KEY.json`: the digests of the link and of its boot files); it is used only
@@ -64,6 +65,28 @@ extension VMPass {
         let record = try VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
         try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: recordPath(key))
+    }
+
+    /// Runs `body`, which writes `partial` back; a failure when the filesystem holding it is full
+    /// (qemu-storage-daemon's write failed, and the disk's filesystem saw an I/O error) says so.
+    func written(_ partial: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            guard let free = try? Mounts.freeBytes(folder), free < UInt64(settings.clusterSize) * 16 else { throw error }
+            throw BuildError.failed(what: "writing \(partial)", reason: "no space left on the filesystem holding it (\(free) bytes free): \(error)")
+        }
+    }
+
+    /// An overlay just written must be sound before it is renamed into place: the daemon that
+    /// wrote it may have failed (a full disk) after the step's last write was accepted.
+    static func checkWritten(_ partial: String) throws {
+        let img = try QcowImage(path: partial)
+        defer { try? img.close() }
+        let r = try img.check()
+        guard r.corruptions == 0 && r.checkErrors == 0 else {
+            throw BuildError.invalid("\(partial): the overlay the step wrote is not sound (\(r.corruptions) corruptions, \(r.checkErrors) check errors): \(r.messages.prefix(3).joined(separator: "; "))")
+        }
     }
 
     /// The digests of a link and of the boot files beside it.

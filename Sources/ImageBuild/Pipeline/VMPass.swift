@@ -86,6 +86,7 @@ public final class VMPass {
                     backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
                 try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
                 try run(on: partial, key: key, work)
+                try VMPass.checkWritten(partial)
             }
         }
         top = p
@@ -103,6 +104,7 @@ public final class VMPass {
                                        options: MountedDisk.buildOptions(filesystem: settings.filesystem))
             do {
                 try work(LocalRoot(root: mnt))
+                try written(partial) { try FileSystem.syncFilesystem(mnt) }
                 disk.release()
             } catch {
                 disk.release()
@@ -240,8 +242,11 @@ public final class VMPass {
         return (names, "vm/disk.qcow2", try AllocationMap.compute(flat))
     }
 
+    /// Removes the scratch folder, releasing first whatever is still up in it (a FUSE export
+    /// whose daemon died on a full disk stays mounted, disconnected, until it is unmounted).
     func cleanScratch() {
         if let t = scratchCleanup { Cleanup.unregister(t) }
+        ScratchFolders.release(scratch)
         try? FileManager.default.removeItem(atPath: scratch)
         unlink(scratch + ".lock")
         scratchLock = nil
