@@ -36,13 +36,16 @@ extension Builder {
         let base = try DebianBase(suite: suite, variant: variant)
         let dir = "\(options.cache)/bases/\(base.key.prefix(32))"
         let root = "\(dir)/root"
+        // The entry's folder holds nothing but its root: made afresh, removed if the root is not made.
         let hit = try cache.entry("the base debian:\(suite)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            events.note("base: making debian:\(suite) (\(variant)) with mmdebstrap from the host's apt sources")
-            do {
-                try base.make(at: root, onOutput: { [events] in events.output($0) })
-            } catch {
-                throw BuildError.invalid("\(recipe.baseLocation): the base debian:\(suite) cannot be made: \(error)")
+            try BuildCache.makingPartial(dir) {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                events.note("base: making debian:\(suite) (\(variant)) with mmdebstrap from the host's apt sources")
+                do {
+                    try base.make(at: root, onOutput: { [events] in events.output($0) })
+                } catch {
+                    throw BuildError.invalid("\(recipe.baseLocation): the base debian:\(suite) cannot be made: \(error)")
+                }
             }
         }
         return Base(key: base.key, root: root, hit: hit, description: "debian:\(suite) \(variant) (mmdebstrap)")
@@ -65,7 +68,7 @@ extension Builder {
         let root = "\(dir)/root"
         let hit = try cache.entry("the base oci:\(path)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
             events.note("base: unpacking \(path) (\(digest)) into a folder for the VM disk")
-            try BuildCache.makingPartial(root + ".partial") {
+            try BuildCache.makingPartial(dir) {
                 try FileManager.default.createDirectory(atPath: root + ".partial", withIntermediateDirectories: true)
                 for d in image.manifest.layers {
                     _ = try LayerApply.apply(layer: layout.blobs.path(of: d.digest), to: root + ".partial", expecting: d.digest)
