@@ -277,9 +277,12 @@ struct BuildTests {
 
     // MARK: - Helpers
 
-    /// `imgbench build`, given up after 10 minutes (a failed test rather than a hung run).
-    func build(_ recipe: String, output: String, progress: String = "plain", sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", output, "--progress", progress])
+    /// `imgbench build`, given up after 10 minutes (a failed test rather than a hung run); `cache`
+    /// and `environment` (added to the runner's) default to the suite's cache and nothing.
+    func build(_ recipe: String, output: String, progress: String = "plain", cache: String = Self.cache, environment: [String: String] = [:],
+               arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", cache, "--output", output, "--progress", progress] + arguments,
+                                   environment: environment)
         return try #require(p.finish(within: 600), "imgbench build \(recipe) did not finish within 10 minutes", sourceLocation: sourceLocation)
     }
 
@@ -361,6 +364,7 @@ struct Report: Decodable {
     struct Measure: Decodable {
         var seconds: Double
         var cacheHit: Bool
+        var layerDigest: String?
     }
 
     struct Phase: Decodable {
