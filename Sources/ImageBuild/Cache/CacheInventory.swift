@@ -43,7 +43,8 @@ public struct CacheInventory {
 
     func bases() -> [CacheEntry] {
         let dir = "\(root)/bases"
-        return children(dir).filter { $0 != "scratch" && isFolder("\(dir)/\($0)") }.map {
+        // A base may be a symbolic link to a folder (another cache's base): removing it removes the link.
+        return children(dir).filter { $0 != "scratch" && (FileManager.default.fileExists(atPath: "\(dir)/\($0)/root") || isFolder("\(dir)/\($0)")) }.map {
             entry(.base, "bases/\($0)", files: ["\(dir)/\($0)"], lock: "\(dir)/\($0).lock", parent: nil)
         }
     }

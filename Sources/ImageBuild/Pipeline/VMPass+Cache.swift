@@ -74,7 +74,7 @@ extension VMPass {
             try body()
         } catch {
             guard let free = try? Mounts.freeBytes(folder), free < UInt64(settings.clusterSize) * 16 else { throw error }
-            throw BuildError.failed(what: "writing \(partial)", reason: "no space left on the filesystem holding it (\(free) bytes free): \(error)")
+            throw HostError.io(path: partial, message: "no space left on the filesystem holding it (\(free) bytes free): \(error)")
         }
     }
 
