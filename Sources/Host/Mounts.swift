@@ -15,8 +15,10 @@ public enum Mounts {
         track(target)
     }
 
-    /// Registers a mount made by a helper (a FUSE daemon, mount(8) with a loop device).
+    /// Registers a mount made by a helper (a FUSE daemon, mount(8) with a loop device). The
+    /// target is kept absolute, so that it is released whatever the working folder is then.
     public static func track(_ target: String) {
+        let target = LexicalPath.absolute(target)
         let id = Cleanup.register("mount \(target)") { _ = try? Mounts.unmountNow(target) }
         lock.withLock { registered[target] = id }
     }
@@ -24,6 +26,7 @@ public enum Mounts {
     /// Unmounts (a FUSE mount's daemon exits with it; a loop device set up by mount(8) with
     /// autoclear is detached with it). Busy mounts are retried, then detached lazily.
     public static func unmount(_ target: String) throws {
+        let target = LexicalPath.absolute(target)
         try unmountNow(target)
         if let id = lock.withLock({ registered.removeValue(forKey: target) }) { Cleanup.unregister(id) }
     }
@@ -41,9 +44,11 @@ public enum Mounts {
         }
     }
 
+    /// Whether something is mounted on `target`, relative or absolute (the mount table holds
+    /// real paths; a mount whose FUSE daemon died cannot be resolved, and is found by its text).
     public static func isMounted(_ target: String) -> Bool {
         guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-        let t = (target as NSString).standardizingPath
+        let t = (try? RootedPath.real(target)) ?? LexicalPath.absolute(target)
         return text.split(separator: "\n").contains { line in
             let f = line.split(separator: " ")
             return f.count > 1 && f[1].replacingOccurrences(of: "\\040", with: " ") == t
