@@ -44,15 +44,24 @@ public enum Mounts {
         }
     }
 
-    /// Whether something is mounted on `target`, relative or absolute (the mount table holds
-    /// real paths; a mount whose FUSE daemon died cannot be resolved, and is found by its text).
+    /// Whether something is mounted on `target`, relative or absolute.
     public static func isMounted(_ target: String) -> Bool {
         guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-        let t = (try? RootedPath.real(target)) ?? LexicalPath.absolute(target)
+        let t = tablePath(target)
         return text.split(separator: "\n").contains { line in
             let f = line.split(separator: " ")
             return f.count > 1 && f[1].replacingOccurrences(of: "\\040", with: " ") == t
         }
+    }
+
+    /// `target` as the mount table spells it: absolute, through no symlink. Only its folder is
+    /// resolved: the target itself may be the root of a FUSE mount whose daemon died or hangs.
+    static func tablePath(_ target: String) -> String {
+        let abs = LexicalPath.absolute(target)
+        guard abs != "/", let slash = abs.lastIndex(of: "/") else { return abs }
+        let folder = slash == abs.startIndex ? "/" : String(abs[..<slash])
+        let real = (try? RootedPath.real(folder)) ?? folder
+        return (real == "/" ? "" : real) + abs[slash...]
     }
 
     public static func kernelHas(_ fs: String) -> Bool {
