@@ -103,17 +103,33 @@ public enum FileSystem {
         }
     }
 
-    /// Removes a path and everything under it, without following symlinks. Missing is fine.
+    /// Removes a path and everything under it, without following symlinks. Missing is fine, and
+    /// so is what another remover of the same tree took meanwhile (a build's own cleanup and the
+    /// Ctrl-C handler); a folder that something filled again while it was emptied is emptied
+    /// again, a few times.
     public static func removeTree(_ path: String) throws {
         guard let st = try lstatIfExists(path) else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            // A directory without write or search permission cannot be emptied even by its owner
-            // when not root; make it so first.
-            chmod(path, 0o700)
-            for c in try children(path) { try removeTree(path + "/" + c) }
-            guard rmdir(path) == 0 else { throw HostError.systemCall(path: path, operation: "rmdir", errno: errno) }
-        } else {
-            guard unlink(path) == 0 else { throw HostError.systemCall(path: path, operation: "unlink", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            guard unlink(path) == 0 || errno == ENOENT else { throw HostError.systemCall(path: path, operation: "unlink", errno: errno) }
+            return
+        }
+        // A directory without write or search permission cannot be emptied even by its owner
+        // when not root; make it so first.
+        chmod(path, 0o700)
+        for attempt in 1...5 {
+            guard let names = try childrenIfExists(path) else { return }
+            for c in names { try removeTree(path + "/" + c) }
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            if errno != ENOTEMPTY || attempt == 5 { throw HostError.systemCall(path: path, operation: "rmdir", errno: errno) }
+        }
+    }
+
+    /// The names in a folder, or nil when it is gone.
+    static func childrenIfExists(_ path: String) throws -> [String]? {
+        do {
+            return try children(path)
+        } catch let HostError.systemCall(_, _, e) where e == ENOENT {
+            return nil
         }
     }
 

@@ -39,6 +39,17 @@ public enum Interrupts {
         return result
     }
 
+    /// Removes a half-written output, and says so, or why not: the command that wrote it may be
+    /// removing it at the same time (its own failure path), which `removeTree` allows for.
+    private static func remove(_ path: String) -> String {
+        do {
+            try FileSystem.removeTree(path)
+            return "removed \(path)"
+        } catch {
+            return "could not remove \(path): \(error)"
+        }
+    }
+
     private static func waitIfInterrupted() {
         guard lock.withLock({ interrupted }) else { return }
         while true { sleep(60) }
@@ -55,8 +66,7 @@ public enum Interrupts {
                     // What writes, mounts or runs is stopped and released first, so that nothing
                     // writes into a half-written output while it is removed.
                     let released = Cleanup.runAll()
-                    for p in pending { try? FileManager.default.removeItem(atPath: p) }
-                    let undone = pending.map { "removed \($0)" } + released.map { "released \($0)" }
+                    let undone = pending.map(remove) + released.map { "released \($0)" }
                     FileHandle.standardError.write(Data("\nimgbench: interrupted; \(undone.isEmpty ? "nothing to undo" : undone.joined(separator: ", "))\n".utf8))
                     exit(128 + sig)
                 }

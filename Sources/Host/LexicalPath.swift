@@ -1,6 +1,8 @@
-/// Paths inside an image root, resolved by their text alone (no file is looked at): `.` is
-/// dropped and `..` stops at `/`, as Containerfiles resolve WORKDIR, COPY destinations and
-/// context sources.
+import Foundation
+
+/// Paths resolved by their text alone (no file is looked at): `.` is dropped and `..` stops at
+/// `/`. Inside an image root, as Containerfiles resolve WORKDIR, COPY destinations and context
+/// sources; on the host, as a shell's `cd` makes a relative path absolute.
 public enum LexicalPath {
     /// `path` resolved against the absolute folder `base` (an absolute `path` ignores `base`).
     public static func join(_ base: String, _ path: String) -> String {
@@ -11,5 +13,13 @@ public enum LexicalPath {
             parts.append(p)
         }
         return "/" + parts.joined(separator: "/")
+    }
+
+    /// A path of the host made absolute against the working folder (`..` drops the component
+    /// before it); an empty path stays empty, for its user to refuse. A path handed to a program
+    /// that runs elsewhere (a daemon that changes to `/`, runc in a bundle) or compared with the
+    /// mount table must be absolute: a relative one names another file there, or none.
+    public static func absolute(_ path: String) -> String {
+        path.isEmpty ? path : join(FileManager.default.currentDirectoryPath, path)
     }
 }

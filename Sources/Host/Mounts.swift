@@ -15,8 +15,10 @@ public enum Mounts {
         track(target)
     }
 
-    /// Registers a mount made by a helper (a FUSE daemon, mount(8) with a loop device).
+    /// Registers a mount made by a helper (a FUSE daemon, mount(8) with a loop device). The
+    /// target is kept absolute, so that it is released whatever the working folder is then.
     public static func track(_ target: String) {
+        let target = LexicalPath.absolute(target)
         let id = Cleanup.register("mount \(target)") { _ = try? Mounts.unmountNow(target) }
         lock.withLock { registered[target] = id }
     }
@@ -24,6 +26,7 @@ public enum Mounts {
     /// Unmounts (a FUSE mount's daemon exits with it; a loop device set up by mount(8) with
     /// autoclear is detached with it). Busy mounts are retried, then detached lazily.
     public static func unmount(_ target: String) throws {
+        let target = LexicalPath.absolute(target)
         try unmountNow(target)
         if let id = lock.withLock({ registered.removeValue(forKey: target) }) { Cleanup.unregister(id) }
     }
@@ -44,16 +47,27 @@ public enum Mounts {
     /// Whether this process mounted `target` and has not unmounted it: a store that several
     /// builds use at once holds mounts of each, and one releases only its own.
     public static func isTracked(_ target: String) -> Bool {
-        lock.withLock { registered[target] != nil }
+        lock.withLock { registered[LexicalPath.absolute(target)] != nil }
     }
 
+    /// Whether something is mounted on `target`, relative or absolute.
     public static func isMounted(_ target: String) -> Bool {
         guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-        let t = (target as NSString).standardizingPath
+        let t = tablePath(target)
         return text.split(separator: "\n").contains { line in
             let f = line.split(separator: " ")
             return f.count > 1 && f[1].replacingOccurrences(of: "\\040", with: " ") == t
         }
+    }
+
+    /// `target` as the mount table spells it: absolute, through no symlink. Only its folder is
+    /// resolved: the target itself may be the root of a FUSE mount whose daemon died or hangs.
+    static func tablePath(_ target: String) -> String {
+        let abs = LexicalPath.absolute(target)
+        guard abs != "/", let slash = abs.lastIndex(of: "/") else { return abs }
+        let folder = slash == abs.startIndex ? "/" : String(abs[..<slash])
+        let real = (try? RootedPath.real(folder)) ?? folder
+        return (real == "/" ? "" : real) + abs[slash...]
     }
 
     public static func kernelHas(_ fs: String) -> Bool {

@@ -37,6 +37,14 @@ extension BootCheck.Accelerator: ExpressibleByArgument {}
 extension VMPass.Backend: ExpressibleByArgument {}
 extension Sandbox.Network: ExpressibleByArgument {}
 
+/// Every path the command line takes is made absolute here, once, against the working folder:
+/// `transform: absolutePath` on the argument or option, and on a default made in `run()`. The
+/// libraries hand paths to programs that run elsewhere (qemu-storage-daemon changes to /, runc
+/// takes bind mounts from its bundle, a step's shell runs in the image) and compare them with
+/// the mount table, where a relative path names another file or none. A qcow2 backing file is
+/// the exception: it is stored as given, relative to its image's folder.
+func absolutePath(_ argument: String) -> String { LexicalPath.absolute(argument) }
+
 /// JSON as every report writes it: pretty-printed, keys sorted.
 enum JSONOutput {
     static func string<T: Encodable>(_ value: T) throws -> String {

@@ -39,6 +39,7 @@ public struct CowMeasurement {
                 path = String(spec[..<colon])
                 step = n
             }
+            path = LexicalPath.absolute(path)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw BuildError.invalid("--workload \(spec): no recipe at \(path) (built-in workloads: \(builtIn.joined(separator: ", ")), or RECIPE[:STEP])")
             }

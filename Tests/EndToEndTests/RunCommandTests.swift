@@ -33,9 +33,9 @@ extension BuildTests {
         return out
     }
 
-    /// `imgbench run ARGS...`, given up after 5 minutes.
-    func imgbenchRun(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let p = try RunningProcess(try IMGBenchBinary.path(), ["run"] + args)
+    /// `imgbench run ARGS...`, given up after 5 minutes; in the working folder `cwd` when given.
+    func imgbenchRun(_ args: [String], in cwd: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["run"] + args, cwd: cwd)
         return try #require(p.finish(within: 300), "imgbench run \(args) did not finish within 5 minutes", sourceLocation: sourceLocation)
     }
 

@@ -19,8 +19,9 @@ final class RunningProcess {
     private(set) var signal: Int32?
     private var status: Int32?
 
-    /// `environment` adds to (or replaces in) the test runner's environment.
-    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    /// `environment` adds to (or replaces in) the test runner's environment; `cwd` is the child's
+    /// working folder (the runner's when nil).
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws {
         io = try CapturedOutput()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -28,12 +29,7 @@ final class RunningProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, io.out.fileDescriptor, 1)
         posix_spawn_file_actions_adddup2(&actions, io.err.fileDescriptor, 2)
-        // glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module
-        // does not import: the test runner's other descriptors are not handed down.
-        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
-            _ = unsafeBitCast(sym, to: CloseFrom.self)(&actions, 3)
-        }
+        try Self.addGlibcActions(&actions, cwd: cwd)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -42,6 +38,23 @@ final class RunningProcess {
         let rc = posix_spawn(&child, executable, &actions, nil, argv, env)
         guard rc == 0 else { throw MissingTool(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
         pid = child
+    }
+
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+) and _addchdir_np (2.29+), which
+    /// Swift's Glibc module does not import: the test runner's other descriptors are not handed
+    /// down, and the child starts in `cwd`.
+    private static func addGlibcActions(_ actions: inout posix_spawn_file_actions_t, cwd: String?) throws {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        typealias ChangeDirectory = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+        let libc = UnsafeMutableRawPointer(bitPattern: 0)
+        if let sym = dlsym(libc, "posix_spawn_file_actions_addclosefrom_np") {
+            _ = unsafeBitCast(sym, to: CloseFrom.self)(&actions, 3)
+        }
+        guard let cwd else { return }
+        guard let sym = dlsym(libc, "posix_spawn_file_actions_addchdir_np"),
+              unsafeBitCast(sym, to: ChangeDirectory.self)(&actions, cwd) == 0 else {
+            throw MissingTool(description: "cannot start a child in \(cwd): glibc has no posix_spawn_file_actions_addchdir_np")
+        }
     }
 
     /// Reaps the child if it has exited; true while it runs.

@@ -32,3 +32,11 @@ public func readBE64(_ path: String, at offset: UInt64) throws -> UInt64 {
     guard d.count == 8 else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: path]) }
     return d.reduce(0) { $0 << 8 | UInt64($1) }
 }
+
+/// The absolute `path` as seen from the absolute folder `folder`: up through `..` to the folder
+/// they share (not to the root, where the same text would also name the file from /).
+public func relativePath(_ path: String, from folder: String) -> String {
+    let p = path.split(separator: "/"), f = folder.split(separator: "/")
+    let shared = zip(p, f).prefix { $0 == $1 }.count
+    return (Array(repeating: "..", count: f.count - shared) + p.dropFirst(shared)).joined(separator: "/")
+}

@@ -8,9 +8,9 @@ struct BootCommand: ParsableCommand {
         abstract: "Boot a built VM disk under QEMU and wait for a marker on the serial console.",
         discussion: "Exit 0 only when the marker appears within the timeout. KVM is used when it really runs a guest here; otherwise software emulation (TCG), which is said.")
 
-    @Argument(help: "A build's output folder (out/NAME) or a qcow2 disk (then give --kernel).") var image: String
-    @Option(help: "Kernel (default: the build's vm/boot/vmlinuz).") var kernel: String?
-    @Option(help: "Initramfs (default: the build's vm/boot/initrd.img).") var initrd: String?
+    @Argument(help: "A build's output folder (out/NAME) or a qcow2 disk (then give --kernel).", transform: absolutePath) var image: String
+    @Option(help: "Kernel (default: the build's vm/boot/vmlinuz).", transform: absolutePath) var kernel: String?
+    @Option(help: "Initramfs (default: the build's vm/boot/initrd.img).", transform: absolutePath) var initrd: String?
     @Option(help: "Seconds to wait for the marker.") var timeout: Double = 300
     @Option(help: "The text to wait for.") var marker = "imgbench-boot-ok"
     @Option(help: "The accelerator: kvm when it really runs a guest here (probed), else tcg.") var accel: BootCheck.Accelerator = .auto

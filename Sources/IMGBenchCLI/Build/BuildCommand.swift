@@ -15,15 +15,15 @@ struct BuildCommand: ParsableCommand {
             Exit status: 0 built, 1 a step or the base failed, 2 the recipe is not accepted.
             """)
 
-    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.") var recipe: String
+    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.", transform: absolutePath) var recipe: String
     @Option(help: "container, vm or both.") var target: BuildTarget = .both
     @Option(help: "Storage driver of the container build (see imgbench drivers; default overlay, vfs when rootless).") var driver: StorageDriverKind?
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower; the default when rootless).")
     var vmBackend: VMPass.Backend?
     @Flag(help: "Build in a user namespace over your subordinate ids (/etc/subuid), without root; the default when not run as root. See README, Security.")
     var rootless = false
-    @Option(help: "Output folder (default out/NAME).") var output: String?
-    @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
+    @Option(help: "Output folder (default out/NAME).", transform: absolutePath) var output: String?
+    @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath) var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
@@ -41,7 +41,7 @@ struct BuildCommand: ParsableCommand {
         let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: target != .container)
         let args = BuildRunning.buildArgs(buildArgs)
         let parsed = try BuildRunning.load(recipe, buildArgs: args)
-        var options = BuildOptions(output: output ?? "out/\(parsed.name)", cache: cache ?? BuildOptions.defaultCache)
+        var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.noCache = noCache
         options.buildArgs = args
         options.targets = target.targets

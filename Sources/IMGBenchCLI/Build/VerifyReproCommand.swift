@@ -18,12 +18,12 @@ struct VerifyReproCommand: ParsableCommand {
             disk too), 1 when it is not or a build failed, 2 when the recipe is not accepted.
             """)
 
-    @Argument(help: "A recipe folder holding a Containerfile, or a recipe file.") var recipe: String
+    @Argument(help: "A recipe folder holding a Containerfile, or a recipe file.", transform: absolutePath) var recipe: String
     @Option(help: "container, vm or both.") var target: BuildCommand.BuildTarget = .both
     @Option(help: "Storage driver of the container builds.") var driver: StorageDriverKind = .overlay
     @Option(help: "How VM steps reach the disk: loop or guestfs (see imgbench build).") var vmBackend: VMPass.Backend = .loop
-    @Option(help: "Output folder of the two builds (default out/NAME-repro).") var output: String?
-    @Option(help: "Cache folder (its Debian base is reused; steps are rebuilt).") var cache: String?
+    @Option(help: "Output folder of the two builds (default out/NAME-repro).", transform: absolutePath) var output: String?
+    @Option(help: "Cache folder (its Debian base is reused; steps are rebuilt).", transform: absolutePath) var cache: String?
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
     @Flag(help: "Also fail (exit 1) when the flattened VM disks differ.") var strictVm = false
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
@@ -36,7 +36,8 @@ struct VerifyReproCommand: ParsableCommand {
     func run() throws {
         let args = BuildRunning.buildArgs(buildArgs)
         let parsed = try BuildRunning.load(recipe, buildArgs: args)
-        var options = BuildOptions(output: output ?? "out/\(parsed.name)-repro", cache: cache ?? BuildOptions.defaultCache)
+        var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)-repro"),
+                                   cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.buildArgs = args
         options.targets = target.targets
         options.driver = driver

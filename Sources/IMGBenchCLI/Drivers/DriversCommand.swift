@@ -16,11 +16,11 @@ public struct DriversCommand: ParsableCommand {
 
     @Flag(help: "Run one step on every working driver and report its costs.") var measure = false
     @Option(help: "Only these drivers (comma-separated).") var only: String?
-    @Option(help: "A directory to use as the base layer for --measure.") var base: String?
+    @Option(help: "A directory to use as the base layer for --measure.", transform: absolutePath) var base: String?
     @Option(help: "Files in the generated base for --measure.") var baseFiles: Int = 2000
     @Option(help: "Shell commands run in the writable root for --measure.")
     var script = "mkdir -p new && head -c 8388608 /dev/urandom > new/blob && rm -rf d1 && echo changed > f1"
-    @Option(help: "Where drivers keep their layers for --measure (default: a temporary directory, removed after).") var store: String?
+    @Option(help: "Where drivers keep their layers for --measure (default: a temporary directory, removed after).", transform: absolutePath) var store: String?
     @Option(help: "gzip, zstd or none.") var compression: LayerCompression = .gzip
     @Option(help: "table or json.") var format: OutputFormat = .table
 

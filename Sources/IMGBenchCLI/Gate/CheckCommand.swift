@@ -19,11 +19,11 @@ struct CheckCommand: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, junit }
 
-    @Argument(help: "The report of the build to check (out/NAME/report.json).") var report: String
-    @Option(help: "The stored report to compare with.") var baseline: String
-    @Option(help: "The budget file (YAML; see the README).") var budget: String?
+    @Argument(help: "The report of the build to check (out/NAME/report.json).", transform: absolutePath) var report: String
+    @Option(help: "The stored report to compare with.", transform: absolutePath) var baseline: String
+    @Option(help: "The budget file (YAML; see the README).", transform: absolutePath) var budget: String?
     @Option(help: "table, json or junit (JUnit XML), on stdout.") var format: Format = .table
-    @Option(help: "Also write the result as JUnit XML to this file.") var junit: String?
+    @Option(help: "Also write the result as JUnit XML to this file.", transform: absolutePath) var junit: String?
 
     func run() throws {
         let result: GateResult

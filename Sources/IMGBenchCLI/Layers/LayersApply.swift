@@ -15,11 +15,11 @@ struct LayersApply: ParsableCommand {
         are refused with an error naming the entry, and so are device nodes when not root.
         """)
 
-    @Argument(help: "A layer file (tar, tar.gz or tar.zst), or with --layout nothing.") var layer: String?
+    @Argument(help: "A layer file (tar, tar.gz or tar.zst), or with --layout nothing.", transform: absolutePath) var layer: String?
     @Option(help: "Apply every layer of the image DIR[:TAG] of an OCI layout instead, checking each digest.") var layout: LayoutReference?
-    @Option(name: .shortAndLong, help: "The directory to unpack into (made if missing).") var target: String?
+    @Option(name: .shortAndLong, help: "The directory to unpack into (made if missing).", transform: absolutePath) var target: String?
     @Option(help: "Unpack the --layout image onto this storage driver instead (see imgbench drivers).") var driver: StorageDriverKind?
-    @Option(help: "The driver's store directory, for --driver.") var store: String?
+    @Option(help: "The driver's store directory, for --driver.", transform: absolutePath) var store: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
     @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
 

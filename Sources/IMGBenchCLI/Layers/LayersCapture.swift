@@ -20,14 +20,15 @@ struct LayersCapture: ParsableCommand {
         case tree, overlayUpper = "overlay-upper", aufsUpper = "aufs-upper"
     }
 
-    @Argument(help: "The directory to capture.") var directory: String
+    @Argument(help: "The directory to capture.", transform: absolutePath) var directory: String
     @Option(help: "What the directory is: tree, overlay-upper (0/0 devices are whiteouts) or aufs-upper.") var from: Source = .tree
-    @Option(help: "With --from tree: capture only how the directory differs from this one (its parent), with whiteouts for what is gone.")
+    @Option(help: "With --from tree: capture only how the directory differs from this one (its parent), with whiteouts for what is gone.",
+            transform: absolutePath)
     var parent: String?
     @Option(help: "gzip, zstd or none.") var compression: LayerCompression = .gzip
     @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).") var level: Int?
     @Option(help: "Compression threads (default: every core).") var threads: Int = Processors.count
-    @Option(name: .shortAndLong, help: "Write the layer to this file.") var output: String?
+    @Option(name: .shortAndLong, help: "Write the layer to this file.", transform: absolutePath) var output: String?
     @Option(help: "Add the layer to the image DIR:TAG of an OCI layout (made if missing).") var layout: LayoutReference?
     @Option(help: "The history entry's created_by for --layout.") var createdBy: String?
     @Option(help: "table or json.") var format: OutputFormat = .table

@@ -21,10 +21,10 @@ struct LayoutReference: ExpressibleByArgument {
     init?(argument: String) {
         if let i = argument.lastIndex(of: ":"), !argument[argument.index(after: i)...].contains("/"),
            argument.index(after: i) != argument.endIndex {
-            path = String(argument[..<i])
+            path = absolutePath(String(argument[..<i]))
             tag = String(argument[argument.index(after: i)...])
         } else {
-            path = argument
+            path = absolutePath(argument)
             tag = nil
         }
         if path.isEmpty { return nil }

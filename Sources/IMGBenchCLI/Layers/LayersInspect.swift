@@ -7,7 +7,7 @@ struct LayersInspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect", abstract: "List a layer file's entries, its digest, compression and diff_id.")
 
-    @Argument(help: "A layer file (tar, tar.gz or tar.zst).") var layer: String
+    @Argument(help: "A layer file (tar, tar.gz or tar.zst).", transform: absolutePath) var layer: String
     @Flag(help: "Print only the summary, not every entry.") var summary = false
     @Option(help: "table or json.") var format: OutputFormat = .table
 

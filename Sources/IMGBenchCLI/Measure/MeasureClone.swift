@@ -15,7 +15,7 @@ struct MeasureClone: ParsableCommand {
             with cp -a --sparse=always, and the flattened disk written again as a standalone qcow2.
             """)
 
-    @Argument(help: "An output folder of imgbench build (out/NAME).") var image: String
+    @Argument(help: "An output folder of imgbench build (out/NAME).", transform: absolutePath) var image: String
     @Option(help: "Clones per storage (all up at once).") var count = 5
     @OptionGroup var rounds: DriverRounds
     @OptionGroup var options: MeasureOptions

@@ -16,7 +16,7 @@ struct MeasureCommand: ParsableCommand {
 /// Options every measurement takes.
 struct MeasureOptions: ParsableArguments {
     @Option(help: "table or json.") var format: OutputFormat = .table
-    @Option(help: "Also write the JSON result to this file.") var output: String?
+    @Option(help: "Also write the JSON result to this file.", transform: absolutePath) var output: String?
 
     func emit<T: Encodable>(_ result: T, table: () -> String) throws {
         let json = try JSONOutput.string(result)

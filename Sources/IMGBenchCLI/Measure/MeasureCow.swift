@@ -20,8 +20,8 @@ struct MeasureCow: ParsableCommand {
 
     @Option(help: "dist-upgrade, kernel-install, fio-randrw, or RECIPE[:STEP].") var workload: String
     @Option(help: "Where the built-in workloads' recipes are.") var recipes = "recipes"
-    @Option(help: "Cache folder (the build's; default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).") var cache: String?
-    @Option(help: "Scratch folder (default: in the cache; removed after).") var workdir: String?
+    @Option(help: "Cache folder (the build's; default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath) var cache: String?
+    @Option(help: "Scratch folder (default: in the cache; removed after).", transform: absolutePath) var workdir: String?
     @Flag(help: "Also run the workload in a booted VM of the base disk (KVM when it works here, else software emulation, said in the result).")
     var bootedVm = false
     @Option(help: "Seconds the booted VM may take before it is stopped.") var vmTimeout: Double = 3600
@@ -30,13 +30,13 @@ struct MeasureCow: ParsableCommand {
     @OptionGroup var options: MeasureOptions
 
     func run() throws {
-        let cacheDir = cache ?? BuildOptions.defaultCache
+        let cacheDir = cache ?? absolutePath(BuildOptions.defaultCache)
         let scratch = workdir ?? "\(cacheDir)/measure/cow-\(getpid())"
         let events = TerminalBuildEvents(mode: progress)
         let result = try measuring(scratch) {
             let w: CowMeasurement.Workload
             do {
-                w = try CowMeasurement.Workload.resolve(workload, recipes: recipes)
+                w = try CowMeasurement.Workload.resolve(workload, recipes: absolutePath(recipes))
                 try RuntimeSuite.Workload.validate(w.recipe)
             } catch let e as RecipeError {
                 printErr("imgbench: error: \(e)")

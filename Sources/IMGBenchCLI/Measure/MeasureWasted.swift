@@ -13,7 +13,7 @@ struct MeasureWasted: ParsableCommand {
             finished container or VM sees and needs.
             """)
 
-    @Argument(help: "An output folder of imgbench build (out/NAME).") var image: String
+    @Argument(help: "An output folder of imgbench build (out/NAME).", transform: absolutePath) var image: String
     @Option(help: "How many of the largest offenders to list.") var top = 10
     @OptionGroup var options: MeasureOptions
 

@@ -4,7 +4,7 @@ import OCI
 struct OCIList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the images of an OCI layout, with their sizes.")
 
-    @Argument(help: "The layout directory.") var layout: String
+    @Argument(help: "The layout directory.", transform: absolutePath) var layout: String
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     struct Row: Codable {

@@ -7,7 +7,7 @@ struct QcowCheck: ParsableCommand {
         abstract: "Check refcount consistency, counting leaks and corruptions as qemu-img check does.",
         discussion: "Exit status as qemu-img check: 0 clean, 1 check not completed, 2 corrupt, 3 leaked clusters only.")
 
-    @Argument(help: "The image.") var image: String
+    @Argument(help: "The image.", transform: absolutePath) var image: String
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func run() throws {

@@ -7,8 +7,8 @@ struct QcowCompare: ParsableCommand {
         abstract: "Compare the guest contents of two images (raw or qcow2, any chain).",
         discussion: "Exit status as qemu-img compare: 0 identical, 1 different, 2 error.")
 
-    @Argument(help: "First image.") var first: String
-    @Argument(help: "Second image.") var second: String
+    @Argument(help: "First image.", transform: absolutePath) var first: String
+    @Argument(help: "Second image.", transform: absolutePath) var second: String
     @Flag(help: "Fail when the virtual sizes differ (otherwise the tail of the larger must read as zeros).")
     var strict = false
 

@@ -14,8 +14,8 @@ struct QcowConvert: ParsableCommand {
             name only when complete.
             """)
 
-    @Argument(help: "The source image (raw or qcow2).") var source: String
-    @Argument(help: "The qcow2 image to write.") var destination: String
+    @Argument(help: "The source image (raw or qcow2).", transform: absolutePath) var source: String
+    @Argument(help: "The qcow2 image to write.", transform: absolutePath) var destination: String
     @Flag(name: [.short, .long], help: "Store clusters deflate-compressed, on every core.") var compress = false
     @Option(name: [.short, .customLong("backing")], help: "Write only what differs from this image; it becomes the backing file.")
     var backing: String?

@@ -5,7 +5,7 @@ struct QcowCreate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Create an empty qcow2 v3 image, optionally backed by another image.")
 
-    @Argument(help: "The image to create.") var image: String
+    @Argument(help: "The image to create.", transform: absolutePath) var image: String
     @Argument(help: "Virtual size (e.g. 10G); defaults to the backing file's size.") var size: ByteSize?
     @Option(help: "Cluster size, 512 to 2M.") var clusterSize = ByteSize(bytes: 65536)
     @Option(help: "Refcount width in bits (1 to 64).") var refcountBits = 16

@@ -76,7 +76,7 @@ struct QcowInfo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info", abstract: "Show an image's header, features, snapshots and backing chain.")
 
-    @Argument(help: "The image.") var image: String
+    @Argument(help: "The image.", transform: absolutePath) var image: String
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func run() throws {

@@ -6,7 +6,7 @@ struct QcowMap: ParsableCommand {
         commandName: "map",
         abstract: "Bytes allocated at each depth of a backing chain, and which image supplies each guest range.")
 
-    @Argument(help: "The top image of the chain.") var image: String
+    @Argument(help: "The top image of the chain.", transform: absolutePath) var image: String
     @Option(help: "table or json.") var format: OutputFormat = .table
     @Flag(help: "List every extent (guest range and its source) in the table too.") var extents = false
 

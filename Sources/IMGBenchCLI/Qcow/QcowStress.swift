@@ -18,7 +18,7 @@ struct QcowStress: ParsableCommand {
             got. Meant to be killed part-way; the image must then hold leaked clusters at most.
             """)
 
-    @Argument(help: "An existing qcow2 image (version 3), opened for writing.") var image: String
+    @Argument(help: "An existing qcow2 image (version 3), opened for writing.", transform: absolutePath) var image: String
     @Option(help: "Seed of the pseudo-random sequence.") var seed: UInt64 = 1
     @Option(help: "Number of write operations.") var count: Int = 1000
     @Option(help: "Print a progress line after this many operations (0: never).") var progress: Int = 0

@@ -17,8 +17,8 @@ struct ReportCommand: ParsableCommand {
             native. --svg DIR writes one chart per table into DIR.
             """)
 
-    @Argument(help: "Result files (report.json, measure results, run results).") var files: [String]
-    @Option(help: "Write one SVG chart per table into this folder.") var svg: String?
+    @Argument(help: "Result files (report.json, measure results, run results).", transform: absolutePath) var files: [String]
+    @Option(help: "Write one SVG chart per table into this folder.", transform: absolutePath) var svg: String?
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one result file") }

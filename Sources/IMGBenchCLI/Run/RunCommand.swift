@@ -19,7 +19,7 @@ struct RunCommand: ParsableCommand {
             timed out or lacks a tool (named on stderr).
             """)
 
-    @Argument(help: "The hand-off manifest: out/NAME/handoff.json or out/NAME.") var manifest: String
+    @Argument(help: "The hand-off manifest: out/NAME/handoff.json or out/NAME.", transform: absolutePath) var manifest: String
     @Option(name: .customLong("workload"), help: "A workload name, a comma-separated list, or 'declared'; may repeat.")
     var workloads: [String]
     @Option(help: "CPUs for every side: taskset natively and for runc, -smp for the VM.") var cpus = 1
@@ -30,7 +30,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The accelerator: kvm when it really runs a guest here (probed), else tcg.") var accel: BootCheck.Accelerator = .auto
     @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
     @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
-    @Option(help: "Also write the JSON results to this file.") var output: String?
+    @Option(help: "Also write the JSON results to this file.", transform: absolutePath) var output: String?
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
 
     func validate() throws {

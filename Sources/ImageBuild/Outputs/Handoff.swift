@@ -76,13 +76,14 @@ public struct Handoff: Codable, Equatable, Sendable {
     }
 
     /// Reads a manifest: `handoff.json` itself or a build folder holding one. Returns it with the
-    /// folder its paths are relative to.
+    /// folder its paths are relative to, absolute: the runtime suite hands them to runc (which
+    /// resolves a bind mount's source from its bundle) and to a workload's shell.
     public static func load(_ path: String) throws -> (handoff: Handoff, folder: String) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw HostError.io(path: path, message: "no such hand-off manifest (out/NAME/handoff.json, written by imgbench build)")
         }
-        let file = isDir.boolValue ? "\(path)/\(fileName)" : path
+        let file = LexicalPath.absolute(isDir.boolValue ? "\(path)/\(fileName)" : path)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw HostError.io(path: file, message: "cannot read the hand-off manifest")
         }

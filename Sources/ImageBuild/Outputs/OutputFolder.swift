@@ -14,11 +14,11 @@ public enum OutputFolder {
     /// Refuses an output that a build must not replace (see the type's comment).
     public static func check(_ output: String, cache: String) throws {
         guard !output.isEmpty else { throw BuildError.invalid("--output: an empty path") }
-        let out = absolute(output)
+        let out = LexicalPath.absolute(output)
         if out == "/" || (try? RootedPath.real(out)) == "/" {
             throw BuildError.invalid("--output \(output): the root folder cannot be a build's output")
         }
-        let cacheReal = (try? RootedPath.real(cache)) ?? absolute(cache)
+        let cacheReal = (try? RootedPath.real(cache)) ?? LexicalPath.absolute(cache)
         let outReal = (try? RootedPath.real(out)) ?? out
         if RootedPath.isWithin(cacheReal, outReal) {
             throw BuildError.invalid("--output \(output): it holds the cache \(cache); a build replaces its output folder")
@@ -52,10 +52,5 @@ public enum OutputFolder {
             throw BuildError.invalid("--output \(name) exists and is not an imgbench output (it has no \(marker)); "
                 + "a build replaces its output folder, so remove it or choose another --output")
         }
-    }
-
-    static func absolute(_ path: String) -> String {
-        let abs = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        return LexicalPath.join("/", abs)
     }
 }

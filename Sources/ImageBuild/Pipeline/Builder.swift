@@ -71,7 +71,8 @@ public final class Builder {
             stager?.abandon()
             try? stager?.finish()
             for r in restore.reversed() { try? fm.moveItem(atPath: r.from, toPath: r.to) }
-            try? fm.removeItem(atPath: partial)
+            // Also removed by the Ctrl-C handler, maybe at the same time: removeTree allows that.
+            try? FileSystem.removeTree(partial)
             throw error
         }
     }

@@ -22,6 +22,10 @@ public final class MountedDisk: @unchecked Sendable {
     public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4", raw: Bool = false,
                 options: [String] = []) throws {
         guard getuid() == 0 else { throw BuildError.needsRoot("mounting a qcow2 disk through a loop device") }
+        // Absolute: the daemon changes to / before it serves the export (and releases it from
+        // there), and the mount table that tells what is still mounted holds absolute paths.
+        let image = LexicalPath.absolute(image), mountpoint = LexicalPath.absolute(mountpoint)
+        let workdir = LexicalPath.absolute(workdir)
         self.image = image
         self.mountpoint = mountpoint
         let fm = FileManager.default
@@ -62,7 +66,7 @@ public final class MountedDisk: @unchecked Sendable {
         tokens.append(Cleanup.register("stop qemu-storage-daemon for \(image)") {
             MountedDisk.detachLoops(of: export)
             MountedDisk.stopDaemon(pidFile: pid)
-            if MountedDisk.isMounted(export) { _ = try? Command.run(["umount", "-l", export]) }
+            if Mounts.isMounted(export) { _ = try? Command.run(["umount", "-l", export]) }
             unlink(export)
         })
         try Command.check("exporting \(image) through FUSE", [
@@ -89,17 +93,11 @@ public final class MountedDisk: @unchecked Sendable {
     static func unmount(_ mountpoint: String) {
         for attempt in 0..<50 {
             let r = try? Command.run(["umount", mountpoint])
-            if r?.status == 0 || !isMounted(mountpoint) { return }
+            if r?.status == 0 || !Mounts.isMounted(mountpoint) { return }
             usleep(attempt < 10 ? 50_000 : 200_000)
         }
         // Still busy: detach it lazily so that it cannot outlive the build.
         _ = try? Command.run(["umount", "-l", mountpoint])
-    }
-
-    static func isMounted(_ path: String) -> Bool {
-        let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == real }
     }
 
     static func detachLoops(of file: String) {
