@@ -52,7 +52,7 @@ public final class BuildCache {
 
     /// `root` is made absolute: the mounts made below it are found by their absolute paths.
     public init(root: String, recipe: String, events: BuildEvents?) throws {
-        self.root = OutputFolder.absolute(root)
+        self.root = LexicalPath.absolute(root)
         self.recipe = recipe
         self.events = events
         try BuildCache.prepare(root)
