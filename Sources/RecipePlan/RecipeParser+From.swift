@@ -33,6 +33,7 @@ extension RecipeParser {
         }
         let ref = try substitute(image.text, state.globalArgs, line: line, offset: image.offset)
         let loc = location(line, image.offset)
+        guard !ref.isEmpty else { throw RecipeError(loc, "FROM needs an image, not an empty name") }
         if ref == "scratch" { return .scratch }
         if ref.hasPrefix("oci:") {
             let spec = String(ref.dropFirst(4))
