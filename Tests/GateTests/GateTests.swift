@@ -7,6 +7,7 @@ import OCI
 import RecipePlan
 @testable import RuntimeSuite
 import Testing
+import TestSupport
 
 // The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
 
@@ -242,4 +243,39 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     // From the cache, the blobs gone.
     try fm.removeItem(atPath: store.directory)
     #expect(try wasted() == read)
+}
+
+// MARK: - Issue 13: large reports, and numbers a report cannot hold
+
+@Test func twentyThousandStepsPairWithOneRemovedOneNewAndOneChanged() throws {
+    // The table of a longest common subsequence took 3.2 GB here; the pairing is now n log n.
+    let texts = (1...20_000).map { "RUN step \($0)" }
+    let baseline = texts.enumerated().map { step($0.offset + 1, $0.element, bytes: 1 << 10) }
+    var now = texts
+    now[14_999] = "RUN changed"
+    now.insert("RUN new", at: 10_000)
+    now.remove(at: 4_999)
+    let r = SizeGate.compare(report: report(now.enumerated().map { step($0.offset + 1, $0.element, bytes: 1 << 10) }),
+                             baseline: report(baseline), budget: Budget())
+    #expect(r.steps.count == 1 + 20_000 + 1)
+    let odd = r.steps.filter { $0.status != .same }
+    #expect(odd.map(\.status) == [.removed, .new, .changed], "\(odd)")
+    #expect(odd[0].baselineIndex == 5_000 && odd[0].instruction == "RUN step 5000")
+    #expect(odd[1].index == 10_000 && odd[1].instruction == "RUN new")
+    #expect(odd[2].index == 15_000 && odd[2].baselineIndex == 15_000 && odd[2].baselineInstruction == "RUN step 15000")
+    // Every other step pairs with itself, in order, the removed one where it stood.
+    let same = r.steps.dropFirst().filter { $0.status == .same }
+    #expect(same.allSatisfy { $0.instruction == "RUN step \($0.baselineIndex!)" })
+    #expect(r.steps.firstIndex { $0.status == .removed } == 5_000)
+    #expect(r.withinBudget)
+}
+
+@Test func twentyThousandMetadataStepsPairByTextInAnyOrder() {
+    let texts = (1...20_000).map { "ENV V\($0)=\($0 % 7)" } + Array(repeating: "LABEL same=1", count: 3)
+    let baseline = texts.enumerated().map { step($0.offset + 1, $0.element) }
+    let reversed = texts.reversed().enumerated().map { step($0.offset + 1, $0.element) }
+    let r = SizeGate.compare(report: report(reversed), baseline: report(baseline), budget: Budget())
+    #expect(r.steps.count == 1 + texts.count)
+    #expect(r.steps.allSatisfy { $0.status == .same })
+    #expect(Set(r.steps.compactMap(\.baselineIndex)).count == 1 + texts.count)
 }
