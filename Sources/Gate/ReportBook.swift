@@ -67,7 +67,8 @@ public struct ReportBook: Sendable {
             do {
                 return try dec.decode(t, from: data)
             } catch let e as DecodingError {
-                throw BuildError.invalid("\(path): at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
+                let (place, problem) = DecodingErrorText.describe(e, decoding: T.self, from: data)
+                throw BuildError.invalid("\(path): at \(place): \(problem)")
             }
         }
         let kind = (dict["kind"] as? String).flatMap(ResultKind.init(rawValue:))

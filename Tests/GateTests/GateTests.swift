@@ -279,3 +279,24 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     #expect(r.steps.allSatisfy { $0.status == .same })
     #expect(Set(r.steps.compactMap(\.baselineIndex)).count == 1 + texts.count)
 }
+
+@Test(arguments: [
+    (-1.0, "is negative"), (1.5, "is not a whole number"), (18446744073709551616.0, "past 2^64"), (1e30, "past 2^64"),
+])
+func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) throws {
+    let dir = try TempDir("gate-numbers")
+    var json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report(baselineSteps))) as? [String: Any])
+    var steps = try #require(json["steps"] as? [[String: Any]])
+    var c = try #require(steps[2]["container"] as? [String: Any])
+    c["layerCompressedBytes"] = value
+    steps[2]["container"] = c
+    json["steps"] = steps
+    let path = dir.file("report.json")
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    #expect { try BuildReport.load(path) } throws: { e in
+        let s = "\(e)"
+        return s.hasPrefix("\(path): at steps[2].container.layerCompressedBytes: ") && s.contains(says)
+    }
+    var book = ReportBook()
+    #expect { try book.add(file: path) } throws: { "\($0)".contains("at steps[2].container.layerCompressedBytes: ") }
+}

@@ -119,7 +119,8 @@ extension BuildReport {
         do {
             report = try JSONDecoder().decode(BuildReport.self, from: data)
         } catch let e as DecodingError {
-            throw DocumentError.invalid(place: "\(path): at \(DecodingErrorText.place(of: e))", message: DecodingErrorText.problem(of: e))
+            let (place, problem) = DecodingErrorText.describe(e, decoding: BuildReport.self, from: data)
+            throw DocumentError.invalid(place: "\(path): at \(place)", message: problem)
         } catch {
             throw DocumentError.invalid(place: path, message: "not a build report: \(error)")
         }
