@@ -20,6 +20,15 @@ public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
 
     public static func format(_ bytes: UInt64) -> String { ByteCount.format(bytes) }
 
+    /// A cluster size option checked in `validate()`, before it is made an `Int`
+    /// (`--cluster-size 18446744073709551615` trapped there).
+    func validateClusterSize() throws {
+        let range = UInt64(1 << Qcow2.minClusterBits)...UInt64(1 << Qcow2.maxClusterBits)
+        guard range.contains(bytes), bytes.nonzeroBitCount == 1 else {
+            throw ValidationError("--cluster-size: \(bytes) is not a power of two from 512 to 2M")
+        }
+    }
+
     /// As the option is written: `64K`, `2M`, `512`.
     public var defaultValueDescription: String {
         for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] as [(String, UInt64)]
@@ -117,6 +126,9 @@ func printOut(_ s: String) {
 func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
+
+/// More threads than this is a mistake, not a machine: `--threads` is refused past it.
+let maxThreads = 1024
 
 /// The errors of the libraries that the command line reports as one line naming the file and
 /// the place (each module's own error type).
