@@ -108,7 +108,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO", "OCI", "TestSupport"]),
 
         // What the test targets share: temporary folders, running tools, seeded data.
         .target(name: "TestSupport", dependencies: ["Host"], path: "Tests/TestSupport"),
