@@ -304,6 +304,23 @@ struct BuildTests {
         }
     }
 
+    @Test func anOutputOnAReadOnlyMountIsOneErrorLineNotAFoundationDump() throws {
+        let dir = try TempDir("build-ro", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "recipe", "FROM scratch\nLABEL a=b\n")
+        let ro = try dir.sub("ro")
+        #expect(try runProcess("/bin/mount", ["--bind", ro, ro]).status == 0)
+        defer { _ = try? runProcess("/bin/umount", [ro]) }
+        #expect(try runProcess("/bin/mount", ["-o", "remount,ro,bind", ro]).status == 0)
+        // Inside it (NSCocoaErrorDomain 642 before), and the mount point itself (EBUSY moving it aside).
+        for (output, says) in [(ro + "/out", "Read-only file system"), (ro, "Device or resource busy")] {
+            let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", output,
+                                                                 "--target", "container", "--progress", "none"])
+            let r = try #require(p.finish(within: 300))
+            #expect(r.status == 1, "exit \(r.status): \(r.output)")
+            #expect(r.errorLines.count == 1 && r.stderr.hasPrefix("imgbench: error: \(output)") && r.stderr.contains(says), "\(output): \(r.stderr)")
+        }
+    }
+
     // MARK: - Helpers
 
     /// `imgbench build`, given up after 10 minutes (a failed test rather than a hung run).
