@@ -57,6 +57,11 @@ public struct ReportBook: Sendable {
     /// Reads one result file: a build report, or a `measure` result (by its `kind`).
     public mutating func add(file path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else { throw HostError.io(path: path, message: "cannot read") }
+        try add(data, path: path)
+    }
+
+    /// The same for a file's content, read already; `path` names it in errors.
+    public mutating func add(_ data: Data, path: String) throws {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw BuildError.invalid("\(path): not JSON: \(error.localizedDescription)")

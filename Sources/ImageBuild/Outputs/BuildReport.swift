@@ -115,6 +115,11 @@ extension BuildReport {
             let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
             throw DocumentError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
         }
+        return try decode(data, path: path)
+    }
+
+    /// A `report.json`'s content, read already; `path` names it in errors.
+    public static func decode(_ data: Data, path: String) throws -> BuildReport {
         let report: BuildReport
         do {
             report = try JSONDecoder().decode(BuildReport.self, from: data)
