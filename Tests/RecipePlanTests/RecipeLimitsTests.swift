@@ -46,6 +46,16 @@ private func refusal(_ text: String, limits: RecipeLimits = .standard) -> Recipe
     }
 }
 
+/// Inputs the fuzzer (bench/fuzz) found to crash the parser, each now a refusal at its place.
+@Test(arguments: [
+    ("\t\t\t\t\t\tFROM\t\t\t\t\t:\n\u{0}0\\", 1, "unsupported base ':'"),
+    ("FROM :latest\n", 1, "unsupported base ':latest'"),
+])
+func fuzzFindingsAreRefusalsNotCrashes(text: String, line: Int, says: String) throws {
+    let e = try #require(refusal(text), "accepted: \(text.debugDescription)")
+    #expect(e.location.line == line && e.message.contains(says), "\(e)")
+}
+
 @Test func aValueDoublingPastTheWordLimitStopsWhereItPassesIt() throws {
     // 16 bytes doubled 17 times passes 1 MiB: line 2 + 17.
     let text = "FROM scratch\nENV X=aaaaaaaaaaaaaaaa\n" + String(repeating: "ENV X=${X}${X}\n", count: 40)
