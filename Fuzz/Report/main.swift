@@ -10,7 +10,10 @@ import ImageBuild
 public func fuzzReport(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = Data(UnsafeBufferPointer(start: data, count: size))
     var book = ReportBook()
-    _ = try? book.add(bytes, path: "report.json")
+    if (try? book.add(bytes, path: "report.json")) != nil {
+        _ = book.markdown()
+        for t in book.tables { _ = book.svg(t) }
+    }
     if let report = try? BuildReport.decode(bytes, path: "report.json") {
         var other = report
         other.steps = Array(report.steps.reversed().dropFirst())

@@ -224,13 +224,20 @@ public enum SizeGate {
         out += inReportOrder(rows)
 
         if report.finalisation != nil || baseline.finalisation != nil {
-            let last = (report.steps.map(\.index).max() ?? 0) + 1
+            let last = afterLast(report.steps)
             let status: StepStatus = report.finalisation == nil ? .removed : baseline.finalisation == nil ? .new : .same
-            out.append((StepPairing(index: status == .removed ? nil : last, baselineIndex: status == .new ? nil : (baseline.steps.map(\.index).max() ?? 0) + 1,
+            out.append((StepPairing(index: status == .removed ? nil : last, baselineIndex: status == .new ? nil : afterLast(baseline.steps),
                                     instruction: "finalisation: \(report.finalisation?.description ?? baseline.finalisation?.description ?? "")", status: status),
                         report.finalisation.map { ($0.container, $0.vm) }, baseline.finalisation.map { ($0.container, $0.vm) }))
         }
         return out
+    }
+
+    /// The finalisation's index: after the last step (a report's indices are whatever its file
+    /// says, `Int.max` included).
+    static func afterLast(_ steps: [BuildReport.StepReport]) -> Int {
+        let last = steps.map(\.index).max() ?? 0
+        return last == .max ? last : last + 1
     }
 
     static func identity(_ s: BuildReport.StepReport) -> String { "\(s.target)\n\(s.instruction)" }

@@ -300,3 +300,22 @@ func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) 
     var book = ReportBook()
     #expect { try book.add(file: path) } throws: { "\($0)".contains("at steps[2].container.layerCompressedBytes: ") }
 }
+
+@Test func extremeFiguresAndIndicesRenderAndPairWithoutTrapping() throws {
+    // A report's numbers are whatever its file says: UInt64.max bytes became 2^64 as a Double and
+    // trapped when made a UInt64 again for the table; a step index of Int.max overflowed where the
+    // finalisation's index is counted after it.
+    var last = step(1, "RUN x", bytes: 1)
+    last.index = .max
+    var r = report([last])
+    r.totals.imageCompressedBytes = .max
+    r.finalisation = .init(description: "finalise", key: "f", container: nil, vm: nil)
+    let dir = try TempDir("gate-extreme")
+    try CanonicalJSON.pretty(r).write(to: URL(fileURLWithPath: dir.file("report.json")))
+    var book = ReportBook()
+    try book.add(file: dir.file("report.json"))
+    #expect(book.markdown().contains("16777216.0 TiB"), "\(book.markdown())")
+    let g = SizeGate.compare(report: r, baseline: r, budget: Budget())
+    #expect(g.steps.last?.index == Int.max && g.steps.last?.instruction == "finalisation: finalise")
+    #expect(ReportBook.Table.significant(.infinity) == "inf")
+}
