@@ -150,7 +150,8 @@ extension RecipeParser {
         var ports: [String] = []
         for w in try words(a.body, line: a.line, offset: a.offset, escape: state.escape) {
             let p = try substitute(w.text, state.variables, line: a.line, offset: w.offset)
-            let parts = p.split(separator: "/", maxSplits: 1)
+            // Empty pieces kept: a port that substitutes to nothing is refused, not an empty list (a trap).
+            let parts = p.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             let proto = parts.count == 2 ? parts[1].lowercased() : "tcp"
             let range = parts[0].split(separator: "-")
             guard !range.isEmpty, range.count <= 2, range.allSatisfy({ UInt16($0) != nil }), ["tcp", "udp", "sctp"].contains(proto) else {

@@ -50,6 +50,8 @@ private func refusal(_ text: String, limits: RecipeLimits = .standard) -> Recipe
 @Test(arguments: [
     ("\t\t\t\t\t\tFROM\t\t\t\t\t:\n\u{0}0\\", 1, "unsupported base ':'"),
     ("FROM :latest\n", 1, "unsupported base ':latest'"),
+    ("FROM scratch\nEXPOSE 60/tcp ${SUITE} AS base\n", 2, "'' is not a port"),
+    ("FROM scratch\nEXPOSE /\n", 2, "'/' is not a port"),
 ])
 func fuzzFindingsAreRefusalsNotCrashes(text: String, line: Int, says: String) throws {
     let e = try #require(refusal(text), "accepted: \(text.debugDescription)")
