@@ -20,10 +20,11 @@ struct ValueLimitsCommandTests {
         let img = dir.file("x.qcow2")
         expectOneLine(try imgbench("qcow", "create", img, "18446744073709551615"), status: 1, names: "virtual size", says: "L1 table")
         #expect(!FileManager.default.fileExists(atPath: img), "nothing is left behind")
-        for (option, value) in [("--cluster-size", "18446744073709551615"), ("--cluster-size", "3K"), ("--refcount-bits", "-9223372036854775808")] {
-            let r = try imgbench("qcow", "create", img, "1M", option, value)
-            #expect(r.status == 64 && r.stderr.contains(option), "\(option) \(value): exit \(r.status): \(r.output)")
-        }
+        let huge = try imgbench("qcow", "create", img, "1M", "--cluster-size", "18446744073709551615")
+        #expect(huge.status == 64 && huge.stderr.contains("--cluster-size"), "exit \(huge.status): \(huge.output)")
+        // Int.min has one bit set, as a power of two has: it passed for a width.
+        expectOneLine(try imgbench("qcow", "create", img, "1M", "--refcount-bits=-9223372036854775808"), status: 1,
+                      names: "refcount bits -9223372036854775808", says: "power of two from 1 to 64")
         let raw = dir.file("x.raw")
         _ = FileManager.default.createFile(atPath: raw, contents: Data(count: 4096))
         for (option, value) in [("--cluster-size", "18446744073709551615"), ("--threads", "9223372036854775807"), ("--threads", "0")] {

@@ -17,7 +17,6 @@ struct QcowCreate: ParsableCommand {
     func validate() throws {
         if size == nil && backing == nil { throw ValidationError("give a size, a backing file, or both") }
         try clusterSize.validateClusterSize()
-        guard (1...64).contains(refcountBits) else { throw ValidationError("--refcount-bits: \(refcountBits) is not 1 to 64") }
     }
 
     func run() throws {
