@@ -108,10 +108,22 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["IMGBenchCLI", "QcowIO", "OCI", "TestSupport"]),
 
         // What the test targets share: temporary folders, running tools, seeded data.
         .target(name: "TestSupport", dependencies: ["Host"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (Fuzz/), only when bench/fuzz asks for them: a normal build and the tests
+// never compile them, and they only link with `-sanitize=fuzzer` (libFuzzer's runtime).
+if Context.environment["IMGBENCH_FUZZ"] != nil {
+    package.targets.append(.target(name: "FuzzDriver", path: "Fuzz/Driver"))
+    for (name, dependencies) in [("RecipeParser", ["RecipePlan"]), ("Budget", ["Gate"]), ("Report", ["Gate", "ImageBuild"])] {
+        package.targets.append(.executableTarget(
+            name: "Fuzz\(name)", dependencies: ["FuzzDriver"] + dependencies.map { .target(name: $0) }, path: "Fuzz/\(name)",
+            exclude: ["seeds"]))
+        package.products.append(.executable(name: "fuzz-\(name.lowercased())", targets: ["Fuzz\(name)"]))
+    }
+}

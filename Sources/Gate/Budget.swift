@@ -11,6 +11,10 @@ public struct SizeLimit: Equatable, Codable, Sendable {
     public var bytes: UInt64?
     public var percent: Double?
 
+    /// The largest limits a budget may set: an exbibyte, and ten thousand times the baseline.
+    public static let maxBytes: UInt64 = 1 << 60
+    public static let maxPercent: Double = 1_000_000
+
     public init(bytes: UInt64? = nil, percent: Double? = nil) {
         self.bytes = bytes
         self.percent = percent
@@ -25,6 +29,13 @@ public struct SizeLimit: Equatable, Codable, Sendable {
     public func allowedGrowth(from baseline: UInt64) -> Double {
         let byPercent = percent.map { Double(baseline) * $0 / 100 }
         return max(bytes.map { Double($0) } ?? -1, byPercent ?? -1, 0)
+    }
+
+    /// The same in whole bytes, at most `UInt64.max` (a limit built in code is not bounded the
+    /// way a budget file's is).
+    public func allowedBytes(from baseline: UInt64) -> UInt64 {
+        let allowed = allowedGrowth(from: baseline).rounded(.down)
+        return allowed.isNaN ? 0 : allowed >= 0x1p64 ? .max : UInt64(allowed)
     }
 
     /// "1.0 MiB or 5%": what a failure message quotes.
@@ -133,6 +144,7 @@ public struct Budget: Equatable, Sendable {
     }
 
     public static func parse(_ text: String, file: String) throws -> Budget {
+        try BudgetText.check(text, file: file)
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -212,12 +224,14 @@ struct BudgetParser {
             switch k {
             case "bytes":
                 guard let b = ByteCount.parse(text) else { throw error(v, "bytes: '\(text)' is not a size (e.g. 512K, 10MiB, 1G)") }
+                guard b <= SizeLimit.maxBytes else { throw error(v, "bytes: '\(text)' is more than a limit can be (\(ByteCount.format(SizeLimit.maxBytes)))") }
                 l.bytes = b
             case "percent":
                 let t = text.hasSuffix("%") ? String(text.dropLast()) : text
                 guard let p = Double(t.trimmingCharacters(in: .whitespaces)), p >= 0, p.isFinite else {
                     throw error(v, "percent: '\(text)' is not a percentage (e.g. 5%)")
                 }
+                guard p <= SizeLimit.maxPercent else { throw error(v, "percent: '\(text)' is more than a limit can be (\(GateFormat.number(SizeLimit.maxPercent))%)") }
                 l.percent = p
             default:
                 throw error(v, "unknown key '\(k)' (bytes, percent)")

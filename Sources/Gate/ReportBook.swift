@@ -24,19 +24,25 @@ public struct ReportBook: Sendable {
         public var note: String
 
         func format(_ v: Double?) -> String {
-            guard let v else { return "-" }
+            guard let v, v.isFinite else { return "-" }
             switch unit {
             case .seconds: return String(format: "%.1f s", v)
-            case .bytes: return v < 0 ? "-" + ByteCount.format(UInt64(-v)) : ByteCount.format(UInt64(v))
+            case .bytes: return (v < 0 ? "-" : "") + ByteCount.format(Self.wholeBytes(abs(v)))
             case .ratio: return String(format: "%.2fx", v)
             case .percent: return String(format: "%.1f%%", v)
             case .figure: return Self.significant(v)
             }
         }
 
+        /// A byte count of a result as a whole number, at most `UInt64.max` (a result's figures are
+        /// doubles: `UInt64(v)` trapped from 2^64 on).
+        static func wholeBytes(_ v: Double) -> UInt64 {
+            v >= 0x1p64 ? .max : UInt64(v.rounded(.down))
+        }
+
         /// Four significant figures, without an exponent.
         public static func significant(_ v: Double) -> String {
-            if v == 0 { return "0" }
+            if v == 0 || !v.isFinite { return v == 0 ? "0" : "\(v)" }
             let digits = max(0, 3 - Int(floor(log10(abs(v)))))
             return String(format: "%.\(min(digits, 6))f", v)
         }
@@ -57,6 +63,11 @@ public struct ReportBook: Sendable {
     /// Reads one result file: a build report, or a `measure` result (by its `kind`).
     public mutating func add(file path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else { throw HostError.io(path: path, message: "cannot read") }
+        try add(data, path: path)
+    }
+
+    /// The same for a file's content, read already; `path` names it in errors.
+    public mutating func add(_ data: Data, path: String) throws {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw BuildError.invalid("\(path): not JSON: \(error.localizedDescription)")
@@ -67,7 +78,8 @@ public struct ReportBook: Sendable {
             do {
                 return try dec.decode(t, from: data)
             } catch let e as DecodingError {
-                throw BuildError.invalid("\(path): at \(DecodingErrorText.place(of: e)): \(DecodingErrorText.problem(of: e))")
+                let (place, problem) = DecodingErrorText.describe(e, decoding: T.self, from: data)
+                throw BuildError.invalid("\(path): at \(place): \(problem)")
             }
         }
         let kind = (dict["kind"] as? String).flatMap(ResultKind.init(rawValue:))

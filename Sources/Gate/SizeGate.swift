@@ -188,7 +188,7 @@ public enum SizeGate {
         let allowed = limit.allowedGrowth(from: from)
         return GateCheck(recipe: recipe, step: step, figure: figure, baseline: baseline, current: current, growth: growth,
                          relativeGrowth: from > 0 ? Double(growth) * 100 / Double(from) : nil,
-                         limit: limit, allowedGrowth: UInt64(allowed.rounded(.down)), overBudget: Double(growth) > allowed)
+                         limit: limit, allowedGrowth: limit.allowedBytes(from: from), overBudget: Double(growth) > allowed)
     }
 
     /// What a step is measured by: its two sides.
@@ -202,11 +202,9 @@ public enum SizeGate {
                                 status: report.base.description == baseline.base.description ? .same : .changed),
                     (report.base.container, report.base.vm), (baseline.base.container, baseline.base.vm)))
 
-        func identity(_ s: BuildReport.StepReport) -> String { "\(s.target)\n\(s.instruction)" }
-        func sides(_ s: BuildReport.StepReport) -> Sides { (s.container, s.vm) }
         let newFile = report.steps.filter(\.changesFiles), oldFile = baseline.steps.filter(\.changesFiles)
         var rows: [(StepPairing, Sides?, Sides?)] = []
-        for op in align(oldFile.map(identity), newFile.map(identity)) {
+        for op in align(oldFile.map(Self.identity), newFile.map(Self.identity)) {
             switch op {
             case let .both(o, n):
                 rows.append((StepPairing(index: newFile[n].index, baselineIndex: oldFile[o].index, instruction: newFile[n].instruction, status: .same),
@@ -222,35 +220,63 @@ public enum SizeGate {
                                          baselineInstruction: oldFile[o].instruction, status: .removed), nil, sides(oldFile[o])))
             }
         }
-        // Metadata steps: by text, wherever they stand.
-        var unmatched = baseline.steps.filter { !$0.changesFiles }
-        for s in report.steps where !s.changesFiles {
-            if let i = unmatched.firstIndex(where: { identity($0) == identity(s) }) {
-                rows.append((StepPairing(index: s.index, baselineIndex: unmatched[i].index, instruction: s.instruction, status: .same), sides(s), sides(unmatched[i])))
-                unmatched.remove(at: i)
-            } else {
-                rows.append((StepPairing(index: s.index, instruction: s.instruction, status: .new), sides(s), nil))
-            }
-        }
-        for s in unmatched {
-            rows.append((StepPairing(baselineIndex: s.index, instruction: s.instruction, baselineInstruction: s.instruction, status: .removed), nil, sides(s)))
-        }
-        // In the report's order; a removed step just after the report step before it.
-        func order(_ p: StepPairing) -> Double {
-            if let i = p.index { return Double(i) }
-            let before = rows.filter { $0.0.index != nil && ($0.0.baselineIndex ?? 0) < (p.baselineIndex ?? 0) }.compactMap(\.0.index).max() ?? 0
-            return Double(before) + 0.5
-        }
-        out += rows.sorted { order($0.0) < order($1.0) }
+        rows += pairMetadata(report: report.steps.filter { !$0.changesFiles }, baseline: baseline.steps.filter { !$0.changesFiles })
+        out += inReportOrder(rows)
 
         if report.finalisation != nil || baseline.finalisation != nil {
-            let last = (report.steps.map(\.index).max() ?? 0) + 1
+            let last = afterLast(report.steps)
             let status: StepStatus = report.finalisation == nil ? .removed : baseline.finalisation == nil ? .new : .same
-            out.append((StepPairing(index: status == .removed ? nil : last, baselineIndex: status == .new ? nil : (baseline.steps.map(\.index).max() ?? 0) + 1,
+            out.append((StepPairing(index: status == .removed ? nil : last, baselineIndex: status == .new ? nil : afterLast(baseline.steps),
                                     instruction: "finalisation: \(report.finalisation?.description ?? baseline.finalisation?.description ?? "")", status: status),
                         report.finalisation.map { ($0.container, $0.vm) }, baseline.finalisation.map { ($0.container, $0.vm) }))
         }
         return out
+    }
+
+    /// The finalisation's index: after the last step (a report's indices are whatever its file
+    /// says, `Int.max` included).
+    static func afterLast(_ steps: [BuildReport.StepReport]) -> Int {
+        let last = steps.map(\.index).max() ?? 0
+        return last == .max ? last : last + 1
+    }
+
+    static func identity(_ s: BuildReport.StepReport) -> String { "\(s.target)\n\(s.instruction)" }
+    static func sides(_ s: BuildReport.StepReport) -> Sides { (s.container, s.vm) }
+
+    /// Metadata steps: by text, wherever they stand; of equal ones, the first unpaired.
+    static func pairMetadata(report: [BuildReport.StepReport], baseline: [BuildReport.StepReport]) -> [(StepPairing, Sides?, Sides?)] {
+        var waiting: [String: [Int]] = [:]
+        for (i, s) in baseline.enumerated().reversed() { waiting[identity(s), default: []].append(i) }
+        var rows: [(StepPairing, Sides?, Sides?)] = []
+        var paired = Set<Int>()
+        for s in report {
+            if let i = waiting[identity(s)]?.popLast() {
+                paired.insert(i)
+                rows.append((StepPairing(index: s.index, baselineIndex: baseline[i].index, instruction: s.instruction, status: .same), sides(s), sides(baseline[i])))
+            } else {
+                rows.append((StepPairing(index: s.index, instruction: s.instruction, status: .new), sides(s), nil))
+            }
+        }
+        for (i, s) in baseline.enumerated() where !paired.contains(i) {
+            rows.append((StepPairing(baselineIndex: s.index, instruction: s.instruction, baselineInstruction: s.instruction, status: .removed), nil, sides(s)))
+        }
+        return rows
+    }
+
+    /// The rows in the report's order; a removed step just after the report step that comes
+    /// last among those paired with an earlier baseline step (sorting once, not searching per row).
+    static func inReportOrder(_ rows: [(StepPairing, Sides?, Sides?)]) -> [(StepPairing, Sides?, Sides?)] {
+        let paired = rows.compactMap { r in r.0.index.flatMap { i in r.0.baselineIndex.map { ($0, i) } } }.sorted { $0.0 < $1.0 }
+        var latest: [Int] = []
+        for p in paired { latest.append(max(latest.last ?? 0, p.1)) }
+        func order(_ p: StepPairing) -> (Double, Int) {
+            if let i = p.index { return (Double(i), p.baselineIndex ?? -1) }
+            let b = p.baselineIndex ?? 0
+            var lo = 0, hi = paired.count
+            while lo < hi { let mid = (lo + hi) / 2; if paired[mid].0 < b { lo = mid + 1 } else { hi = mid } }
+            return (Double(lo > 0 ? latest[lo - 1] : 0) + 0.5, b)
+        }
+        return rows.map { (order($0.0), $0) }.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
     enum Alignment: Equatable {
@@ -260,43 +286,94 @@ public enum SizeGate {
         case removed(Int)
     }
 
-    /// The longest common subsequence of `old` and `new`, in order; between two common elements,
-    /// as many old and new ones as both have pair as changed, the rest are removed or new.
+    /// Old and new paired in order: equal elements where they are common (`commonPairs`);
+    /// between two common elements, as many old and new ones as both have pair as changed, the
+    /// rest are removed or new.
     static func align(_ old: [String], _ new: [String]) -> [Alignment] {
-        let n = old.count, m = new.count
-        var lcs = [[Int]](repeating: [Int](repeating: 0, count: m + 1), count: n + 1)
+        var out: [Alignment] = []
+        var i = 0, j = 0
+        func gap(to o: Int, _ n: Int) {
+            let k = min(o - i, n - j)
+            for t in 0..<k { out.append(.changed(i + t, j + t)) }
+            for r in (i + k)..<o { out.append(.removed(r)) }
+            for r in (j + k)..<n { out.append(.new(r)) }
+        }
+        for (o, n) in commonPairs(old, new) {
+            gap(to: o, n)
+            out.append(.both(o, n))
+            (i, j) = (o + 1, n + 1)
+        }
+        gap(to: old.count, new.count)
+        return out
+    }
+
+    /// Past this many cells (old × new) a longest common subsequence's table is not made.
+    static let exactCells = 1 << 20
+
+    /// Indices of equal elements of `old` and `new`, increasing in both. A longest common
+    /// subsequence where its table is small; past that, in time n log n: the common head and
+    /// tail, then the longest chain of occurrences paired by rank (the k-th of a text in old with
+    /// its k-th in new), with the small gaps between the chain's links done exactly.
+    static func commonPairs(_ old: [String], _ new: [String]) -> [(Int, Int)] {
+        var (lo, hiOld, hiNew) = (0, old.count, new.count)
+        if old.count * new.count <= exactCells { return exactPairs(old, new, 0..<hiOld, 0..<hiNew) }
+        while lo < hiOld, lo < hiNew, old[lo] == new[lo] { lo += 1 }
+        while hiOld > lo, hiNew > lo, old[hiOld - 1] == new[hiNew - 1] { hiOld -= 1; hiNew -= 1 }
+        var pairs = (0..<lo).map { ($0, $0) }
+        var from = (lo, lo)
+        for a in rankedChain(old, new, lo..<hiOld, lo..<hiNew) + [(hiOld, hiNew)] {
+            if (a.0 - from.0) * (a.1 - from.1) <= exactCells >> 4 { pairs += exactPairs(old, new, from.0..<a.0, from.1..<a.1) }
+            pairs.append(a)
+            from = (a.0 + 1, a.1 + 1)
+        }
+        pairs.removeLast()
+        return pairs + (0..<(old.count - hiOld)).map { (hiOld + $0, hiNew + $0) }
+    }
+
+    /// The longest common subsequence of two ranges, by its table.
+    static func exactPairs(_ old: [String], _ new: [String], _ ro: Range<Int>, _ rn: Range<Int>) -> [(Int, Int)] {
+        let n = ro.count, m = rn.count
+        guard n > 0, m > 0 else { return [] }
+        var lcs = [[Int32]](repeating: [Int32](repeating: 0, count: m + 1), count: n + 1)
         for i in stride(from: n - 1, through: 0, by: -1) {
             for j in stride(from: m - 1, through: 0, by: -1) {
-                lcs[i][j] = old[i] == new[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
+                lcs[i][j] = old[ro.lowerBound + i] == new[rn.lowerBound + j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
             }
         }
-        var out: [Alignment] = []
-        var gapOld: [Int] = [], gapNew: [Int] = []
-        func flush() {
-            let k = min(gapOld.count, gapNew.count)
-            for t in 0..<k { out.append(.changed(gapOld[t], gapNew[t])) }
-            for o in gapOld.dropFirst(k) { out.append(.removed(o)) }
-            for j in gapNew.dropFirst(k) { out.append(.new(j)) }
-            gapOld.removeAll()
-            gapNew.removeAll()
-        }
+        var out: [(Int, Int)] = []
         var i = 0, j = 0
-        while i < n || j < m {
-            if i < n, j < m, old[i] == new[j] {
-                flush()
-                out.append(.both(i, j))
+        while i < n, j < m {
+            if old[ro.lowerBound + i] == new[rn.lowerBound + j] {
+                out.append((ro.lowerBound + i, rn.lowerBound + j))
                 i += 1
                 j += 1
-            } else if j < m, i == n || lcs[i][j + 1] >= lcs[i + 1][j] {
-                gapNew.append(j)
+            } else if lcs[i][j + 1] >= lcs[i + 1][j] {
                 j += 1
             } else {
-                gapOld.append(i)
                 i += 1
             }
         }
-        flush()
         return out
+    }
+
+    /// The k-th occurrence of a text in the old range paired with its k-th in the new range, and
+    /// of those pairs the longest chain increasing in both (patience sorting, n log n).
+    static func rankedChain(_ old: [String], _ new: [String], _ ro: Range<Int>, _ rn: Range<Int>) -> [(Int, Int)] {
+        var places: [String: [Int]] = [:]
+        for j in rn.reversed() { places[new[j], default: []].append(j) }
+        var candidates: [(Int, Int)] = []
+        for i in ro { if let j = places[old[i]]?.popLast() { candidates.append((i, j)) } }
+        var tails: [Int] = [], previous = [Int](repeating: -1, count: candidates.count)
+        for (c, pair) in candidates.enumerated() {
+            var lo = 0, hi = tails.count
+            while lo < hi { let mid = (lo + hi) / 2; if candidates[tails[mid]].1 < pair.1 { lo = mid + 1 } else { hi = mid } }
+            if lo > 0 { previous[c] = tails[lo - 1] }
+            if lo == tails.count { tails.append(c) } else { tails[lo] = c }
+        }
+        var chain: [(Int, Int)] = []
+        var c = tails.last ?? -1
+        while c >= 0 { chain.append(candidates[c]); c = previous[c] }
+        return chain.reversed()
     }
 }
 

@@ -22,4 +22,16 @@ public enum LexicalPath {
     public static func absolute(_ path: String) -> String {
         path.isEmpty ? path : join(FileManager.default.currentDirectoryPath, path)
     }
+
+    /// Whether `path`, read from a folder `depth` levels below a root, stays inside that root:
+    /// no `..` on the way climbs above it. An absolute path is read from the root itself
+    /// (`/../x` leaves it, as `../x` does; `join` would clamp both to `/x`).
+    public static func staysInside(_ path: String, depth: Int = 0) -> Bool {
+        var level = path.hasPrefix("/") ? 0 : depth
+        for c in path.split(separator: "/") where c != "." {
+            level += c == ".." ? -1 : 1
+            if level < 0 { return false }
+        }
+        return true
+    }
 }

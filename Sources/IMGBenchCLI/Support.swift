@@ -20,6 +20,14 @@ public struct ByteSize: ExpressibleByArgument, Sendable, Equatable {
 
     public static func format(_ bytes: UInt64) -> String { ByteCount.format(bytes) }
 
+    /// A cluster size option checked in `validate()` before it is made an `Int`
+    /// (`--cluster-size 18446744073709551615` trapped there); the library checks the rest.
+    func validateClusterSize() throws {
+        guard Int(exactly: bytes) != nil else {
+            throw ValidationError("--cluster-size: \(bytes) is not a power of two from 512 to 2M")
+        }
+    }
+
     /// As the option is written: `64K`, `2M`, `512`.
     public var defaultValueDescription: String {
         for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] as [(String, UInt64)]
@@ -125,6 +133,22 @@ func printOut(_ s: String) {
 func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
+
+/// A Foundation file error (FileManager's `CocoaError` over an errno) as one line naming the
+/// file and the system's reason, instead of ArgumentParser's dump of the NSError
+/// ("Error Domain=NSCocoaErrorDomain Code=642 ... NSFilePath=..."); nil for other errors.
+func fileErrorLine(_ e: Error) -> String? {
+    let ns = e as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return nil }
+    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    let posix = ns.domain == NSPOSIXErrorDomain ? ns : (ns.userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }.flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
+    let reason = posix.map { "\(String(cString: strerror(Int32($0.code)))) (errno \($0.code))" } ?? ns.localizedDescription
+    let destination = (ns.userInfo["NSDestinationFilePath"] as? String).map { " (moving it to \($0))" } ?? ""
+    return "\(path ?? "a file"): \(reason)\(destination)"
+}
+
+/// More threads than this is a mistake, not a machine: `--threads` is refused past it.
+let maxThreads = 1024
 
 /// The errors of the libraries that the command line reports as one line naming the file and
 /// the place (each module's own error type).

@@ -91,17 +91,7 @@ public enum LayerApply {
     /// Whether a symlink target, read inside the root from the link's directory, stays inside.
     /// Absolute targets are taken as relative to the root, as a container sees them.
     static func symlinkStaysInside(target: String, linkParent: [String]) -> Bool {
-        var depth = target.hasPrefix("/") ? 0 : linkParent.count
-        for c in target.split(separator: "/", omittingEmptySubsequences: true) {
-            if c == "." { continue }
-            if c == ".." {
-                depth -= 1
-                if depth < 0 { return false }
-            } else {
-                depth += 1
-            }
-        }
-        return true
+        LexicalPath.staysInside(target, depth: linkParent.count)
     }
 
     struct State {

@@ -21,6 +21,9 @@ public enum CanonicalJSON {
             return try JSONDecoder().decode(type, from: data)
         } catch let e as OCIError {
             throw e
+        } catch let e as DecodingError {
+            let (place, problem) = DecodingErrorText.describe(e, decoding: T.self, from: data)
+            throw OCIError.invalidDocument(path: path, reason: "does not decode as \(T.self): at \(place): \(problem)")
         } catch {
             throw OCIError.invalidDocument(path: path, reason: "does not decode as \(T.self): \(error)")
         }

@@ -22,7 +22,7 @@ public struct Qcow2CreateOptions: Equatable, Sendable {
               (Qcow2.minClusterBits...Qcow2.maxClusterBits).contains(clusterSize.trailingZeroBitCount) else {
             throw QcowError.invalidArgument("cluster size \(clusterSize) must be a power of two from 512 B to 2 MiB")
         }
-        guard refcountBits.nonzeroBitCount == 1, refcountBits <= 64 else {
+        guard refcountBits > 0, refcountBits.nonzeroBitCount == 1, refcountBits <= 64 else {
             throw QcowError.invalidArgument("refcount bits \(refcountBits) must be a power of two from 1 to 64")
         }
         if let f = backingFormat, f != "qcow2", f != "raw" {

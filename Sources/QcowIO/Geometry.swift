@@ -18,14 +18,15 @@ public struct Qcow2Geometry: Equatable, Sendable {
     /// Guest bytes one L2 table maps.
     public var bytesPerL2: UInt64 { UInt64(1) << UInt64(clusterBits + l2Bits) }
     /// L1 entries needed to map the whole virtual size.
-    public var l1Entries: UInt64 { (virtualSize + bytesPerL2 - 1) / bytesPerL2 }
+    public var l1Entries: UInt64 { Qcow2Geometry.ceilDiv(virtualSize, bytesPerL2) }
     /// Refcounts per refcount block.
     public var refcountsPerBlock: Int { (clusterSize * 8) >> refcountOrder }
-    public var guestClusters: UInt64 { (virtualSize + UInt64(clusterSize) - 1) >> UInt64(clusterBits) }
+    public var guestClusters: UInt64 { clusters(forBytes: virtualSize) }
 
-    public func clusters(forBytes bytes: UInt64) -> UInt64 {
-        (bytes + UInt64(clusterSize) - 1) >> UInt64(clusterBits)
-    }
+    public func clusters(forBytes bytes: UInt64) -> UInt64 { Qcow2Geometry.ceilDiv(bytes, UInt64(clusterSize)) }
+
+    /// `a / b` rounded up, without the `a + b - 1` that overflows for sizes near 2^64.
+    static func ceilDiv(_ a: UInt64, _ b: UInt64) -> UInt64 { a / b + (a % b == 0 ? 0 : 1) }
 
     public func l1Index(_ guestOffset: UInt64) -> Int { Int(guestOffset >> UInt64(clusterBits + l2Bits)) }
     public func l2Index(_ guestOffset: UInt64) -> Int { Int((guestOffset >> UInt64(clusterBits)) & UInt64(l2Entries - 1)) }

@@ -20,10 +20,12 @@ public struct ContextCopy: Sendable {
     public func expand(_ sources: [String]) throws -> [String] {
         var out: [String] = []
         for s in sources {
-            let clean = LexicalPath.join("/", s).dropFirst()
-            if s.split(separator: "/").contains("..") && !isInside(String(clean)) {
-                throw RecipeError(location, "source '\(s)' is outside the build context")
+            // Read lexically, as Docker does ("forbidden path outside the build context"):
+            // `../x`, `/../x` and `a/../../x` leave it; `join` alone would clamp them to `x`.
+            guard LexicalPath.staysInside(s) else {
+                throw RecipeError(location, "source '\(s)' is outside the build context (it climbs above it with ..)")
             }
+            let clean = LexicalPath.join("/", s).dropFirst()
             let matches = try glob(String(clean))
             if matches.isEmpty {
                 throw RecipeError(location, "source '\(s)' matches no file in the build context \(context)")
@@ -52,8 +54,6 @@ public struct ContextCopy: Sendable {
             throw RecipeError(location, "source '\(source)': '\(match)' is reached through a symlink that leaves the build context (its folder is \(real))")
         }
     }
-
-    package func isInside(_ rel: String) -> Bool { !rel.hasPrefix("..") }
 
     /// Paths (relative) matching a pattern whose components may hold `*`, `?`, `[...]`.
     package func glob(_ pattern: String) throws -> [String] {

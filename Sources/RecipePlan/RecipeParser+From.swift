@@ -33,6 +33,7 @@ extension RecipeParser {
         }
         let ref = try substitute(image.text, state.globalArgs, line: line, offset: image.offset)
         let loc = location(line, image.offset)
+        guard !ref.isEmpty else { throw RecipeError(loc, "FROM needs an image, not an empty name") }
         if ref == "scratch" { return .scratch }
         if ref.hasPrefix("oci:") {
             let spec = String(ref.dropFirst(4))
@@ -43,7 +44,8 @@ extension RecipeParser {
             }
             return .ociLayout(path: spec, tag: nil)
         }
-        let parts = ref.split(separator: ":", maxSplits: 1).map(String.init)
+        // Empty pieces kept: `FROM :` has an empty name, not no name at all (which trapped).
+        let parts = ref.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts[0] == "debian" || parts[0] == "docker.io/library/debian" {
             guard parts.count == 2, !parts[1].isEmpty, parts[1].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
                 throw RecipeError(loc, "FROM debian needs a suite, e.g. debian:bookworm")

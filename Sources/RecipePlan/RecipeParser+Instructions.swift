@@ -14,6 +14,13 @@ extension RecipeParser {
         var target = StepTarget.both
 
         var line: LogicalLine { instruction.line }
+
+        /// Moves the body past `count` characters and the whitespace after them.
+        mutating func skip(_ count: Int) {
+            let n = count + body.dropFirst(count).prefix { $0.isWhitespace }.count
+            body = String(body.dropFirst(n))
+            offset += n
+        }
         var upper: String { instruction.upper }
         var location: SourceLocation { instruction.location }
     }
@@ -77,17 +84,21 @@ extension RecipeParser {
         while a.body.hasPrefix("--") {
             let flag = String(a.body.prefix { !$0.isWhitespace })
             let flagLoc = location(i.line, a.offset)
-            let parts = flag.dropFirst(2).split(separator: "=", maxSplits: 1).map(String.init)
+            let parts = flag.dropFirst(2).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let name = parts[0]
+            // `--` alone ends the flags, as in Docker's: what follows is the body, even `--x`.
+            if flag == "--" {
+                a.skip(flag.count)
+                break
+            }
+            guard !name.isEmpty else { throw RecipeError(flagLoc, "'\(flag)' is not a flag (--NAME=VALUE)") }
             guard allowed.contains(name) else {
                 throw RecipeError(flagLoc, "\(i.upper) does not take --\(name)" + (allowed.isEmpty ? "" : " (it takes \(allowed.sorted().map { "--" + $0 }.joined(separator: ", ")))"))
             }
             guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
             a.flags[name] = parts[1]
             if name == "target" { targetLocation = flagLoc }
-            let skip = flag.count + a.body.dropFirst(flag.count).prefix { $0.isWhitespace }.count
-            a.body = String(a.body.dropFirst(skip))
-            a.offset += skip
+            a.skip(flag.count)
         }
         if let t = a.flags["target"] {
             guard let st = StepTarget(rawValue: t) else { throw RecipeError(targetLocation ?? i.location, "--target must be container, vm or both, not '\(t)'") }
@@ -118,7 +129,7 @@ extension RecipeParser {
 
     func parseEnv(_ a: Arguments, state: inout State) throws -> Step.Instruction {
         let pairs = try keyValues(a, state: state)
-        for p in pairs { State.set(&state.env, p) }
+        for p in pairs { try state.setEnv(p, at: a.location) }
         return .env(pairs)
     }
 
@@ -139,7 +150,8 @@ extension RecipeParser {
         var ports: [String] = []
         for w in try words(a.body, line: a.line, offset: a.offset, escape: state.escape) {
             let p = try substitute(w.text, state.variables, line: a.line, offset: w.offset)
-            let parts = p.split(separator: "/", maxSplits: 1)
+            // Empty pieces kept: a port that substitutes to nothing is refused, not an empty list (a trap).
+            let parts = p.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             let proto = parts.count == 2 ? parts[1].lowercased() : "tcp"
             let range = parts[0].split(separator: "-")
             guard !range.isEmpty, range.count <= 2, range.allSatisfy({ UInt16($0) != nil }), ["tcp", "udp", "sctp"].contains(proto) else {

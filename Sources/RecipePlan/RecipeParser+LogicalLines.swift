@@ -8,6 +8,8 @@ extension RecipeParser {
         var text: [Character] = []
         var positions: [(line: Int, column: Int)] = []
         var startLine = 0
+        /// UTF-8 bytes of `text`.
+        var bytes = 0
 
         var string: String { String(text) }
 
@@ -22,6 +24,7 @@ extension RecipeParser {
             let kept = continues ? line[0..<(end - 1)] : line[...]
             for (col, c) in kept.enumerated() {
                 text.append(c)
+                bytes += c.utf8.count
                 positions.append((number, col + 1))
             }
             return continues
@@ -34,10 +37,20 @@ extension RecipeParser {
         return SourceLocation(file: file, line: p.line, column: p.column + (offset >= l.positions.count ? 1 : 0))
     }
 
-    /// The recipe's physical lines, without their line ends (`\n` or `\r\n`).
+    /// The recipe's physical lines, without their line ends: `\n`, `\r\n` (one Character in
+    /// Swift, so splitting on `\n` alone leaves a CRLF file one line), and a lone `\r` before
+    /// the end of the text.
     static func physicalLines(_ text: String) -> [Substring] {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
+        text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }.map { line -> Substring in
             line.hasSuffix("\r") ? line.dropLast() : line
+        }
+    }
+
+    /// Refuses a physical line longer than the limit, where it passes it.
+    func refuseLongLines(_ physical: [Substring]) throws {
+        for (n, line) in physical.enumerated() where line.utf8.count > limits.lineBytes {
+            throw RecipeError(SourceLocation(file: file, line: n + 1, column: 1),
+                              "the line is \(line.utf8.count) bytes long, more than a recipe line can be (\(limits.lineBytes))")
         }
     }
 
@@ -55,8 +68,14 @@ extension RecipeParser {
                 continue
             }
             if trimmed.isEmpty && current == nil { continue }
-            var l = current ?? LogicalLine(startLine: n + 1)
-            if l.append(line, number: n + 1, escape: escape) {
+            // Taken out of `current`, so that appending does not copy what it holds so far.
+            var l = current.take() ?? LogicalLine(startLine: n + 1)
+            let continues = l.append(line, number: n + 1, escape: escape)
+            guard l.bytes <= limits.logicalLineBytes else {
+                throw RecipeError(SourceLocation(file: file, line: l.startLine, column: 1),
+                                  "the instruction's lines joined are more than \(limits.logicalLineBytes) bytes long (up to line \(n + 1))")
+            }
+            if continues {
                 current = l
             } else {
                 current = nil

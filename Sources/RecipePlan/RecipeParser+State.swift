@@ -5,26 +5,58 @@ extension RecipeParser {
     struct State {
         var buildArgs: [String: String]
         var escape: Character
+        var limits: RecipeLimits
         var globalArgs: [String: String] = [:]
-        var args: [KeyValue] = []
-        var env: [KeyValue] = []
+        private(set) var args: [KeyValue] = []
+        private(set) var env: [KeyValue] = []
+        /// What substitution sees: ENV wins over ARG, as in Containerfiles. Kept as they are set,
+        /// not made again for every instruction.
+        private(set) var variables: [String: String] = [:]
+        private var envValues: [String: String] = [:]
+        private var argValues: [String: String] = [:]
+        /// Bytes of the names and values of `env`, `args` and `globalArgs`.
+        private var bytes = 0
         var workdir = "/"
         var shell = ["/bin/sh", "-c"]
 
-        /// What substitution sees: ENV wins over ARG, as in Containerfiles.
-        var variables: [String: String] {
-            var v: [String: String] = [:]
-            for a in args { v[a.key] = a.value }
-            for e in env { v[e.key] = e.value }
-            return v
+        init(buildArgs: [String: String], escape: Character, limits: RecipeLimits) {
+            self.buildArgs = buildArgs
+            self.escape = escape
+            self.limits = limits
         }
 
         mutating func enterStage() {
             args = []
+            argValues = [:]
+            variables = envValues
+            bytes = (env + globalArgs.map { KeyValue($0.key, $0.value) }).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         }
 
-        static func set(_ list: inout [KeyValue], _ kv: KeyValue) {
-            list.removeAll { $0.key == kv.key }
+        mutating func setEnv(_ kv: KeyValue, at loc: SourceLocation) throws {
+            try account(kv, replacing: envValues[kv.key], at: loc)
+            State.set(&env, kv, existed: envValues.updateValue(kv.value, forKey: kv.key) != nil)
+            variables[kv.key] = kv.value
+        }
+
+        mutating func setArg(_ kv: KeyValue, at loc: SourceLocation) throws {
+            try account(kv, replacing: argValues[kv.key], at: loc)
+            State.set(&args, kv, existed: argValues.updateValue(kv.value, forKey: kv.key) != nil)
+            if envValues[kv.key] == nil { variables[kv.key] = kv.value }
+        }
+
+        /// Counts a variable set, refusing more of them, or more bytes, than a recipe may hold.
+        private mutating func account(_ kv: KeyValue, replacing old: String?, at loc: SourceLocation) throws {
+            bytes += kv.value.utf8.count - (old.map { $0.utf8.count } ?? -kv.key.utf8.count)
+            guard bytes <= limits.environmentBytes else {
+                throw RecipeError(loc, "ENV and ARG values in force come to more than \(limits.environmentBytes) bytes")
+            }
+            guard old != nil || env.count + args.count + globalArgs.count < limits.variables else {
+                throw RecipeError(loc, "more than \(limits.variables) ENV and ARG variables in force")
+            }
+        }
+
+        static func set(_ list: inout [KeyValue], _ kv: KeyValue, existed: Bool) {
+            if existed { list.removeAll { $0.key == kv.key } }
             list.append(kv)
         }
 
@@ -43,9 +75,12 @@ extension RecipeParser {
                 guard RecipeParser.isName(name) else { throw RecipeError(parser.location(line, w.offset), "'\(name)' is not a valid ARG name") }
                 let resolved = buildArgs[name] ?? value ?? (global ? nil : globalArgs[name])
                 if global {
-                    if let r = resolved { globalArgs[name] = r }
+                    if let r = resolved {
+                        try account(KeyValue(name, r), replacing: globalArgs[name], at: parser.location(line, w.offset))
+                        globalArgs[name] = r
+                    }
                 } else if let r = resolved {
-                    State.set(&args, KeyValue(name, r))
+                    try setArg(KeyValue(name, r), at: parser.location(line, w.offset))
                 }
             }
         }

@@ -18,10 +18,12 @@ public struct RecipeParser {
     public var file: String
     /// Values for ARG, as `--build-arg` gives them.
     public var buildArgs: [String: String]
+    public var limits: RecipeLimits
 
-    public init(file: String, buildArgs: [String: String] = [:]) {
+    public init(file: String, buildArgs: [String: String] = [:], limits: RecipeLimits = .standard) {
         self.file = file
         self.buildArgs = buildArgs
+        self.limits = limits
     }
 
     /// Reads and parses a recipe folder (holding `Containerfile` or `Dockerfile`) or a recipe file.
@@ -82,22 +84,37 @@ public struct RecipeParser {
                                location: location(l, leading))
     }
 
+    /// FROM (and the ARGs before it), then a step an instruction, within the limits.
+    func instructions(_ lines: [LogicalLine], state: inout State) throws -> (from: (base: BaseImage, location: SourceLocation)?, steps: [Step]) {
+        var from: (base: BaseImage, location: SourceLocation)?
+        var steps: [Step] = []
+        var recorded = 0
+        for l in lines {
+            let i = instruction(l)
+            guard from != nil else {
+                from = try parseBeforeFrom(i, state: &state)
+                continue
+            }
+            guard steps.count < limits.instructions else {
+                throw RecipeError(i.location, "more than \(limits.instructions) instructions: more than a recipe can have")
+            }
+            steps.append(try parseStep(i, state: &state))
+            recorded += state.env.count + state.args.count
+            guard recorded <= limits.recordedVariables else {
+                throw RecipeError(i.location, "the steps so far record more than \(limits.recordedVariables) ENV and ARG values (each step records every one in force)")
+            }
+        }
+        return (from, steps)
+    }
+
     /// Directives, logical lines, FROM (and the ARGs before it), then a step an instruction.
     public func parse(_ text: String) throws -> Recipe {
         let physical = RecipeParser.physicalLines(text)
+        try refuseLongLines(physical)
         let (directives, next) = try parseDirectives(physical)
         let lines = try logicalLines(physical, from: next, escape: directives.escape)
-        var state = State(buildArgs: buildArgs, escape: directives.escape)
-        var from: (base: BaseImage, location: SourceLocation)?
-        var steps: [Step] = []
-        for l in lines {
-            let i = instruction(l)
-            if from == nil {
-                from = try parseBeforeFrom(i, state: &state)
-            } else {
-                steps.append(try parseStep(i, state: &state))
-            }
-        }
+        var state = State(buildArgs: buildArgs, escape: directives.escape, limits: limits)
+        let (from, steps) = try instructions(lines, state: &state)
         guard let from else {
             throw RecipeError(SourceLocation(file: file, line: max(1, physical.count), column: 1), "the recipe has no FROM")
         }

@@ -26,6 +26,9 @@ extension RecipeParser {
         var quote: Character?
         var quoteStart = 0
         let chars = Array(s)
+        // Past the last `}` no `${` closes: not searched for again (a line of `${` would
+        // otherwise be read over once for each).
+        let lastClose = chars.lastIndex(of: "}") ?? -1
         var i = 0
         while i < chars.count {
             let c = chars[i]
@@ -54,7 +57,7 @@ extension RecipeParser {
                 } else if c == escape && i + 1 < chars.count {
                     cur.append(chars[i + 1] == "$" ? "\u{1}" : chars[i + 1])
                     i += 1
-                } else if c == "$", i + 1 < chars.count, chars[i + 1] == "{", let close = chars[i...].firstIndex(of: "}") {
+                } else if c == "$", i + 1 < chars.count, chars[i + 1] == "{", i < lastClose, let close = chars[i...].firstIndex(of: "}") {
                     // ${...} is one piece of a word, spaces and all.
                     cur += String(chars[i...close])
                     i = close
@@ -81,7 +84,7 @@ extension RecipeParser {
             guard c == "$", i + 1 < chars.count else { out.append(c); i += 1; continue }
             if chars[i + 1] == "{" {
                 guard let close = chars[(i + 2)...].firstIndex(of: "}") else {
-                    throw RecipeError(location(line, offset + i), "unterminated ${ in '\(s)'")
+                    throw RecipeError(location(line, offset + i), "unterminated ${ in '\(s.count > 80 ? s.prefix(80) + "..." : s)'")
                 }
                 let inner = String(chars[(i + 2)..<close])
                 let name = String(inner.prefix { $0.isLetter || $0.isNumber || $0 == "_" })
@@ -115,6 +118,9 @@ extension RecipeParser {
             } else {
                 out.append(c)
                 i += 1
+            }
+            guard out.utf8.count <= limits.expandedWordBytes else {
+                throw RecipeError(location(line, offset), "the value grows past \(limits.expandedWordBytes) bytes as ARG and ENV values are substituted")
             }
         }
         return out

@@ -271,6 +271,9 @@ struct BuildTests {
         ("FROBNICATE all the things\n", 4, 1, "FROBNICATE"),
         ("RUN --target=nowhere true\n", 4, 5, "nowhere"),
         ("COPY only-one-argument\n", 4, 1, "COPY"),
+        // Issue 13: a source above the context, and a value doubled until it passes 1 MiB.
+        ("COPY ../Containerfile /x\n", 4, 1, "outside the build context"),
+        ("ENV X=aaaaaaaaaaaaaaaa\n" + String(repeating: "ENV X=${X}${X}\n", count: 40), 21, 7, "as ARG and ENV values are substituted"),
     ])
     func badRecipeExits2WithFileLineColumn(body: String, line: Int, column: Int, mentions: String) throws {
         let dir = try TempDir("build-bad", in: Self.scratch)
@@ -285,6 +288,49 @@ struct BuildTests {
         #expect(Int(col) == column && rest.dropFirst(col.count).hasPrefix(": "), "column: \(first)")
         #expect(first.contains(mentions), "the message names the problem: \(first)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
+
+    // MARK: - Issue 13: CRLF recipes, FROM scratch for a VM
+
+    @Test func aCRLFRecipeBuildsAsItsLFTwin() throws {
+        let dir = try TempDir("build-crlf", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "crlf", "FROM scratch\r\nLABEL a=b\r\nCOPY Containerfile /x\r\nENV A=1\r")
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", dir.file("out"),
+                                                             "--target", "container", "--progress", "none", "--format", "json"])
+        let r = try #require(p.finish(within: 300))
+        #expect(r.status == 0, "exit \(r.status): \(r.output)")
+        #expect(try readReport(dir.file("out")).steps.map(\.instruction) == ["LABEL a=b", "COPY Containerfile /x", "ENV A=1"])
+    }
+
+    @Test func fromScratchForAVMSaysItNeedsAKernelOnBothBackends() throws {
+        let dir = try TempDir("build-scratch-vm", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "scratch", "FROM scratch\nLABEL a=b\n")
+        for backend in ["loop", "guestfs"] {
+            let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", dir.file("out"),
+                                                                 "--target", "vm", "--vm-backend", backend, "--progress", "none"])
+            let r = try #require(p.finish(within: 300))
+            #expect(r.status == 1, "\(backend): exit \(r.status): \(r.output)")
+            // libguestfs's own "libguestfs: error:" line and its ls of a missing /boot came before.
+            #expect(r.errorLines.count == 1 && r.stderr.hasPrefix("imgbench: error: vm: the image has no kernel in /boot"), "\(backend): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+        }
+    }
+
+    @Test func anOutputOnAReadOnlyMountIsOneErrorLineNotAFoundationDump() throws {
+        let dir = try TempDir("build-ro", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "recipe", "FROM scratch\nLABEL a=b\n")
+        let ro = try dir.sub("ro")
+        #expect(try runProcess("/bin/mount", ["--bind", ro, ro]).status == 0)
+        defer { _ = try? runProcess("/bin/umount", [ro]) }
+        #expect(try runProcess("/bin/mount", ["-o", "remount,ro,bind", ro]).status == 0)
+        // Inside it (NSCocoaErrorDomain 642 before), and the mount point itself (EBUSY moving it aside).
+        for (output, says) in [(ro + "/out", "Read-only file system"), (ro, "Device or resource busy")] {
+            let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", output,
+                                                                 "--target", "container", "--progress", "none"])
+            let r = try #require(p.finish(within: 300))
+            #expect(r.status == 1, "exit \(r.status): \(r.output)")
+            #expect(r.errorLines.count == 1 && r.stderr.hasPrefix("imgbench: error: \(output)") && r.stderr.contains(says), "\(output): \(r.stderr)")
+        }
     }
 
     // MARK: - Helpers

@@ -7,6 +7,7 @@ import OCI
 import RecipePlan
 @testable import RuntimeSuite
 import Testing
+import TestSupport
 
 // The size gate's pairing of steps and its limits, on reports made here, and the budget parser.
 
@@ -242,4 +243,79 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     // From the cache, the blobs gone.
     try fm.removeItem(atPath: store.directory)
     #expect(try wasted() == read)
+}
+
+// MARK: - Issue 13: large reports, and numbers a report cannot hold
+
+@Test func twentyThousandStepsPairWithOneRemovedOneNewAndOneChanged() throws {
+    // The table of a longest common subsequence took 3.2 GB here; the pairing is now n log n.
+    let texts = (1...20_000).map { "RUN step \($0)" }
+    let baseline = texts.enumerated().map { step($0.offset + 1, $0.element, bytes: 1 << 10) }
+    var now = texts
+    now[14_999] = "RUN changed"
+    now.insert("RUN new", at: 10_000)
+    now.remove(at: 4_999)
+    let r = SizeGate.compare(report: report(now.enumerated().map { step($0.offset + 1, $0.element, bytes: 1 << 10) }),
+                             baseline: report(baseline), budget: Budget())
+    #expect(r.steps.count == 1 + 20_000 + 1)
+    let odd = r.steps.filter { $0.status != .same }
+    #expect(odd.map(\.status) == [.removed, .new, .changed], "\(odd)")
+    #expect(odd[0].baselineIndex == 5_000 && odd[0].instruction == "RUN step 5000")
+    #expect(odd[1].index == 10_000 && odd[1].instruction == "RUN new")
+    #expect(odd[2].index == 15_000 && odd[2].baselineIndex == 15_000 && odd[2].baselineInstruction == "RUN step 15000")
+    // Every other step pairs with itself, in order, the removed one where it stood.
+    let same = r.steps.dropFirst().filter { $0.status == .same }
+    #expect(same.allSatisfy { $0.instruction == "RUN step \($0.baselineIndex!)" })
+    #expect(r.steps.firstIndex { $0.status == .removed } == 5_000)
+    #expect(r.withinBudget)
+}
+
+@Test func twentyThousandMetadataStepsPairByTextInAnyOrder() {
+    let texts = (1...20_000).map { "ENV V\($0)=\($0 % 7)" } + Array(repeating: "LABEL same=1", count: 3)
+    let baseline = texts.enumerated().map { step($0.offset + 1, $0.element) }
+    let reversed = texts.reversed().enumerated().map { step($0.offset + 1, $0.element) }
+    let r = SizeGate.compare(report: report(reversed), baseline: report(baseline), budget: Budget())
+    #expect(r.steps.count == 1 + texts.count)
+    #expect(r.steps.allSatisfy { $0.status == .same })
+    #expect(Set(r.steps.compactMap(\.baselineIndex)).count == 1 + texts.count)
+}
+
+@Test(arguments: [
+    (-1.0, "is negative"), (1.5, "is not a whole number"), (18446744073709551616.0, "past 2^64"), (1e30, "past 2^64"),
+])
+func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) throws {
+    let dir = try TempDir("gate-numbers")
+    var json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report(baselineSteps))) as? [String: Any])
+    var steps = try #require(json["steps"] as? [[String: Any]])
+    var c = try #require(steps[2]["container"] as? [String: Any])
+    c["layerCompressedBytes"] = value
+    steps[2]["container"] = c
+    json["steps"] = steps
+    let path = dir.file("report.json")
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    #expect { try BuildReport.load(path) } throws: { e in
+        let s = "\(e)"
+        return s.hasPrefix("\(path): at steps[2].container.layerCompressedBytes: ") && s.contains(says)
+    }
+    var book = ReportBook()
+    #expect { try book.add(file: path) } throws: { "\($0)".contains("at steps[2].container.layerCompressedBytes: ") }
+}
+
+@Test func extremeFiguresAndIndicesRenderAndPairWithoutTrapping() throws {
+    // A report's numbers are whatever its file says: UInt64.max bytes became 2^64 as a Double and
+    // trapped when made a UInt64 again for the table; a step index of Int.max overflowed where the
+    // finalisation's index is counted after it.
+    var last = step(1, "RUN x", bytes: 1)
+    last.index = .max
+    var r = report([last])
+    r.totals.imageCompressedBytes = .max
+    r.finalisation = .init(description: "finalise", key: "f", container: nil, vm: nil)
+    let dir = try TempDir("gate-extreme")
+    try CanonicalJSON.pretty(r).write(to: URL(fileURLWithPath: dir.file("report.json")))
+    var book = ReportBook()
+    try book.add(file: dir.file("report.json"))
+    #expect(book.markdown().contains("16777216.0 TiB"), "\(book.markdown())")
+    let g = SizeGate.compare(report: r, baseline: r, budget: Budget())
+    #expect(g.steps.last?.index == Int.max && g.steps.last?.instruction == "finalisation: finalise")
+    #expect(ReportBook.Table.significant(.infinity) == "inf")
 }

@@ -29,3 +29,28 @@ import Testing
     try Data("tampered!!!".utf8).write(to: URL(fileURLWithPath: store.path(of: desc.digest)))
     #expect(throws: OCIError.self) { try store.verify(desc) }
 }
+
+/// A layout whose image "bad" lists a layer of `size` bytes (its manifest is written as given).
+func layoutWithLayerSize(_ size: Int64, at dir: String) throws -> (layout: ImageLayout, manifest: Descriptor) {
+    let layout = try ImageLayout.create(at: dir)
+    let config = try layout.putJSON(ImageConfig(), mediaType: MediaType.imageConfig)
+    let layer = try layout.blobs.put(Data("not a tar".utf8), mediaType: MediaType.layerGzip)
+    let listed = Descriptor(mediaType: MediaType.layerGzip, digest: layer.digest, size: size)
+    let m = try layout.putJSON(Manifest(config: config, layers: [listed]), mediaType: MediaType.imageManifest)
+    try layout.tag(m, as: "bad")
+    return (layout, m)
+}
+
+@Test func aNegativeSizeIsRefusedWhereTheManifestIsReadWithItsJSONPath() throws {
+    // It crashed later, where the layers' sizes were summed into an unsigned count.
+    let dir = NSTemporaryDirectory() + "/imgbench-oci-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (layout, m) = try layoutWithLayerSize(-1, at: dir)
+    let blob = layout.blobs.path(of: m.digest)
+    #expect { try layout.image(tag: "bad") } throws: { e in
+        let s = "\(e)"
+        return s.hasPrefix("\(blob): ") && s.contains("at layers[0].size: ") && s.contains("size -1 is negative")
+    }
+    #expect([Descriptor(mediaType: "x", digest: m.digest, size: .max), Descriptor(mediaType: "x", digest: m.digest, size: .max),
+             Descriptor(mediaType: "x", digest: m.digest, size: .max)].totalSize == .max)
+}

@@ -15,6 +15,9 @@ import TestSupport
         (16, UInt64(512 << 20), UInt64(1)), // 8192 x 64 KiB
         (16, UInt64(10) << 30, UInt64(20)),
         (21, UInt64(1) << 40, UInt64(2)), // 262144 x 2 MiB = 512 GiB per L2 table
+        // Sizes near 2^64: the rounding up overflowed (issue 13).
+        (9, UInt64.max, UInt64(562_949_953_421_312)), // 2^49
+        (21, UInt64.max, UInt64(33_554_432)), // 2^25
     ])
     func l1Entries(clusterBits: Int, size: UInt64, expected: UInt64) {
         let g = Qcow2Geometry(clusterBits: clusterBits, refcountOrder: 4, virtualSize: size)
@@ -273,5 +276,18 @@ import TestSupport
         let noise = rng.bytes(65536)
         #expect(noise.withUnsafeBytes { Deflate.compress($0, limit: 65535) } == nil)
         #expect(!rng.bytes(100).withUnsafeBytes { i in out.withUnsafeMutableBytes { Deflate.decompress(i, into: $0) } })
+    }
+}
+
+/// Sizes and widths past what qcow2 holds are refused with a reason, not an arithmetic trap.
+@Test func aVirtualSizeOrRefcountWidthPastTheFormatIsRefused() throws {
+    let dir = try TempDir("create-limits")
+    for size in [UInt64.max, UInt64.max - 1, UInt64(1) << 62] {
+        #expect { try QcowImage.create(path: dir.file("big.qcow2"), options: Qcow2CreateOptions(virtualSize: size)) } throws: { e in
+            "\(e)".contains("needs an L1 table beyond")
+        }
+    }
+    for bits in [Int.min, -16, 0, 128] {
+        #expect(throws: QcowError.self) { try Qcow2CreateOptions(virtualSize: 1 << 20, refcountBits: bits).validated() }
     }
 }

@@ -58,6 +58,16 @@ import TestSupport
         }
     }
 
+    @Test func aSourceThatClimbsOutOfTheContextIsRefusedWithItsLine() throws {
+        // `x` is in the context too: these were clamped to it and copied it.
+        try write(dir.file("x"), "inside")
+        for instruction in ["COPY ../x /y", "COPY /../x /y", "ADD real/../../x /y", "COPY [\"./../x\", \"/y\"]"] {
+            let e = try #require(refusal(instruction), "\(instruction) was accepted")
+            #expect(e.location.line == 2 && e.message.contains("outside the build context"), "\(e)")
+        }
+        #expect(try plan("COPY real/../x /y").steps[0].sources == ["x"])
+    }
+
     @Test func symlinksThatStayInsideAreFollowed() throws {
         let copy = ContextCopy(context: context, ignore: ContextIgnore(patterns: []), location: SourceLocation(file: "C", line: 2, column: 1))
         #expect(try copy.expand(["alias/a.txt"]) == ["alias/a.txt"])

@@ -83,6 +83,11 @@ enum BuildRunning {
             Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             throw ExitCode(1)
+        } catch let e where fileErrorLine(e) != nil {
+            // FileManager's errors on the output or cache folder (read-only, a mount point).
+            Cleanup.runAll()
+            printErr("imgbench: error: \(fileErrorLine(e)!)")
+            throw ExitCode(1)
         }
     }
 

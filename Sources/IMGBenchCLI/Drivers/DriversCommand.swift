@@ -26,6 +26,10 @@ public struct DriversCommand: ParsableCommand {
 
     public init() {}
 
+    public func validate() throws {
+        guard (0...10_000_000).contains(baseFiles) else { throw ValidationError("--base-files must be 0 to 10000000") }
+    }
+
     public func run() throws {
         try reportingErrors {
             try Interrupts.releasing {

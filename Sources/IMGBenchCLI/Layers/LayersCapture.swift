@@ -42,7 +42,7 @@ struct LayersCapture: ParsableCommand {
                 throw ValidationError(compression == .none ? "--level needs --compression gzip or zstd" : "--level for \(compression.rawValue) must be \(range.lowerBound)-\(range.upperBound)")
             }
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (1...maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 to \(maxThreads)") }
         if parent != nil && from != .tree { throw ValidationError("--parent compares two trees; it goes with --from tree") }
     }
 

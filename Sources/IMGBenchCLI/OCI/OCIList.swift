@@ -11,7 +11,7 @@ struct OCIList: ParsableCommand {
         var tag: String?
         var manifest: String
         var layers: Int
-        var compressedBytes: Int64
+        var compressedBytes: UInt64
         var created: String?
         var platform: String
     }
@@ -21,14 +21,14 @@ struct OCIList: ParsableCommand {
             let l = try ImageLayout(opening: layout)
             let rows = try l.images().map { img in
                 Row(tag: img.tag, manifest: img.manifestDescriptor.digest.description, layers: img.manifest.layers.count,
-                    compressedBytes: img.manifest.layers.reduce(0) { $0 + $1.size }, created: img.config.created,
+                    compressedBytes: img.manifest.layers.totalSize, created: img.config.created,
                     platform: "\(img.config.os)/\(img.config.architecture)")
             }
             switch format {
             case .json: printOut(try JSONOutput.string(rows))
             case .table:
                 var t = TextTable(header: ["tag", "manifest", "layers", "size", "platform", "created"])
-                t.rows = rows.map { [$0.tag ?? "<none>", String($0.manifest.prefix(19)), "\($0.layers)", ByteSize.format(UInt64($0.compressedBytes)), $0.platform, $0.created ?? ""] }
+                t.rows = rows.map { [$0.tag ?? "<none>", String($0.manifest.prefix(19)), "\($0.layers)", ByteSize.format($0.compressedBytes), $0.platform, $0.created ?? ""] }
                 printOut(t.render())
             }
         }

@@ -27,6 +27,11 @@ struct QcowConvert: ParsableCommand {
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the conversion's figures).") var format: OutputFormat = .table
 
+    func validate() throws {
+        try clusterSize.validateClusterSize()
+        if let t = threads, !(1...maxThreads).contains(t) { throw ValidationError("--threads must be 1 to \(maxThreads)") }
+    }
+
     func run() throws {
         try reportingErrors {
             let src = try DiskImages.open(source, format: sourceFormat)
@@ -34,7 +39,7 @@ struct QcowConvert: ParsableCommand {
             if let b = backing {
                 o.backingFormat = try backingFormat ?? DiskImages.probe(QcowImage.resolve(backing: b, relativeTo: destination))
             }
-            if let t = threads { o.threads = max(1, t) }
+            if let t = threads { o.threads = t }
             let bar = TerminalProgress(label: "convert \(source)", mode: progress)
             let start = Date()
             let stats = try Interrupts.removing(destination + ".partial") {

@@ -16,6 +16,7 @@ struct QcowCreate: ParsableCommand {
 
     func validate() throws {
         if size == nil && backing == nil { throw ValidationError("give a size, a backing file, or both") }
+        try clusterSize.validateClusterSize()
     }
 
     func run() throws {

@@ -115,11 +115,17 @@ extension BuildReport {
             let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
             throw DocumentError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
         }
+        return try decode(data, path: path)
+    }
+
+    /// A `report.json`'s content, read already; `path` names it in errors.
+    public static func decode(_ data: Data, path: String) throws -> BuildReport {
         let report: BuildReport
         do {
             report = try JSONDecoder().decode(BuildReport.self, from: data)
         } catch let e as DecodingError {
-            throw DocumentError.invalid(place: "\(path): at \(DecodingErrorText.place(of: e))", message: DecodingErrorText.problem(of: e))
+            let (place, problem) = DecodingErrorText.describe(e, decoding: BuildReport.self, from: data)
+            throw DocumentError.invalid(place: "\(path): at \(place)", message: problem)
         } catch {
             throw DocumentError.invalid(place: path, message: "not a build report: \(error)")
         }

@@ -84,7 +84,7 @@ extension Builder {
         outputs.bundle = "bundle"
         let cm = [state.base.container].compactMap { $0 } + state.steps.compactMap(\.container)
         totals.containerSeconds = cm.map(\.seconds).reduce(0, +)
-        totals.imageCompressedBytes = container.layers.map { UInt64($0.descriptor.size) }.reduce(0, +)
+        totals.imageCompressedBytes = container.layers.map(\.descriptor).totalSize
         totals.imageUncompressedBytes = cm.compactMap(\.layerUncompressedBytes).reduce(0, +)
         return bundleKey
     }

@@ -126,7 +126,7 @@ final class ContainerPass {
         top = ids.last
         history = image.config.history ?? layers.map { _ in History(createdBy: "imgbench: base layer") }
         var m = BuildReport.Measure(seconds: Date().timeIntervalSince(start), cacheHit: hit)
-        m.layerCompressedBytes = UInt64(image.manifest.layers.map(\.size).reduce(0, +))
+        m.layerCompressedBytes = image.manifest.layers.totalSize
         return m
     }
 

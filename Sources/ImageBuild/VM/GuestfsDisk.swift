@@ -24,6 +24,9 @@ public final class GuestfsDisk {
             throw BuildError.invalid("\(image): libguestfs could not create a handle")
         }
         g = h
+        // Errors come back through `guestfs_last_error` into one imgbench error; the default
+        // handler would also print each on stderr ("libguestfs: error: ..."), a second line.
+        guestfs_set_error_handler(h, nil, nil)
         if ProcessInfo.processInfo.environment["LIBGUESTFS_BACKEND_SETTINGS"] == nil {
             try check(withCStringArray(["force_tcg"]) { guestfs_set_backend_settings(h, $0) }, "set_backend_settings")
         }
@@ -114,8 +117,14 @@ public final class GuestfsDisk {
         try check(guestfs_download(try handle(), path, local), "download \(path)")
     }
 
+    /// The names in `directory`; none when it is not a folder (`/boot` of a `FROM scratch`
+    /// image), as a root on this host lists it.
     public func list(_ directory: String) throws -> [String] {
-        guard let names = guestfs_ls(try handle(), directory) else { throw error("ls \(directory)") }
+        let h = try handle()
+        let isDir = guestfs_is_dir(h, directory)
+        try check(isDir, "is_dir \(directory)")
+        guard isDir == 1 else { return [] }
+        guard let names = guestfs_ls(h, directory) else { throw error("ls \(directory)") }
         defer {
             var i = 0
             while let p = names[i] { free(p); i += 1 }
