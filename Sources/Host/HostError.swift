@@ -31,3 +31,24 @@ public enum HostError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension HostError {
+    /// One line for a Foundation file error (FileManager's NSCocoaErrorDomain or a POSIX error):
+    /// the file, the reason with its errno, and where it was being moved to; nil for any other
+    /// error, whose own description already is such a line.
+    public static func fileErrorLine(_ e: Error) -> String? {
+        let ns = e as NSError
+        guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return nil }
+        let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+        let underlying = (ns.userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }
+        let posix = ns.domain == NSPOSIXErrorDomain ? ns : underlying.flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
+        let reason = posix.map { "\(String(cString: strerror(Int32($0.code)))) (errno \($0.code))" } ?? ns.localizedDescription
+        let destination = (ns.userInfo["NSDestinationFilePath"] as? String).map { " (moving it to \($0))" } ?? ""
+        return "\(path ?? "a file"): \(reason)\(destination)"
+    }
+
+    /// Any error as one line: a Foundation file error as `fileErrorLine` gives it, else its own.
+    public static func line(_ e: Error) -> String {
+        fileErrorLine(e) ?? "\(e)"
+    }
+}

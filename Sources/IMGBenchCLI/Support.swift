@@ -134,19 +134,6 @@ func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-/// A Foundation file error (FileManager's `CocoaError` over an errno) as one line naming the
-/// file and the system's reason, instead of ArgumentParser's dump of the NSError
-/// ("Error Domain=NSCocoaErrorDomain Code=642 ... NSFilePath=..."); nil for other errors.
-func fileErrorLine(_ e: Error) -> String? {
-    let ns = e as NSError
-    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return nil }
-    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
-    let posix = ns.domain == NSPOSIXErrorDomain ? ns : (ns.userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }.flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
-    let reason = posix.map { "\(String(cString: strerror(Int32($0.code)))) (errno \($0.code))" } ?? ns.localizedDescription
-    let destination = (ns.userInfo["NSDestinationFilePath"] as? String).map { " (moving it to \($0))" } ?? ""
-    return "\(path ?? "a file"): \(reason)\(destination)"
-}
-
 /// More threads than this is a mistake, not a machine: `--threads` is refused past it.
 let maxThreads = 1024
 

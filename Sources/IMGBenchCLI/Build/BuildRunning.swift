@@ -83,10 +83,10 @@ enum BuildRunning {
             Cleanup.runAll()
             printErr("imgbench: error: \(e)")
             throw ExitCode(1)
-        } catch let e where fileErrorLine(e) != nil {
+        } catch let e where HostError.fileErrorLine(e) != nil {
             // FileManager's errors on the output or cache folder (read-only, a mount point).
             Cleanup.runAll()
-            printErr("imgbench: error: \(fileErrorLine(e)!)")
+            printErr("imgbench: error: \(HostError.fileErrorLine(e)!)")
             throw ExitCode(1)
         }
     }

@@ -35,7 +35,7 @@ public enum BuildError: Error, Equatable, Sendable, CustomStringConvertible {
         } catch let e as BuildError {
             throw e
         } catch {
-            throw BuildError.failed(what: what(), reason: "\(error)")
+            throw BuildError.failed(what: what(), reason: HostError.line(error))
         }
     }
 }
