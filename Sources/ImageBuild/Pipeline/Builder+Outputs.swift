@@ -9,18 +9,18 @@ import RecipePlan
 /// instead (`OutputStamps`).
 extension Builder {
     func writeOutputs(of state: State, into partial: String, bundle stager: BundleStager?, started: Date,
-                      restore: inout [(from: String, to: String)]) throws -> BuildReport {
+                      restore: OutputRestore) throws -> BuildReport {
         let out = options.output
         let previous = OutputStamps.read(folder: out)
         var outputs = BuildReport.Outputs(folder: out)
         var totals = BuildReport.Totals(seconds: 0, cacheHits: 0, cacheMisses: 0)
         var bundleKey: String?
         if let vm = state.vm {
-            try exportVM(vm, into: partial, previous: previous, outputs: &outputs, totals: &totals, restore: &restore)
+            try exportVM(vm, into: partial, previous: previous, outputs: &outputs, totals: &totals, restore: restore)
         }
         if let container = state.container, let stager {
             bundleKey = try exportContainer(container, state: state, into: partial, bundle: stager, previous: previous,
-                                            outputs: &outputs, totals: &totals, restore: &restore)
+                                            outputs: &outputs, totals: &totals, restore: restore)
         }
         count(state, into: &totals)
         totals.seconds = Date().timeIntervalSince(started)
@@ -35,19 +35,19 @@ extension Builder {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try enc.encode(report).write(to: URL(fileURLWithPath: "\(partial)/report.json"))
         try Handoff(report: report, workloads: recipe.workloads).write(into: partial)
-        try swapIn(partial, restore: &restore)
+        try swapIn(partial, restore: restore)
         stamp(out, bundleKey: bundleKey, vm: state.vm)
         return report
     }
 
     /// The chain, the flattened disk (the previous build's when it is the same) and the boot files.
     func exportVM(_ vm: VMPass, into partial: String, previous: OutputStamps?, outputs: inout BuildReport.Outputs,
-                  totals: inout BuildReport.Totals, restore: inout [(from: String, to: String)]) throws {
+                  totals: inout BuildReport.Totals, restore: OutputRestore) throws {
         let out = options.output
         let reuse = previous?.reusableDisk(in: out, chainTip: vm.chainTip, clusterSize: vm.settings.clusterSize)
         events.note(reuse == nil ? "vm: writing the chain and the flattened disk"
                                  : "vm: writing the chain; the flattened disk of the previous build is the same and unchanged, kept")
-        if let reuse { restore.append((from: "\(partial)/\(OutputStamps.disk)", to: reuse)) }
+        if let reuse { restore.willMove(reuse, to: "\(partial)/\(OutputStamps.disk)") }
         let e = try vm.export(to: partial, reusing: reuse)
         outputs.vmChain = e.chain
         outputs.vmDisk = e.disk
@@ -66,7 +66,7 @@ extension Builder {
     /// stager has not started unpacking); returns the bundle's key for its stamp.
     func exportContainer(_ container: ContainerPass, state: State, into partial: String, bundle stager: BundleStager,
                          previous: OutputStamps?, outputs: inout BuildReport.Outputs, totals: inout BuildReport.Totals,
-                         restore: inout [(from: String, to: String)]) throws -> String {
+                         restore: OutputRestore) throws -> String {
         let config = state.config.image
         events.note("container: writing the OCI layout and the runtime bundle")
         outputs.ociLayout = "oci"
@@ -75,8 +75,8 @@ extension Builder {
         if !stager.isStarted, let reuse = previous?.reusableBundle(in: options.output, key: bundleKey) {
             events.note("container: the runtime bundle of the previous build is the same and unchanged, kept")
             stager.abandon()
+            restore.willMove(reuse, to: stager.bundle)
             try FileManager.default.moveItem(atPath: reuse, toPath: stager.bundle)
-            restore.append((from: stager.bundle, to: reuse))
         } else {
             try stager.finish()
             try RuntimeBundle.writeConfig(at: stager.bundle, config: config, hostname: recipe.name)
@@ -105,13 +105,13 @@ extension Builder {
 
     /// The partial folder becomes the output folder; the old one is removed once it is replaced,
     /// and nothing is left to restore on failure.
-    func swapIn(_ partial: String, restore: inout [(from: String, to: String)]) throws {
+    func swapIn(_ partial: String, restore: OutputRestore) throws {
         let fm = FileManager.default
         let out = options.output, old = out + ".old"
         try? fm.removeItem(atPath: old)
         if fm.fileExists(atPath: out) { try fm.moveItem(atPath: out, toPath: old) }
         try fm.moveItem(atPath: partial, toPath: out)
-        restore = []
+        restore.forget()
         try? fm.removeItem(atPath: old)
     }
 

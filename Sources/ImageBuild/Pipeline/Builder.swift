@@ -63,14 +63,14 @@ public final class Builder {
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try OutputFolder.mark(partial)
         let stager = options.targets.contains(.container) ? BundleStager(bundle: "\(partial)/bundle") : nil
-        var restore: [(from: String, to: String)] = []
+        let restore = OutputRestore()
         do {
-            return try run(into: partial, bundle: stager, restore: &restore)
+            return try run(into: partial, bundle: stager, restore: restore)
         } catch {
             // The bundle's unpacking stops at the failed capture's end of stream.
             stager?.abandon()
             try? stager?.finish()
-            for r in restore.reversed() { try? fm.moveItem(atPath: r.from, toPath: r.to) }
+            restore.undo()
             // Also removed by the Ctrl-C handler, maybe at the same time: removeTree allows that.
             try? FileSystem.removeTree(partial)
             throw error
@@ -78,7 +78,7 @@ public final class Builder {
     }
 
     /// The phases in order: base, steps, finalisation, outputs (each in its `Builder+` file).
-    func run(into partial: String, bundle stager: BundleStager?, restore: inout [(from: String, to: String)]) throws -> BuildReport {
+    func run(into partial: String, bundle stager: BundleStager?, restore: OutputRestore) throws -> BuildReport {
         let started = Date()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
@@ -100,7 +100,7 @@ public final class Builder {
         try buildSteps(into: &state)
         try finalise(into: &state)
         return try BuildError.naming("writing the outputs into \(partial)") {
-            try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: &restore)
+            try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: restore)
         }
     }
 

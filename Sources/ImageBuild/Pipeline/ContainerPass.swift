@@ -144,9 +144,13 @@ final class ContainerPass {
         }
     }
 
+    /// One formatter for every history entry: making one per metadata step was a third of the
+    /// time of a recipe of 100k LABELs.
+    private let dates = ISO8601DateFormatter()
+
     var created: String? {
         let epoch = sourceDateEpoch ?? CaptureOptions.environmentEpoch
-        return ISO8601DateFormatter().string(from: epoch.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date())
+        return dates.string(from: epoch.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date())
     }
 
     /// A metadata step: only a history entry.
