@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules along the data flow, from the bottom up (README, "Architecture"):
-//   Host → QcowIO, OCI → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro → Gate → IMGBenchCLI
+//   Host → QcowIO, OCI, Registry → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro → Gate → IMGBenchCLI
 // No module imports one later in the flow.
 let package = Package(
     name: "imgbench",
@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Host", targets: ["Host"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
         .library(name: "OCI", targets: ["OCI"]),
+        .library(name: "Registry", targets: ["Registry"]),
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "RecipePlan", targets: ["RecipePlan"]),
         .library(name: "ImageBuild", targets: ["ImageBuild"]),
@@ -25,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // The size budget of `imgbench check` is YAML.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The registry client: HTTP/1.1 with NIO SSL, which takes custom trust roots and client certificates.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C libraries, each wrapped once and imported only by the module that needs it.
@@ -59,6 +64,19 @@ let package = Package(
             name: "OCI",
             dependencies: ["Host", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "TestSupport"]),
+
+        // The OCI distribution client (distribution-spec 1.1), beside the types it moves.
+        .target(
+            name: "Registry",
+            dependencies: [
+                "Host", "OCI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
 
         // File-level layers: capture, apply, compression, storage drivers, wasted bytes.
         .target(
