@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules along the data flow, from the bottom up (README, "Architecture"):
-//   Host → QcowIO, OCI, Registry → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro → Gate → IMGBenchCLI
+//   Host → QcowIO, OCI, Registry → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro, Publish → Gate → IMGBenchCLI
 // No module imports one later in the flow.
 let package = Package(
     name: "imgbench",
@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Measure", targets: ["Measure"]),
         .library(name: "RuntimeSuite", targets: ["RuntimeSuite"]),
         .library(name: "Repro", targets: ["Repro"]),
+        .library(name: "Publish", targets: ["Publish"]),
         .library(name: "Gate", targets: ["Gate"]),
     ],
     dependencies: [
@@ -108,6 +109,8 @@ let package = Package(
         .testTarget(name: "RuntimeSuiteTests", dependencies: ["RuntimeSuite", "TestSupport"], exclude: ["Fixtures"]),
         .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
         .testTarget(name: "ReproTests", dependencies: ["Repro", "TestSupport"]),
+        // A build's outputs through a registry: push and pull.
+        .target(name: "Publish", dependencies: ["Host", "OCI", "Registry", "Layers", "ImageBuild"]),
         // The size gate and the report tables over every kind of result.
         .target(
             name: "Gate",
@@ -122,7 +125,7 @@ let package = Package(
             name: "IMGBenchCLI",
             dependencies: [
                 "Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild", "Measure", "RuntimeSuite",
-                "Repro", "Gate",
+                "Repro", "Gate", "Registry", "Publish",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),

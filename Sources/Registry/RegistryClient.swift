@@ -70,6 +70,20 @@ public final class RegistryClient: @unchecked Sendable {
         try? await http.shutdown()
     }
 
+    /// Runs `body` with a client for the registry of `reference`, shut down however it ends.
+    public static func using<T: Sendable>(_ reference: ImageReference, options: Options,
+                                          _ body: (RegistryClient) async throws -> T) async throws -> T {
+        let client = try RegistryClient(for: reference, options: options)
+        do {
+            let result = try await body(client)
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     /// One request: what it is for (for errors) and the token scopes it needs.
     struct Call: Sendable {
         var method: HTTPMethod
@@ -196,6 +210,9 @@ public final class RegistryClient: @unchecked Sendable {
             case .readTimeout: return "no answer: timed out"
             default: return text
             }
+        }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "TLS failed: the registry's certificate is not trusted (give its CA with --cert-dir, or put it in /etc/containers/certs.d/REGISTRY/)"
         }
         if isTLSFailure(error) { return "TLS failed: \(text)" }
         return text

@@ -101,38 +101,41 @@ struct RegistryServerTests {
     }
 
     @Test func droppedConnectionMidUploadIsResumed() async throws {
-        let registry = try LocalRegistry()
-        let proxy = try DroppingProxy(to: registry.port, dropAfter: 300 << 10, drops: 2)
-        defer { proxy.close() }
-        let (dir, layout, image) = try Self.smallImage()
-        defer { withExtendedLifetime(dir) {} }
-        let ref = try ImageReference(parsing: "127.0.0.1:\(proxy.port)/demo/app:v1")
-        let client = try RegistryClient(for: ref, options: Self.options(chunk: 1 << 20))
-        defer { Task { await client.shutdown() } }
-        _ = try await client.pushImage(layout, manifest: image, to: ref.repository)
-        try await client.putManifest(ref.repository, reference: "v1", data: try layout.blobs.read(image), mediaType: image.mediaType)
+        let (registry, proxy, image, error) = try await Self.pushThroughDroppingProxy(drops: 2)
+        #expect(error == nil, "\(String(describing: error))")
         #expect(proxy.dropped == 2)
-        let direct = try ImageReference(parsing: "\(registry.address)/demo/app:v1")
-        #expect(try Self.skopeoDigest(direct) == image.digest.description)
+        #expect(try Self.skopeoDigest(try ImageReference(parsing: "\(registry.address)/demo/app:v1")) == image.digest.description)
     }
 
     @Test func registryThatAlwaysDropsFailsClearlyWithNothingUnderTheTag() async throws {
-        let registry = try LocalRegistry()
-        let proxy = try DroppingProxy(to: registry.port, dropAfter: 300 << 10)
-        defer { proxy.close() }
-        let (dir, layout, image) = try Self.smallImage()
-        defer { withExtendedLifetime(dir) {} }
-        let ref = try ImageReference(parsing: "127.0.0.1:\(proxy.port)/demo/app:v1")
-        let client = try RegistryClient(for: ref, options: Self.options(chunk: 1 << 20))
-        defer { Task { await client.shutdown() } }
-        let error = await #expect(throws: RegistryError.self) { _ = try await client.pushImage(layout, manifest: image, to: ref.repository) }
+        let (registry, _, _, error) = try await Self.pushThroughDroppingProxy(drops: .max)
         let text = error.map { "\($0)" } ?? ""
-        #expect(text.contains("repository demo/app") && text.contains("attempts"), "\(text)")
+        #expect(error is RegistryError && text.contains("repository demo/app") && text.contains("attempts"), "\(text)")
         let skopeo = try HostTool.run("skopeo", package: "skopeo", ["inspect", "--tls-verify=false", "docker://\(registry.address)/demo/app:v1"])
         #expect(skopeo.status != 0, "nothing under the tag: \(skopeo.output)")
     }
 
     // MARK: - Helpers
+
+    /// Pushes the small image, then tags it, through a proxy that drops `drops` connections
+    /// after 300 KiB (1 MiB chunks); the error when the push failed.
+    static func pushThroughDroppingProxy(drops: Int) async throws -> (LocalRegistry, DroppingProxy, Descriptor, Error?) {
+        let registry = try LocalRegistry()
+        let proxy = try DroppingProxy(to: registry.port, dropAfter: 300 << 10, drops: drops)
+        defer { proxy.close() }
+        let (dir, layout, image) = try smallImage()
+        defer { withExtendedLifetime(dir) {} }
+        let ref = try ImageReference(parsing: "127.0.0.1:\(proxy.port)/demo/app:v1")
+        do {
+            try await RegistryClient.using(ref, options: options(chunk: 1 << 20)) { client in
+                _ = try await client.pushImage(layout, manifest: image, to: ref.repository)
+                try await client.putManifest(ref.repository, reference: "v1", data: try layout.blobs.read(image), mediaType: image.mediaType)
+            }
+            return (registry, proxy, image, nil)
+        } catch {
+            return (registry, proxy, image, error)
+        }
+    }
 
     static func options(chunk: Int = 32 << 20, certDir: String? = nil, auth: String? = nil) -> RegistryClient.Options {
         var o = RegistryClient.Options()
