@@ -28,8 +28,7 @@ public final class RegistryClient: @unchecked Sendable {
         public var attempts = 5
         /// The first wait before a retry, in seconds; doubled at each retry.
         public var firstDelay = 0.25
-        /// How long a connection may take, in seconds. The HTTP client itself tries again
-        /// within this time when a connection is refused, so a refusal is final after it.
+        /// How long a connection may take, in seconds.
         public var connectTimeout = 10.0
         /// Where auth files are looked up (`AuthFiles`).
         public var environment = ProcessInfo.processInfo.environment
@@ -62,6 +61,9 @@ public final class RegistryClient: @unchecked Sendable {
             redirectConfiguration: .follow(max: 5, allowCycles: false),
             timeout: .init(connect: .milliseconds(Int64(options.connectTimeout * 1000)), read: .seconds(300)))
         config.decompression = .disabled
+        // A connection that fails is retried here, with the request (a refused connection), or
+        // not at all (a failed TLS handshake: the probe for plain HTTP must learn it at once).
+        config.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
@@ -147,8 +149,7 @@ public final class RegistryClient: @unchecked Sendable {
     /// Waits before the next attempt when one is left and the error is worth it; else throws.
     func retryOrThrow(_ error: Error, _ call: Call, attempt: Int) async throws {
         if let e = error as? RegistryError { throw e }
-        let refused = Self.describe(error).hasSuffix("connection refused")
-        guard call.retries, attempt < options.attempts, !Self.isTLSFailure(error), !refused else {
+        guard call.retries, attempt < options.attempts, !Self.isTLSFailure(error) else {
             throw RegistryError.connection(registry: registry, repository: call.repository, operation: call.operation,
                                            message: Self.describe(error), attempts: attempt)
         }
