@@ -109,9 +109,7 @@ public struct OutputPull: Sendable {
         let bundle = "\(partial)/\(container.bundle)"
         try FileSystem.makeDirectories(bundle, mode: 0o700)
         try FileSystem.makeDirectories(bundle + "/rootfs")
-        for layer in img.manifest.layers {
-            try LayerApply.apply(layer: layout.blobs.path(of: layer.digest), to: bundle + "/rootfs", expecting: layer.digest)
-        }
+        try Self.unpack(img.manifest.layers.map { layout.blobs.path(of: $0.digest) }, into: bundle + "/rootfs")
         try RuntimeBundle.writeConfig(at: bundle, config: img.config.config ?? ContainerConfig(), hostname: container.imageReference)
     }
 
@@ -128,14 +126,30 @@ public struct OutputPull: Sendable {
         try await client.pullImage(repository, remote, into: layout, tag: "vm", progress: progress)
         let img = try layout.image(tag: "vm")
         try FileSystem.makeDirectories(scratch + "/root", mode: 0o700)
-        for layer in img.manifest.layers {
-            try LayerApply.apply(layer: layout.blobs.path(of: layer.digest), to: scratch + "/root")
-        }
+        try Self.unpack(img.manifest.layers.map { layout.blobs.path(of: $0.digest) }, into: scratch + "/root")
         try place(scratch + "/root/" + ContainerDisk.diskPath(name: name), at: "\(partial)/\(vm.disk)")
         try place(scratch + "/root/\(ContainerDisk.bootFolder)/vmlinuz", at: "\(partial)/\(vm.boot.kernel)")
         if let initrd = vm.boot.initrd { try place(scratch + "/root/\(ContainerDisk.bootFolder)/initrd.img", at: "\(partial)/\(initrd)") }
         try FileSystem.removeTree(scratch)
         return remote.digest.description
+    }
+
+    /// Applies layer files in order. Ctrl-C stops the apply (between two entries) before the
+    /// partial folder is removed, so nothing is written into it while it goes.
+    static func unpack(_ layers: [String], into root: String) throws {
+        let stop = StopFlag()
+        let finished = DispatchSemaphore(value: 0)
+        let id = Cleanup.register("unpacking into \(root)") {
+            stop.set()
+            _ = finished.wait(timeout: .now() + 30)
+        }
+        defer {
+            finished.signal()
+            Cleanup.unregister(id)
+        }
+        for layer in layers {
+            try LayerApply.apply(layer: layer, to: root, stop: { stop.isSet })
+        }
     }
 
     func place(_ from: String, at to: String) throws {

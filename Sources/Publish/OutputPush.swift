@@ -29,6 +29,8 @@ public struct OutputPush: Sendable {
     public var vmTagSuffix = "-vm"
     public var options: RegistryClient.Options
     public var progress: TransferProgress?
+    /// Told, as the containerDisk's tar is written, the disk bytes done and in all.
+    public var diskProgress: (@Sendable (UInt64, UInt64) -> Void)?
     /// Told what is being done, one line each.
     public var note: (@Sendable (String) -> Void)?
 
@@ -101,7 +103,7 @@ public struct OutputPush: Sendable {
         let files = ContainerDisk.Files(disk: "\(dir)/\(vm.disk)", kernel: "\(dir)/\(vm.boot.kernel)",
                                         initrd: vm.boot.initrd.map { "\(dir)/\($0)" }, name: handoff.recipe.name)
         let layout = try ImageLayout.create(at: scratch + "/oci")
-        let d = try ContainerDisk.write(files, into: layout, tag: "vm", progress: nil)
+        let d = try ContainerDisk.write(files, into: layout, tag: "vm", progress: diskProgress)
         count(try await client.pushImage(layout, manifest: d, to: repository, progress: progress), into: &result)
         result.vmReference = reference.tagged(tag + vmTagSuffix).description
         result.vmDigest = d.digest.description

@@ -30,6 +30,10 @@ struct PushCommand: AsyncParsableCommand {
         push.vmTagSuffix = registry.vmTagSuffix
         push.progress = registry.transferProgress("push")
         push.note = registry.notes()
+        if registry.progress != ProgressMode.none {
+            let bar = TerminalProgress(label: "containerDisk tar", mode: registry.progress)
+            push.diskProgress = { done, total in bar.update(done, total) }
+        }
         let result = try await reportingRegistryErrors { try await push.run() }
         switch format {
         case .json: printOut(try JSONOutput.string(result))

@@ -71,10 +71,11 @@ func parseReference(_ text: String) throws -> ImageReference {
     do { return try ImageReference(parsing: text) } catch { throw ValidationError("\(error)") }
 }
 
-/// Runs an async command body, turning library errors into one clear line and exit 1.
+/// Runs an async command body, turning library errors into one clear line and exit 1; Ctrl-C
+/// removes what the body registered with `Cleanup` (a push's scratch, a pull's partial folder).
 func reportingRegistryErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
-        return try await body()
+        return try await Interrupts.releasing { try await body() }
     } catch let HostError.interrupted(signal) {
         let released = Cleanup.runAll()
         printErr("\nimgbench: interrupted\(released.isEmpty ? "" : "; released \(released.joined(separator: ", "))")")
