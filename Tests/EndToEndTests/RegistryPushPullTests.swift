@@ -28,7 +28,19 @@ extension BuildTests {
         #expect(umoci.status == 0 && FileManager.default.fileExists(atPath: dir.file("unpacked/rootfs/opt/tiny/greeting.txt")), "umoci: \(umoci.output)")
 
         try expectContainerDisk("docker://\(ref)-vm", in: dir)
+        try expectInterruptedPullLeavesNothing(ref, into: dir.file("interrupted"))
         try expectPulled(ref, into: dir.file("pulled"), like: out, digest: digest)
+    }
+
+    /// Ctrl-C while a pull unpacks the bundle: exit 130, and neither DIR nor DIR.partial is left.
+    func expectInterruptedPullLeavesNothing(_ ref: String, into folder: String) throws {
+        let p = try RunningProcess(try IMGBenchBinary.path(), ["pull", ref, folder, "--progress", "plain"])
+        let unpacking = p.wait(upTo: 120) { _, err in err.contains("==> runtime bundle") }
+        kill(p.pid, SIGINT)
+        let r = try #require(p.finish(within: 60), "imgbench pull did not end after SIGINT")
+        #expect(unpacking && r.status == 130, "exit \(r.status): \(r.stderr.suffix(500))")
+        #expect(!FileManager.default.fileExists(atPath: folder) && !FileManager.default.fileExists(atPath: folder + ".partial"),
+                "left behind: \(r.stderr.suffix(300))")
     }
 
     /// The containerDisk image holds the qcow2 at /disk/tiny.qcow2, owned 107:107, as KubeVirt looks for it.
