@@ -22,18 +22,15 @@ import Registry
 /// stamps (a later build into DIR writes the bundle and disk afresh). DIR is written as
 /// `DIR.partial` and renamed when complete; an existing DIR is replaced only when it is empty or
 /// an imgbench output.
-public struct OutputPull: Sendable {
+public struct OutputPull: Sendable, Transfer {
     public var reference: ImageReference
     public var folder: String
-    public var vmTagSuffix = "-vm"
-    public var options: RegistryClient.Options
-    public var progress: TransferProgress?
-    public var note: (@Sendable (String) -> Void)?
+    public var settings: TransferSettings
 
-    public init(reference: ImageReference, folder: String, options: RegistryClient.Options = .init()) {
+    public init(reference: ImageReference, folder: String, settings: TransferSettings = .init()) {
         self.reference = reference
         self.folder = folder
-        self.options = options
+        self.settings = settings
     }
 
     public struct Result: Codable, Sendable {
@@ -53,7 +50,7 @@ public struct OutputPull: Sendable {
         let id = Cleanup.register("partial pull \(partial)") { try? FileSystem.removeTree(partial) }
         defer { Cleanup.run(id) }
         try OutputFolder.mark(partial)
-        let result = try await RegistryClient.using(reference, options: options) { client in
+        let result = try await RegistryClient.using(reference, options: settings.options) { client in
             try await pull(into: partial, client: client)
         }
         try swapIn(partial)

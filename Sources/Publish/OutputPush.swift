@@ -23,21 +23,17 @@ public enum ArtifactType {
 ///
 /// Not pushed: the qcow2 chain (`vm/chain/`, hard links into the build cache; the flattened
 /// disk stands for it), the output stamps.
-public struct OutputPush: Sendable {
+public struct OutputPush: Sendable, Transfer {
     public var folder: String
     public var reference: ImageReference
-    public var vmTagSuffix = "-vm"
-    public var options: RegistryClient.Options
-    public var progress: TransferProgress?
+    public var settings: TransferSettings
     /// Told, as the containerDisk's tar is written, the disk bytes done and in all.
     public var diskProgress: (@Sendable (UInt64, UInt64) -> Void)?
-    /// Told what is being done, one line each.
-    public var note: (@Sendable (String) -> Void)?
 
-    public init(folder: String, reference: ImageReference, options: RegistryClient.Options = .init()) {
+    public init(folder: String, reference: ImageReference, settings: TransferSettings = .init()) {
         self.folder = folder
         self.reference = reference
-        self.options = options
+        self.settings = settings
     }
 
     /// What a push did.
@@ -61,7 +57,7 @@ public struct OutputPush: Sendable {
         guard let container = handoff.container else {
             throw HostError.io(path: dir, message: "has no container image (a --target vm build); push needs one to tag")
         }
-        return try await RegistryClient.using(reference, options: options) { client in
+        return try await RegistryClient.using(reference, options: settings.options) { client in
             try await push(handoff, container, dir: dir, client: client)
         }
     }

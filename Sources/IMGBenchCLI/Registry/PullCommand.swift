@@ -23,10 +23,7 @@ struct PullCommand: AsyncParsableCommand {
     func validate() throws { _ = try parseReference(reference) }
 
     func run() async throws {
-        var pull = OutputPull(reference: try parseReference(reference), folder: output, options: registry.clientOptions)
-        pull.vmTagSuffix = registry.vmTagSuffix
-        pull.progress = registry.transferProgress("pull")
-        pull.note = registry.notes()
+        let pull = OutputPull(reference: try parseReference(reference), folder: output, settings: registry.settings("pull"))
         let result = try await reportingRegistryErrors { try await pull.run() }
         switch format {
         case .json: printOut(try JSONOutput.string(result))

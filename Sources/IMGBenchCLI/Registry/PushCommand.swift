@@ -26,10 +26,7 @@ struct PushCommand: AsyncParsableCommand {
     func validate() throws { _ = try parseReference(reference) }
 
     func run() async throws {
-        var push = OutputPush(folder: output, reference: try parseReference(reference), options: registry.clientOptions)
-        push.vmTagSuffix = registry.vmTagSuffix
-        push.progress = registry.transferProgress("push")
-        push.note = registry.notes()
+        var push = OutputPush(folder: output, reference: try parseReference(reference), settings: registry.settings("push"))
         if registry.progress != ProgressMode.none {
             let bar = TerminalProgress(label: "containerDisk tar", mode: registry.progress)
             push.diskProgress = { done, total in bar.update(done, total) }

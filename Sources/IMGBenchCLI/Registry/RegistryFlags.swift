@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Host
 import OCI
+import Publish
 import Registry
 
 /// The options of every command that talks to a registry.
@@ -22,11 +23,16 @@ struct RegistryFlags: ParsableArguments {
         }
     }
 
-    var clientOptions: RegistryClient.Options {
+    /// The settings of a push or a pull, its progress lines labelled with `verb`.
+    func settings(_ verb: String) -> TransferSettings {
         var o = RegistryClient.Options()
         o.tls = TLSSettings(verify: tlsVerify, certDir: certDir)
         o.chunkSize = Int(chunkSize.bytes)
-        return o
+        var s = TransferSettings(options: o)
+        s.vmTagSuffix = vmTagSuffix
+        s.progress = transferProgress(verb)
+        s.note = notes()
+        return s
     }
 
     /// A progress line per blob on stderr (`--progress`).
