@@ -71,7 +71,7 @@ public struct OutputPush: Sendable, Transfer {
         let image = try layout.resolve(tag: container.imageReference)
         note?("container image \(image.digest)")
         var result = Result(reference: reference.description, imageDigest: image.digest.description)
-        count(try await client.pushImage(layout, manifest: image, to: repository, progress: progress), into: &result)
+        count(try await client.pushImage(layout, manifest: image, to: repository, mountFrom: settings.mountFrom, progress: progress), into: &result)
         let vm = try await pushVM(handoff, dir: dir, client: client, result: &result)
         try await pushArtifacts(handoff, dir: dir, image: image, vm: vm, client: client, result: &result)
         if let vm {
@@ -100,7 +100,7 @@ public struct OutputPush: Sendable, Transfer {
                                         initrd: vm.boot.initrd.map { "\(dir)/\($0)" }, name: handoff.recipe.name)
         let layout = try ImageLayout.create(at: scratch + "/oci")
         let d = try ContainerDisk.write(files, into: layout, tag: "vm", progress: diskProgress)
-        count(try await client.pushImage(layout, manifest: d, to: repository, progress: progress), into: &result)
+        count(try await client.pushImage(layout, manifest: d, to: repository, mountFrom: settings.mountFrom, progress: progress), into: &result)
         result.vmReference = reference.tagged(tag + vmTagSuffix).description
         result.vmDigest = d.digest.description
         return (try layout.blobs.read(d), d)

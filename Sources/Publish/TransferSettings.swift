@@ -10,6 +10,9 @@ public struct TransferSettings: Sendable {
     public var progress: TransferProgress?
     /// Told what is being done, one line each.
     public var note: (@Sendable (String) -> Void)?
+    /// A push: another repository of the same registry to mount blobs from (what it holds is
+    /// linked, not uploaded again).
+    public var mountFrom: String?
 
     public init(options: RegistryClient.Options = .init()) { self.options = options }
 }

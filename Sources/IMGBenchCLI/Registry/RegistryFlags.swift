@@ -15,6 +15,8 @@ struct RegistryFlags: ParsableArguments {
     var chunkSize = ByteSize(bytes: 32 << 20)
     @Option(help: "The tag of the VM's containerDisk image is the image's tag followed by this.")
     var vmTagSuffix = "-vm"
+    @Option(help: "push: a repository of the same registry whose blobs are mounted rather than uploaded again (one that an earlier push filled).")
+    var mountFrom: String?
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
 
     func validate() throws {
@@ -32,6 +34,7 @@ struct RegistryFlags: ParsableArguments {
         s.vmTagSuffix = vmTagSuffix
         s.progress = transferProgress(verb)
         s.note = notes()
+        s.mountFrom = mountFrom
         return s
     }
 
