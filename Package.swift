@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules along the data flow, from the bottom up (README, "Architecture"):
-//   Host → QcowIO, OCI → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro → Gate → IMGBenchCLI
+//   Host → QcowIO, OCI, Registry → Layers → RecipePlan → ImageBuild → Measure, RuntimeSuite, Repro, Publish → Gate → IMGBenchCLI
 // No module imports one later in the flow.
 let package = Package(
     name: "imgbench",
@@ -12,12 +12,14 @@ let package = Package(
         .library(name: "Host", targets: ["Host"]),
         .library(name: "QcowIO", targets: ["QcowIO"]),
         .library(name: "OCI", targets: ["OCI"]),
+        .library(name: "Registry", targets: ["Registry"]),
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "RecipePlan", targets: ["RecipePlan"]),
         .library(name: "ImageBuild", targets: ["ImageBuild"]),
         .library(name: "Measure", targets: ["Measure"]),
         .library(name: "RuntimeSuite", targets: ["RuntimeSuite"]),
         .library(name: "Repro", targets: ["Repro"]),
+        .library(name: "Publish", targets: ["Publish"]),
         .library(name: "Gate", targets: ["Gate"]),
     ],
     dependencies: [
@@ -25,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // The size budget of `imgbench check` is YAML.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The registry client: HTTP/1.1 with NIO SSL, which takes custom trust roots and client certificates.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C libraries, each wrapped once and imported only by the module that needs it.
@@ -60,6 +66,19 @@ let package = Package(
             dependencies: ["Host", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "TestSupport"]),
 
+        // The OCI distribution client (distribution-spec 1.1), beside the types it moves.
+        .target(
+            name: "Registry",
+            dependencies: [
+                "Host", "OCI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
+
         // File-level layers: capture, apply, compression, storage drivers, wasted bytes.
         .target(
             name: "Layers",
@@ -90,6 +109,8 @@ let package = Package(
         .testTarget(name: "RuntimeSuiteTests", dependencies: ["RuntimeSuite", "TestSupport"], exclude: ["Fixtures"]),
         .target(name: "Repro", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),
         .testTarget(name: "ReproTests", dependencies: ["Repro", "TestSupport"]),
+        // A build's outputs through a registry: push and pull.
+        .target(name: "Publish", dependencies: ["Host", "OCI", "Registry", "Layers", "ImageBuild"]),
         // The size gate and the report tables over every kind of result.
         .target(
             name: "Gate",
@@ -104,7 +125,7 @@ let package = Package(
             name: "IMGBenchCLI",
             dependencies: [
                 "Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild", "Measure", "RuntimeSuite",
-                "Repro", "Gate",
+                "Repro", "Gate", "Registry", "Publish",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "imgbench", dependencies: ["IMGBenchCLI"]),

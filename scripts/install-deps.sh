@@ -19,6 +19,8 @@ packages=(
   time bc libguestfs-tools
   # imgbench run: the workloads natively and their clients on the host
   sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server
+  # registry tests: a real registry (distribution), htpasswd for its basic auth, openssl for its CA
+  docker-registry apache2-utils openssl
 )
 
 missing=()

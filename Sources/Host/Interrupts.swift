@@ -24,6 +24,19 @@ public enum Interrupts {
         return try finishing(body)
     }
 
+    /// `releasing` for an async body (a push or a pull).
+    public static func releasing<T>(_ body: () async throws -> T) async rethrows -> T {
+        install()
+        do {
+            let result = try await body()
+            waitIfInterrupted()
+            return result
+        } catch {
+            waitIfInterrupted()
+            throw error
+        }
+    }
+
     /// Runs `body`; if an interruption is being handled when it ends (typically it failed because
     /// the handler stopped the program it ran), waits for the handler, which releases everything
     /// and exits: the command must not exit first, with cleanup half done.

@@ -16,10 +16,10 @@ public struct TemporaryFile: Sendable {
     public func remove() { unlink(path) }
 }
 
-/// A new folder in the temporary folder that only its owner can enter (mkdtemp, 0700).
+/// A new folder in the temporary folder (or in `parent`) that only its owner can enter (mkdtemp, 0700).
 public enum TemporaryFolder {
-    public static func make(prefix: String) throws -> String {
-        var base = NSTemporaryDirectory()
+    public static func make(prefix: String, in parent: String? = nil) throws -> String {
+        var base = parent ?? NSTemporaryDirectory()
         if base.hasSuffix("/") { base.removeLast() }
         // mkdtemp replaces the six trailing X.
         var template = Array("\(base)/\(prefix)-\(String(repeating: "X", count: 6))".utf8CString)

@@ -2,14 +2,32 @@ import ArgumentParser
 
 /// The imgbench command line. The executable only calls `IMGBench.main()`; every command lives
 /// here so that tests can run them.
-public struct IMGBench: ParsableCommand {
+/// Async because push and pull are.
+public struct IMGBench: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
         subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
+                      PushCommand.self, PullCommand.self,
                       Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self, CacheCommand.self])
 
     public init() {}
+
+    /// The entry point: parses the command line and runs the command, async ones awaited. (From
+    /// top-level code, `main()` resolves to the parser's synchronous entry point, which refuses
+    /// an async root.)
+    public static func start() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--format table|json` for commands that report.

@@ -1,3 +1,4 @@
+import Foundation
 import Host
 
 /// One entry of a layer tar, as captured from a tree or read from an archive.
@@ -83,5 +84,18 @@ public struct LayerEntry: Sendable, Equatable, Codable {
         case .whiteout: "whiteout"
         case .opaque: "opaque"
         }
+    }
+}
+
+extension LayerEntry {
+    /// A regular file of this machine written into a tar under another name, mode and owner (a
+    /// KubeVirt containerDisk's `disk/NAME.qcow2`, owned 107:107), dated by its mtime.
+    public static func hostFile(_ source: String, as path: String, mode: UInt32 = 0o644, uid: UInt32, gid: UInt32) throws -> LayerEntry {
+        let st = try FileSystem.lstat(source)
+        guard st.isRegular else { throw HostError.io(path: source, message: "not a regular file") }
+        var e = LayerEntry(path: path, kind: .regular, mode: mode, uid: uid, gid: gid, size: Int64(st.st_size),
+                           mtime: Int64(st.st_mtim.tv_sec))
+        e.source = source
+        return e
     }
 }

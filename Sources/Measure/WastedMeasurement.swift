@@ -105,6 +105,8 @@ public struct WastedMeasurement: Sendable {
     func vm() throws -> VM? {
         guard let chain = image.report.outputs.vmChain, let tipName = chain.last else { return nil }
         let tip = "\(image.folder)/\(tipName)"
+        // An output brought back by `imgbench pull` has the flattened disk but not the chain.
+        guard FileManager.default.fileExists(atPath: tip) else { return nil }
         let img = try QcowImage(path: tip)
         defer { try? img.close() }
         let map = try AllocationMap.compute(img)

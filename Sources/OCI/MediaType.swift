@@ -6,6 +6,8 @@ public enum MediaType {
     public static let layer = "application/vnd.oci.image.layer.v1.tar"
     public static let layerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
     public static let layerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+    /// The empty descriptor's type (`{}`): the config of an artifact that needs none.
+    public static let empty = "application/vnd.oci.empty.v1+json"
     /// Docker's schema 2 types, read (never written) so that layouts made from Docker images open.
     public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
     public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -19,4 +21,6 @@ public enum MediaType {
 public enum AnnotationKey {
     public static let refName = "org.opencontainers.image.ref.name"
     public static let created = "org.opencontainers.image.created"
+    /// A layer's file name (what ORAS and other artifact tools name the file by).
+    public static let title = "org.opencontainers.image.title"
 }

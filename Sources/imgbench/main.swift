@@ -1,3 +1,3 @@
 import IMGBenchCLI
 
-await IMGBench.main()
+await IMGBench.start()

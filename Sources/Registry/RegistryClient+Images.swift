@@ -1,0 +1,87 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import OCI
+
+/// Whole images and artifacts, between an OCI image layout and a repository.
+extension RegistryClient {
+    /// Pushes an image of a layout (its config and layers, then its manifest by digest, byte for
+    /// byte, so the registry holds the same digest). Tags nothing: the caller tags last.
+    public func pushImage(_ layout: ImageLayout, manifest d: Descriptor, to repository: String,
+                          mountFrom: String? = nil, progress: TransferProgress? = nil) async throws -> [BlobOutcome] {
+        let data = try layout.blobs.read(d)
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: data, path: layout.blobs.path(of: d.digest))
+        var outcomes: [BlobOutcome] = []
+        for blob in [manifest.config] + manifest.layers {
+            outcomes.append(try await pushBlob(repository, blob, file: layout.blobs.path(of: blob.digest),
+                                               mountFrom: mountFrom, progress: progress))
+        }
+        try await putManifest(repository, reference: d.digest.description, data: data, mediaType: d.mediaType)
+        return outcomes
+    }
+
+    /// Pulls an image manifest with its config and layers into a layout, tagged `tag` there;
+    /// returns its descriptor there (with the platform its config names).
+    @discardableResult
+    public func pullImage(_ repository: String, _ remote: RemoteManifest, into layout: ImageLayout, tag: String,
+                          progress: TransferProgress? = nil) async throws -> Descriptor {
+        guard MediaType.isManifest(remote.mediaType) else {
+            throw RegistryError.invalidResponse(registry: registry, repository: repository, operation: "GET manifest \(remote.digest)",
+                                                message: "\(remote.mediaType) is not an image manifest")
+        }
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: remote.data, path: "\(registry)/\(repository)@\(remote.digest)")
+        for blob in [manifest.config] + manifest.layers {
+            try await fetchBlob(repository, blob, into: layout.blobs, progress: progress)
+        }
+        var d = try layout.blobs.put(remote.data, mediaType: remote.mediaType)
+        let config = try layout.readJSON(ImageConfig.self, manifest.config)
+        d.platform = Platform(architecture: config.architecture, os: config.os, variant: config.variant)
+        try layout.tag(d, as: tag)
+        return d
+    }
+
+    /// Pushes one file as an OCI artifact (image-spec 1.1: the empty config, the file as its one
+    /// layer, `artifactType`) whose `subject` is another manifest, by digest, and lists it as a
+    /// referrer of the subject: by the registry itself when it processes `subject`, else in the
+    /// referrers tag. Returns the artifact's descriptor.
+    @discardableResult
+    public func pushArtifact(_ repository: String, file: Data, name: String, fileType: String, artifactType: String,
+                             subject: Descriptor, annotations: [String: String] = [:]) async throws -> Descriptor {
+        let empty = try await pushBlob(repository, data: Data("{}".utf8), mediaType: MediaType.empty)
+        var layer = try await pushBlob(repository, data: file, mediaType: fileType)
+        layer.annotations = [AnnotationKey.title: name]
+        var m = Manifest(config: empty, layers: [layer], annotations: annotations.isEmpty ? nil : annotations)
+        m.artifactType = artifactType
+        m.subject = Descriptor(mediaType: subject.mediaType, digest: subject.digest, size: subject.size)
+        let data = try CanonicalJSON.encode(m)
+        var d = Descriptor(mediaType: MediaType.imageManifest, digest: Digest.of(data), size: Int64(data.count), annotations: m.annotations)
+        d.artifactType = artifactType
+        let processed = try await putManifest(repository, reference: d.digest.description, data: data, mediaType: d.mediaType)
+        if !processed { try await addToReferrersTag(repository, subject: subject.digest, artifact: d) }
+        return d
+    }
+
+    /// The file of the newest artifact of a type that refers to a manifest (by its
+    /// `org.opencontainers.image.created` annotation), with the artifact's annotations; nil when
+    /// there is none.
+    public func fetchArtifact(_ repository: String, subject: Digest, artifactType: String) async throws -> (file: Data, annotations: [String: String])? {
+        let found = try await referrers(repository, subject: subject, artifactType: artifactType)
+        guard let newest = found.max(by: { ($0.annotations?[AnnotationKey.created] ?? "") < ($1.annotations?[AnnotationKey.created] ?? "") }),
+              let m = try await manifest(repository, reference: newest.digest.description)
+        else { return nil }
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: m.data, path: "\(registry)/\(repository)@\(m.digest)")
+        guard let layer = manifest.layers.first else {
+            throw RegistryError.invalidResponse(registry: registry, repository: repository, operation: "GET manifest \(m.digest)",
+                                                message: "artifact \(artifactType) has no file")
+        }
+        let call = Call(method: .GET, url: "/v2/\(repository)/blobs/\(layer.digest)", repository: repository, operation: "GET blob \(layer.digest)")
+        let response = try await send(call)
+        try await expect(response, [200], call)
+        let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
+        guard Digest.of(data) == layer.digest else {
+            throw RegistryError.invalidResponse(registry: registry, repository: repository, operation: call.operation,
+                                                message: "content hashes to \(Digest.of(data))")
+        }
+        return (data, manifest.annotations ?? [:])
+    }
+}
