@@ -90,14 +90,14 @@ let package = Package(
         // The recipe (Containerfile) and the plan of steps with their cache keys.
         .target(
             name: "RecipePlan",
-            dependencies: ["Host", "OCI", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["Host", "OCI", "Registry", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "RecipePlanTests", dependencies: ["RecipePlan", "TestSupport"]),
 
         // The build: base, container pass, VM pass, finalisation, outputs and the hand-off.
         .target(
             name: "ImageBuild",
             dependencies: [
-                "Host", "QcowIO", "OCI", "Layers", "RecipePlan", "CGuestfs",
+                "Host", "QcowIO", "OCI", "Registry", "Layers", "RecipePlan", "CGuestfs",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild", "RecipePlan", "Host", "TestSupport"]),

@@ -1,3 +1,5 @@
+import Registry
+
 /// A parsed recipe: a Containerfile whose steps build both the container image and the VM disk.
 public struct Recipe: Equatable, Sendable {
     /// The recipe's name (its folder's name), used to tag the image and name the outputs.
@@ -37,6 +39,8 @@ public enum BaseImage: Equatable, Sendable {
     case scratch
     /// An image from an OCI layout folder (path relative to the recipe's folder, or absolute).
     case ociLayout(path: String, tag: String?)
+    /// An image in a registry (`REGISTRY/REPO:TAG`, `REPO@sha256:HEX`), pulled by digest.
+    case registry(ImageReference)
 }
 
 /// Which build a step belongs to.

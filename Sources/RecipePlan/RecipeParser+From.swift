@@ -1,4 +1,5 @@
 import Foundation
+import Registry
 
 // FROM and what may come before it: global ARGs.
 extension RecipeParser {
@@ -44,6 +45,7 @@ extension RecipeParser {
             }
             return .ociLayout(path: spec, tag: nil)
         }
+        if let remote = try registryReference(ref, at: loc) { return .registry(remote) }
         // Empty pieces kept: `FROM :` has an empty name, not no name at all (which trapped).
         let parts = ref.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts[0] == "debian" || parts[0] == "docker.io/library/debian" {
@@ -52,7 +54,14 @@ extension RecipeParser {
             }
             return .debian(suite: parts[1], variant: "minbase")
         }
-        throw RecipeError(loc, "unsupported base '\(ref)': use debian:SUITE (built with mmdebstrap), scratch, or oci:PATH[:TAG]")
+        throw RecipeError(loc, "unsupported base '\(ref)': use debian:SUITE (built with mmdebstrap), scratch, oci:PATH[:TAG], REGISTRY/REPO[:TAG] or REPO@sha256:HEX")
+    }
+
+    /// A reference to a registry's image (`ImageReference.looksLikeRegistryReference`); nil for
+    /// anything else (`debian:bookworm` stays the mmdebstrap base).
+    func registryReference(_ ref: String, at loc: SourceLocation) throws -> ImageReference? {
+        guard ImageReference.looksLikeRegistryReference(ref) else { return nil }
+        do { return try ImageReference(parsing: ref) } catch { throw RecipeError(loc, "FROM \(ref): \(error)") }
     }
 }
 

@@ -35,6 +35,15 @@ public struct ImageReference: Sendable, Equatable, Hashable, CustomStringConvert
         try validate(text)
     }
 
+    /// Whether `text` names a registry's image rather than something else (a file, a Debian
+    /// suite), as docker tells them apart: its first component names a host (a `.`, a `:` or
+    /// `localhost`), or it has a digest (`debian@sha256:...` is Docker Hub's image).
+    public static func looksLikeRegistryReference(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        let namesHost = parts.count == 2 && (parts[0].contains(".") || parts[0].contains(":") || parts[0] == "localhost")
+        return namesHost || text.contains("@")
+    }
+
     /// What the manifests endpoint is asked for: the digest when there is one, else the tag.
     public var manifestReference: String { digest?.description ?? tag ?? "latest" }
 

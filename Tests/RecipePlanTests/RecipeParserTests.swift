@@ -1,5 +1,7 @@
 import Host
+import OCI
 @testable import RecipePlan
+import Registry
 import Testing
 
 private func parse(_ text: String, args: [String: String] = [:]) throws -> Recipe {
@@ -97,6 +99,19 @@ private func parseError(_ text: String) -> RecipeError? {
 @Test func ociBaseWithTag() throws {
     #expect(try parse("FROM oci:../base:v1\n").base == .ociLayout(path: "../base", tag: "v1"))
     #expect(try parse("FROM oci:/srv/layouts/base\n").base == .ociLayout(path: "/srv/layouts/base", tag: nil))
+}
+
+@Test func registryBasesAreTheReferencesDockerTellsApart() throws {
+    let hex = String(repeating: "ab", count: 32)
+    #expect(try parse("FROM localhost:5000/base/tiny:v1\n").base
+        == .registry(ImageReference(registry: "localhost:5000", repository: "base/tiny", tag: "v1")))
+    #expect(try parse("FROM registry.example.org/tiny\n").base
+        == .registry(ImageReference(registry: "registry.example.org", repository: "tiny", tag: nil)))
+    #expect(try parse("FROM debian@sha256:\(hex)\n").base
+        == .registry(ImageReference(registry: "docker.io", repository: "library/debian", digest: try Digest(parsing: "sha256:\(hex)"))))
+    #expect(try parse("FROM debian:bookworm\n").base == .debian(suite: "bookworm", variant: "minbase"))
+    let bad = try #require(parseError("FROM 127.0.0.1:5000/Tiny:v1\n"))
+    #expect(bad.location.line == 1 && bad.location.column == 6 && bad.message.contains("repository \"Tiny\""), "\(bad)")
 }
 
 @Test func singleQuotesAndEscapesKeepDollars() throws {

@@ -30,6 +30,7 @@ struct BuildCommand: ParsableCommand {
     var network: Sandbox.Network = .host
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
+    @OptionGroup(title: "Registry (FROM REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
 
     enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
 
@@ -48,6 +49,7 @@ struct BuildCommand: ParsableCommand {
         options.driver = driver ?? (rootless ? .vfs : .overlay)
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
+        options.registry = registry.clientOptions
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
         let report = try BuildRunning.run(removing: [options.output + ".partial"]) {

@@ -5,12 +5,23 @@ import OCI
 import Publish
 import Registry
 
-/// The options of every command that talks to a registry.
-struct RegistryFlags: ParsableArguments {
+/// How a registry is reached: the options of every command that talks to one (build too).
+struct RegistryAccessFlags: ParsableArguments {
     @Option(help: "A folder of certificates for the registry (containers-certs.d layout: *.crt CAs, NAME.cert and NAME.key a client certificate). Default: /etc/containers/certs.d/REGISTRY or /etc/docker/certs.d/REGISTRY when present.", transform: absolutePath)
     var certDir: String?
     @Option(help: "Verify the registry's TLS certificate (false also allows plain HTTP to any registry; plain HTTP is always allowed to localhost and 127.0.0.0/8).")
     var tlsVerify = true
+
+    var clientOptions: RegistryClient.Options {
+        var o = RegistryClient.Options()
+        o.tls = TLSSettings(verify: tlsVerify, certDir: certDir)
+        return o
+    }
+}
+
+/// The options of push and pull.
+struct RegistryFlags: ParsableArguments {
+    @OptionGroup var access: RegistryAccessFlags
     @Option(help: "Blobs larger than this go up in chunks of this size (PATCH with Content-Range).")
     var chunkSize = ByteSize(bytes: 32 << 20)
     @Option(help: "The tag of the VM's containerDisk image is the image's tag followed by this.")
@@ -27,8 +38,7 @@ struct RegistryFlags: ParsableArguments {
 
     /// The settings of a push or a pull, its progress lines labelled with `verb`.
     func settings(_ verb: String) -> TransferSettings {
-        var o = RegistryClient.Options()
-        o.tls = TLSSettings(verify: tlsVerify, certDir: certDir)
+        var o = access.clientOptions
         o.chunkSize = Int(chunkSize.bytes)
         var s = TransferSettings(options: o)
         s.vmTagSuffix = vmTagSuffix

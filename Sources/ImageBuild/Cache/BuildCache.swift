@@ -5,6 +5,7 @@ import Host
 ///
 /// ```
 /// CACHE/bases/NAME/root                  a base root (debian: by the base's key; oci-HEX: an image unpacked)
+/// CACHE/bases/registry-HEX/layout       a registry base pulled by manifest digest: an OCI layout tagged `base`
 /// CACHE/bases/NAME.lock
 /// CACHE/containers/DRIVER/layers/KEY     a driver's layer of step KEY (of an OCI base layer: its chain ID)
 /// CACHE/containers/layers/KEY.json       its record: the blob's descriptor and diff ID (written last)

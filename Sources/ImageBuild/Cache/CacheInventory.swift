@@ -90,6 +90,8 @@ public struct CacheInventory {
     /// What is wrong with an entry (nil: it is usable), as a build would see it.
     public func problem(_ e: CacheEntry) -> String? {
         switch e.kind {
+        case .base where e.name.hasPrefix("bases/registry-"):
+            return Builder.hasTaggedLayout("\(root)/\(e.name)/layout") ? nil : "no complete image (a pull being made, or left by a build that did not finish)"
         case .base:
             return isFolder("\(root)/\(e.name)/root") ? nil : "no complete root (a base being made, or left by a build that did not finish)"
         case .layer:

@@ -28,6 +28,8 @@ extension Builder {
             return Base(key: "scratch", root: root, hit: true, description: "scratch")
         case let .ociLayout(path, tag):
             return try ociBase(path: path, tag: tag, in: cache)
+        case let .registry(reference):
+            return try registryBase(reference, in: cache)
         }
     }
 
@@ -53,7 +55,9 @@ extension Builder {
 
     /// An OCI image's layers applied to a folder (what the VM's base disk is made from), under
     /// the lock of its entry; a failed or interrupted unpacking leaves nothing.
-    func ociBase(path: String, tag: String?, in cache: BuildCache) throws -> Base {
+    /// `label` names the base in notes and errors (`oci:PATH[:TAG]` as the recipe wrote it).
+    func ociBase(path: String, tag: String?, label: String? = nil, in cache: BuildCache) throws -> Base {
+        let label = label ?? "oci:\(path)\(tag.map { ":" + $0 } ?? "")"
         let full = path.hasPrefix("/") ? path : "\(recipe.context)/\(path)"
         let layout: ImageLayout
         let image: ImageLayout.Image
@@ -61,13 +65,13 @@ extension Builder {
             layout = try ImageLayout(opening: full)
             image = try layout.image(tag: tag)
         } catch {
-            throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM oci:\(path)\(tag.map { ":" + $0 } ?? ""): \(error)"))
+            throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM \(label): \(error)"))
         }
         let digest = image.manifestDescriptor.digest
         let dir = "\(options.cache)/bases/oci-\(digest.hex.prefix(32))"
         let root = "\(dir)/root"
-        let hit = try cache.entry("the base oci:\(path)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
-            events.note("base: unpacking \(path) (\(digest)) into a folder for the VM disk")
+        let hit = try cache.entry("the base \(label)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
+            events.note("base: unpacking \(label) (\(digest)) into a folder for the VM disk")
             try BuildCache.makingPartial(dir) {
                 try FileManager.default.createDirectory(atPath: root + ".partial", withIntermediateDirectories: true)
                 for d in image.manifest.layers {
@@ -76,7 +80,7 @@ extension Builder {
                 try FileSystem.rename(root + ".partial", to: root)
             }
         }
-        return Base(key: digest.description, root: root, hit: hit, description: "oci:\(path) \(digest)", image: (layout, image))
+        return Base(key: digest.description, root: root, hit: hit, description: "\(label) \(digest)", image: (layout, image))
     }
 
     /// A base root is complete once it has its name: it is made as `root.partial` and renamed last.

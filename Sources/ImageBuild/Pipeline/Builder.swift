@@ -2,6 +2,7 @@ import Foundation
 import Host
 import Layers
 import RecipePlan
+import Registry
 
 /// What a build tells whoever draws its progress.
 public protocol BuildEvents: Sendable {
@@ -25,6 +26,8 @@ public struct BuildOptions: Sendable {
     /// The network of RUN steps that do not say (`RUN --network=`): the host's, or none.
     public var network = Sandbox.Network.host
     public var sourceDateEpoch: Int?
+    /// How a registry is reached (TLS, certificates): for `FROM REGISTRY/REPO:TAG`.
+    public var registry = RegistryClient.Options()
 
     public init(output: String, cache: String) {
         self.output = output
