@@ -61,11 +61,9 @@ public struct OutputPull: Sendable, Transfer {
 
     func pull(into partial: String, client: RegistryClient) async throws -> Result {
         let start = Date()
-        guard let image = try await client.manifest(repository, reference: reference.manifestReference) else {
-            throw RegistryError.notFound(registry: reference.registry, repository: repository, what: "manifest \(reference.manifestReference)")
-        }
-        let (handoffData, annotations) = try await artifact(ArtifactType.handoff, of: image, client: client)
-        let (reportData, _) = try await artifact(ArtifactType.report, of: image, client: client)
+        let image = try await AttachedArtifact.image(reference, client: client)
+        let (handoffData, annotations) = try await AttachedArtifact.file(ArtifactType.handoff, of: image, reference, client: client)
+        let (reportData, _) = try await AttachedArtifact.file(ArtifactType.report, of: image, reference, client: client)
         let handoff = try decode(handoffData)
         var result = Result(reference: reference.description, folder: folder, imageDigest: image.digest.description)
         if let container = handoff.container {
@@ -79,14 +77,6 @@ public struct OutputPull: Sendable, Transfer {
         try handoffData.write(to: URL(fileURLWithPath: "\(partial)/\(Handoff.fileName)"))
         result.seconds = Date().timeIntervalSince(start)
         return result
-    }
-
-    func artifact(_ type: String, of image: RemoteManifest, client: RegistryClient) async throws -> (Data, [String: String]) {
-        guard let found = try await client.fetchArtifact(repository, subject: image.digest, artifactType: type) else {
-            throw RegistryError.notFound(registry: reference.registry, repository: repository,
-                                         what: "\(type) artifact referring to \(image.digest) (pushed by imgbench push?)")
-        }
-        return found
     }
 
     func decode(_ data: Data) throws -> Handoff {

@@ -28,8 +28,22 @@ extension BuildTests {
         #expect(umoci.status == 0 && FileManager.default.fileExists(atPath: dir.file("unpacked/rootfs/opt/tiny/greeting.txt")), "umoci: \(umoci.output)")
 
         try expectContainerDisk("docker://\(ref)-vm", in: dir)
+        try expectAttachedReportIsABaseline(ref, out: out, registry: registry)
         try expectInterruptedPullLeavesNothing(ref, into: dir.file("interrupted"))
         try expectPulled(ref, into: dir.file("pulled"), like: out, digest: digest)
+    }
+
+    /// `check --baseline REF` and `report REF` read the report attached to the image; a tag with
+    /// no image is one line naming the registry and repository, exit 2.
+    func expectAttachedReportIsABaseline(_ ref: String, out: String, registry: LocalRegistry) throws {
+        let check = try imgbench("check", "\(out)/report.json", "--baseline", ref)
+        #expect(check.status == 0 && check.stdout.contains("against \(ref): within budget"), "imgbench check --baseline \(ref): \(check.output)")
+        let report = try imgbench("report", ref)
+        #expect(report.status == 0 && report.stdout.contains("tiny"), "imgbench report \(ref): \(report.output)")
+        let missing = "\(registry.address)/imgbench/none:v1"
+        let r = try imgbench("check", "\(out)/report.json", "--baseline", missing)
+        #expect(r.status == 2 && r.errorLines.count == 1
+                && r.stderr.hasPrefix("imgbench: error: registry \(registry.address), repository imgbench/none: manifest v1 not found"), "\(r.stderr)")
     }
 
     /// Ctrl-C while a pull unpacks the bundle: exit 130, and neither DIR nor DIR.partial is left.

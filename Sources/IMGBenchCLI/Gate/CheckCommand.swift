@@ -3,6 +3,7 @@ import Foundation
 import Gate
 import ImageBuild
 import QcowIO
+import Registry
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,22 +21,25 @@ struct CheckCommand: ParsableCommand {
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, junit }
 
     @Argument(help: "The report of the build to check (out/NAME/report.json).", transform: absolutePath) var report: String
-    @Option(help: "The stored report to compare with.", transform: absolutePath) var baseline: String
+    @Option(help: "The stored report to compare with: a file, or REGISTRY/REPO:TAG (or @sha256:...), an image whose report imgbench push attached.",
+            transform: { try ReportLocation($0) })
+    var baseline: ReportLocation
     @Option(help: "The budget file (YAML; see the README).", transform: absolutePath) var budget: String?
     @Option(help: "table, json or junit (JUnit XML), on stdout.") var format: Format = .table
     @Option(help: "Also write the result as JUnit XML to this file.", transform: absolutePath) var junit: String?
+    @OptionGroup(title: "Registry (--baseline REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
 
     func run() throws {
         let result: GateResult
         do {
             let current = try BuildReport.load(report)
-            let base = try BuildReport.load(baseline)
+            let base = try baseline.load(registry)
             guard current.recipe == base.recipe else {
-                throw GateError.invalid(place: "\(baseline): at recipe",
+                throw GateError.invalid(place: "\(baseline.name): at recipe",
                                         message: "the baseline is of recipe '\(base.recipe)', the report of '\(current.recipe)'")
             }
             let b = try budget.map(Budget.load) ?? Budget()
-            result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline)
+            result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline.name)
             if let junit {
                 do {
                     try Data(GateJUnit.render(result).utf8).write(to: URL(fileURLWithPath: junit))
@@ -43,7 +47,7 @@ struct CheckCommand: ParsableCommand {
                     throw GateError.unreadable(path: junit, message: "cannot write the JUnit file: \((error as NSError).localizedDescription)")
                 }
             }
-        } catch let e as DocumentError {
+        } catch let e where e is DocumentError || e is RegistryError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gate
 import QcowIO
+import Registry
 
 /// `imgbench report FILE…`: the seeds' tables from build reports and measure results.
 struct ReportCommand: ParsableCommand {
@@ -17,8 +18,11 @@ struct ReportCommand: ParsableCommand {
             native. --svg DIR writes one chart per table into DIR.
             """)
 
-    @Argument(help: "Result files (report.json, measure results, run results).", transform: absolutePath) var files: [String]
+    @Argument(help: "Result files (report.json, measure results, run results), or REGISTRY/REPO:TAG: an image whose report imgbench push attached.",
+              transform: { try ReportLocation($0) })
+    var files: [ReportLocation]
     @Option(help: "Write one SVG chart per table into this folder.", transform: absolutePath) var svg: String?
+    @OptionGroup(title: "Registry (REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one result file") }
@@ -27,8 +31,8 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         var book = ReportBook()
         do {
-            for f in files { try book.add(file: f) }
-        } catch let e where isReported(e) {
+            for f in files { try book.add(try f.read(registry), path: f.name) }
+        } catch let e where isReported(e) || e is RegistryError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }
