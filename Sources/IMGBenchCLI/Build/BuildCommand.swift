@@ -30,12 +30,29 @@ struct BuildCommand: ParsableCommand {
     var network: Sandbox.Network = .host
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
-    @OptionGroup(title: "Registry (FROM REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
+    @Option(help: "Take cache entries that this build lacks from a registry repository (REGISTRY/REPO), where --cache-to put them.")
+    var cacheFrom: String?
+    @Option(help: "Store every step's cache entries (container layer, VM link, boot files) in a registry repository (REGISTRY/REPO), tagged by step key.")
+    var cacheTo: String?
+    @OptionGroup(title: "Registry (FROM REGISTRY/REPO:TAG, --cache-from, --cache-to)") var registry: RegistryAccessFlags
 
     enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
 
     func validate() throws {
         try BuildRunning.validate(buildArgs: buildArgs)
+    }
+
+    /// The repositories of --cache-from and --cache-to (a tag or digest is refused: entries are tagged by key).
+    func remoteCache() throws -> RemoteCacheSettings {
+        var r = RemoteCacheSettings()
+        r.options = registry.clientOptions
+        for (flag, text) in [("--cache-from", cacheFrom), ("--cache-to", cacheTo)] {
+            guard let text else { continue }
+            let ref = try parseReference(text)
+            guard ref.tag == nil && ref.digest == nil else { throw ValidationError("\(flag) \(text): give a repository (REGISTRY/REPO), without a tag or digest") }
+            if flag == "--cache-from" { r.from = ref } else { r.to = ref }
+        }
+        return r
     }
 
     func run() throws {
@@ -50,6 +67,7 @@ struct BuildCommand: ParsableCommand {
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
         options.registry = registry.clientOptions
+        options.remoteCache = try remoteCache()
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
         let events = TerminalBuildEvents(mode: progress)
         let report = try BuildRunning.run(removing: [options.output + ".partial"]) {

@@ -28,6 +28,8 @@ public struct BuildOptions: Sendable {
     public var sourceDateEpoch: Int?
     /// How a registry is reached (TLS, certificates): for `FROM REGISTRY/REPO:TAG`.
     public var registry = RegistryClient.Options()
+    /// The registry repositories of `--cache-from` and `--cache-to`.
+    public var remoteCache = RemoteCacheSettings()
 
     public init(output: String, cache: String) {
         self.output = output
@@ -97,6 +99,9 @@ public final class Builder {
                                 sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
+        let remote = options.remoteCache.isEmpty ? nil : RemoteCache(settings: options.remoteCache, events: events)
+        container?.remote = remote
+        vm?.remote = remote
         var state = State(plan: plan, container: container, vm: vm,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
         try buildBase(base, seconds: baseSeconds, into: &state)

@@ -26,6 +26,8 @@ final class ContainerPass {
     private(set) var history: [History] = []
     /// Where the runtime bundle's rootfs is unpacked while the build goes on (nil: no bundle).
     var bundle: BundleStager?
+    /// The registry that entries come from and go to (`--cache-from`, `--cache-to`).
+    var remote: RemoteCache?
 
     init(driver name: String, cache: BuildCache, noCache: Bool, sourceDateEpoch: Int?, events: BuildEvents) throws {
         driver = try StorageDrivers.open(name, store: "\(cache.root)/containers")
@@ -177,11 +179,14 @@ final class ContainerPass {
     }
 
     /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the
-    /// one `make` makes under the entry's lock, after forgetting any leftover of `key`, recorded
-    /// once it is complete. SIGINT/SIGTERM while it is made remove the unfinished driver layer.
+    /// registry's (`--cache-from`, also a hit), else the one `make` makes under the entry's lock,
+    /// after forgetting any leftover of `key`, recorded once it is complete; then stored in the
+    /// registry of `--cache-to`, whichever it was. SIGINT/SIGTERM while it is made remove the unfinished driver layer.
     func cachedLayer(_ key: String, what: String, make: () throws -> StoredLayer) throws -> (layer: StoredLayer, hit: Bool) {
         var found: StoredLayer?
-        let hit = try cache.entry("the container layer of \(what)", lock: "\(records)/\(key).lock", noCache: noCache, check: {
+        var fetched = false
+        let parent = top
+        let local = try cache.entry("the container layer of \(what)", lock: "\(records)/\(key).lock", noCache: noCache, check: {
             let (c, l) = check(key)
             found = l
             return c
@@ -190,12 +195,19 @@ final class ContainerPass {
             let token = Cleanup.register("remove the unfinished layer \(key.prefix(12))") { [driver] in try? driver.remove(key) }
             defer { Cleanup.unregister(token) }
             found = try cache.sharing(blobsLock) {
+                if let layer = try fetchLayer(key, parent: parent) {
+                    fetched = true
+                    try save(layer, key: key)
+                    return layer
+                }
                 let layer = try make()
                 try save(layer, key: key)
                 return layer
             }
         }
         guard let layer = found else { throw BuildError.invalid("container: no layer recorded for \(what)") }
+        try storeLayer(key, layer)
+        let hit = local || fetched
         if hit { bundle?.add(blob: blobs.path(of: layer.descriptor.digest)) }
         return (layer, hit)
     }

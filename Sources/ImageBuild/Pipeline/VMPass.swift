@@ -37,6 +37,8 @@ public final class VMPass {
     private(set) var chain: [String] = []
     /// Removes the scratch folder on Ctrl-C; registered first, so it runs after the unmounts.
     private var scratchCleanup: Int?
+    /// The registry that links come from and go to (`--cache-from`, `--cache-to`).
+    var remote: RemoteCache?
 
     init(settings: VMSettings, backend: Backend, cache: BuildCache, noCache: Bool, events: BuildEvents) throws {
         self.settings = settings
@@ -60,7 +62,10 @@ public final class VMPass {
     func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
         let start = Date()
         let p = path(key)
+        var fetched = false
         let hit = try cache.entry("the VM base disk", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: nil) }) {
+            fetched = try fetchLink(key, parent: nil)
+            if fetched { return }
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
             try making(key, parent: nil) { partial in
                 try BuildCache.makingPartial(partial + ".raw") {
@@ -68,9 +73,10 @@ public final class VMPass {
                 }
             }
         }
+        try storeLink(key)
         top = p
         chain = [p]
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit || fetched)
     }
 
     /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
@@ -79,7 +85,10 @@ public final class VMPass {
         guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
         let start = Date()
         let p = path(key)
+        var fetched = false
         let hit = try cache.entry("the VM link of \(label)", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: parent) }) {
+            fetched = try fetchLink(key, parent: parent)
+            if fetched { return }
             try making(key, parent: parent) { partial in
                 try QcowImage.create(path: partial, options: Qcow2CreateOptions(
                     virtualSize: 0, clusterSize: settings.clusterSize,
@@ -89,9 +98,10 @@ public final class VMPass {
                 try VMPass.checkWritten(partial)
             }
         }
+        try storeLink(key)
         top = p
         chain.append(p)
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit || fetched)
     }
 
     /// `work` on the overlay `partial`, through the backend; everything it mounted or started is

@@ -1,0 +1,101 @@
+import Foundation
+import Host
+import OCI
+import Registry
+
+/// Where a build's cache entries go to and come from in a registry
+/// (`imgbench build --cache-to REGISTRY/REPO --cache-from REGISTRY/REPO`).
+public struct RemoteCacheSettings: Sendable {
+    public var from: ImageReference?
+    public var to: ImageReference?
+    public var options = RegistryClient.Options()
+
+    public init() {}
+
+    public var isEmpty: Bool { from == nil && to == nil }
+}
+
+/// The build cache shared through a registry: each entry one OCI artifact tagged by its key.
+///
+/// ```
+/// REPO:layer-KEY            a container step's layer: files `layer` (the blob as built) and
+///                           `record.json` (its descriptor and diff ID)
+/// REPO:vm-SETTINGS-KEY      a VM step's link: `link.qcow2` (backed by its parent's file name),
+///                           and for the finalisation `boot-vmlinuz`, `boot-initrd.img`
+/// ```
+/// An artifact (image-spec 1.1, artifact type `application/vnd.imgbench.cache-entry.v1`) holds
+/// the files as layers, named by their `org.opencontainers.image.title`; blobs the repository
+/// has already are not sent again, so a step shared by many recipes is stored once. A key names
+/// everything the entry depends on (`BuildPlan`), so a tag is never moved to other content,
+/// only rewritten with the same. Fetching is best effort: an entry that is missing, or that the
+/// registry cannot give, is a miss (with a note) and the step is built; storing is not: a build
+/// asked to fill a registry that refuses fails, naming it.
+///
+/// There are no secret mounts (`RUN --mount=type=secret`) yet; when there are, a step that saw
+/// one must not be stored.
+final class RemoteCache {
+    static let artifactType = "application/vnd.imgbench.cache-entry.v1"
+    let settings: RemoteCacheSettings
+    let events: BuildEvents
+
+    init(settings: RemoteCacheSettings, events: BuildEvents) {
+        self.settings = settings
+        self.events = events
+    }
+
+    /// The files of entry `tag`, fetched into the new folder `dir` by name; false (and no `dir`)
+    /// when the registry has none or cannot give it.
+    func fetch(_ tag: String, into dir: String) -> Bool {
+        guard let from = settings.from else { return false }
+        do {
+            try FileSystem.removeTree(dir)
+            try FileSystem.makeDirectories(dir + "/.fetch", mode: 0o700)
+            let found = try RegistryClient.blocking(from, options: settings.options) { client in
+                try await Self.fetch(tag, from: from.repository, into: dir, client: client)
+            }
+            try FileSystem.removeTree(dir + "/.fetch")
+            if !found { try FileSystem.removeTree(dir) }
+            return found
+        } catch {
+            try? FileSystem.removeTree(dir)
+            events.note("cache: \(from):\(tag) not used: \(error)")
+            return false
+        }
+    }
+
+    static func fetch(_ tag: String, from repository: String, into dir: String, client: RegistryClient) async throws -> Bool {
+        guard let m = try await client.manifest(repository, reference: tag) else { return false }
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: m.data, path: "\(client.registry)/\(repository):\(tag)")
+        guard manifest.artifactType == artifactType else { return false }
+        let store = BlobStore(root: dir + "/.fetch")
+        for layer in manifest.layers {
+            guard let name = layer.annotations?[AnnotationKey.title], !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+                throw RegistryError.invalidResponse(registry: client.registry, repository: repository, operation: "GET manifest \(tag)",
+                                                    message: "a file of the cache entry has no plain name")
+            }
+            try await client.fetchBlob(repository, layer, into: store)
+            try FileSystem.rename(store.path(of: layer.digest), to: "\(dir)/\(name)")
+        }
+        return true
+    }
+
+    /// Stores files (name: path) as entry `tag`.
+    func store(_ tag: String, files: [String: String]) throws {
+        guard let to = settings.to else { return }
+        let repository = to.repository
+        try RegistryClient.blocking(to, options: settings.options) { client in
+            var layers: [Descriptor] = []
+            for (name, path) in files.sorted(by: { $0.key < $1.key }) {
+                let (digest, size) = try Digest.ofFile(path)
+                var d = Descriptor(mediaType: "application/octet-stream", digest: digest, size: size)
+                _ = try await client.pushBlob(repository, d, file: path)
+                d.annotations = [AnnotationKey.title: name]
+                layers.append(d)
+            }
+            let empty = try await client.pushBlob(repository, data: Data("{}".utf8), mediaType: MediaType.empty)
+            var m = Manifest(config: empty, layers: layers, annotations: nil)
+            m.artifactType = Self.artifactType
+            try await client.putManifest(repository, reference: tag, data: try CanonicalJSON.encode(m), mediaType: MediaType.imageManifest)
+        }
+    }
+}
