@@ -43,21 +43,25 @@ final class RemoteCache {
         self.events = events
     }
 
-    /// The files of entry `tag`, fetched into the new folder `dir` by name; false (and no `dir`)
-    /// when the registry has none or cannot give it.
-    func fetch(_ tag: String, into dir: String) -> Bool {
-        guard let from = settings.from else { return false }
+    /// `use` of the files of entry `tag`, fetched into the folder `dir` by name (made afresh, and
+    /// removed when `use` ends, fails, or Ctrl-C stops the build); nil, without calling `use`,
+    /// when the registry has no such entry or cannot give it.
+    func fetch<T>(_ tag: String, into dir: String, _ use: (String) throws -> T) throws -> T? {
+        guard let from = settings.from else { return nil }
+        return try BuildCache.makingPartial(dir) { () -> T? in
+            defer { try? FileSystem.removeTree(dir) }
+            guard fetched(tag, from: from, into: dir) else { return nil }
+            return try use(dir)
+        }
+    }
+
+    private func fetched(_ tag: String, from: ImageReference, into dir: String) -> Bool {
         do {
-            try FileSystem.removeTree(dir)
             try FileSystem.makeDirectories(dir + "/.fetch", mode: 0o700)
-            let found = try RegistryClient.blocking(from, options: settings.options) { client in
+            return try RegistryClient.blocking(from, options: settings.options) { client in
                 try await Self.fetch(tag, from: from.repository, into: dir, client: client)
             }
-            try FileSystem.removeTree(dir + "/.fetch")
-            if !found { try FileSystem.removeTree(dir) }
-            return found
         } catch {
-            try? FileSystem.removeTree(dir)
             events.note("cache: \(from):\(tag) not used: \(error)")
             return false
         }

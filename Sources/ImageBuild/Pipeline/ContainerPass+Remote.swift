@@ -10,21 +10,19 @@ extension ContainerPass {
     /// The layer of step `key` from the registry, unpacked into the driver on `parent` and
     /// recorded, as if built here; nil when the registry has none.
     func fetchLayer(_ key: String, parent: String?) throws -> StoredLayer? {
-        guard let remote else { return nil }
-        let dir = "\(cache.root)/tmp/remote-\(getpid())-\(key.prefix(16))"
-        guard remote.fetch(Self.remoteTag(key), into: dir) else { return nil }
-        defer { try? FileSystem.removeTree(dir) }
-        let layer = try JSONDecoder().decode(StoredLayer.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
-        let (digest, _) = try Digest.ofFile("\(dir)/layer")
-        guard digest == layer.descriptor.digest else {
-            throw BuildError.invalid("cache: the registry's layer-\(key.prefix(12)) holds \(digest), its record says \(layer.descriptor.digest)")
+        try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir in
+            let layer = try JSONDecoder().decode(StoredLayer.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
+            let (digest, _) = try Digest.ofFile("\(dir)/layer")
+            guard digest == layer.descriptor.digest else {
+                throw BuildError.invalid("cache: the registry's layer-\(key.prefix(12)) holds \(digest), its record says \(layer.descriptor.digest)")
+            }
+            if !blobs.contains(digest) { try FileSystem.rename("\(dir)/layer", to: blobs.path(of: digest)) }
+            try inNewLayer(key, parent: parent) { root in
+                _ = try LayerApply.apply(layer: blobs.path(of: digest), to: root, expecting: digest)
+            }
+            events.note("cache: layer \(key.prefix(12)) from the registry")
+            return layer
         }
-        if !blobs.contains(digest) { try FileSystem.rename("\(dir)/layer", to: blobs.path(of: digest)) }
-        try inNewLayer(key, parent: parent) { root in
-            _ = try LayerApply.apply(layer: blobs.path(of: digest), to: root, expecting: digest)
-        }
-        events.note("cache: layer \(key.prefix(12)) from the registry")
-        return layer
     }
 
     /// Stores step `key`'s layer in the registry (`--cache-to`).

@@ -11,21 +11,19 @@ extension VMPass {
     /// The link `key` (on `parent`) and its boot files from the registry, put in place and
     /// recorded as `making` does; false when the registry has none.
     func fetchLink(_ key: String, parent: String?) throws -> Bool {
-        guard let remote else { return false }
-        let dir = "\(cache.root)/tmp/remote-\(getpid())-vm-\(key.prefix(16))"
-        guard remote.fetch(remoteTag(key), into: dir) else { return false }
-        defer { try? FileSystem.removeTree(dir) }
-        let boot = "\(folder)/\(key).boot"
-        let names = try FileSystem.children(dir)
-        if names.contains(where: { $0.hasPrefix("boot-") }) {
-            try FileSystem.removeTree(boot)
-            try FileSystem.makeDirectories(dir + "/boot")
-            for n in names where n.hasPrefix("boot-") { try FileSystem.rename("\(dir)/\(n)", to: "\(dir)/boot/\(n.dropFirst(5))") }
-            try FileSystem.rename(dir + "/boot", to: boot)
-        }
-        try making(key, parent: parent) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
-        events.note("cache: VM link \(key.prefix(12)) from the registry")
-        return true
+        try remote?.fetch(remoteTag(key), into: "\(folder)/\(key).fetch") { dir in
+            let boot = "\(folder)/\(key).boot"
+            let names = try FileSystem.children(dir)
+            if names.contains(where: { $0.hasPrefix("boot-") }) {
+                try FileSystem.removeTree(boot)
+                try FileSystem.makeDirectories(dir + "/boot")
+                for n in names where n.hasPrefix("boot-") { try FileSystem.rename("\(dir)/\(n)", to: "\(dir)/boot/\(n.dropFirst(5))") }
+                try FileSystem.rename(dir + "/boot", to: boot)
+            }
+            try making(key, parent: parent) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
+            events.note("cache: VM link \(key.prefix(12)) from the registry")
+            return true
+        } ?? false
     }
 
     /// Stores the link `key` and its boot files in the registry (`--cache-to`).
