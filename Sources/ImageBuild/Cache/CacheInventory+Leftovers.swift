@@ -28,7 +28,8 @@ extension CacheInventory {
         return found + blobTemporaries(remove: remove)
     }
 
-    /// Each `.partial` with the lock of the entry it was to become.
+    /// Each `.partial`, and each `.fetch` folder of a registry entry being fetched
+    /// (`RemoteCache`), with the lock of the entry it was to become.
     func partials() -> [(String, String)] {
         var out: [(String, String)] = []
         for name in children("\(root)/bases") where isFolder("\(root)/bases/\(name)") {
@@ -37,12 +38,12 @@ extension CacheInventory {
             }
         }
         let records = "\(root)/containers/layers"
-        for p in children(records) where p.hasSuffix(".json.partial") {
+        for p in children(records) where p.hasSuffix(".json.partial") || p.hasSuffix(".fetch") {
             out.append(("\(records)/\(p)", "\(records)/\(p.prefix { $0 != "." }).lock"))
         }
         for settings in children("\(root)/vm") {
             let dir = "\(root)/vm/\(settings)"
-            for p in children(dir) where p.contains(".partial") {
+            for p in children(dir) where p.contains(".partial") || p.hasSuffix(".fetch") {
                 out.append(("\(dir)/\(p)", "\(dir)/\(p.prefix { $0 != "." }).lock"))
             }
         }

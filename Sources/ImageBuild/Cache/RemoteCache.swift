@@ -27,9 +27,12 @@ public struct RemoteCacheSettings: Sendable {
 /// the files as layers, named by their `org.opencontainers.image.title`; blobs the repository
 /// has already are not sent again, so a step shared by many recipes is stored once. A key names
 /// everything the entry depends on (`BuildPlan`), so a tag is never moved to other content,
-/// only rewritten with the same. Fetching is best effort: an entry that is missing, or that the
-/// registry cannot give, is a miss (with a note) and the step is built; storing is not: a build
-/// asked to fill a registry that refuses fails, naming it.
+/// only rewritten with the same. Fetching is best effort, as buildx's `--cache-from`: an entry that
+/// is missing is a miss and the step is built; a registry that cannot give one (refused
+/// connection, TLS, credentials, a 5xx after the client's retries) is a warning on standard
+/// error, once, and the rest of the build does not ask it again (so an unreachable registry costs
+/// one timeout, not one per step). Storing is not best effort: a build asked to fill a registry
+/// that refuses fails, naming it.
 ///
 /// There are no secret mounts (`RUN --mount=type=secret`) yet; when there are, a step that saw
 /// one must not be stored.
@@ -37,6 +40,8 @@ final class RemoteCache {
     static let artifactType = "application/vnd.imgbench.cache-entry.v1"
     let settings: RemoteCacheSettings
     let events: BuildEvents
+    /// The first error the `--cache-from` registry gave; no entry is asked for after it.
+    private(set) var fetchFailure: String?
 
     init(settings: RemoteCacheSettings, events: BuildEvents) {
         self.settings = settings
@@ -47,7 +52,7 @@ final class RemoteCache {
     /// removed when `use` ends, fails, or Ctrl-C stops the build); nil, without calling `use`,
     /// when the registry has no such entry or cannot give it.
     func fetch<T>(_ tag: String, into dir: String, _ use: (String) throws -> T) throws -> T? {
-        guard let from = settings.from else { return nil }
+        guard let from = settings.from, fetchFailure == nil else { return nil }
         return try BuildCache.makingPartial(dir) { () -> T? in
             defer { try? FileSystem.removeTree(dir) }
             guard fetched(tag, from: from, into: dir) else { return nil }
@@ -62,7 +67,8 @@ final class RemoteCache {
                 try await Self.fetch(tag, from: from.repository, into: dir, client: client)
             }
         } catch {
-            events.note("cache: \(from):\(tag) not used: \(error)")
+            fetchFailure = HostError.line(error)
+            events.warning("--cache-from \(from): \(tag) cannot be fetched, so this build uses its local cache only: \(HostError.line(error))")
             return false
         }
     }

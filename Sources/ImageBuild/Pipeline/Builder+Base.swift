@@ -9,9 +9,10 @@ import RecipePlan
 extension Builder {
     struct Base {
         var key: String
-        /// The base as a folder (what the VM's base disk is made from).
-        var root: String
-        var hit: Bool
+        /// The base as a folder (what the VM's base disk and the first layer are made from), made
+        /// only when a side's base entry is not cached: a build whose bases are all hits (here or in
+        /// a registry) runs no mmdebstrap and unpacks nothing.
+        var root: LazyRoot
         var description: String
         /// For FROM oci:: the layout and image, whose layers the container side keeps.
         var image: (ImageLayout, ImageLayout.Image)?
@@ -25,7 +26,7 @@ extension Builder {
         case .scratch:
             let root = "\(options.cache)/bases/scratch/root"
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            return Base(key: "scratch", root: root, hit: true, description: "scratch")
+            return Base(key: "scratch", root: LazyRoot(ready: root), description: "scratch")
         case let .ociLayout(path, tag):
             return try ociBase(path: path, tag: tag, in: cache)
         case let .registry(reference):
@@ -36,6 +37,12 @@ extension Builder {
     /// A root made by mmdebstrap, under the lock of its entry (two builds make it once).
     func debianBase(suite: String, variant: String, in cache: BuildCache) throws -> Base {
         let base = try DebianBase(suite: suite, variant: variant)
+        let made = LazyRoot(naming: "\(recipe.baseLocation): making the base") { try self.debianRoot(base, in: cache) }
+        return Base(key: base.key, root: made, description: "debian:\(suite) \(variant) (mmdebstrap)")
+    }
+
+    func debianRoot(_ base: DebianBase, in cache: BuildCache) throws -> (path: String, hit: Bool) {
+        let (suite, variant) = (base.suite, base.variant)
         let dir = "\(options.cache)/bases/\(base.key.prefix(32))"
         let root = "\(dir)/root"
         // The entry's folder holds nothing but its root: made afresh, removed if the root is not made.
@@ -50,7 +57,7 @@ extension Builder {
                 }
             }
         }
-        return Base(key: base.key, root: root, hit: hit, description: "debian:\(suite) \(variant) (mmdebstrap)")
+        return (root, hit)
     }
 
     /// An OCI image's layers applied to a folder (what the VM's base disk is made from), under
@@ -68,6 +75,14 @@ extension Builder {
             throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM \(label): \(error)"))
         }
         let digest = image.manifestDescriptor.digest
+        let made = LazyRoot(naming: "\(recipe.baseLocation): unpacking the base") {
+            try self.ociRoot(label: label, layout: layout, image: image, in: cache)
+        }
+        return Base(key: digest.description, root: made, description: "\(label) \(digest)", image: (layout, image))
+    }
+
+    func ociRoot(label: String, layout: ImageLayout, image: ImageLayout.Image, in cache: BuildCache) throws -> (path: String, hit: Bool) {
+        let digest = image.manifestDescriptor.digest
         let dir = "\(options.cache)/bases/oci-\(digest.hex.prefix(32))"
         let root = "\(dir)/root"
         let hit = try cache.entry("the base \(label)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
@@ -80,7 +95,7 @@ extension Builder {
                 try FileSystem.rename(root + ".partial", to: root)
             }
         }
-        return Base(key: digest.description, root: root, hit: hit, description: "\(label) \(digest)", image: (layout, image))
+        return (root, hit)
     }
 
     /// A base root is complete once it has its name: it is made as `root.partial` and renamed last.
@@ -89,7 +104,8 @@ extension Builder {
         return FileManager.default.fileExists(atPath: root, isDirectory: &isDir) && isDir.boolValue ? .valid : .missing
     }
 
-    /// The base on each target; the time spent making the base root counts on both.
+    /// The base on each target. The time spent making the base root counts on every side that
+    /// needed it, also when another side made it first.
     func buildBase(_ base: Base, seconds: Double, into state: inout State) throws {
         if let container = state.container {
             var m: BuildReport.Measure
@@ -97,20 +113,64 @@ extension Builder {
                 m = try container.base(image: image, layout: layout)
                 if let c = image.config.config { state.config.image = c }
             } else {
-                m = try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
-                    try container.base(key: state.plan.rootKey, root: base.root, description: base.description)
+                m = try base.root.counting {
+                    try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
+                        try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description)
+                    }
                 }
             }
             m.seconds += seconds
             state.base.container = m
         }
         if let vm = state.vm {
-            var m = try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
-                try vm.base(key: state.plan.rootKey, root: base.root, sourceDateEpoch: sourceDateEpoch)
+            var m = try base.root.counting {
+                try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
+                    try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch)
+                }
             }
             m.seconds += seconds
-            m.cacheHit = m.cacheHit && base.hit
+            m.cacheHit = m.cacheHit && base.root.hit
             state.base.vm = m
         }
+    }
+}
+
+/// A base root folder made on first use, once (`Builder.Base.root`).
+final class LazyRoot {
+    private let make: () throws -> (path: String, hit: Bool)
+    private var made: (path: String, hit: Bool)?
+    /// The time making it took.
+    private(set) var seconds = 0.0
+    private var uses = 0
+
+    init(naming: String, _ make: @escaping () throws -> (path: String, hit: Bool)) {
+        self.make = { try BuildError.naming(naming, make) }
+    }
+
+    init(ready path: String) {
+        make = { (path, true) }
+    }
+
+    /// The folder, made now if no side asked for it before.
+    func path() throws -> String {
+        uses += 1
+        if let made { return made.path }
+        let start = Date()
+        let m = try make()
+        seconds = Date().timeIntervalSince(start)
+        made = m
+        return m.path
+    }
+
+    /// Whether the root was found in the cache (or never needed).
+    var hit: Bool { made?.hit ?? true }
+
+    /// A side's base measure, which counts the making of the root when the side used it, also
+    /// when an earlier side made it (the time `work` itself measured covers only its own making).
+    func counting(_ work: () throws -> BuildReport.Measure) throws -> BuildReport.Measure {
+        let (before, usesBefore) = (seconds, uses)
+        var m = try work()
+        if uses > usesBefore { m.seconds += before }
+        return m
     }
 }

@@ -11,6 +11,15 @@ public protocol BuildEvents: Sendable {
     func stepFinished(index: Int, target: String, measure: BuildReport.Measure)
     /// Output of a running command.
     func output(_ text: String)
+    /// Something the user must see whatever the progress display: the build goes on without it.
+    func warning(_ message: String)
+}
+
+extension BuildEvents {
+    /// On standard error, as one line, also with `--progress none`.
+    public func warning(_ message: String) {
+        FileHandle.standardError.write(Data("imgbench: warning: \(message)\n".utf8))
+    }
 }
 
 public struct BuildOptions: Sendable {
@@ -99,7 +108,10 @@ public final class Builder {
                                 sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
-        let remote = options.remoteCache.isEmpty ? nil : RemoteCache(settings: options.remoteCache, events: events)
+        // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
+        var remoteSettings = options.remoteCache
+        if options.noCache { remoteSettings.from = nil }
+        let remote = remoteSettings.isEmpty ? nil : RemoteCache(settings: remoteSettings, events: events)
         container?.remote = remote
         vm?.remote = remote
         var state = State(plan: plan, container: container, vm: vm,

@@ -83,12 +83,13 @@ final class ContainerPass {
 
     var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
-    /// The base: the root folder captured as the first layer and unpacked into the driver.
-    func base(key: String, root: String, description: String) throws -> BuildReport.Measure {
+    /// The base: the root folder captured as the first layer and unpacked into the driver;
+    /// `root` is asked for only when the layer is made here.
+    func base(key: String, root: () throws -> String, description: String) throws -> BuildReport.Measure {
         let start = Date()
         let (layer, hit) = try cachedLayer(key, what: "the base") {
             events.note("container: capturing the base root as the first layer")
-            let layer = try capture("the base") { try LayerCapture.capture(.tree(root), into: blobs, options: captureOptions, tee: $0).layer }
+            let layer = try capture("the base") { try LayerCapture.capture(.tree(try root()), into: blobs, options: captureOptions, tee: $0).layer }
             try inNewLayer(key, parent: nil) { writable in
                 _ = try LayerApply.apply(layer: blobs.path(of: layer.descriptor.digest), to: writable, expecting: layer.descriptor.digest)
             }

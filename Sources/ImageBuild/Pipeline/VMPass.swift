@@ -58,8 +58,8 @@ public final class VMPass {
 
     func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
 
-    /// The base disk from the base root.
-    func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
+    /// The base disk from the base root; `root` is asked for only when the disk is made here.
+    func base(key: String, root: () throws -> String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
         let start = Date()
         let p = path(key)
         var fetched = false
@@ -69,7 +69,7 @@ public final class VMPass {
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
             try making(key, parent: nil) { partial in
                 try BuildCache.makingPartial(partial + ".raw") {
-                    _ = try BaseDisk.make(root: root, qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
+                    _ = try BaseDisk.make(root: try root(), qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
                 }
             }
         }
