@@ -15,8 +15,15 @@ extension RegistryClient {
         do {
             try await ping(https, call)
             found = https
-        } catch where (loopback || !options.tls.verify) && Self.failedAtTLS(error) {
-            guard (try? await ping("http://\(endpoint)", call)) != nil else { throw error }
+        } catch let tlsFailure where (loopback || !options.tls.verify) && Self.failedAtTLS(tlsFailure) {
+            do {
+                try await ping("http://\(endpoint)", call)
+            } catch let busy as RegistryError {
+                // A server that speaks plain HTTP but stays busy: its status is the error to give;
+                // anything else (a TLS server answering 400 to plain HTTP): the TLS failure is.
+                if case let .status(_, _, _, code, _) = busy, Self.isRetryable(code) { throw busy }
+                throw tlsFailure
+            }
             found = "http://\(endpoint)"
         }
         lock.withLock { base = found }
@@ -29,7 +36,8 @@ extension RegistryClient {
         return isTLSFailure(error)
     }
 
-    /// `GET /v2/`: a registry answers 200, or 401 with its challenge.
+    /// `GET /v2/`: a registry answers 200, or 401 with its challenge; 429 and 5xx are retried
+    /// as every other request's are.
     private func ping(_ root: String, _ call: Call) async throws {
         var attempt = 1
         while true {
@@ -39,6 +47,11 @@ extension RegistryClient {
                 let response = try await http.execute(r, timeout: .seconds(60))
                 await drain(response)
                 let code = Int(response.status.code)
+                if Self.isRetryable(code), attempt < options.attempts {
+                    try await Task.sleep(nanoseconds: delay(attempt, retryAfter: response.headers.first(name: "Retry-After")))
+                    attempt += 1
+                    continue
+                }
                 guard code == 200 || code == 401 else {
                     throw RegistryError.status(registry: registry, repository: call.repository, operation: "GET \(root)/v2/",
                                                status: code, detail: "not a distribution API (it answers 200 or 401)")

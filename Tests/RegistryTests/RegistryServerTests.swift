@@ -115,6 +115,37 @@ struct RegistryServerTests {
         #expect(skopeo.status != 0, "nothing under the tag: \(skopeo.output)")
     }
 
+    @Test func overloadedRegistryIsRetriedWithBackoffThenAnswers() async throws {
+        let registry = try LocalRegistry()
+        let (dir, layout, image) = try Self.smallImage()
+        defer { withExtendedLifetime(dir) {} }
+        let direct = try ImageReference(parsing: "\(registry.address)/demo/app:v1")
+        try await RegistryClient.using(direct, options: Self.options()) { client in
+            _ = try await client.pushImage(layout, manifest: image, to: direct.repository)
+            try await client.putManifest(direct.repository, reference: "v1", data: try layout.blobs.read(image), mediaType: image.mediaType)
+        }
+        // Three 503s, then a 429 asking for one second: the fifth attempt gets the manifest.
+        for busy in [DroppingProxy.Busy(status: 503, times: 3), DroppingProxy.Busy(status: 429, retryAfter: 1, times: 1)] {
+            let proxy = try DroppingProxy(to: registry.port, dropAfter: .max, busy: busy)
+            defer { proxy.close() }
+            let ref = try ImageReference(parsing: "127.0.0.1:\(proxy.port)/demo/app:v1")
+            let started = Date()
+            let m = try await RegistryClient.using(ref, options: Self.options()) { try await $0.manifest(ref.repository, reference: "v1") }
+            #expect(m?.digest == image.digest && proxy.answered == busy.times)
+            if busy.retryAfter != nil { #expect(Date().timeIntervalSince(started) >= 1, "Retry-After is honoured") }
+        }
+        // Always busy: the error names the registry, the repository and the status, after every attempt.
+        let proxy = try DroppingProxy(to: registry.port, dropAfter: .max, busy: DroppingProxy.Busy(status: 503, times: .max))
+        defer { proxy.close() }
+        let ref = try ImageReference(parsing: "127.0.0.1:\(proxy.port)/demo/app:v1")
+        let error = await #expect(throws: RegistryError.self) {
+            _ = try await RegistryClient.using(ref, options: Self.options()) { try await $0.manifest(ref.repository, reference: "v1") }
+        }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("registry 127.0.0.1:\(proxy.port), repository demo/app") && text.contains("503"), "\(text)")
+        #expect(proxy.answered == RegistryClient.Options().attempts, "\(proxy.answered) answers")
+    }
+
     // MARK: - Helpers
 
     /// Pushes the small image, then tags it, through a proxy that drops `drops` connections

@@ -3,8 +3,21 @@ import Foundation
 /// A TCP proxy on 127.0.0.1 in front of a port that drops connections mid-request: once more
 /// than `dropAfter` bytes have come from the client on one connection, it closes both sides,
 /// `drops` times in all (then it relays every byte). A registry that loses the connection in the
-/// middle of an upload, for the client's retries.
+/// middle of an upload, for the client's retries. With `busy`, it first answers that many
+/// connections itself with an HTTP status (429 or a 5xx, with `Retry-After` when given) and
+/// closes them: a registry that is overloaded for a while.
 public final class DroppingProxy: @unchecked Sendable {
+    /// An answer the proxy gives in the registry's place, `times` times.
+    public struct Busy: Sendable {
+        public var status: Int
+        public var retryAfter: Int?
+        public var times: Int
+
+        public init(status: Int, retryAfter: Int? = nil, times: Int) {
+            (self.status, self.retryAfter, self.times) = (status, retryAfter, times)
+        }
+    }
+
     public let port: UInt16
     let target: UInt16
     let dropAfter: Int
@@ -12,13 +25,18 @@ public final class DroppingProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var dropsLeft: Int
     private var droppedCount = 0
+    private var busy: Busy?
+    private var answeredCount = 0
 
     /// How many connections it has dropped.
     public var dropped: Int { lock.withLock { droppedCount } }
+    /// How many requests it has answered itself (`busy`).
+    public var answered: Int { lock.withLock { answeredCount } }
 
-    public init(to target: UInt16, dropAfter: Int, drops: Int = .max) throws {
+    public init(to target: UInt16, dropAfter: Int, drops: Int = .max, busy: Busy? = nil) throws {
         self.target = target
         self.dropAfter = dropAfter
+        self.busy = busy
         dropsLeft = drops
         port = try LocalRegistry.freePort()
         listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -34,7 +52,12 @@ public final class DroppingProxy: @unchecked Sendable {
             while true {
                 let client = accept(l, nil, nil)
                 if client < 0 { return }
-                relay(client)
+                Thread.detachNewThread { [self] in
+                    // A TLS handshake (a client trying https first) goes to the registry, which refuses it.
+                    var first: UInt8 = 0
+                    let tls = recv(client, &first, 1, Int32(MSG_PEEK)) == 1 && first == 0x16
+                    if !tls, let answer = takeBusy() { refuse(client, answer) } else { relay(client) }
+                }
             }
         }
     }
@@ -69,6 +92,31 @@ public final class DroppingProxy: @unchecked Sendable {
         shutdown(a, Int32(SHUT_RDWR))
         shutdown(b, Int32(SHUT_RDWR))
         if counting { usleep(100_000); Glibc.close(a); Glibc.close(b) }
+    }
+
+    /// Reads the request's head, answers with the busy status and closes the connection.
+    func refuse(_ client: Int32, _ answer: Busy) {
+        var head = [UInt8]()
+        var byte: UInt8 = 0
+        while read(client, &byte, 1) == 1 {
+            head.append(byte)
+            if head.count >= 4, head.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        let reason = answer.status == 429 ? "Too Many Requests" : "Service Unavailable"
+        let text = "HTTP/1.1 \(answer.status) \(reason)\r\n" + (answer.retryAfter.map { "Retry-After: \($0)\r\n" } ?? "")
+            + "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        _ = text.utf8CString.withUnsafeBytes { write(client, $0.baseAddress, $0.count - 1) }
+        shutdown(client, Int32(SHUT_RDWR))
+        Glibc.close(client)
+    }
+
+    private func takeBusy() -> Busy? {
+        lock.withLock {
+            guard let b = busy, b.times > 0 else { return nil }
+            busy?.times -= 1
+            answeredCount += 1
+            return b
+        }
     }
 
     private func takeDrop() -> Bool {
