@@ -115,6 +115,33 @@ struct RegistryServerTests {
         #expect(skopeo.status != 0, "nothing under the tag: \(skopeo.output)")
     }
 
+    @Test func bearerTokensFromTheRegistrysTokenService() async throws {
+        let registry = try LocalRegistry(tokens: true)
+        let tokens = try #require(registry.tokenServer)
+        let (dir, layout, image) = try Self.smallImage()
+        defer { withExtendedLifetime(dir) {} }
+        let ref = try ImageReference(parsing: "\(registry.address)/demo/app:v1")
+        try await RegistryClient.using(ref, options: Self.options(auth: try registry.authFile())) { client in
+            _ = try await client.pushImage(layout, manifest: image, to: ref.repository)
+            try await client.putManifest(ref.repository, reference: "v1", data: try layout.blobs.read(image), mediaType: image.mediaType)
+        }
+        #expect(tokens.scopes.contains("repository:demo/app:pull,push"), "\(tokens.scopes)\n\(registry.log)")
+        let creds = "\(registry.username):\(registry.password)"
+        let skopeo = try HostTool.run("skopeo", package: "skopeo", ["inspect", "--tls-verify=false", "--creds", creds, "docker://\(ref)"])
+        #expect(skopeo.status == 0 && skopeo.stdout.contains(image.digest.description), "skopeo: \(skopeo.output)")
+
+        // Wrong credentials: the token service refuses them; one error naming where and the status.
+        let error = await #expect(throws: RegistryError.self) {
+            _ = try await RegistryClient.using(ref, options: Self.options(auth: try registry.authFile(password: "wrong"))) {
+                try await $0.manifest(ref.repository, reference: "v1")
+            }
+        }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("registry \(registry.address), repository demo/app") && text.contains("GET token from \(tokens.realm)")
+                && text.contains("HTTP 401"), "\(text)")
+        #expect(tokens.refusals >= 1)
+    }
+
     @Test func overloadedRegistryIsRetriedWithBackoffThenAnswers() async throws {
         let registry = try LocalRegistry()
         let (dir, layout, image) = try Self.smallImage()

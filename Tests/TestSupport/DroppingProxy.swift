@@ -38,15 +38,7 @@ public final class DroppingProxy: @unchecked Sendable {
         self.dropAfter = dropAfter
         self.busy = busy
         dropsLeft = drops
-        port = try LocalRegistry.freePort()
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = LocalRegistry.loopback(port)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        } }
-        guard bound, listen(listener, 16) == 0 else { throw POSIXError(.EADDRINUSE) }
+        (listener, port) = try LocalRegistry.listen()
         let l = listener
         Thread.detachNewThread { [self] in
             while true {
@@ -96,17 +88,9 @@ public final class DroppingProxy: @unchecked Sendable {
 
     /// Reads the request's head, answers with the busy status and closes the connection.
     func refuse(_ client: Int32, _ answer: Busy) {
-        var head = [UInt8]()
-        var byte: UInt8 = 0
-        while read(client, &byte, 1) == 1 {
-            head.append(byte)
-            if head.count >= 4, head.suffix(4) == [13, 10, 13, 10] { break }
-        }
+        _ = LocalRegistry.readHead(client)
         let reason = answer.status == 429 ? "Too Many Requests" : "Service Unavailable"
-        let text = "HTTP/1.1 \(answer.status) \(reason)\r\n" + (answer.retryAfter.map { "Retry-After: \($0)\r\n" } ?? "")
-            + "Content-Length: 0\r\nConnection: close\r\n\r\n"
-        _ = text.utf8CString.withUnsafeBytes { write(client, $0.baseAddress, $0.count - 1) }
-        shutdown(client, Int32(SHUT_RDWR))
+        LocalRegistry.respond(client, status: "\(answer.status) \(reason)", headers: answer.retryAfter.map { ["Retry-After: \($0)"] } ?? [])
         Glibc.close(client)
     }
 

@@ -3,7 +3,8 @@ import Host
 
 /// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 at a free port, for the registry
 /// tests: plain HTTP, or TLS with a certificate signed by a CA the test makes with openssl and
-/// htpasswd basic auth. Its storage, configuration and certificates live in a temporary folder;
+/// htpasswd basic auth, or plain HTTP with bearer tokens from a `TokenServer` (the docker
+/// token-auth flow that Docker Hub, GHCR and Harbor use). Its storage, configuration and certificates live in a temporary folder;
 /// `stop()` (or deinit) ends it and removes them.
 public final class LocalRegistry: @unchecked Sendable {
     public static let program = "/usr/bin/docker-registry"
@@ -16,6 +17,8 @@ public final class LocalRegistry: @unchecked Sendable {
     public let username = "imgbench"
     public let password = "s3cret-\(UInt32.random(in: 0...UInt32.max))"
     private var process: Process?
+    /// The token service the registry sends clients to (`tokens`).
+    public private(set) var tokenServer: TokenServer?
 
     /// `host:port`, as a reference names the registry.
     public var address: String { "127.0.0.1:\(port)" }
@@ -23,16 +26,18 @@ public final class LocalRegistry: @unchecked Sendable {
     public var certDir: String? { tls ? folder.file("certs.d") : nil }
 
     /// `tls`: TLS with a test CA, and htpasswd basic auth (user `username`, `password`).
-    public init(tls: Bool = false) throws {
+    /// `tokens`: bearer tokens from a `TokenServer` that takes the same user and password.
+    public init(tls: Bool = false, tokens: Bool = false) throws {
         folder = try TempDir("registry")
         port = try Self.freePort()
         self.tls = tls
         if tls { try makeCertificates(); try makePasswords() }
+        if tokens { tokenServer = try TokenServer(folder: folder.path, username: username, password: password) }
         try config().write(toFile: folder.file("config.yml"), atomically: true, encoding: .utf8)
         try start()
     }
 
-    deinit { stop() }
+    deinit { stop(); tokenServer?.close() }
 
     /// Ends the registry (its storage stays until the value goes away).
     public func stop() {
@@ -77,6 +82,10 @@ public final class LocalRegistry: @unchecked Sendable {
         if tls {
             lines += ["  tls:", "    certificate: \(folder.file("server.crt"))", "    key: \(folder.file("server.key"))",
                       "auth:", "  htpasswd:", "    realm: imgbench-test", "    path: \(folder.file("htpasswd"))"]
+        }
+        if let t = tokenServer {
+            lines += ["auth:", "  token:", "    realm: \(t.realm)", "    service: \(TokenServer.service)",
+                      "    issuer: \(TokenServer.issuer)", "    rootcertbundle: \(t.certificate)"]
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -130,6 +139,40 @@ public final class LocalRegistry: @unchecked Sendable {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = port.bigEndian
         return addr
+    }
+
+    /// A socket listening on 127.0.0.1 at a free port.
+    static func listen() throws -> (Int32, UInt16) {
+        let port = try freePort()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = loopback(port)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        } }
+        guard bound, Glibc.listen(fd, 16) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+        return (fd, port)
+    }
+
+    /// An HTTP request's head (up to the blank line), read byte by byte from a socket.
+    static func readHead(_ fd: Int32) -> String {
+        var head = [UInt8]()
+        var byte: UInt8 = 0
+        while head.count < 64 << 10, read(fd, &byte, 1) == 1 {
+            head.append(byte)
+            if head.count >= 4, head.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        return String(decoding: head, as: UTF8.self)
+    }
+
+    /// Writes an HTTP/1.1 answer (`status`: "200 OK") with a JSON body, or none, and closes the
+    /// writing side.
+    static func respond(_ fd: Int32, status: String, headers: [String] = [], body: String = "") {
+        let text = (["HTTP/1.1 \(status)"] + headers + ["Content-Type: application/json", "Content-Length: \(body.utf8.count)",
+                                                      "Connection: close", "", body]).joined(separator: "\r\n")
+        _ = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        shutdown(fd, Int32(SHUT_WR))
     }
 
     /// A port nothing listens on now (the kernel's choice for a socket bound to port 0).
