@@ -58,7 +58,7 @@ extension RegistryClient {
                 }
                 return
             } catch {
-                try await retryOrThrow(error, call, attempt: attempt)
+                try await retryOrThrow(error, call, attempt: attempt, overTLS: root.hasPrefix("https:"))
                 attempt += 1
             }
         }

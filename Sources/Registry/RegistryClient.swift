@@ -43,6 +43,8 @@ public final class RegistryClient: @unchecked Sendable {
     let options: Options
     let http: HTTPClient
     let credentials: Credentials?
+    /// Whether a client certificate is offered (a `NAME.cert` in the certificate folder).
+    let hasClientCertificate: Bool
     /// Guards `base` and `authorizations`, which concurrent requests share.
     let lock = NSLock()
     var base: String?
@@ -56,8 +58,10 @@ public final class RegistryClient: @unchecked Sendable {
         self.options = options
         credentials = try AuthFiles.lookup(registry: reference.registry, repository: reference.repository,
                                            environment: options.environment)
+        let tls = try options.tls.configuration(for: reference.registry)
+        hasClientCertificate = !tls.certificateChain.isEmpty
         var config = HTTPClient.Configuration(
-            tlsConfiguration: try options.tls.configuration(for: reference.registry),
+            tlsConfiguration: tls,
             redirectConfiguration: .follow(max: 5, allowCycles: false),
             timeout: .init(connect: .milliseconds(Int64(options.connectTimeout * 1000)), read: .seconds(300)))
         config.decompression = .disabled
@@ -116,7 +120,7 @@ public final class RegistryClient: @unchecked Sendable {
             do {
                 response = try await http.execute(request(call, root: root), timeout: .seconds(1800))
             } catch {
-                try await retryOrThrow(error, call, attempt: attempt)
+                try await retryOrThrow(error, call, attempt: attempt, overTLS: root.hasPrefix("https:"))
                 attempt += 1
                 continue
             }
@@ -147,13 +151,21 @@ public final class RegistryClient: @unchecked Sendable {
     static func isRetryable(_ status: Int) -> Bool { status == 429 || status == 500 || status == 502 || status == 503 || status == 504 }
 
     /// Waits before the next attempt when one is left and the error is worth it; else throws.
-    func retryOrThrow(_ error: Error, _ call: Call, attempt: Int) async throws {
+    func retryOrThrow(_ error: Error, _ call: Call, attempt: Int, overTLS: Bool) async throws {
         if let e = error as? RegistryError { throw e }
         guard call.retries, attempt < options.attempts, !Self.isTLSFailure(error) else {
             throw RegistryError.connection(registry: registry, repository: call.repository, operation: call.operation,
-                                           message: Self.describe(error), attempts: attempt)
+                                           message: Self.describe(error) + clientCertificateHint(error, overTLS: overTLS), attempts: attempt)
         }
         try await Task.sleep(nanoseconds: delay(attempt, retryAfter: nil))
+    }
+
+    /// A registry that requires a client certificate ends a TLS 1.3 connection that offers none
+    /// after the handshake, which the client sees as a closed connection: say what may be missing.
+    func clientCertificateHint(_ error: Error, overTLS: Bool) -> String {
+        guard overTLS, !hasClientCertificate, case .remoteConnectionClosed? = error as? HTTPClientError else { return "" }
+        return " (no client certificate was offered: if the registry requires one, put NAME.cert and NAME.key in --cert-dir"
+            + " or /etc/containers/certs.d/\(registry)/)"
     }
 
     /// Exponential backoff; a registry's Retry-After (seconds) is honoured up to 30 s.

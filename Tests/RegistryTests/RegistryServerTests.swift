@@ -78,6 +78,27 @@ struct RegistryServerTests {
         #expect(try await good.manifest(ref.repository, reference: "v2") == nil, "nothing under the tag")
     }
 
+    @Test func clientCertificateFromTheCertDir() async throws {
+        let registry = try LocalRegistry(tls: true, clientCertificates: true)
+        let certDir = try #require(registry.certDir)
+        let (dir, layout, image) = try Self.smallImage()
+        defer { withExtendedLifetime(dir) {} }
+        let ref = try ImageReference(parsing: "\(registry.address)/demo/app:v1")
+        try await RegistryClient.using(ref, options: Self.options(certDir: certDir, auth: try registry.authFile())) { client in
+            _ = try await client.pushImage(layout, manifest: image, to: ref.repository)
+        }
+        // The CA alone, no client certificate: the registry ends the handshake.
+        let caOnly = try TempDir("registry-ca-only")
+        try FileManager.default.copyItem(atPath: certDir + "/ca.crt", toPath: caOnly.file("ca.crt"))
+        let error = await #expect(throws: RegistryError.self) {
+            _ = try await RegistryClient.using(ref, options: Self.options(certDir: caOnly.path, auth: try registry.authFile())) {
+                try await $0.hasBlob(ref.repository, image.digest)
+            }
+        }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("registry \(registry.address), repository demo/app") && text.contains("no client certificate was offered"), "\(text)")
+    }
+
     @Test func untrustedCertificateIsRefusedNotDowngraded() async throws {
         let registry = try LocalRegistry(tls: true)
         let ref = try ImageReference(parsing: "\(registry.address)/demo/app:v1")

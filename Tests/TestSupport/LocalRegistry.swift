@@ -14,6 +14,8 @@ public final class LocalRegistry: @unchecked Sendable {
     public let folder: TempDir
     public let port: UInt16
     public let tls: Bool
+    /// TLS that asks every client for a certificate the test CA signed (`clientcas`).
+    public let clientCertificates: Bool
     public let username = "imgbench"
     public let password = "s3cret-\(UInt32.random(in: 0...UInt32.max))"
     private var process: Process?
@@ -27,10 +29,13 @@ public final class LocalRegistry: @unchecked Sendable {
 
     /// `tls`: TLS with a test CA, and htpasswd basic auth (user `username`, `password`).
     /// `tokens`: bearer tokens from a `TokenServer` that takes the same user and password.
-    public init(tls: Bool = false, tokens: Bool = false) throws {
+    /// `clientCertificates` (with `tls`): the registry refuses a client without a certificate of
+    /// the test CA; `certDir` then holds one (`client.cert`, `client.key`), as containers-certs.d has it.
+    public init(tls: Bool = false, clientCertificates: Bool = false, tokens: Bool = false) throws {
         folder = try TempDir("registry")
         port = try Self.freePort()
         self.tls = tls
+        self.clientCertificates = tls && clientCertificates
         if tls { try makeCertificates(); try makePasswords() }
         if tokens { tokenServer = try TokenServer(folder: folder.path, username: username, password: password) }
         try config().write(toFile: folder.file("config.yml"), atomically: true, encoding: .utf8)
@@ -80,8 +85,9 @@ public final class LocalRegistry: @unchecked Sendable {
             "http:", "  addr: \(address)",
         ]
         if tls {
-            lines += ["  tls:", "    certificate: \(folder.file("server.crt"))", "    key: \(folder.file("server.key"))",
-                      "auth:", "  htpasswd:", "    realm: imgbench-test", "    path: \(folder.file("htpasswd"))"]
+            lines += ["  tls:", "    certificate: \(folder.file("server.crt"))", "    key: \(folder.file("server.key"))"]
+                + (clientCertificates ? ["    clientcas:", "      - \(folder.file("ca.crt"))"] : [])
+                + ["auth:", "  htpasswd:", "    realm: imgbench-test", "    path: \(folder.file("htpasswd"))"]
         }
         if let t = tokenServer {
             lines += ["auth:", "  token:", "    realm: \(t.realm)", "    service: \(TokenServer.service)",
@@ -102,7 +108,12 @@ public final class LocalRegistry: @unchecked Sendable {
             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr
             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt
             mkdir -p certs.d && cp ca.crt certs.d/ca.crt
-            """
+            """ + (clientCertificates ? """
+
+            printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+            openssl req -newkey rsa:2048 -nodes -subj /CN=imgbench-test-client -keyout certs.d/client.key -out client.csr
+            openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out certs.d/client.cert
+            """ : "")
         let r = try sh(script, cwd: d)
         guard r.status == 0 else { throw MissingTool(description: "openssl failed: \(r.output)") }
     }
