@@ -8,13 +8,16 @@ extension ContainerPass {
     static func remoteTag(_ key: String) -> String { "layer-\(key)" }
 
     /// The layer of step `key` from the registry, unpacked into the driver on `parent` and
-    /// recorded, as if built here; nil when the registry has none.
+    /// recorded, as if built here; nil when the registry has none, or one whose blob is not
+    /// what its record says.
     func fetchLayer(_ key: String, parent: String?) throws -> StoredLayer? {
-        try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir in
+        let fetched = try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir -> StoredLayer? in
             let layer = try JSONDecoder().decode(StoredLayer.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
             let (digest, _) = try Digest.ofFile("\(dir)/layer")
             guard digest == layer.descriptor.digest else {
-                throw BuildError.invalid("cache: the registry's layer-\(key.prefix(12)) holds \(digest), its record says \(layer.descriptor.digest)")
+                // A bad entry in a shared cache must not stop every build that reads it: built here instead.
+                events.warning("--cache-from: the registry's layer-\(key.prefix(12)) holds \(digest), its record says \(layer.descriptor.digest); the step is built here")
+                return nil
             }
             if !blobs.contains(digest) { try FileSystem.rename("\(dir)/layer", to: blobs.path(of: digest)) }
             try inNewLayer(key, parent: parent) { root in
@@ -23,6 +26,7 @@ extension ContainerPass {
             events.note("cache: layer \(key.prefix(12)) from the registry")
             return layer
         }
+        return fetched ?? nil
     }
 
     /// Stores step `key`'s layer in the registry (`--cache-to`).
