@@ -11,10 +11,10 @@ extension RegistryClient {
                           mountFrom: String? = nil, progress: TransferProgress? = nil) async throws -> [BlobOutcome] {
         let data = try layout.blobs.read(d)
         let manifest = try CanonicalJSON.decode(Manifest.self, from: data, path: layout.blobs.path(of: d.digest))
-        var outcomes: [BlobOutcome] = []
-        for blob in [manifest.config] + manifest.layers {
-            outcomes.append(try await pushBlob(repository, blob, file: layout.blobs.path(of: blob.digest),
-                                               mountFrom: mountFrom, progress: progress))
+        let blobs = [manifest.config] + manifest.layers
+        let files = blobs.map { layout.blobs.path(of: $0.digest) }
+        let outcomes = try await Self.concurrently(blobs.count) { i in
+            try await self.pushBlob(repository, blobs[i], file: files[i], mountFrom: mountFrom, progress: progress)
         }
         try await putManifest(repository, reference: d.digest.description, data: data, mediaType: d.mediaType)
         return outcomes
@@ -30,9 +30,8 @@ extension RegistryClient {
                                                 message: "\(remote.mediaType) is not an image manifest")
         }
         let manifest = try CanonicalJSON.decode(Manifest.self, from: remote.data, path: "\(registry)/\(repository)@\(remote.digest)")
-        for blob in [manifest.config] + manifest.layers {
-            try await fetchBlob(repository, blob, into: layout.blobs, progress: progress)
-        }
+        let blobs = [manifest.config] + manifest.layers, store = layout.blobs
+        _ = try await Self.concurrently(blobs.count) { i in try await self.fetchBlob(repository, blobs[i], into: store, progress: progress) }
         var d = try layout.blobs.put(remote.data, mediaType: remote.mediaType)
         let config = try layout.readJSON(ImageConfig.self, manifest.config)
         d.platform = Platform(architecture: config.architecture, os: config.os, variant: config.variant)
@@ -83,5 +82,30 @@ extension RegistryClient {
                                                 message: "content hashes to \(Digest.of(data))")
         }
         return (data, manifest.annotations ?? [:])
+    }
+
+    /// At most this many blobs of one image move at once (skopeo moves up to 6, docker 3 to 5):
+    /// the registry hashes and stores one while the next is sent.
+    static let parallelBlobs = 4
+
+    /// `body(0..<count)`, at most `parallelBlobs` at a time, the results in index order; the first
+    /// error cancels the rest.
+    static func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
+        try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            var results = [T?](repeating: nil, count: count)
+            var next = 0
+            func start() {
+                guard next < count else { return }
+                let i = next
+                group.addTask { (i, try await body(i)) }
+                next += 1
+            }
+            for _ in 0..<min(parallelBlobs, count) { start() }
+            while let (i, r) = try await group.next() {
+                results[i] = r
+                start()
+            }
+            return results.compactMap { $0 }
+        }
     }
 }
