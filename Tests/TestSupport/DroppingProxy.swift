@@ -39,18 +39,11 @@ public final class DroppingProxy: @unchecked Sendable {
         self.busy = busy
         dropsLeft = drops
         (listener, port) = try LocalRegistry.listen()
-        let l = listener
-        Thread.detachNewThread { [self] in
-            while true {
-                let client = accept(l, nil, nil)
-                if client < 0 { return }
-                Thread.detachNewThread { [self] in
-                    // A TLS handshake (a client trying https first) goes to the registry, which refuses it.
-                    var first: UInt8 = 0
-                    let tls = recv(client, &first, 1, Int32(MSG_PEEK)) == 1 && first == 0x16
-                    if !tls, let answer = takeBusy() { refuse(client, answer) } else { relay(client) }
-                }
-            }
+        LocalRegistry.serve(listener) { [self] client in
+            // A TLS handshake (a client trying https first) goes to the registry, which refuses it.
+            var first: UInt8 = 0
+            let tls = recv(client, &first, 1, Int32(MSG_PEEK)) == 1 && first == 0x16
+            if !tls, let answer = takeBusy() { refuse(client, answer) } else { relay(client) }
         }
     }
 

@@ -166,6 +166,17 @@ public final class LocalRegistry: @unchecked Sendable {
         return (fd, port)
     }
 
+    /// Accepts connections on `listener` until it is closed, each handled on a thread of its own.
+    static func serve(_ listener: Int32, _ handle: @escaping @Sendable (Int32) -> Void) {
+        Thread.detachNewThread {
+            while true {
+                let client = accept(listener, nil, nil)
+                if client < 0 { return }
+                Thread.detachNewThread { handle(client) }
+            }
+        }
+    }
+
     /// An HTTP request's head (up to the blank line), read byte by byte from a socket.
     static func readHead(_ fd: Int32) -> String {
         var head = [UInt8]()

@@ -37,14 +37,7 @@ public final class TokenServer: @unchecked Sendable {
                        + " && openssl x509 -in token.crt -outform DER -out token.der", cwd: folder)
         guard r.status == 0 else { throw MissingTool(description: "openssl failed: \(r.output)") }
         (listener, port) = try LocalRegistry.listen()
-        let l = listener
-        Thread.detachNewThread { [self] in
-            while true {
-                let client = accept(l, nil, nil)
-                if client < 0 { return }
-                Thread.detachNewThread { [self] in answer(client) }
-            }
-        }
+        LocalRegistry.serve(listener) { [self] client in answer(client) }
     }
 
     deinit { close() }
