@@ -11,6 +11,8 @@ public struct ApplyResult: Sendable {
     /// The digest and size of the layer file as it was read.
     public var digest: Digest
     public var size: Int64
+    /// Every entry as `LayerReader.list` gives it, when asked for (`listing: true`).
+    public var listing: [LayerEntry]?
 }
 
 /// Unpacks a layer tar into a directory, honouring whiteouts and opaque directories.
@@ -22,9 +24,12 @@ public struct ApplyResult: Sendable {
 public enum LayerApply {
     /// `progress` is called with the bytes of the layer file read so far and its size.
     @discardableResult
+    /// `listing`: also return the layer's entries (`ApplyResult.listing`), read on the way.
     public static func apply(layer file: String, to root: String, expecting digest: Digest? = nil,
-                             progress: ((UInt64, UInt64) -> Void)? = nil, stop: (() -> Bool)? = nil) throws -> ApplyResult {
-        try apply(try ArchiveReader(path: file), to: root, expecting: digest, progress: progress, asRoot: getuid() == 0, stop: stop)
+                             progress: ((UInt64, UInt64) -> Void)? = nil, stop: (() -> Bool)? = nil,
+                             listing: Bool = false) throws -> ApplyResult {
+        try apply(try ArchiveReader(path: file), to: root, expecting: digest, progress: progress, asRoot: getuid() == 0, stop: stop,
+                  listing: listing)
     }
 
     /// `asRoot`: whether to make device nodes and set owners (tests pass false to see the
@@ -56,13 +61,16 @@ public enum LayerApply {
 
     /// `stop`, asked before each entry, ends the apply early (with `interrupted`).
     static func apply(_ reader: ArchiveReader, to root: String, expecting digest: Digest?,
-                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool, stop: (() -> Bool)? = nil) throws -> ApplyResult {
+                      progress: ((UInt64, UInt64) -> Void)?, asRoot: Bool, stop: (() -> Bool)? = nil,
+                      listing: Bool = false) throws -> ApplyResult {
         let file = reader.path
         let fileSize = UInt64((try? FileSystem.lstat(file).st_size) ?? 0)
         var state = State(root: root, file: file, isRoot: asRoot)
         var result = ApplyResult(digest: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)), size: 0)
+        if listing { result.listing = [] }
         while let ae = try reader.next() {
             if stop?() == true { throw HostError.interrupted(signal: SIGINT) }
+            if listing { result.listing?.append(LayerReader.entry(ae)) }
             try state.apply(ae, reader: reader, result: &result)
             if UInt64(reader.bytesRead) < fileSize { progress?(UInt64(reader.bytesRead), fileSize) }
         }

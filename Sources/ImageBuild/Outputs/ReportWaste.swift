@@ -47,6 +47,14 @@ enum LayerListingCache {
             }
         }
         let entries = try LayerReader.list(blob).entries
+        store(entries, digest: digest, cache: cache)
+        return entries
+    }
+
+    /// Keeps a layer's listing read elsewhere (while the layer was applied), so that the report
+    /// does not read the layer again.
+    static func store(_ entries: [LayerEntry], digest: Digest, cache: String) {
+        let file = "\(cache)/\(digest.hex).json"
         let listing = Listing(kinds: entries.map { e in
             switch e.kind {
             case .regular: return 1
@@ -62,6 +70,8 @@ enum LayerListingCache {
             let tmp = "\(file).partial-\(getpid())"
             if FileManager.default.createFile(atPath: tmp, contents: data), rename(tmp, file) != 0 { unlink(tmp) }
         }
-        return entries
     }
+
+    /// Where a cache keeps the listings.
+    static func folder(cache root: String) -> String { "\(root)/containers/listings" }
 }

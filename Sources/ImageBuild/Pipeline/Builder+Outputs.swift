@@ -29,7 +29,7 @@ extension Builder {
                                  startedAt: ISO8601DateFormatter().string(from: started), base: state.base, steps: state.steps,
                                  finalisation: state.finalisation, totals: totals, outputs: outputs)
         if state.container != nil {
-            try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: "\(options.cache)/containers/listings")
+            try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: LayerListingCache.folder(cache: options.cache))
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

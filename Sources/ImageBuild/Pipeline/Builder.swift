@@ -77,6 +77,9 @@ public final class Builder {
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try OutputFolder.mark(partial)
         let stager = options.targets.contains(.container) ? BundleStager(bundle: "\(partial)/bundle") : nil
+        // With no previous bundle to keep, the bundle is made whatever hits: from the first layer
+        // on, beside the build, rather than after the last step.
+        if OutputStamps.read(folder: options.output)?.bundle == nil { stager?.start() }
         let restore = OutputRestore()
         do {
             return try run(into: partial, bundle: stager, restore: restore)

@@ -10,9 +10,9 @@ import OCI
 /// Layers are applied in order on one background queue. A layer the build captures now is
 /// applied from its uncompressed tar as the capture writes it (a pipe fed by the capture's tee),
 /// so it is never decompressed; a layer from the cache is applied from its blob. Nothing starts
-/// until `start()`, which the container pass calls at its first cache miss: a build whose every
-/// step is a hit may keep the previous build's bundle instead (see `OutputStamps`), and then no
-/// work was wasted.
+/// until `start()`, which the builder calls at once when the output folder has no bundle to keep,
+/// else the container pass at its first cache miss: a build whose every step is a hit may keep
+/// the previous build's bundle instead (see `OutputStamps`), and then no work was wasted.
 final class BundleStager: @unchecked Sendable {
     let bundle: String
     var rootfs: String { bundle + "/rootfs" }

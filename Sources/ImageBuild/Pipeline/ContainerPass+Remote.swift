@@ -21,7 +21,10 @@ extension ContainerPass {
             }
             if !blobs.contains(digest) { try FileSystem.rename("\(dir)/layer", to: blobs.path(of: digest)) }
             try inNewLayer(key, parent: parent) { root in
-                _ = try LayerApply.apply(layer: blobs.path(of: digest), to: root, expecting: digest)
+                // The listing the report's wasted bytes need, read on the way: this machine never
+                // reads the layer for it again.
+                let applied = try LayerApply.apply(layer: blobs.path(of: digest), to: root, expecting: digest, listing: true)
+                LayerListingCache.store(applied.listing ?? [], digest: digest, cache: LayerListingCache.folder(cache: cache.root))
             }
             events.note("cache: layer \(key.prefix(12)) from the registry")
             return layer
