@@ -42,6 +42,9 @@ extension RecipeParser {
         var step = Step(instruction: instruction, target: a.target, location: i.location,
                         text: "\(i.upper) \(i.args.trimmingCharacters(in: .whitespaces))",
                         environment: state.env, buildArgs: state.args)
+        step.flags = a.flags
+        step.heredocs = i.line.heredocs
+        step.inlineFiles = try inlineFiles(a, state: state)
         if let n = a.flags["network"] {
             guard let network = Step.Network(rawValue: n) else {
                 throw RecipeError(i.location, "--network must be default, none or host, not '\(n)'")
@@ -53,8 +56,11 @@ extension RecipeParser {
 
     func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
         switch i.upper {
-        case "RUN": return InstructionSyntax(flags: ["target", "network"]) { a, _ in .run(try command(a)) }
-        case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod"]) { a, state in try parseCopy(a, state: state) }
+        case "RUN": return InstructionSyntax(flags: ["target", "network"]) { a, _ in .run(try runCommand(a)) }
+        case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
+        case "HEALTHCHECK":
+            return InstructionSyntax(flags: Set(RecipeParser.healthDurations + ["retries"])) { a, _ in try parseHealthcheck(a) }
+        case "ONBUILD": return InstructionSyntax { a, _ in try parseOnBuild(a) }
         case "ENV": return InstructionSyntax { a, state in try parseEnv(a, state: &state) }
         case "LABEL": return InstructionSyntax { a, state in .label(try keyValues(a, state: state)) }
         case "MAINTAINER": return InstructionSyntax { a, _ in .label([KeyValue("maintainer", a.body.trimmingCharacters(in: .whitespaces))]) }
@@ -69,8 +75,6 @@ extension RecipeParser {
         case "STOPSIGNAL": return InstructionSyntax { a, state in .stopSignal(try substitutedBody(a, state: state)) }
         case "FROM":
             throw RecipeError(i.location, "a second FROM: multi-stage recipes are not supported (one recipe builds one image and one disk)")
-        case "ONBUILD", "HEALTHCHECK":
-            throw RecipeError(i.location, "\(i.upper) is not supported by imgbench")
         default:
             throw RecipeError(i.location, "unknown instruction '\(i.keyword)'")
         }
@@ -95,17 +99,26 @@ extension RecipeParser {
             guard allowed.contains(name) else {
                 throw RecipeError(flagLoc, "\(i.upper) does not take --\(name)" + (allowed.isEmpty ? "" : " (it takes \(allowed.sorted().map { "--" + $0 }.joined(separator: ", ")))"))
             }
-            guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
-            a.flags[name] = parts[1]
+            // A flag without a value, `--link`, is true.
+            let value = parts.count == 1 && RecipeParser.booleanFlags.contains(name) ? "true" : parts.count == 2 ? parts[1] : ""
+            guard !value.isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
+            a.flags[name] = value
             if name == "target" { targetLocation = flagLoc }
             a.skip(flag.count)
         }
-        if let t = a.flags["target"] {
-            guard let st = StepTarget(rawValue: t) else { throw RecipeError(targetLocation ?? i.location, "--target must be container, vm or both, not '\(t)'") }
-            a.target = st
+        if let note = i.line.note {
+            targetLocation = try merge(note, into: &a, allowed: allowed) ?? targetLocation
         }
+        a.target = try stepTarget(a.flags["target"], at: targetLocation ?? i.location)
         if needsBody && a.body.trimmingCharacters(in: .whitespaces).isEmpty { throw RecipeError(i.location, "\(i.upper) needs arguments") }
         return a
+    }
+
+    /// The build a step is for: `--target=` (or `# imgbench: target=`), both when not given.
+    func stepTarget(_ value: String?, at loc: SourceLocation) throws -> StepTarget {
+        guard let value else { return .both }
+        guard let t = StepTarget(rawValue: value) else { throw RecipeError(loc, "--target must be container, vm or both, not '\(value)'") }
+        return t
     }
 
     // MARK: - Handlers
@@ -113,12 +126,23 @@ extension RecipeParser {
     /// COPY and ADD: sources and a destination (relative to WORKDIR); ADD takes no URL.
     func parseCopy(_ a: Arguments, state: State) throws -> Step.Instruction {
         var paths = try jsonArray(a.body) ?? substitutedWords(a, state: state)
-        guard paths.count >= 2 else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
+        let heredocs = a.line.heredocs.count
+        // The `<<NAME` words are the here-documents, not context paths (`inlineFiles`).
+        if heredocs > 0 {
+            if let last = paths.last, RecipeParser.isHeredocWord(last) {
+                throw RecipeError(a.location, "\(a.upper) cannot take a here-document as its destination")
+            }
+            paths.removeAll { RecipeParser.isHeredocWord($0) }
+        }
+        guard paths.count + heredocs >= 2, !paths.isEmpty else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
         for p in paths.dropLast() where a.upper == "ADD" && (p.contains("://") || p.hasPrefix("git@")) {
             throw RecipeError(a.location, "ADD from a URL (\(p)) is not supported: the build reaches no network but the package mirrors; add the file to the recipe folder")
         }
         let dest = paths.removeLast()
         let resolvedDest = dest.hasPrefix("/") ? dest : LexicalPath.join(state.workdir, dest) + (dest.hasSuffix("/") ? "/" : "")
+        if let link = a.flags["link"], link != "true" && link != "false" {
+            throw RecipeError(a.location, "--link must be true or false, not '\(link)'")
+        }
         if let chmod = a.flags["chmod"], UInt32(chmod, radix: 8) == nil || chmod.count > 4 {
             throw RecipeError(a.location, "--chmod=\(chmod) is not an octal mode")
         }

@@ -7,6 +7,8 @@ extension RecipeParser {
         var escape: Character
         var limits: RecipeLimits
         var globalArgs: [String: String] = [:]
+        /// The ARGs before FROM as declared, for the plan.
+        var globalDeclared: [GlobalArg] = []
         private(set) var args: [KeyValue] = []
         private(set) var env: [KeyValue] = []
         /// What substitution sees: ENV wins over ARG, as in Containerfiles. Kept as they are set,
@@ -24,6 +26,9 @@ extension RecipeParser {
             self.escape = escape
             self.limits = limits
         }
+
+        /// What FROM substitutes: the global ARGs over BuildKit's platform ARGs.
+        var fromVariables: [String: String] { RecipeParser.platformArgs.merging(globalArgs) { $1 } }
 
         mutating func enterStage() {
             args = []
@@ -73,8 +78,9 @@ extension RecipeParser {
                     value = nil
                 }
                 guard RecipeParser.isName(name) else { throw RecipeError(parser.location(line, w.offset), "'\(name)' is not a valid ARG name") }
-                let resolved = buildArgs[name] ?? value ?? (global ? nil : globalArgs[name])
+                let resolved = buildArgs[name] ?? value ?? (global ? nil : globalArgs[name]) ?? RecipeParser.platformArgs[name]
                 if global {
+                    globalDeclared.append(GlobalArg(name: name, value: resolved, location: parser.location(line, w.offset)))
                     if let r = resolved {
                         try account(KeyValue(name, r), replacing: globalArgs[name], at: parser.location(line, w.offset))
                         globalArgs[name] = r

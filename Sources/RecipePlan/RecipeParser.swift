@@ -26,11 +26,19 @@ public struct RecipeParser {
         self.limits = limits
     }
 
-    /// Reads and parses a recipe folder (holding `Containerfile` or `Dockerfile`) or a recipe file.
-    public static func load(_ path: String, buildArgs: [String: String] = [:]) throws -> Recipe {
+    /// Reads and parses a recipe folder (holding `Containerfile` or `Dockerfile`) or a recipe file;
+    /// with `file` (`-f`), that file is the recipe and `path` the build context folder, as in docker.
+    public static func load(_ path: String, file recipeFile: String? = nil, buildArgs: [String: String] = [:]) throws -> Recipe {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw RecipeError(SourceLocation(file: path, line: 0, column: 0), "no such recipe folder or file")
+        }
+        if let recipeFile {
+            guard isDir.boolValue else { throw RecipeError(SourceLocation(file: path, line: 0, column: 0), "with -f FILE, the build context must be a folder") }
+            var recipe = try parse(file: recipeFile, buildArgs: buildArgs)
+            recipe.context = path
+            recipe.name = RecipeParser.recipeName(folder: path)
+            return recipe
         }
         var file = path
         if isDir.boolValue {
@@ -41,17 +49,22 @@ public struct RecipeParser {
             }
             file = found
         }
+        var recipe = try parse(file: file, buildArgs: buildArgs)
+        let folder = (file as NSString).deletingLastPathComponent
+        recipe.context = folder.isEmpty ? "." : folder
+        recipe.name = RecipeParser.recipeName(folder: recipe.context)
+        return recipe
+    }
+
+    /// Reads and parses one recipe file.
+    static func parse(file: String, buildArgs: [String: String]) throws -> Recipe {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw RecipeError(SourceLocation(file: file, line: 0, column: 0), "cannot read the recipe file")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw RecipeError(SourceLocation(file: file, line: 1, column: 1), "the recipe file is not UTF-8 text")
         }
-        var recipe = try RecipeParser(file: file, buildArgs: buildArgs).parse(text)
-        let folder = (file as NSString).deletingLastPathComponent
-        recipe.context = folder.isEmpty ? "." : folder
-        recipe.name = RecipeParser.recipeName(folder: recipe.context)
-        return recipe
+        return try RecipeParser(file: file, buildArgs: buildArgs).parse(text)
     }
 
     /// A recipe's name: its folder's name, lowercased, as an image reference allows.
@@ -85,8 +98,8 @@ public struct RecipeParser {
     }
 
     /// FROM (and the ARGs before it), then a step an instruction, within the limits.
-    func instructions(_ lines: [LogicalLine], state: inout State) throws -> (from: (base: BaseImage, location: SourceLocation)?, steps: [Step]) {
-        var from: (base: BaseImage, location: SourceLocation)?
+    func instructions(_ lines: [LogicalLine], state: inout State) throws -> (from: FromLine?, steps: [Step]) {
+        var from: FromLine?
         var steps: [Step] = []
         var recorded = 0
         for l in lines {
@@ -121,6 +134,7 @@ public struct RecipeParser {
         let folder = (file as NSString).deletingLastPathComponent
         return Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
                       base: from.base.with(variant: directives.variant), baseLocation: from.location,
-                      steps: steps, declaredWorkloads: directives.workloads)
+                      steps: steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
+                      baseReference: from.reference, stageName: from.stageName)
     }
 }

@@ -79,12 +79,31 @@ extension Builder {
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
             }
-        case let .copy(srcs, dest, chown, chmod):
-            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: false)
-        case let .add(srcs, dest, chown, chmod):
-            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: true)
+        case let .copy(srcs, dest, chown, chmod), let .add(srcs, dest, chown, chmod):
+            // Several sources, here-documents counted, make the destination a folder.
+            let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
+            if !srcs.isEmpty {
+                let add = if case .add = s.instruction { true } else { false }
+                try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)
+            }
+            try copyInlineFiles(s, in: disk, destination: folder, chown: chown, chmod: chmod)
         default:
             break
         }
+    }
+
+    /// The files of a COPY's or ADD's here-documents: written into a private folder (mode 0664,
+    /// as BuildKit makes them) and copied from there as context files are; never unpacked.
+    func copyInlineFiles(_ s: Step, in disk: Workspace, destination: String, chown: String?, chmod: String?) throws {
+        guard !s.inlineFiles.isEmpty else { return }
+        let stage = try TemporaryFolder.make(prefix: "imgbench-heredoc")
+        defer { try? FileSystem.removeTree(stage) }
+        for f in s.inlineFiles {
+            let path = "\(stage)/\(f.name)"
+            try Data(f.content.utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.setAttributes([.posixPermissions: 0o664], ofItemAtPath: path)
+        }
+        let inline = ContextCopy(context: stage, ignore: ContextIgnore(patterns: []), location: s.location)
+        try disk.copy(inline, sources: s.inlineFiles.map(\.name), destination: destination, chown: chown, chmod: chmod, add: false)
     }
 }
