@@ -15,8 +15,13 @@ struct BuildCommand: ParsableCommand {
             Exit status: 0 built, 1 a step or the base failed, 2 the recipe is not accepted.
             """)
 
-    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.", transform: absolutePath) var recipe: String
-    @Option(help: "container, vm or both.") var target: BuildTarget = .both
+    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file; with -f, the build context folder.", transform: absolutePath)
+    var recipe: String
+    @Option(name: .shortAndLong, help: "The recipe file, when it is not the context folder's Containerfile or Dockerfile.", transform: absolutePath)
+    var file: String?
+    @Option(help: "The images to build: container, vm or both.") var images: BuildTarget?
+    @Option(help: "The stage to build, as docker reads --target. (--target container|vm|both, for a recipe without a stage of that name, is the older spelling of --images.)")
+    var target: String?
     @Option(help: "Storage driver of the container build (see imgbench drivers; default overlay, vfs when rootless).") var driver: StorageDriverKind?
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower; the default when rootless).")
     var vmBackend: VMPass.Backend?
@@ -25,10 +30,11 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Output folder (default out/NAME).", transform: absolutePath) var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath) var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
-    @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
+    @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG, or KEY to take its value from the environment; may repeat.")
+    var buildArgs: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
     var network: Sandbox.Network = .host
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (plain lines when stderr is not a terminal), plain, tty or quiet.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
 
     enum BuildTarget: String, ExpressibleByArgument, CaseIterable { case container, vm, both }
@@ -38,13 +44,15 @@ struct BuildCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: target != .container)
+        let guessed = images ?? target.flatMap(BuildTarget.init(rawValue:)) ?? .both
+        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: guessed != .container)
         let args = BuildRunning.buildArgs(buildArgs)
-        let parsed = try BuildRunning.load(recipe, buildArgs: args)
+        let parsed = try BuildRunning.load(recipe, file: file, buildArgs: args)
+        let chosen = try BuildRunning.images(images, target: target, recipe: parsed)
         var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.noCache = noCache
         options.buildArgs = args
-        options.targets = target.targets
+        options.targets = chosen.targets
         options.driver = driver ?? (rootless ? .vfs : .overlay)
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
@@ -65,9 +73,11 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
     let mode: ProgressMode
     let enabled: Bool
 
+    /// Every mode but quiet shows the steps and their commands' output: a CI log (stderr not a
+    /// terminal) is never silent by default.
     init(mode: ProgressMode) {
         self.mode = mode
-        enabled = mode == .plain || (mode == .auto && isatty(STDERR_FILENO) == 1)
+        enabled = !mode.isQuiet
     }
 
     func note(_ message: String) {
@@ -86,7 +96,7 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
     }
 
     func output(_ text: String) {
-        if mode == .plain || (enabled && mode == .auto) { FileHandle.standardError.write(Data(text.utf8)) }
+        if enabled { FileHandle.standardError.write(Data(text.utf8)) }
     }
 }
 

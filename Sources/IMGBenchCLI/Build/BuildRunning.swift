@@ -8,17 +8,21 @@ import RuntimeSuite
 /// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
 /// exit status a failed build gives.
 enum BuildRunning {
-    /// `--build-arg` values must be `KEY=VALUE`.
+    /// `--build-arg` values are `KEY=VALUE`, or `KEY` alone (its value from the environment).
     static func validate(buildArgs: [String]) throws {
-        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+        for a in buildArgs {
+            let key = String(a.prefix { $0 != "=" })
+            guard RecipeParser.isName(key) else { throw ValidationError("--build-arg needs KEY=VALUE or KEY, got '\(a)'") }
+        }
     }
 
-    /// `KEY=VALUE` arguments as a dictionary.
-    static func buildArgs(_ args: [String]) -> [String: String] {
+    /// `KEY=VALUE` arguments as a dictionary; `KEY` alone takes the environment's value, as
+    /// docker does, and is left out when the environment has none (the ARG keeps its default).
+    static func buildArgs(_ args: [String], environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
         var out: [String: String] = [:]
         for a in args {
-            let kv = a.split(separator: "=", maxSplits: 1).map(String.init)
-            out[kv[0]] = kv.count > 1 ? kv[1] : ""
+            let kv = a.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if kv.count == 2 { out[kv[0]] = kv[1] } else if let v = environment[kv[0]] { out[kv[0]] = v }
         }
         return out
     }
@@ -54,9 +58,9 @@ enum BuildRunning {
     }
 
     /// The recipe, or exit status 2 with `file:line:column: message`.
-    static func load(_ recipe: String, buildArgs: [String: String]) throws -> Recipe {
+    static func load(_ recipe: String, file: String? = nil, buildArgs: [String: String]) throws -> Recipe {
         do {
-            let r = try RecipeParser.load(recipe, buildArgs: buildArgs)
+            let r = try RecipeParser.load(recipe, file: file, buildArgs: buildArgs)
             try Workload.validate(r)
             return r
         } catch let e as RecipeError {
@@ -94,6 +98,23 @@ enum BuildRunning {
     static func removing<T>(_ partials: ArraySlice<String>, _ body: () throws -> T) throws -> T {
         guard let p = partials.first else { return try body() }
         return try Interrupts.removing(p) { try removing(partials.dropFirst(), body) }
+    }
+}
+
+extension BuildRunning {
+    /// The images a build makes: `--images`; `--target` names the stage to build, as in docker
+    /// (a recipe has one), and `container`, `vm` or `both` there, when no stage has that name, is
+    /// the older spelling of `--images`, with a note. Another name: exit status 2.
+    static func images(_ images: BuildCommand.BuildTarget?, target: String?, recipe: Recipe) throws -> BuildCommand.BuildTarget {
+        guard let target, target != recipe.stageName, target != "0" else { return images ?? .both }
+        if let old = BuildCommand.BuildTarget(rawValue: target) {
+            guard images == nil else { throw ValidationError("--target \(target) and --images: give the images with --images only") }
+            printErr("imgbench: note: --target \(target) is deprecated for the images to build (--target names a stage, as in docker): use --images \(target)")
+            return old
+        }
+        let stage = recipe.stageName.map { "'\($0)' (or 0)" } ?? "0 (it has no name; FROM ... AS NAME gives one)"
+        printErr("imgbench: error: \(recipe.baseLocation): --target \(target): the recipe has no stage of that name; its stage is \(stage)")
+        throw ExitCode(2)
     }
 }
 
