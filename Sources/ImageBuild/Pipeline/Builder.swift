@@ -113,7 +113,9 @@ public final class Builder {
     /// What the epoch adds to the base's key, so that every entry of the cache made under one
     /// epoch (or none) is apart from those of another, on both targets: a warm cache gives the
     /// digest an empty one gives.
-    var epochKey: String { sourceDateEpoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
+    var epochKey: String { Builder.epochKey(sourceDateEpoch) }
+
+    static func epochKey(_ epoch: Int?) -> String { epoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
 
     /// What the phases of one build hand on: the plan, the passes, the image config so far and
     /// the measures of what is done.

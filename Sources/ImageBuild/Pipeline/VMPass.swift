@@ -42,8 +42,7 @@ public final class VMPass {
         self.settings = settings
         self.backend = backend
         self.cache = cache
-        let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
-        folder = "\(cache.root)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+        folder = VMPass.folder(cache: cache.root, settings: settings)
         scratch = "\(cache.root)/tmp/vm-\(getpid())"
         self.noCache = noCache
         self.events = events
@@ -55,6 +54,12 @@ public final class VMPass {
     }
 
     func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
+
+    /// The cache folder of the chains of one disk layout (size, filesystem, boot, clusters, kernel).
+    static func folder(cache: String, settings: VMSettings) -> String {
+        let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
+        return "\(cache)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+    }
 
     /// The base disk from the base root.
     func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
