@@ -77,3 +77,51 @@ struct PlanCommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
     }
 }
+
+/// Issue 14 end to end on a scratch base (no Debian root needed): here-documents, HEALTHCHECK,
+/// ONBUILD and MAINTAINER reach the container image, named by `-t`.
+@Suite(.enabled(if: isRoot, "needs root: a build mounts overlays"))
+struct ContainerfileBuildTests {
+    @Test func heredocFilesAndConfigReachTheImageNamedByTag() throws {
+        let dir = try TempDir("heredoc-build")
+        defer { dir.cleanup() }
+        let folder = try dir.sub("scratchy")
+        try """
+            FROM scratch
+            ARG WHO=world
+            COPY --chmod=0640 <<hello.txt <<'raw.txt' /etc/demo/
+            hello $WHO
+            hello.txt
+            raw $WHO
+            raw.txt
+            HEALTHCHECK --interval=1m --timeout=5s CMD ["/bin/check"]
+            ONBUILD COPY . /app
+            MAINTAINER me
+            """.write(toFile: "\(folder)/Containerfile", atomically: true, encoding: .utf8)
+        let out = dir.file("out")
+        let r = try imgbench("build", folder, "-t", "demo/scratchy:v1", "--images", "container", "--cache", dir.file("cache"),
+                             "--output", out, "--progress", "plain", "--format", "json")
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stderr.contains("==> [container 2/5] COPY --chmod=0640 <<hello.txt"), "plain progress lines: \(r.stderr)")
+        let rootfs = "\(out)/bundle/rootfs/etc/demo"
+        #expect(try String(contentsOfFile: "\(rootfs)/hello.txt", encoding: .utf8) == "hello world\n")
+        #expect(try String(contentsOfFile: "\(rootfs)/raw.txt", encoding: .utf8) == "raw $WHO\n")
+        #expect((try FileManager.default.attributesOfItem(atPath: "\(rootfs)/hello.txt")[.posixPermissions] as? Int) == 0o640)
+        let index = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/oci/index.json"))) as? [String: Any])
+        let manifest = try #require((index["manifests"] as? [[String: Any]])?.first)
+        #expect((manifest["annotations"] as? [String: String])?["org.opencontainers.image.ref.name"] == "demo/scratchy:v1")
+        let config = try #require(try imageConfig(layout: "\(out)/oci", manifest: manifest)["config"] as? [String: Any])
+        let health = try #require(config["Healthcheck"] as? [String: Any])
+        #expect(health["Test"] as? [String] == ["CMD", "/bin/check"] && health["Interval"] as? Int == 60_000_000_000 && health["Timeout"] as? Int == 5_000_000_000)
+        #expect(config["OnBuild"] as? [String] == ["COPY . /app"])
+        #expect((config["Labels"] as? [String: String])?["maintainer"] == "me")
+    }
+
+    func imageConfig(layout: String, manifest: [String: Any]) throws -> [String: Any] {
+        func blob(_ digest: Any?) throws -> [String: Any] {
+            let hex = try #require((digest as? String)?.split(separator: ":").last)
+            return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(layout)/blobs/sha256/\(hex)"))) as? [String: Any])
+        }
+        return try blob((try blob(manifest["digest"])["config"] as? [String: Any])?["digest"])
+    }
+}

@@ -19,6 +19,8 @@ struct BuildCommand: ParsableCommand {
     var recipe: String
     @Option(name: .shortAndLong, help: "The recipe file, when it is not the context folder's Containerfile or Dockerfile.", transform: absolutePath)
     var file: String?
+    @Option(name: .shortAndLong, help: "The image's name, NAME[:TAG]: the OCI layout's ref name and the report's image (default: the recipe folder's name); the default output folder is out/ and NAME's last part.")
+    var tag: String?
     @Option(help: "The images to build: container, vm or both.") var images: BuildTarget?
     @Option(help: "The stage to build, as docker reads --target. (--target container|vm|both, for a recipe without a stage of that name, is the older spelling of --images.)")
     var target: String?
@@ -41,6 +43,7 @@ struct BuildCommand: ParsableCommand {
 
     func validate() throws {
         try BuildRunning.validate(buildArgs: buildArgs)
+        if let tag, try parseReference(tag).digest != nil { throw ValidationError("-t \(tag): a name and tag, without a digest") }
     }
 
     func run() throws {
@@ -49,7 +52,9 @@ struct BuildCommand: ParsableCommand {
         let args = BuildRunning.buildArgs(buildArgs)
         let parsed = try BuildRunning.load(recipe, file: file, buildArgs: args)
         let chosen = try BuildRunning.images(images, target: target, recipe: parsed)
-        var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
+        let name = try tag.map { String(try parseReference($0).repository.split(separator: "/").last!) } ?? parsed.name
+        var options = BuildOptions(output: output ?? absolutePath("out/\(name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
+        options.tag = tag
         options.noCache = noCache
         options.buildArgs = args
         options.targets = chosen.targets

@@ -25,6 +25,9 @@ public struct BuildOptions: Sendable {
     /// The network of RUN steps that do not say (`RUN --network=`): the host's, or none.
     public var network = Sandbox.Network.host
     public var sourceDateEpoch: Int?
+    /// The image's name and tag (`-t NAME[:TAG]`): the layout's ref name, the report's and the
+    /// hand-off's image reference. nil: the recipe's name.
+    public var tag: String?
 
     public init(output: String, cache: String) {
         self.output = output
@@ -114,6 +117,9 @@ public final class Builder {
     /// epoch (or none) is apart from those of another, on both targets: a warm cache gives the
     /// digest an empty one gives.
     var epochKey: String { Builder.epochKey(sourceDateEpoch) }
+
+    /// What the image is called: `BuildOptions.tag`, else the recipe's name.
+    var imageName: String { options.tag ?? recipe.name }
 
     static func epochKey(_ epoch: Int?) -> String { epoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
 
