@@ -126,6 +126,8 @@ public struct Step: Equatable, Sendable {
     public var heredocs: [Heredoc] = []
     /// What a COPY or ADD writes from its here-documents, after its context sources.
     public var inlineFiles: [InlineFile] = []
+    /// `RUN --mount=`: what is mounted while the step runs.
+    public var mounts: [RunMount] = []
 
     public enum Network: String, Sendable, Equatable {
         case `default`

@@ -11,6 +11,8 @@ extension RecipeParser {
         var body: String
         var offset: Int
         var flags: [String: String] = [:]
+        /// Each value of a flag that may repeat (`--mount`), with where it stands.
+        var repeated: [String: [(text: String, at: SourceLocation)]] = [:]
         var target = StepTarget.both
 
         var line: LogicalLine { instruction.line }
@@ -45,6 +47,7 @@ extension RecipeParser {
         step.flags = a.flags
         step.heredocs = i.line.heredocs
         step.inlineFiles = try inlineFiles(a, state: state)
+        step.mounts = try runMounts(a.repeated["mount"] ?? [], workdir: state.workdir)
         if let n = a.flags["network"] {
             guard let network = Step.Network(rawValue: n) else {
                 throw RecipeError(i.location, "--network must be default, none or host, not '\(n)'")
@@ -56,7 +59,7 @@ extension RecipeParser {
 
     func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
         switch i.upper {
-        case "RUN": return InstructionSyntax(flags: ["target", "network"]) { a, _ in .run(try runCommand(a)) }
+        case "RUN": return InstructionSyntax(flags: ["target", "network", "mount"]) { a, _ in .run(try runCommand(a)) }
         case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
         case "HEALTHCHECK":
             return InstructionSyntax(flags: Set(RecipeParser.healthDurations + ["retries"])) { a, _ in try parseHealthcheck(a) }
@@ -102,7 +105,8 @@ extension RecipeParser {
             // A flag without a value, `--link`, is true.
             let value = parts.count == 1 && RecipeParser.booleanFlags.contains(name) ? "true" : parts.count == 2 ? parts[1] : ""
             guard !value.isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
-            a.flags[name] = value
+            a.flags[name] = RecipeParser.repeatableFlags.contains(name) ? (a.flags[name].map { $0 + " " } ?? "") + value : value
+            a.repeated[name, default: []].append((value, flagLoc))
             if name == "target" { targetLocation = flagLoc }
             a.skip(flag.count)
         }

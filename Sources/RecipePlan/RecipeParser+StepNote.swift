@@ -41,6 +41,9 @@ extension RecipeParser {
     /// Flags written without a value: `--link` is `--link=true`.
     static let booleanFlags: Set<String> = ["link"]
 
+    /// Flags that may be given more than once: each value is kept (`Arguments.repeated`).
+    static let repeatableFlags: Set<String> = ["mount"]
+
     /// Adds a note's settings to the instruction's flags: one the instruction does not take, or
     /// one given as a flag too, is refused at the note. Gives where a `target=` stands.
     func merge(_ note: StepNote, into a: inout Arguments, allowed: Set<String>) throws -> SourceLocation? {

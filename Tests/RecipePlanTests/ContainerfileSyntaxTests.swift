@@ -212,3 +212,34 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         try expectRefused(text, at: line, column, saying: message)
     }
 }
+
+@Suite struct RunMountTests {
+    @Test func cacheAndTmpfsMountsAreRead() throws {
+        let r = try parse("""
+            FROM scratch
+            WORKDIR /src
+            RUN --mount=type=cache,target=/root/.cache,id=go,sharing=locked,uid=1000,gid=1000,mode=0700,ro \\
+                --mount=type=tmpfs,dst=build,size=64M --mount=target=/x,type=cache make
+            """)
+        var cache = RunMount(kind: .cache, target: "/root/.cache", id: "go")
+        (cache.locked, cache.uid, cache.gid, cache.mode, cache.readOnly) = (true, 1000, 1000, 0o700, true)
+        var tmpfs = RunMount(kind: .tmpfs, target: "/src/build", id: "/src/build")
+        tmpfs.size = 64 << 20
+        #expect(r.steps[1].mounts == [cache, tmpfs, RunMount(kind: .cache, target: "/x", id: "/x")])
+        #expect(r.steps[1].instruction == .run(.shell("make")))
+    }
+
+    @Test(arguments: [
+        ("FROM scratch\nRUN --mount=target=/x true\n", 2, 5, "type=bind is not supported"),
+        ("FROM scratch\nRUN --mount=type=secret,id=tok true\n", 2, 5, "type=secret is not supported"),
+        ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
+        ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
+        ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "does not take 'from'"),
+        ("FROM scratch\nRUN --mount=type=tmpfs,target=/x,size=lots true\n", 2, 5, "size=lots is not a size"),
+        ("FROM scratch\nRUN --mount=type=cache,target=/ true\n", 2, 5, "cannot mount on /"),
+        ("FROM scratch\nCOPY --mount=type=cache,target=/x a /a\n", 2, 6, "does not take --mount"),
+    ])
+    func refused(text: String, line: Int, column: Int, message: String) throws {
+        try expectRefused(text, at: line, column, saying: message)
+    }
+}

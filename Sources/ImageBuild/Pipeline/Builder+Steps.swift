@@ -74,8 +74,10 @@ extension Builder {
             case .none: .none
             case .host: .host
             }
+            let (mounts, locks) = try stepMounts(s)
+            defer { for l in locks { l.unlock() } }
             let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
-                                 workdir: config.workdir, user: config.user, network: network, onOutput: onOutput)
+                                 workdir: config.workdir, user: config.user, network: network, mounts: mounts, onOutput: onOutput)
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
             }
@@ -90,6 +92,29 @@ extension Builder {
         default:
             break
         }
+    }
+
+    /// What a RUN's `--mount=` options mount: a cache mount is a folder of the cache
+    /// (`CACHE/mounts/`, by id), made with its uid, gid and mode the first time and shared by
+    /// every step, build and image that names the id (a `sharing=locked` one held under its lock
+    /// while the step runs); a tmpfs mount is memory. Neither is ever captured.
+    func stepMounts(_ s: Step) throws -> (StepMounts, [FileLock]) {
+        var mounts = StepMounts(), locks: [FileLock] = []
+        for m in s.mounts {
+            switch m.kind {
+            case .tmpfs:
+                mounts.tmpfs.append(Sandbox.Tmpfs(inside: m.target, size: m.size))
+            case .cache:
+                let dir = "\(options.cache)/mounts/\(BuildPlan.digest(["run-mount-cache", m.id]).prefix(32))"
+                if !FileSystem.exists(dir) {
+                    try FileSystem.makeDirectories(dir, mode: 0o755)
+                    try FileManager.default.setAttributes([.ownerAccountID: m.uid, .groupOwnerAccountID: m.gid, .posixPermissions: m.mode], ofItemAtPath: dir)
+                }
+                if m.locked { locks.append(try FileLock(dir + ".lock", mode: .exclusive)) }
+                mounts.binds.append(Sandbox.Bind(host: dir, inside: m.target, readOnly: m.readOnly))
+            }
+        }
+        return (mounts, locks)
     }
 
     /// The files of a COPY's or ADD's here-documents: written into a private folder (mode 0664,

@@ -158,7 +158,7 @@ public final class VMPass {
                 }
                 events.note("vm: installing linux-image-amd64 to make the disk bootable")
                 let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
-                                     environment: environment, workdir: "/", user: nil, network: .host, onOutput: onOutput)
+                                     environment: environment, workdir: "/", user: nil, network: .host, mounts: StepMounts(), onOutput: onOutput)
                 guard r.status == 0 else {
                     throw HostError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
                                                    status: r.status, outputTail: Command.tail(r.output, lines: 20))

@@ -30,12 +30,27 @@ public struct Sandbox: Sendable {
         case none
     }
 
+    /// Empty memory mounted in the root for the command (`RUN --mount=type=tmpfs`).
+    public var tmpfs: [Tmpfs] = []
+
     public struct Bind: Sendable {
         public var host: String
         public var inside: String
-        public init(host: String, inside: String) {
+        public var readOnly: Bool
+        public init(host: String, inside: String, readOnly: Bool = false) {
             self.host = host
             self.inside = inside
+            self.readOnly = readOnly
+        }
+    }
+
+    public struct Tmpfs: Sendable {
+        public var inside: String
+        /// Bytes (nil: the kernel's default, half the memory).
+        public var size: UInt64?
+        public init(inside: String, size: UInt64?) {
+            self.inside = inside
+            self.size = size
         }
     }
 
@@ -83,7 +98,11 @@ public struct Sandbox: Sendable {
         }
         for b in binds {
             try made.directory(b.inside)
-            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", "rw", "nosuid", "nodev"]])
+            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", b.readOnly ? "ro" : "rw", "nosuid", "nodev"]])
+        }
+        for t in tmpfs {
+            try made.directory(t.inside)
+            mounts.append(["destination": t.inside, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] + (t.size.map { ["size=\($0)"] } ?? [])])
         }
         try ensureWorkdir(cwd)
         let bundle = try TemporaryFolder.make(prefix: "imgbench-step")
