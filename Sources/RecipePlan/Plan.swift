@@ -31,7 +31,9 @@ public struct BuildPlan: Sendable {
     public var ignore: ContextIgnore
 
     /// `baseKey` names the base (the Debian root's key, "scratch", or an OCI manifest digest).
-    public static func make(_ recipe: Recipe, baseKey: String, missingSources: MissingSources = .refused) throws -> BuildPlan {
+    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key).
+    public static func make(_ recipe: Recipe, baseKey: String, missingSources: MissingSources = .refused,
+                            stageKeys: [Int: String] = [:]) throws -> BuildPlan {
         let ignore = try ContextIgnore.load(context: recipe.context)
         var key = digest(["imgbench-plan-v1", "base", baseKey])
         var planned: [PlannedStep] = []
@@ -42,6 +44,9 @@ public struct BuildPlan: Sendable {
             parts += step.inlineFiles.map { "inline \($0.name) \($0.content)" }
             var sources: [String] = [], missing: [String] = []
             switch step.instruction {
+            case .copy where step.copyFrom != nil:
+                // The files come from the stage: its last key stands for them.
+                parts.append("from-stage \(stageKeys[step.copyFrom!] ?? "unknown")")
             case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
                 let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
                 (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)
@@ -73,6 +78,9 @@ public struct BuildPlan: Sendable {
 
     /// The key of the finalisation that makes the VM disk bootable, after the last step.
     public var finalKey: String { BuildPlan.digest([steps.last?.key ?? BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]), "finalise-v1"]) }
+
+    /// The key of the stage as a whole: its last step's (the base's when it has none).
+    public var lastKey: String { steps.last?.key ?? rootKey }
 
     public var rootKey: String { BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]) }
 

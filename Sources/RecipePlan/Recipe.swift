@@ -18,6 +18,28 @@ public struct Recipe: Equatable, Sendable {
     /// FROM's image as substituted (`debian:bookworm`), and the stage's name (`AS NAME`).
     public var baseReference = ""
     public var stageName: String?
+    /// Every stage of the recipe, in order, each as a recipe of its own (with no stages); this
+    /// recipe is stage `stageIndex`, the one built (the last, or the one `--target` names).
+    public var stages: [Recipe] = []
+    public var stageIndex = 0
+
+    /// The stage named `name` (or numbered, as `COPY --from=0`), as the recipe to build.
+    public func stage(named name: String) -> Recipe? {
+        let i = Int(name) ?? stages.firstIndex { $0.stageName?.lowercased() == name.lowercased() }
+        guard let i, stages.indices.contains(i) else { return nil }
+        var r = stages[i]
+        (r.stages, r.stageIndex) = (stages, i)
+        return r
+    }
+
+    /// The earlier stages the build of this one needs (what its COPY --from name, and theirs).
+    public var neededStages: [Int] {
+        var needed = Set<Int>(), queue = steps.compactMap(\.copyFrom)
+        while let i = queue.popLast() {
+            if needed.insert(i).inserted { queue += stages[i].steps.compactMap(\.copyFrom) }
+        }
+        return needed.sorted()
+    }
 
     /// The names of the declared workloads, in order.
     public var workloads: [String] { declaredWorkloads.map(\.name) }
@@ -128,6 +150,8 @@ public struct Step: Equatable, Sendable {
     public var inlineFiles: [InlineFile] = []
     /// `RUN --mount=`: what is mounted while the step runs.
     public var mounts: [RunMount] = []
+    /// `COPY --from=STAGE`: the index of the earlier stage (in `Recipe.stages`) the sources are in.
+    public var copyFrom: Int?
 
     public enum Network: String, Sendable, Equatable {
         case `default`

@@ -19,6 +19,7 @@ extension RecipeParser {
         case "FROM":
             var from = try parseFrom(i.args, state: state, line: i.line, offset: i.argsOffset)
             from.location = i.location
+            try recordStage(from.stageName, state: &state, at: i.location)
             state.enterStage()
             return from
         default:
@@ -26,9 +27,25 @@ extension RecipeParser {
         }
     }
 
+    /// A stage's name (`AS NAME`): lowercase letters, digits, `-`, `_`, `.`, a letter first, not
+    /// one an earlier stage has; recorded for `COPY --from`.
+    func recordStage(_ name: String?, state: inout State, at loc: SourceLocation) throws {
+        if let name {
+            let lower = name.lowercased()
+            guard lower.first?.isLetter == true, lower.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw RecipeError(loc, "'\(name)' is not a stage name (a letter, then letters, digits, -, _ or .)")
+            }
+            guard !state.stageNames.contains(lower) else { throw RecipeError(loc, "a stage named '\(name)' comes earlier: stage names are unique") }
+        }
+        state.stageNames.append(name?.lowercased())
+    }
+
     func parseFrom(_ args: String, state: State, line: LogicalLine, offset: Int) throws -> FromLine {
         let (image, stageName) = try fromWords(args, state: state, line: line, offset: offset)
         let ref = try substitute(image.text, state.fromVariables, line: line, offset: image.offset)
+        if state.stageNames.contains(ref.lowercased()) {
+            throw RecipeError(location(line, image.offset), "FROM a stage of this recipe ('\(ref)') is not supported yet: COPY --from=\(ref) copies its files")
+        }
         let base = try baseImage(ref, at: location(line, image.offset))
         return FromLine(base: base, location: location(line, 0), reference: ref, stageName: stageName)
     }

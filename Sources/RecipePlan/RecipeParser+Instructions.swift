@@ -48,6 +48,10 @@ extension RecipeParser {
         step.heredocs = i.line.heredocs
         step.inlineFiles = try inlineFiles(a, state: state)
         step.mounts = try runMounts(a.repeated["mount"] ?? [], workdir: state.workdir)
+        if let from = a.repeated["from"]?.last {
+            step.copyFrom = try copySource(from.text, at: from.at, state: state)
+            guard step.inlineFiles.isEmpty else { throw RecipeError(from.at, "COPY --from takes no here-document") }
+        }
         if let n = a.flags["network"] {
             guard let network = Step.Network(rawValue: n) else {
                 throw RecipeError(i.location, "--network must be default, none or host, not '\(n)'")
@@ -60,7 +64,8 @@ extension RecipeParser {
     func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
         switch i.upper {
         case "RUN": return InstructionSyntax(flags: ["target", "network", "mount"]) { a, _ in .run(try runCommand(a)) }
-        case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
+        case "COPY": return InstructionSyntax(flags: ["target", "chown", "chmod", "link", "from"]) { a, state in try parseCopy(a, state: state) }
+        case "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
         case "HEALTHCHECK":
             return InstructionSyntax(flags: Set(RecipeParser.healthDurations + ["retries"])) { a, _ in try parseHealthcheck(a) }
         case "ONBUILD": return InstructionSyntax { a, _ in try parseOnBuild(a) }
@@ -76,8 +81,6 @@ extension RecipeParser {
         case "VOLUME": return InstructionSyntax { a, state in .volume(try jsonArray(a.body) ?? substitutedWords(a, state: state)) }
         case "SHELL": return InstructionSyntax(needsBody: false) { a, state in try parseShell(a, state: &state) }
         case "STOPSIGNAL": return InstructionSyntax { a, state in .stopSignal(try substitutedBody(a, state: state)) }
-        case "FROM":
-            throw RecipeError(i.location, "a second FROM: multi-stage recipes are not supported (one recipe builds one image and one disk)")
         default:
             throw RecipeError(i.location, "unknown instruction '\(i.keyword)'")
         }
@@ -116,6 +119,19 @@ extension RecipeParser {
         a.target = try stepTarget(a.flags["target"], at: targetLocation ?? i.location)
         if needsBody && a.body.trimmingCharacters(in: .whitespaces).isEmpty { throw RecipeError(i.location, "\(i.upper) needs arguments") }
         return a
+    }
+
+    /// `COPY --from=`: an earlier stage, by name or number.
+    func copySource(_ name: String, at loc: SourceLocation, state: State) throws -> Int {
+        let current = state.stageNames.count - 1
+        if let n = Int(name) {
+            guard n >= 0 && n < current else { throw RecipeError(loc, "COPY --from=\(n): no earlier stage has that number (this is stage \(current))") }
+            return n
+        }
+        guard let i = state.stageNames.firstIndex(of: name.lowercased()), i < current else {
+            throw RecipeError(loc, "COPY --from=\(name): no earlier stage of that name (copying from an image is not supported: only this recipe's stages)")
+        }
+        return i
     }
 
     /// The build a step is for: `--target=` (or `# imgbench: target=`), both when not given.

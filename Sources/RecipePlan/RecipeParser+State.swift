@@ -30,10 +30,18 @@ extension RecipeParser {
         /// What FROM substitutes: the global ARGs over BuildKit's platform ARGs.
         var fromVariables: [String: String] { RecipeParser.platformArgs.merging(globalArgs) { $1 } }
 
+        /// The names of the stages so far (lowercased; nil for a stage without one), in order.
+        var stageNames: [String?] = []
+
+        /// A stage starts afresh: no ARG or ENV of an earlier stage, `/`, the default shell.
         mutating func enterStage() {
             args = []
             argValues = [:]
-            variables = envValues
+            env = []
+            envValues = [:]
+            variables = [:]
+            workdir = "/"
+            shell = ["/bin/sh", "-c"]
             bytes = (env + globalArgs.map { KeyValue($0.key, $0.value) }).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         }
 

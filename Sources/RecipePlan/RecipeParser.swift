@@ -97,27 +97,34 @@ public struct RecipeParser {
                                location: location(l, leading))
     }
 
-    /// FROM (and the ARGs before it), then a step an instruction, within the limits.
-    func instructions(_ lines: [LogicalLine], state: inout State) throws -> (from: FromLine?, steps: [Step]) {
-        var from: FromLine?
+    /// One stage: its FROM and its steps.
+    struct StageLines {
+        var from: FromLine
         var steps: [Step] = []
-        var recorded = 0
+    }
+
+    /// The ARGs before the first FROM, then the stages: a FROM and a step an instruction, within
+    /// the limits.
+    func instructions(_ lines: [LogicalLine], state: inout State) throws -> [StageLines] {
+        var stages: [StageLines] = []
+        var count = 0, recorded = 0
         for l in lines {
             let i = instruction(l)
-            guard from != nil else {
-                from = try parseBeforeFrom(i, state: &state)
+            if stages.isEmpty || i.upper == "FROM" {
+                if let from = try parseBeforeFrom(i, state: &state) { stages.append(StageLines(from: from)) }
                 continue
             }
-            guard steps.count < limits.instructions else {
+            guard count < limits.instructions else {
                 throw RecipeError(i.location, "more than \(limits.instructions) instructions: more than a recipe can have")
             }
-            steps.append(try parseStep(i, state: &state))
+            stages[stages.count - 1].steps.append(try parseStep(i, state: &state))
+            count += 1
             recorded += state.env.count + state.args.count
             guard recorded <= limits.recordedVariables else {
                 throw RecipeError(i.location, "the steps so far record more than \(limits.recordedVariables) ENV and ARG values (each step records every one in force)")
             }
         }
-        return (from, steps)
+        return stages
     }
 
     /// Directives, logical lines, FROM (and the ARGs before it), then a step an instruction.
@@ -127,14 +134,19 @@ public struct RecipeParser {
         let (directives, next) = try parseDirectives(physical)
         let lines = try logicalLines(physical, from: next, escape: directives.escape)
         var state = State(buildArgs: buildArgs, escape: directives.escape, limits: limits)
-        let (from, steps) = try instructions(lines, state: &state)
-        guard let from else {
+        let stages = try instructions(lines, state: &state)
+        guard !stages.isEmpty else {
             throw RecipeError(SourceLocation(file: file, line: max(1, physical.count), column: 1), "the recipe has no FROM")
         }
         let folder = (file as NSString).deletingLastPathComponent
-        return Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
-                      base: from.base.with(variant: directives.variant), baseLocation: from.location,
-                      steps: steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
-                      baseReference: from.reference, stageName: from.stageName)
+        let recipes = stages.map { stage in
+            Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
+                   base: stage.from.base.with(variant: directives.variant), baseLocation: stage.from.location,
+                   steps: stage.steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
+                   baseReference: stage.from.reference, stageName: stage.from.stageName)
+        }
+        var recipe = recipes[recipes.count - 1]
+        (recipe.stages, recipe.stageIndex) = (recipes, recipes.count - 1)
+        return recipe
     }
 }

@@ -38,3 +38,48 @@ extension BuildTests {
         #expect(try DiskFile.read(raw, "/scratch").content == nil, "the mount point made for the step is left on the disk")
     }
 }
+
+extension BuildTests {
+    /// A program made in a builder stage (with a cache mount) and copied into the final stage:
+    /// both images hold the final stage's files only, a stage the target does not need is not
+    /// built, a rebuild is all cache hits, and `--target` builds another stage.
+    @Test func aMultiStageRecipeGivesBothImagesTheFinalStageOnly() throws {
+        let dir = try TempDir("multi-stage")
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "stages", """
+            # vm-size=1G
+            # vm-kernel=host
+            FROM debian:bookworm AS build
+            RUN --mount=type=cache,target=/cache <<EOF
+            set -e
+            mkdir -p /out
+            printf '#!/bin/sh\\necho built in a stage\\n' > /out/app
+            chmod 755 /out/app
+            echo junk > /build-only.txt
+            EOF
+            FROM debian:bookworm AS unused
+            RUN false
+            FROM debian:bookworm
+            COPY --from=build /out/app /usr/local/bin/app
+            RUN /usr/local/bin/app > /seen.txt
+            """)
+        let out = dir.file("out")
+        let r = try build(recipe, output: out)
+        #expect(r.status == 0, "\(r.output)")
+        let root = "\(out)/bundle/rootfs"
+        #expect(try String(contentsOfFile: "\(root)/seen.txt", encoding: .utf8) == "built in a stage\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/build-only.txt") && !FileManager.default.fileExists(atPath: "\(root)/out"))
+        let raw = dir.file("disk.raw")
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/seen.txt").content == Data("built in a stage\n".utf8))
+        #expect(try DiskFile.read(raw, "/usr/local/bin/app").mode == "755")
+        #expect(try DiskFile.read(raw, "/build-only.txt").content == nil && DiskFile.read(raw, "/out/app").content == nil)
+        let again = try build(recipe, output: dir.file("again"), arguments: ["--format", "json"])
+        #expect(again.status == 0, "\(again.output)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: dir.file("again") + "/report.json")))
+        #expect(report.steps.allSatisfy { ($0.container?.cacheHit ?? true) && ($0.vm?.cacheHit ?? true) }, "a rebuild is all cache hits")
+        let stage = try build(recipe, output: dir.file("stage"), arguments: ["--target", "build", "--images", "container"])
+        #expect(stage.status == 0, "\(stage.output)")
+        #expect(FileManager.default.fileExists(atPath: dir.file("stage") + "/bundle/rootfs/build-only.txt"))
+    }
+}

@@ -243,3 +243,55 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         try expectRefused(text, at: line, column, saying: message)
     }
 }
+
+@Suite struct MultiStageTests {
+    let text = """
+        ARG SUITE=bookworm
+        FROM debian:${SUITE} AS Build
+        ENV CC=gcc
+        WORKDIR /src
+        RUN make
+        FROM scratch AS unused
+        COPY --from=build /src/junk /junk
+        FROM debian:${SUITE} AS tools
+        COPY --from=0 /src/app /app
+        FROM scratch
+        COPY --from=tools /app /usr/bin/app
+        RUN echo $CC
+        """
+
+    @Test func everyStageIsParsedAndTheLastIsBuilt() throws {
+        let r = try parse(text)
+        #expect(r.stages.map(\.stageName) == ["Build", "unused", "tools", nil])
+        #expect(r.stageIndex == 3 && r.base == .scratch && r.baseLocation.line == 10)
+        #expect(r.steps[0].copyFrom == 2 && r.stages[2].steps[0].copyFrom == 0 && r.stages[1].steps[0].copyFrom == 0)
+        #expect(r.neededStages == [0, 2], "the unused stage is not needed")
+        // A stage starts afresh: no ENV or WORKDIR of the one before.
+        #expect(r.steps[1].environment.isEmpty)
+        #expect(r.stages[0].steps[1].instruction == .workdir("/src"))
+        #expect(r.stages[2].steps[0].instruction == .copy(sources: ["/src/app"], destination: "/app", chown: nil, chmod: nil))
+    }
+
+    @Test func aStageIsChosenByNameOrNumber() throws {
+        let r = try parse(text)
+        let tools = try #require(r.stage(named: "TOOLS"))
+        #expect(tools.stageIndex == 2 && tools.neededStages == [0] && tools.stageName == "tools")
+        #expect(r.stage(named: "1")?.stageName == "unused")
+        #expect(r.stage(named: "nope") == nil && r.stage(named: "4") == nil)
+    }
+
+    @Test(arguments: [
+        ("FROM scratch AS a\nFROM scratch AS A\n", 2, 1, "a stage named 'A' comes earlier"),
+        ("FROM scratch AS 1st\n", 1, 1, "'1st' is not a stage name"),
+        ("FROM scratch AS a\nFROM a\n", 2, 6, "FROM a stage of this recipe ('a') is not supported yet"),
+        ("FROM scratch AS a\nCOPY --from=b /x /x\n", 2, 6, "COPY --from=b: no earlier stage of that name"),
+        ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: no earlier stage of that name"),
+        ("FROM scratch\nFROM scratch\nCOPY --from=1 /x /x\n", 3, 6, "COPY --from=1: no earlier stage has that number"),
+        ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "copying from an image is not supported"),
+        ("FROM scratch AS a\nFROM scratch\nADD --from=a /x /x\n", 3, 5, "ADD does not take --from"),
+        ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, 6, "COPY --from takes no here-document"),
+    ])
+    func refused(text: String, line: Int, column: Int, message: String) throws {
+        try expectRefused(text, at: line, column, saying: message)
+    }
+}

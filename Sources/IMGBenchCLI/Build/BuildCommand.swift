@@ -50,8 +50,7 @@ struct BuildCommand: ParsableCommand {
         let guessed = images ?? target.flatMap(BuildTarget.init(rawValue:)) ?? .both
         let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: guessed != .container)
         let args = BuildRunning.buildArgs(buildArgs)
-        let parsed = try BuildRunning.load(recipe, file: file, buildArgs: args)
-        let chosen = try BuildRunning.images(images, target: target, recipe: parsed)
+        let (chosen, parsed) = try BuildRunning.select(images, target: target, recipe: try BuildRunning.load(recipe, file: file, buildArgs: args))
         let name = try tag.map { String(try parseReference($0).repository.split(separator: "/").last!) } ?? parsed.name
         var options = BuildOptions(output: output ?? absolutePath("out/\(name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.tag = tag

@@ -102,18 +102,20 @@ enum BuildRunning {
 }
 
 extension BuildRunning {
-    /// The images a build makes: `--images`; `--target` names the stage to build, as in docker
-    /// (a recipe has one), and `container`, `vm` or `both` there, when no stage has that name, is
-    /// the older spelling of `--images`, with a note. Another name: exit status 2.
-    static func images(_ images: BuildCommand.BuildTarget?, target: String?, recipe: Recipe) throws -> BuildCommand.BuildTarget {
-        guard let target, target != recipe.stageName, target != "0" else { return images ?? .both }
+    /// The images a build makes and the stage it builds: `--images`; `--target` names the stage,
+    /// as in docker (by name or number; default the last), and `container`, `vm` or `both`
+    /// there, when no stage has that name, is the older spelling of `--images`, with a note.
+    /// Another name: exit status 2.
+    static func select(_ images: BuildCommand.BuildTarget?, target: String?, recipe: Recipe) throws -> (BuildCommand.BuildTarget, Recipe) {
+        guard let target else { return (images ?? .both, recipe) }
+        if let stage = recipe.stage(named: target) { return (images ?? .both, stage) }
         if let old = BuildCommand.BuildTarget(rawValue: target) {
             guard images == nil else { throw ValidationError("--target \(target) and --images: give the images with --images only") }
             printErr("imgbench: note: --target \(target) is deprecated for the images to build (--target names a stage, as in docker): use --images \(target)")
-            return old
+            return (old, recipe)
         }
-        let stage = recipe.stageName.map { "'\($0)' (or 0)" } ?? "0 (it has no name; FROM ... AS NAME gives one)"
-        printErr("imgbench: error: \(recipe.baseLocation): --target \(target): the recipe has no stage of that name; its stage is \(stage)")
+        let names = recipe.stages.enumerated().map { $1.stageName ?? String($0) }.joined(separator: ", ")
+        printErr("imgbench: error: \(recipe.file): --target \(target): the recipe has no stage of that name (its stages: \(names))")
         throw ExitCode(2)
     }
 }

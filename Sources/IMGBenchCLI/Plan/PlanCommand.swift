@@ -21,6 +21,7 @@ struct PlanCommand: ParsableCommand {
     var buildArgs: [String] = []
     @Option(help: "Cache folder to look in (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath)
     var cache: String?
+    @Option(help: "The stage to build, by name or number (default the last).") var target: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
@@ -28,7 +29,7 @@ struct PlanCommand: ParsableCommand {
     }
 
     func run() throws {
-        let parsed = try BuildRunning.load(recipe, file: file, buildArgs: BuildRunning.buildArgs(buildArgs))
+        let (_, parsed) = try BuildRunning.select(nil, target: target, recipe: try BuildRunning.load(recipe, file: file, buildArgs: BuildRunning.buildArgs(buildArgs)))
         let preview: PlanPreview
         do {
             preview = try PlanPreview.make(parsed, cache: cache ?? absolutePath(BuildOptions.defaultCache),

@@ -36,6 +36,11 @@ struct PlanDocument: Encodable {
 
     struct Stage: Encodable {
         var name: String?
+        var index: Int
+        /// The stage built into the images (the last, or --target's).
+        var target: Bool
+        /// Whether a build of the target builds it.
+        var built: Bool
         var from: String
         var base: String
         var line: Int
@@ -45,13 +50,16 @@ struct PlanDocument: Encodable {
         var steps: [StepEntry]
 
         enum CodingKeys: String, CodingKey {
-            case name, from, base, line, baseKey, baseProblem, cache, steps
+            case name, index, target, built, from, base, line, baseKey, baseProblem, cache, steps
         }
 
         /// `name` is written when the stage has none too (null), as the stages' shape has it.
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(name, forKey: .name)
+            try c.encode(index, forKey: .index)
+            try c.encode(target, forKey: .target)
+            try c.encode(built, forKey: .built)
             try c.encode(from, forKey: .from)
             try c.encode(base, forKey: .base)
             try c.encode(line, forKey: .line)
@@ -71,15 +79,19 @@ struct PlanDocument: Encodable {
         self.recipe = recipe.file
         context = recipe.context
         args = recipe.globalArgs.map { Arg(name: $0.name, value: $0.value, line: $0.location.line, column: $0.location.column) }
-        let steps = zip(preview.plan.steps, preview.steps).map { p, hits in
+        stages = preview.stages.enumerated().map { i, s in PlanDocument.stage(s, index: i, target: i == preview.target) }
+    }
+
+    static func stage(_ s: PlanPreview.Stage, index: Int, target: Bool) -> Stage {
+        let steps = zip(s.plan.steps, s.steps).map { p, hits in
             StepEntry(index: p.index, instruction: String(p.step.text.prefix { $0 != " " }), line: p.step.location.line,
                       column: p.step.location.column, location: p.step.location.description, flags: p.step.flags,
                       arguments: PlanDocument.arguments(p.step), heredocs: p.step.heredocs.map(\.name), target: p.step.target.rawValue,
                       key: p.key, cache: Cache(container: hits.container, vm: hits.vm), sources: p.sources, missing: p.missing)
         }
-        stages = [Stage(name: recipe.stageName, from: recipe.baseReference, base: PlanDocument.describe(recipe.base), line: recipe.baseLocation.line,
-                        baseKey: preview.baseKey, baseProblem: preview.baseProblem,
-                        cache: Cache(container: preview.base.container, vm: preview.base.vm), steps: steps)]
+        return Stage(name: s.recipe.stageName, index: index, target: target, built: s.built, from: s.recipe.baseReference,
+                     base: PlanDocument.describe(s.recipe.base), line: s.recipe.baseLocation.line, baseKey: s.baseKey,
+                     baseProblem: s.baseProblem, cache: Cache(container: s.base.container, vm: s.base.vm), steps: steps)
     }
 
     /// What the base is made from, as the build's report names it.
@@ -115,7 +127,8 @@ struct PlanDocument: Encodable {
         var lines = args.map { "ARG \($0.name)\($0.value.map { "=" + $0 } ?? "") (line \($0.line))" }
         for stage in stages {
             let problem = stage.baseProblem.map { ", base key unknown: \($0)" } ?? ""
-            lines.append("stage \(stage.name ?? "0") FROM \(stage.from) (line \(stage.line))" + problem)
+            let role = stage.target ? ", the target" : stage.built ? ", built for the target" : ", not built"
+            lines.append("stage \(stage.name ?? String(stage.index)) FROM \(stage.from) (line \(stage.line))\(role)" + problem)
             var t = TextTable(header: ["step", "line", "instruction", "target", "key", "ctr cached", "vm cached"])
             let mark = { (b: Bool?) in b.map { $0 ? "yes" : "no" } ?? "-" }
             t.rows.append(["base", "\(stage.line)", "FROM \(stage.from)", "both", String(stage.baseKey?.prefix(12) ?? "-"), mark(stage.cache.container), mark(stage.cache.vm)])

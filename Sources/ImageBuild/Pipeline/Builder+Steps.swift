@@ -31,7 +31,7 @@ extension Builder {
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
         let m = try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
             try container.step(key: p.key, text: s.text) { root in
-                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, onOutput: onOutput)
+                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, stages: state.stages, onOutput: onOutput)
             }
         }
         events.stepFinished(index: p.index, target: "container", measure: m)
@@ -44,7 +44,7 @@ extension Builder {
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
         let m = try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
             try vm.step(key: p.key, label: s.text) { disk in
-                try self.perform(s, in: disk, config: config, plan: plan, onOutput: onOutput)
+                try self.perform(s, in: disk, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
             }
         }
         events.stepFinished(index: p.index, target: "vm", measure: m)
@@ -64,7 +64,7 @@ extension Builder {
     }
 
     /// Carries out a step that changes files, in a workspace.
-    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan,
+    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
                  onOutput: @escaping @Sendable (String) -> Void) throws {
         let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
@@ -84,7 +84,9 @@ extension Builder {
         case let .copy(srcs, dest, chown, chmod), let .add(srcs, dest, chown, chmod):
             // Several sources, here-documents counted, make the destination a folder.
             let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
-            if !srcs.isEmpty {
+            if let from = s.copyFrom {
+                try copyFromStage(stages[from], s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
+            } else if !srcs.isEmpty {
                 let add = if case .add = s.instruction { true } else { false }
                 try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)
             }

@@ -86,8 +86,10 @@ public final class Builder {
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
         let baseStart = Date()
+        let stages = try buildStages(in: cache)
+        defer { for s in stages.values { s.pass.close() } }
         let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
-        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey)
+        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey, stageKeys: stages.mapValues(\.key))
         let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
             ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: cache, noCache: options.noCache, events: events) : nil
@@ -97,7 +99,7 @@ public final class Builder {
                                 sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
-        var state = State(plan: plan, container: container, vm: vm,
+        var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
         try buildBase(base, seconds: baseSeconds, into: &state)
         try buildSteps(into: &state)
@@ -129,6 +131,8 @@ public final class Builder {
         let plan: BuildPlan
         let container: ContainerPass?
         let vm: VMPass?
+        /// The earlier stages the target copies from, built.
+        let stages: [Int: StageBuild]
         var config = StepConfig()
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []

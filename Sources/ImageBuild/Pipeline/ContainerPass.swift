@@ -195,7 +195,8 @@ final class ContainerPass {
                 return layer
             }
         }
-        guard let layer = found else { throw BuildError.invalid("container: no layer recorded for \(what)") }
+        // An entry this build already held is used without a check: its record is read here.
+        guard let layer = found ?? (hit ? check(key).1 : nil) else { throw BuildError.invalid("container: no layer recorded for \(what)") }
         if hit { bundle?.add(blob: blobs.path(of: layer.descriptor.digest)) }
         return (layer, hit)
     }

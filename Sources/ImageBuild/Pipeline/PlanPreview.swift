@@ -3,46 +3,64 @@ import Layers
 import OCI
 import RecipePlan
 
-/// What `imgbench plan` shows: the plan's steps with their keys, and whether the cache holds
-/// each step for each target, found without building, locking or writing anything. A COPY
-/// source that matches no file is shown (`PlannedStep.missing`), not refused.
+/// What `imgbench plan` shows: every stage's steps with their keys, and whether the cache holds
+/// each step for each side that builds it, found without building, locking or writing anything.
+/// A COPY source that matches no file is shown (`PlannedStep.missing`), not refused.
 public struct PlanPreview: Sendable {
-    /// Whether the cache holds a step: nil where the target does not build it (a metadata step,
-    /// or a step for the other target only).
+    /// Whether the cache holds a step: nil where the side does not build it (a metadata step, a
+    /// step for the other image only, the VM side of a stage before the target).
     public struct Hits: Sendable, Equatable {
         public var container: Bool?
         public var vm: Bool?
     }
 
-    public var plan: BuildPlan
-    /// The base's key, or why it cannot be known here (the keys then stand for that base unknown).
-    public var baseKey: String?
-    public var baseProblem: String?
-    public var base: Hits
-    public var steps: [Hits]
+    public struct Stage: Sendable {
+        public var recipe: Recipe
+        public var plan: BuildPlan
+        /// The base's key, or why it cannot be known here (the keys then stand for that base unknown).
+        public var baseKey: String?
+        public var baseProblem: String?
+        /// Whether a build of the target builds this stage (the target, and the stages it copies from).
+        public var built: Bool
+        public var base: Hits
+        public var steps: [Hits]
+    }
+
+    /// The stages in order; `target` is the one built into the images.
+    public var stages: [Stage]
+    public var target: Int
 
     /// `cache`: the build cache folder; `sourceDateEpoch` as the build would use it.
     public static func make(_ recipe: Recipe, cache: String, sourceDateEpoch: Int?) throws -> PlanPreview {
+        let all = recipe.stages.isEmpty ? [recipe] : recipe.stages
+        let needed = Set(recipe.neededStages + [recipe.stageIndex])
+        let epoch = Builder.epochKey(sourceDateEpoch ?? CaptureOptions.environmentEpoch.map { Int($0) })
+        var stages: [Stage] = [], keys: [Int: String] = [:]
+        for (i, stage) in all.enumerated() {
+            let s = try preview(stage, cache: cache, epoch: epoch, stageKeys: keys, vm: i == recipe.stageIndex, built: needed.contains(i))
+            keys[i] = s.plan.lastKey
+            stages.append(s)
+        }
+        return PlanPreview(stages: stages, target: recipe.stageIndex)
+    }
+
+    /// One stage's plan and hits; the VM side only for the target.
+    static func preview(_ stage: Recipe, cache: String, epoch: String, stageKeys: [Int: String], vm: Bool, built: Bool) throws -> Stage {
         var baseKey: String?, problem: String?
-        do {
-            baseKey = try PlanPreview.baseKey(recipe) + Builder.epochKey(sourceDateEpoch ?? CaptureOptions.environmentEpoch.map { Int($0) })
-        } catch {
-            problem = "\(error)"
-        }
-        let plan = try BuildPlan.make(recipe, baseKey: baseKey ?? "unknown", missingSources: .shown)
+        do { baseKey = try PlanPreview.baseKey(stage) + epoch } catch { problem = "\(error)" }
+        let plan = try BuildPlan.make(stage, baseKey: baseKey ?? "unknown", missingSources: .shown, stageKeys: stageKeys)
         let known = baseKey != nil
-        let vmFolder = VMPass.folder(cache: cache, settings: recipe.vm)
+        let vmFolder = VMPass.folder(cache: cache, settings: stage.vm)
+        let vmHas = { (key: String) in known && VMPass.checkLink(in: vmFolder, key: key, parent: nil) == .valid }
         // An OCI layout's layers are the container side's base as they are.
-        let ociBase = if case .ociLayout = recipe.base { true } else { false }
-        let base = Hits(container: known && (ociBase || hasLayer(plan.rootKey, cache: cache)),
-                        vm: known && VMPass.checkLink(in: vmFolder, key: plan.rootKey, parent: nil) == .valid)
+        let ociBase = if case .ociLayout = stage.base { true } else { false }
+        let base = Hits(container: known && (ociBase || hasLayer(plan.rootKey, cache: cache)), vm: vm ? vmHas(plan.rootKey) : nil)
         let steps = plan.steps.map { p -> Hits in
-            let s = p.step, files = s.instruction.changesFiles
-            let held = known && p.missing.isEmpty
+            let s = p.step, files = s.instruction.changesFiles, held = known && p.missing.isEmpty
             return Hits(container: files && s.target.includes(.container) ? held && hasLayer(p.key, cache: cache) : nil,
-                        vm: files && s.target.includes(.vm) ? held && VMPass.checkLink(in: vmFolder, key: p.key, parent: nil) == .valid : nil)
+                        vm: vm && files && s.target.includes(.vm) ? held && vmHas(p.key) : nil)
         }
-        return PlanPreview(plan: plan, baseKey: baseKey, baseProblem: problem, base: base, steps: steps)
+        return Stage(recipe: stage, plan: plan, baseKey: baseKey, baseProblem: problem, built: built, base: base, steps: steps)
     }
 
     /// The key the base phase gives the base (`Builder.prepareBase`), without making it.
