@@ -54,7 +54,7 @@ extension RecipeParser {
         guard let eq = body.firstIndex(of: "=") else { return nil }
         let key = body[..<eq].lowercased().trimmingCharacters(in: .whitespaces)
         let value = body[body.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-        guard key.first?.isLetter == true, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }), !value.isEmpty else { return nil }
+        guard key.first?.isLetter == true, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { return nil }
         let column = (line.firstIndex(of: "#").map { line.distance(from: line.startIndex, to: $0) } ?? 0) + 1
         return Directive(key: key, value: value, line: line, location: SourceLocation(file: file, line: number, column: column))
     }

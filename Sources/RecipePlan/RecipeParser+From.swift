@@ -115,9 +115,9 @@ extension RecipeParser {
     /// A FROM flag: `--platform=P`, substituted, for the host's platform only.
     func checkPlatform(_ f: Word, state: State, line: LogicalLine) throws {
         let at = location(line, f.offset)
-        let parts = f.text.dropFirst(2).split(separator: "=", maxSplits: 1).map(String.init)
-        guard parts[0] == "platform" else { throw RecipeError(at, "FROM does not take --\(parts[0]) (it takes --platform)") }
-        guard parts.count == 2 else { throw RecipeError(at, "--platform needs a value (--platform=linux/amd64)") }
+        let parts = f.text.dropFirst(2).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard parts[0] == "platform" else { throw RecipeError(at, "FROM does not take '\(f.text)' (it takes --platform=)") }
+        guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(at, "--platform needs a value (--platform=linux/amd64)") }
         let value = try substitute(parts[1], state.fromVariables, line: line, offset: f.offset + 11)
         guard RecipeParser.isHostPlatform(value) else {
             throw RecipeError(at, "--platform=\(value): only the host's platform, \(RecipeParser.platform), can be built here")

@@ -69,16 +69,6 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.steps.count == 2)
         #expect(r.steps.allSatisfy { $0.heredocs.isEmpty })
     }
-
-    @Test(arguments: [
-        ("FROM scratch\nRUN true\nRUN <<EOF\necho\n", 3, 5, "unterminated here-document"),
-        ("FROM scratch\nRUN echo <<'EOF\nx\nEOF\n", 2, 10, "unterminated quote"),
-        ("FROM scratch\nCOPY <<a <<b\nA\na\nB\nb\n", 2, 1, "destination"),
-        ("FROM scratch\nCOPY <<. /x\n1\n.\n", 2, 1, "cannot name a file"),
-    ])
-    func refused(text: String, line: Int, column: Int, message: String) throws {
-        try expectRefused(text, at: line, column, saying: message)
-    }
 }
 
 @Suite struct LinesAndDirectivesTests {
@@ -161,24 +151,6 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.steps[1].instruction == .add(sources: ["b.tar"], destination: "/b/", chown: "1:1", chmod: "755"))
         #expect(r.steps[2].flags == ["link": "false"])
     }
-
-    @Test(arguments: [
-        ("FROM scratch\nHEALTHCHECK --interval=10 CMD true\n", 2, 1, "is not a duration"),
-        ("FROM scratch\nHEALTHCHECK --timeout=500us CMD true\n", 2, 1, "at least 1ms"),
-        ("FROM scratch\nHEALTHCHECK --retries=-1 CMD true\n", 2, 1, "--retries=-1"),
-        ("FROM scratch\nHEALTHCHECK NONE true\n", 2, 1, "NONE takes no arguments"),
-        ("FROM scratch\nHEALTHCHECK CMD\n", 2, 1, "needs a command"),
-        ("FROM scratch\nHEALTHCHECK RUN true\n", 2, 13, "unknown HEALTHCHECK type 'RUN'"),
-        ("FROM scratch\nONBUILD ONBUILD RUN x\n", 2, 9, "not allowed as an ONBUILD trigger"),
-        ("FROM scratch\nONBUILD FROM x\n", 2, 9, "not allowed as an ONBUILD trigger"),
-        ("FROM scratch\nONBUILD FROB x\n", 2, 9, "unknown instruction 'FROB'"),
-        ("FROM scratch\nRUN --link true\n", 2, 5, "does not take --link"),
-        ("FROM scratch\nCOPY --link=yes a /a\n", 2, 1, "--link must be true or false"),
-        ("FROM --chown=1 scratch\n", 1, 6, "FROM does not take --chown"),
-    ])
-    func refused(text: String, line: Int, column: Int, message: String) throws {
-        try expectRefused(text, at: line, column, saying: message)
-    }
 }
 
 @Suite struct StepNoteTests {
@@ -199,18 +171,6 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.steps[0].flags == ["target": "vm"])
         #expect(r.steps[1].network == .none)
     }
-
-    @Test(arguments: [
-        ("FROM scratch\n# imgbench: target=vm\nENV A=1\n", 2, 13, "not ENV"),
-        ("FROM scratch\n# imgbench: network=none\nCOPY a /a\n", 2, 13, "not COPY"),
-        ("FROM scratch\n# imgbench: target=vm\nRUN --target=container x\n", 2, 13, "given both"),
-        ("FROM scratch\n#imgbench: size=4G\nRUN x\n", 2, 12, "not an imgbench step setting"),
-        ("FROM scratch\n# imgbench: target=box\nRUN x\n", 2, 13, "--target must be container, vm or both"),
-        ("FROM scratch\n# imgbench:\nRUN x\n", 2, 3, "needs a setting"),
-    ])
-    func refused(text: String, line: Int, column: Int, message: String) throws {
-        try expectRefused(text, at: line, column, saying: message)
-    }
 }
 
 @Suite struct RunMountTests {
@@ -227,20 +187,6 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         tmpfs.size = 64 << 20
         #expect(r.steps[1].mounts == [cache, tmpfs, RunMount(kind: .cache, target: "/x", id: "/x")])
         #expect(r.steps[1].instruction == .run(.shell("make")))
-    }
-
-    @Test(arguments: [
-        ("FROM scratch\nRUN --mount=target=/x true\n", 2, 5, "type=bind is not supported"),
-        ("FROM scratch\nRUN --mount=type=secret,id=tok true\n", 2, 5, "type=secret is not supported"),
-        ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
-        ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
-        ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "does not take 'from'"),
-        ("FROM scratch\nRUN --mount=type=tmpfs,target=/x,size=lots true\n", 2, 5, "size=lots is not a size"),
-        ("FROM scratch\nRUN --mount=type=cache,target=/ true\n", 2, 5, "cannot mount on /"),
-        ("FROM scratch\nCOPY --mount=type=cache,target=/x a /a\n", 2, 6, "does not take --mount"),
-    ])
-    func refused(text: String, line: Int, column: Int, message: String) throws {
-        try expectRefused(text, at: line, column, saying: message)
     }
 }
 
@@ -279,19 +225,52 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.stage(named: "1")?.stageName == "unused")
         #expect(r.stage(named: "nope") == nil && r.stage(named: "4") == nil)
     }
+}
 
-    @Test(arguments: [
-        ("FROM scratch AS a\nFROM scratch AS A\n", 2, 1, "a stage named 'A' comes earlier"),
-        ("FROM scratch AS 1st\n", 1, 1, "'1st' is not a stage name"),
-        ("FROM scratch AS a\nFROM a\n", 2, 6, "FROM a stage of this recipe ('a') is not supported yet"),
-        ("FROM scratch AS a\nCOPY --from=b /x /x\n", 2, 6, "COPY --from=b: no earlier stage of that name"),
-        ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: no earlier stage of that name"),
-        ("FROM scratch\nFROM scratch\nCOPY --from=1 /x /x\n", 3, 6, "COPY --from=1: no earlier stage has that number"),
-        ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "copying from an image is not supported"),
-        ("FROM scratch AS a\nFROM scratch\nADD --from=a /x /x\n", 3, 5, "ADD does not take --from"),
-        ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, 6, "COPY --from takes no here-document"),
-    ])
-    func refused(text: String, line: Int, column: Int, message: String) throws {
-        try expectRefused(text, at: line, column, saying: message)
-    }
+/// Everything these suites refuse, each at its file:line:column.
+@Test(arguments: [
+    ("FROM scratch\nRUN true\nRUN <<EOF\necho\n", 3, 5, "unterminated here-document"),
+    ("FROM scratch\nRUN echo <<'EOF\nx\nEOF\n", 2, 10, "unterminated quote"),
+    ("FROM scratch\nCOPY <<a <<b\nA\na\nB\nb\n", 2, 1, "destination"),
+    ("FROM scratch\nCOPY <<. /x\n1\n.\n", 2, 1, "cannot name a file"),
+    ("FROM scratch\nHEALTHCHECK --interval=10 CMD true\n", 2, 1, "is not a duration"),
+    ("FROM scratch\nHEALTHCHECK --timeout=500us CMD true\n", 2, 1, "at least 1ms"),
+    ("FROM scratch\nHEALTHCHECK --retries=-1 CMD true\n", 2, 1, "--retries=-1"),
+    ("FROM scratch\nHEALTHCHECK NONE true\n", 2, 1, "NONE takes no arguments"),
+    ("FROM scratch\nHEALTHCHECK CMD\n", 2, 1, "needs a command"),
+    ("FROM scratch\nHEALTHCHECK RUN true\n", 2, 13, "unknown HEALTHCHECK type 'RUN'"),
+    ("FROM scratch\nONBUILD ONBUILD RUN x\n", 2, 9, "not allowed as an ONBUILD trigger"),
+    ("FROM scratch\nONBUILD FROM x\n", 2, 9, "not allowed as an ONBUILD trigger"),
+    ("FROM scratch\nONBUILD FROB x\n", 2, 9, "unknown instruction 'FROB'"),
+    ("FROM scratch\nRUN --link true\n", 2, 5, "does not take --link"),
+    ("FROM scratch\nCOPY --link=yes a /a\n", 2, 1, "--link must be true or false"),
+    ("FROM --chown=1 scratch\n", 1, 6, "FROM does not take '--chown=1'"),
+    ("FROM -- scratch\n", 1, 6, "FROM does not take '--'"),
+    ("FROM --platform= scratch\n", 1, 6, "--platform needs a value"),
+    ("FROM scratch\n# imgbench: target=vm\nENV A=1\n", 2, 13, "not ENV"),
+    ("FROM scratch\n# imgbench: network=none\nCOPY a /a\n", 2, 13, "not COPY"),
+    ("FROM scratch\n# imgbench: target=vm\nRUN --target=container x\n", 2, 13, "given both"),
+    ("FROM scratch\n#imgbench: size=4G\nRUN x\n", 2, 12, "not an imgbench step setting"),
+    ("FROM scratch\n# imgbench: target=box\nRUN x\n", 2, 13, "--target must be container, vm or both"),
+    ("FROM scratch\n# imgbench:\nRUN x\n", 2, 3, "needs a setting"),
+    ("FROM scratch\nRUN --mount=target=/x true\n", 2, 5, "type=bind is not supported"),
+    ("FROM scratch\nRUN --mount=type=secret,id=tok true\n", 2, 5, "type=secret is not supported"),
+    ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "does not take 'from'"),
+    ("FROM scratch\nRUN --mount=type=tmpfs,target=/x,size=lots true\n", 2, 5, "size=lots is not a size"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/ true\n", 2, 5, "cannot mount on /"),
+    ("FROM scratch\nCOPY --mount=type=cache,target=/x a /a\n", 2, 6, "does not take --mount"),
+    ("FROM scratch AS a\nFROM scratch AS A\n", 2, 1, "a stage named 'A' comes earlier"),
+    ("FROM scratch AS 1st\n", 1, 1, "'1st' is not a stage name"),
+    ("FROM scratch AS a\nFROM a\n", 2, 6, "FROM a stage of this recipe ('a') is not supported yet"),
+    ("FROM scratch AS a\nCOPY --from=b /x /x\n", 2, 6, "COPY --from=b: no earlier stage of that name"),
+    ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: no earlier stage of that name"),
+    ("FROM scratch\nFROM scratch\nCOPY --from=1 /x /x\n", 3, 6, "COPY --from=1: no earlier stage has that number"),
+    ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "copying from an image is not supported"),
+    ("FROM scratch AS a\nFROM scratch\nADD --from=a /x /x\n", 3, 5, "ADD does not take --from"),
+    ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, 6, "COPY --from takes no here-document"),
+])
+func containerfileRefusals(text: String, line: Int, column: Int, message: String) throws {
+    try expectRefused(text, at: line, column, saying: message)
 }
