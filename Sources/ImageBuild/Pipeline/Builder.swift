@@ -85,9 +85,10 @@ public final class Builder {
         let started = Date()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
-        let baseStart = Date()
+        // The earlier stages count in the build's total time, not in the base phase's.
         let stages = try buildStages(in: cache)
         defer { for s in stages.values { s.pass.close() } }
+        let baseStart = Date()
         let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
         let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey, stageKeys: stages.mapValues(\.key))
         let baseSeconds = Date().timeIntervalSince(baseStart)
