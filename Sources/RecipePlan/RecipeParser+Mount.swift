@@ -1,12 +1,14 @@
 import Foundation
 import Host
 
-/// `RUN --mount=type=cache|tmpfs,...`: what a step has mounted while it runs, never in a layer or
-/// a disk block. A cache mount is a folder of imgbench's cache, kept by its id (default: its
-/// target) between steps, builds and both images; a tmpfs mount is empty memory.
+/// `RUN --mount=type=cache|tmpfs|secret,...`: what a step has mounted while it runs, never in a
+/// layer or a disk block. A cache mount is a folder of imgbench's cache, kept by its id (default:
+/// its target) between steps, builds and both images; a tmpfs mount is empty memory; a secret
+/// mount is a file the build's `--secret id=ID,src=FILE` names, read-only (default target
+/// /run/secrets/ID).
 public struct RunMount: Equatable, Sendable {
     public enum Kind: String, Sendable {
-        case cache, tmpfs
+        case cache, tmpfs, secret
     }
 
     public var kind: Kind
@@ -19,6 +21,8 @@ public struct RunMount: Equatable, Sendable {
     public var locked = false
     /// A tmpfs mount's size in bytes (nil: the kernel's default).
     public var size: UInt64?
+    /// A secret mount that must be given (`required=true`): the step fails without it.
+    public var required = false
     /// A new cache folder's owner and mode (default 0:0, 0755).
     public var uid: UInt32 = 0
     public var gid: UInt32 = 0
@@ -51,16 +55,22 @@ extension RecipeParser {
         }
         let type = options.removeValue(forKey: "type") ?? "bind"
         guard let kind = RunMount.Kind(rawValue: type) else {
-            throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=cache and type=tmpfs are)")
+            throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=cache, tmpfs and secret are)")
         }
-        guard let rawTarget = options.removeValue(forKey: "target") ?? options.removeValue(forKey: "dst") ?? options.removeValue(forKey: "destination"),
-              !rawTarget.isEmpty else {
-            throw RecipeError(loc, "RUN --mount needs target=PATH")
+        let id = options.removeValue(forKey: "id")
+        let given = options.removeValue(forKey: "target") ?? options.removeValue(forKey: "dst") ?? options.removeValue(forKey: "destination")
+        guard let rawTarget = given ?? (kind == .secret ? id.map { "/run/secrets/\($0)" } : nil), !rawTarget.isEmpty else {
+            throw RecipeError(loc, kind == .secret ? "RUN --mount=type=secret needs id=ID (or target=PATH)" : "RUN --mount needs target=PATH")
         }
         let target = LexicalPath.join(rawTarget.hasPrefix("/") ? "/" : workdir, rawTarget)
         guard target != "/" else { throw RecipeError(loc, "RUN --mount cannot mount on / itself") }
-        var m = RunMount(kind: kind, target: target, id: options.removeValue(forKey: "id") ?? target)
-        if kind == .cache { try cacheOptions(&options, &m, loc) } else { try tmpfsOptions(&options, &m, loc) }
+        // A secret's id defaults to its target's file name, as BuildKit's does.
+        var m = RunMount(kind: kind, target: target, id: id ?? (kind == .secret ? (target as NSString).lastPathComponent : target))
+        switch kind {
+        case .cache: try cacheOptions(&options, &m, loc)
+        case .tmpfs: try tmpfsOptions(&options, &m, loc)
+        case .secret: m.required = (options.removeValue(forKey: "required") ?? "false") != "false"
+        }
         if let unknown = options.keys.sorted().first {
             throw RecipeError(loc, "RUN --mount=type=\(type) does not take '\(unknown)'")
         }

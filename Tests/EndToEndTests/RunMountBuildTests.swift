@@ -83,3 +83,32 @@ extension BuildTests {
         #expect(FileManager.default.fileExists(atPath: dir.file("stage") + "/bundle/rootfs/build-only.txt"))
     }
 }
+
+extension BuildTests {
+    /// `RUN --mount=type=secret` with `--secret id=ID,src=FILE`: the step reads the file, and no
+    /// layer, bundle, report or disk block holds it; a required secret not given stops the build.
+    @Test func aSecretIsThereForItsStepAndInNoOutput() throws {
+        let dir = try TempDir("secret")
+        defer { dir.cleanup() }
+        let secret = "imgbench-secret-\(UUID().uuidString)"
+        try secret.write(toFile: dir.file("token"), atomically: true, encoding: .utf8)
+        let recipe = try writeRecipe(dir, "secret", """
+            # vm-size=1G
+            # vm-kernel=host
+            FROM debian:bookworm
+            RUN --mount=type=secret,id=tok,required=true wc -c < /run/secrets/tok > /tok.len
+            """)
+        let out = dir.file("out")
+        let r = try build(recipe, output: out, arguments: ["--secret", "id=tok,src=\(dir.file("token"))"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try String(contentsOfFile: "\(out)/bundle/rootfs/tok.len", encoding: .utf8) == "\(secret.utf8.count)\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/run/secrets/tok"))
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", dir.file("disk.raw"))
+        // Every output, the layers uncompressed and the disk's blocks, searched for the secret.
+        let search = try runProcess("/bin/sh", ["-c", "{ for f in \"$1\"/oci/blobs/sha256/*; do zcat -f \"$f\"; done; cat \"$1\"/*.json; find \"$1\"/bundle -type f -exec cat {} +; tr '\\0' '\\n' < \"$2\"; } | grep -acF \"$3\"",
+                                                "search", out, dir.file("disk.raw"), secret])
+        #expect(search.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the secret is in an output: \(search.output)")
+        let missing = try build(recipe, output: dir.file("missing"), arguments: ["--no-cache"])
+        #expect(missing.status == 1 && missing.stderr.contains("the secret 'tok' is required"), "\(missing.output)")
+    }
+}

@@ -188,6 +188,13 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.steps[1].mounts == [cache, tmpfs, RunMount(kind: .cache, target: "/x", id: "/x")])
         #expect(r.steps[1].instruction == .run(.shell("make")))
     }
+
+    @Test func secretMountsAreReadOnlyFilesByID() throws {
+        let r = try parse("FROM scratch\nRUN --mount=type=secret,id=npmrc --mount=type=secret,target=/etc/tok,required=true true\n")
+        var tok = RunMount(kind: .secret, target: "/etc/tok", id: "tok")
+        tok.required = true
+        #expect(r.steps[0].mounts == [RunMount(kind: .secret, target: "/run/secrets/npmrc", id: "npmrc"), tok])
+    }
 }
 
 @Suite struct MultiStageTests {
@@ -254,7 +261,8 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
     ("FROM scratch\n# imgbench: target=box\nRUN x\n", 2, 13, "--target must be container, vm or both"),
     ("FROM scratch\n# imgbench:\nRUN x\n", 2, 3, "needs a setting"),
     ("FROM scratch\nRUN --mount=target=/x true\n", 2, 5, "type=bind is not supported"),
-    ("FROM scratch\nRUN --mount=type=secret,id=tok true\n", 2, 5, "type=secret is not supported"),
+    ("FROM scratch\nRUN --mount=type=ssh true\n", 2, 5, "type=ssh is not supported"),
+    ("FROM scratch\nRUN --mount=type=secret true\n", 2, 5, "type=secret needs id=ID"),
     ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
     ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
     ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "does not take 'from'"),

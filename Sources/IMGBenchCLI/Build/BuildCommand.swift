@@ -34,6 +34,8 @@ struct BuildCommand: ParsableCommand {
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG, or KEY to take its value from the environment; may repeat.")
     var buildArgs: [String] = []
+    @Option(help: "id=ID,src=FILE: a file RUN --mount=type=secret,id=ID mounts while a step runs (never in a layer, a disk or the report); may repeat.")
+    var secret: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
     var network: Sandbox.Network = .host
     @Option(help: "auto (plain lines when stderr is not a terminal), plain, tty or quiet.") var progress: ProgressMode = .auto
@@ -43,6 +45,7 @@ struct BuildCommand: ParsableCommand {
 
     func validate() throws {
         try BuildRunning.validate(buildArgs: buildArgs)
+        _ = try BuildRunning.secrets(secret)
         if let tag, try parseReference(tag).digest != nil { throw ValidationError("-t \(tag): a name and tag, without a digest") }
     }
 
@@ -54,6 +57,7 @@ struct BuildCommand: ParsableCommand {
         let name = try tag.map { String(try parseReference($0).repository.split(separator: "/").last!) } ?? parsed.name
         var options = BuildOptions(output: output ?? absolutePath("out/\(name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.tag = tag
+        options.secrets = try BuildRunning.secrets(secret)
         options.noCache = noCache
         options.buildArgs = args
         options.targets = chosen.targets

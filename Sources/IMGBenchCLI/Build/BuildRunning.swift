@@ -16,6 +16,26 @@ enum BuildRunning {
         }
     }
 
+    /// `--secret id=ID,src=FILE` (or `source=`, and `type=file`), as docker build takes it: the
+    /// files by id, absolute; a file that cannot be read is the usage error.
+    static func secrets(_ specs: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for spec in specs {
+            var fields: [String: String] = [:]
+            for part in spec.split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+                fields[kv[0]] = kv.count == 2 ? kv[1] : ""
+            }
+            guard let id = fields["id"], !id.isEmpty, let src = fields["src"] ?? fields["source"], (fields["type"] ?? "file") == "file" else {
+                throw ValidationError("--secret \(spec): give id=ID,src=FILE")
+            }
+            let path = absolutePath(src)
+            guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("--secret \(spec): cannot read \(path)") }
+            out[id] = path
+        }
+        return out
+    }
+
     /// `KEY=VALUE` arguments as a dictionary; `KEY` alone takes the environment's value, as
     /// docker does, and is left out when the environment has none (the ARG keeps its default).
     static func buildArgs(_ args: [String], environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {

@@ -99,13 +99,20 @@ extension Builder {
     /// What a RUN's `--mount=` options mount: a cache mount is a folder of the cache
     /// (`CACHE/mounts/`, by id), made with its uid, gid and mode the first time and shared by
     /// every step, build and image that names the id (a `sharing=locked` one held under its lock
-    /// while the step runs); a tmpfs mount is memory. Neither is ever captured.
+    /// while the step runs); a tmpfs mount is memory; a secret mount is the `--secret` file of
+    /// its id, read-only (none when not given, unless required). None is ever captured.
     func stepMounts(_ s: Step) throws -> (StepMounts, [FileLock]) {
         var mounts = StepMounts(), locks: [FileLock] = []
         for m in s.mounts {
             switch m.kind {
             case .tmpfs:
                 mounts.tmpfs.append(Sandbox.Tmpfs(inside: m.target, size: m.size))
+            case .secret:
+                guard let file = options.secrets[m.id] else {
+                    if m.required { throw BuildError.invalid("\(s.location): the secret '\(m.id)' is required: give it with --secret id=\(m.id),src=FILE") }
+                    continue
+                }
+                mounts.binds.append(Sandbox.Bind(host: file, inside: m.target, readOnly: true, isFile: true))
             case .cache:
                 let dir = "\(options.cache)/mounts/\(BuildPlan.digest(["run-mount-cache", m.id]).prefix(32))"
                 if !FileSystem.exists(dir) {

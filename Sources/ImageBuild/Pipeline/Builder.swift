@@ -28,6 +28,8 @@ public struct BuildOptions: Sendable {
     /// The image's name and tag (`-t NAME[:TAG]`): the layout's ref name, the report's and the
     /// hand-off's image reference. nil: the recipe's name.
     public var tag: String?
+    /// `--secret id=ID,src=FILE`: the files `RUN --mount=type=secret` mounts, by id.
+    public var secrets: [String: String] = [:]
 
     public init(output: String, cache: String) {
         self.output = output
