@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The imgbench command line. The executable only calls `IMGBench.main()`; every command lives
 /// here so that tests can run them.
@@ -7,7 +8,7 @@ public struct IMGBench: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
-        subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
+        subcommands: [BuildCommand.self, PlanCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
                       PushCommand.self, PullCommand.self,
                       Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self, CacheCommand.self])
 
@@ -35,7 +36,13 @@ public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable 
     case table, json
 }
 
-/// `--progress auto|plain|none`: auto draws on a terminal and stays quiet otherwise.
+/// `--progress auto|plain|tty|quiet`, as buildx reads it: auto is a live display on a terminal
+/// and plain lines otherwise, tty the live display, quiet (or none, the older spelling) nothing.
 public enum ProgressMode: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case auto, plain, none
+    case auto, plain, tty, quiet, none
+
+    var isQuiet: Bool { self == .quiet || self == .none }
+
+    /// Whether progress is drawn in place (a terminal's live display) rather than as lines.
+    var isLive: Bool { self == .tty || (self == .auto && isatty(STDERR_FILENO) == 1) }
 }

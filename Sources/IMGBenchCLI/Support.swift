@@ -89,9 +89,8 @@ final class TerminalProgress: @unchecked Sendable {
 
     init(label: String, mode: ProgressMode) {
         self.label = label
-        let tty = isatty(STDERR_FILENO) == 1
-        enabled = mode == .plain || (mode == .auto && tty)
-        live = tty && mode != .plain
+        enabled = !mode.isQuiet
+        live = mode.isLive
     }
 
     func update(_ done: UInt64, _ total: UInt64) {

@@ -14,6 +14,15 @@ public struct BuildPlan: Sendable {
         public var key: String
         /// For COPY/ADD: the context files read, relative to the context.
         public var sources: [String]
+        /// For a plan made with `missingSources: .shown`: the sources that match no file, each
+        /// with why (the step's key then stands for a build that would fail there).
+        public var missing: [String] = []
+    }
+
+    /// What a COPY/ADD source that matches no file does to the plan: a build stops there; a
+    /// plan that is only shown (`imgbench plan`) records it and goes on.
+    public enum MissingSources: Sendable {
+        case refused, shown
     }
 
     public var recipe: Recipe
@@ -22,7 +31,9 @@ public struct BuildPlan: Sendable {
     public var ignore: ContextIgnore
 
     /// `baseKey` names the base (the Debian root's key, "scratch", or an OCI manifest digest).
-    public static func make(_ recipe: Recipe, baseKey: String) throws -> BuildPlan {
+    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key).
+    public static func make(_ recipe: Recipe, baseKey: String, missingSources: MissingSources = .refused,
+                            stageKeys: [Int: String] = [:]) throws -> BuildPlan {
         let ignore = try ContextIgnore.load(context: recipe.context)
         var key = digest(["imgbench-plan-v1", "base", baseKey])
         var planned: [PlannedStep] = []
@@ -30,23 +41,46 @@ public struct BuildPlan: Sendable {
             var parts = [key, "step", step.text, "\(step.instruction)", step.target.rawValue]
             parts += step.environment.map { "env \($0.key)=\($0.value)" }
             parts += step.buildArgs.map { "arg \($0.key)=\($0.value)" }
-            var sources: [String] = []
+            parts += step.inlineFiles.map { "inline \($0.name) \($0.content)" }
+            var sources: [String] = [], missing: [String] = []
             switch step.instruction {
+            case .copy where step.copyFrom != nil:
+                // The files come from the stage: its last key stands for them.
+                parts.append("from-stage \(stageKeys[step.copyFrom!] ?? "unknown")")
             case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
                 let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
-                sources = try copy.expand(srcs)
+                (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)
                 parts += try contentDigests(sources, context: recipe.context, ignore: ignore)
+                parts += missing.map { "missing \($0)" }
             default:
                 break
             }
             key = digest(parts)
-            planned.append(PlannedStep(index: i + 1, step: step, key: key, sources: sources))
+            planned.append(PlannedStep(index: i + 1, step: step, key: key, sources: sources, missing: missing))
         }
         return BuildPlan(recipe: recipe, baseKey: baseKey, steps: planned, ignore: ignore)
     }
 
+    /// The context files of a COPY/ADD's sources; with `.shown`, a source that matches no file is
+    /// given back with the reason instead of stopping the plan.
+    static func expand(_ srcs: [String], with copy: ContextCopy, missingSources: MissingSources) throws -> (found: [String], missing: [String]) {
+        guard missingSources == .shown else { return (try copy.expand(srcs), []) }
+        var found: [String] = [], missing: [String] = []
+        for s in srcs {
+            do {
+                found += try copy.expand([s])
+            } catch let e as RecipeError where e.message.contains("matches no file") {
+                missing.append(e.message)
+            }
+        }
+        return (found, missing)
+    }
+
     /// The key of the finalisation that makes the VM disk bootable, after the last step.
     public var finalKey: String { BuildPlan.digest([steps.last?.key ?? BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]), "finalise-v1"]) }
+
+    /// The key of the stage as a whole: its last step's (the base's when it has none).
+    public var lastKey: String { steps.last?.key ?? rootKey }
 
     public var rootKey: String { BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]) }
 

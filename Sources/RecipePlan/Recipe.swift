@@ -15,9 +15,49 @@ public struct Recipe: Equatable, Sendable {
     /// The runtime workloads the image carries (`# workloads=`), named in the hand-off manifest,
     /// each with its place in the recipe.
     public var declaredWorkloads: [WorkloadName] = []
+    /// The ARGs before FROM, with the values FROM sees.
+    public var globalArgs: [GlobalArg] = []
+    /// FROM's image as substituted (`debian:bookworm`), and the stage's name (`AS NAME`).
+    public var baseReference = ""
+    public var stageName: String?
+    /// Every stage of the recipe, in order, each as a recipe of its own (with no stages); this
+    /// recipe is stage `stageIndex`, the one built (the last, or the one `--target` names).
+    public var stages: [Recipe] = []
+    public var stageIndex = 0
+
+    /// The stage named `name` (or numbered, as `COPY --from=0`), as the recipe to build.
+    public func stage(named name: String) -> Recipe? {
+        let i = Int(name) ?? stages.firstIndex { $0.stageName?.lowercased() == name.lowercased() }
+        guard let i, stages.indices.contains(i) else { return nil }
+        var r = stages[i]
+        (r.stages, r.stageIndex) = (stages, i)
+        return r
+    }
+
+    /// The earlier stages the build of this one needs (what its COPY --from name, and theirs).
+    public var neededStages: [Int] {
+        var needed = Set<Int>(), queue = steps.compactMap(\.copyFrom)
+        while let i = queue.popLast() {
+            if needed.insert(i).inserted { queue += stages[i].steps.compactMap(\.copyFrom) }
+        }
+        return needed.sorted()
+    }
 
     /// The names of the declared workloads, in order.
     public var workloads: [String] { declaredWorkloads.map(\.name) }
+}
+
+/// An ARG before FROM: its name, the value it has (nil: none), and where it stands.
+public struct GlobalArg: Equatable, Sendable {
+    public var name: String
+    public var value: String?
+    public var location: SourceLocation
+
+    public init(name: String, value: String?, location: SourceLocation) {
+        self.name = name
+        self.value = value
+        self.location = location
+    }
 }
 
 /// A workload named by `# workloads=`, with where it is named.
@@ -80,6 +120,10 @@ public struct Step: Equatable, Sendable {
         case volume([String])
         case shell([String])
         case stopSignal(String)
+        /// HEALTHCHECK: the check the image config carries (test `["NONE"]` for `HEALTHCHECK NONE`).
+        case healthcheck(HealthCheck)
+        /// ONBUILD: a trigger recorded in the image config, as written after ONBUILD.
+        case onBuild(String)
 
         /// True for steps that change files (a layer / an overlay); the others change only
         /// the image configuration (`empty_layer` in the history).
@@ -102,6 +146,16 @@ public struct Step: Equatable, Sendable {
     public var buildArgs: [KeyValue]
     /// `RUN --network=`: `default` is the build's `--network` (the host's unless it says none).
     public var network: Network = .default
+    /// The flags as written (`--chown=1:1`, `--link` as `link=true`), for `imgbench plan`.
+    public var flags: [String: String] = [:]
+    /// The here-documents of a RUN, COPY or ADD, in order (a RUN's are already in its script).
+    public var heredocs: [Heredoc] = []
+    /// What a COPY or ADD writes from its here-documents, after its context sources.
+    public var inlineFiles: [InlineFile] = []
+    /// `RUN --mount=`: what is mounted while the step runs.
+    public var mounts: [RunMount] = []
+    /// `COPY --from=STAGE`: the index of the earlier stage (in `Recipe.stages`) the sources are in.
+    public var copyFrom: Int?
 
     public enum Network: String, Sendable, Equatable {
         case `default`
@@ -155,4 +209,49 @@ public struct VMSettings: Equatable, Sendable {
     public var clusterSize = 65536
 
     public init() {}
+}
+
+/// A here-document of the recipe (`<<EOF` ... `EOF`), as BuildKit reads one.
+public struct Heredoc: Equatable, Sendable {
+    /// The delimiter without quotes; for COPY it names the file.
+    public var name: String
+    /// The lines up to the delimiter, each with its line end; leading tabs stripped for `<<-`.
+    public var content: String
+    /// False when the delimiter is quoted (`<<'EOF'`, `<<"EOF"`): ARG/ENV are not expanded.
+    public var expand: Bool
+    /// `<<-`: leading tabs are stripped from the lines and the delimiter.
+    public var chomp: Bool
+
+    public init(name: String, content: String, expand: Bool, chomp: Bool) {
+        self.name = name
+        self.content = content
+        self.expand = expand
+        self.chomp = chomp
+    }
+}
+
+/// A file a COPY or ADD writes from a here-document: its name (the delimiter) and content.
+public struct InlineFile: Equatable, Sendable {
+    public var name: String
+    public var content: String
+
+    public init(name: String, content: String) {
+        self.name = name
+        self.content = content
+    }
+}
+
+/// HEALTHCHECK as docker writes it into the image config: the test (`["NONE"]`,
+/// `["CMD", ...]` or `["CMD-SHELL", "..."]`) and durations in nanoseconds (0: not set).
+public struct HealthCheck: Equatable, Sendable {
+    public var test: [String]
+    public var interval: Int64 = 0
+    public var timeout: Int64 = 0
+    public var startPeriod: Int64 = 0
+    public var startInterval: Int64 = 0
+    public var retries = 0
+
+    public init(test: [String]) {
+        self.test = test
+    }
 }

@@ -19,6 +19,12 @@ extension RecipeParser {
         var location: SourceLocation
     }
 
+    /// The keys read as parser directives: BuildKit's and imgbench's (an unknown `vm-` or `base-`
+    /// key is one, refused by `apply`).
+    static func isDirective(_ key: String) -> Bool {
+        ["escape", "syntax", "check", "workloads"].contains(key) || key.hasPrefix("vm-") || key.hasPrefix("base-")
+    }
+
     /// The variants mmdebstrap makes, for `# base-variant=`.
     static let baseVariants = ["extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard"]
 
@@ -29,6 +35,8 @@ extension RecipeParser {
         var seen = Set<String>()
         var index = 0
         while index < physical.count, let d = directive(physical[index], number: index + 1) {
+            // A directive-like comment of another tool is a comment, and ends the directives, as in BuildKit.
+            guard RecipeParser.isDirective(d.key) else { break }
             if seen.contains(d.key) { throw RecipeError(d.location, "parser directive '\(d.key)' given twice") }
             seen.insert(d.key)
             try apply(d, to: &directives)
@@ -42,9 +50,11 @@ extension RecipeParser {
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         guard trimmed.hasPrefix("#") else { return nil }
         let body = trimmed.dropFirst().trimmingCharacters(in: .whitespaces)
-        guard let eq = body.firstIndex(of: "="), !body[..<eq].contains(" ") else { return nil }
+        // `#key=value`, with blanks allowed around `=` (BuildKit's `# escape = \`).
+        guard let eq = body.firstIndex(of: "=") else { return nil }
         let key = body[..<eq].lowercased().trimmingCharacters(in: .whitespaces)
         let value = body[body.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        guard key.first?.isLetter == true, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { return nil }
         let column = (line.firstIndex(of: "#").map { line.distance(from: line.startIndex, to: $0) } ?? 0) + 1
         return Directive(key: key, value: value, line: line, location: SourceLocation(file: file, line: number, column: column))
     }

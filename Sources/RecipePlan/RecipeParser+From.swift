@@ -3,27 +3,61 @@ import Registry
 
 // FROM and what may come before it: global ARGs.
 extension RecipeParser {
-    /// An instruction before FROM: a global ARG (nil back), or FROM itself, which gives the base
-    /// and where FROM stands.
-    func parseBeforeFrom(_ i: InstructionLine, state: inout State) throws -> (base: BaseImage, location: SourceLocation)? {
+    /// What FROM says: the base, where FROM stands, the image as substituted, the stage's name.
+    struct FromLine {
+        var base: BaseImage
+        var location: SourceLocation
+        var reference: String
+        var stageName: String?
+    }
+
+    /// An instruction before FROM: a global ARG (nil back), or FROM itself.
+    func parseBeforeFrom(_ i: InstructionLine, state: inout State) throws -> FromLine? {
         switch i.upper {
         case "ARG":
             try state.arg(i.args, loc: i.location, global: true, parser: self, line: i.line, offset: i.argsOffset)
             return nil
         case "FROM":
-            let base = try parseFrom(i.args, state: state, line: i.line, offset: i.argsOffset)
+            var from = try parseFrom(i.args, state: state, line: i.line, offset: i.argsOffset)
+            from.location = i.location
+            try recordStage(from.stageName, state: &state, at: i.location)
             state.enterStage()
-            return (base, i.location)
+            return from
         default:
             throw RecipeError(i.location, "the recipe must start with FROM (only ARG may come before it), found \(i.keyword)")
         }
     }
 
-    func parseFrom(_ args: String, state: State, line: LogicalLine, offset: Int) throws -> BaseImage {
+    /// A stage's name (`AS NAME`): lowercase letters, digits, `-`, `_`, `.`, a letter first, not
+    /// one an earlier stage has; recorded for `COPY --from`.
+    func recordStage(_ name: String?, state: inout State, at loc: SourceLocation) throws {
+        if let name {
+            let lower = name.lowercased()
+            guard lower.first?.isLetter == true, lower.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw RecipeError(loc, "'\(name)' is not a stage name (a letter, then letters, digits, -, _ or .)")
+            }
+            guard !state.stageNames.contains(lower) else { throw RecipeError(loc, "a stage named '\(name)' comes earlier: stage names are unique") }
+        }
+        state.stageNames.append(name?.lowercased())
+    }
+
+    func parseFrom(_ args: String, state: State, line: LogicalLine, offset: Int) throws -> FromLine {
+        let (image, stageName) = try fromWords(args, state: state, line: line, offset: offset)
+        let ref = try substitute(image.text, state.fromVariables, line: line, offset: image.offset)
+        if state.stageNames.contains(ref.lowercased()) {
+            throw RecipeError(location(line, image.offset), "FROM a stage of this recipe ('\(ref)') is not supported yet: COPY --from=\(ref) copies its files")
+        }
+        let base = try baseImage(ref, at: location(line, image.offset))
+        return FromLine(base: base, location: location(line, 0), reference: ref, stageName: stageName)
+    }
+
+    /// FROM's words: `[--platform=P] IMAGE [AS NAME]`, the flags checked.
+    func fromWords(_ args: String, state: State, line: LogicalLine, offset: Int) throws -> (image: Word, stage: String?) {
         let ws = try words(args, line: line, offset: offset, escape: state.escape)
         var rest = ws
         while let f = rest.first, f.text.hasPrefix("--") {
-            throw RecipeError(location(line, f.offset), "FROM does not take \(f.text.split(separator: "=").first ?? "")")
+            try checkPlatform(f, state: state, line: line)
+            rest.removeFirst()
         }
         guard let image = rest.first else { throw RecipeError(location(line, offset), "FROM needs an image") }
         rest.removeFirst()
@@ -32,8 +66,11 @@ extension RecipeParser {
                 throw RecipeError(location(line, rest[0].offset), "expected FROM IMAGE [AS NAME]")
             }
         }
-        let ref = try substitute(image.text, state.globalArgs, line: line, offset: image.offset)
-        let loc = location(line, image.offset)
+        return (image, rest.last?.text)
+    }
+
+    /// The base an image reference names.
+    func baseImage(_ ref: String, at loc: SourceLocation) throws -> BaseImage {
         guard !ref.isEmpty else { throw RecipeError(loc, "FROM needs an image, not an empty name") }
         if ref == "scratch" { return .scratch }
         if ref.hasPrefix("oci:") {
@@ -62,6 +99,38 @@ extension RecipeParser {
     func registryReference(_ ref: String, at loc: SourceLocation) throws -> ImageReference? {
         guard ImageReference.looksLikeRegistryReference(ref) else { return nil }
         do { return try ImageReference(parsing: ref) } catch { throw RecipeError(loc, "FROM \(ref): \(error)") }
+    }
+}
+
+// `--platform`: the host's platform only.
+extension RecipeParser {
+    /// The platform builds are for: the host's, amd64 Linux.
+    static let platform = "linux/amd64"
+
+    /// The platform ARGs BuildKit predefines, for the host's platform.
+    static let platformArgs: [String: String] = [
+        "TARGETPLATFORM": platform, "TARGETOS": "linux", "TARGETARCH": "amd64", "TARGETVARIANT": "",
+        "BUILDPLATFORM": platform, "BUILDOS": "linux", "BUILDARCH": "amd64", "BUILDVARIANT": "",
+    ]
+
+    /// The platforms that name the host's: `linux/amd64`, also written `linux/x86_64`, with a
+    /// microarchitecture level or not.
+    static func isHostPlatform(_ p: String) -> Bool {
+        let parts = p.lowercased().split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts.count <= 3 && parts[0] == "linux" && ["amd64", "x86_64", "x86-64"].contains(parts[1])
+            && (parts.count == 2 || ["v1", "v2", "v3", "v4"].contains(parts[2]))
+    }
+
+    /// A FROM flag: `--platform=P`, substituted, for the host's platform only.
+    func checkPlatform(_ f: Word, state: State, line: LogicalLine) throws {
+        let at = location(line, f.offset)
+        let parts = f.text.dropFirst(2).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard parts[0] == "platform" else { throw RecipeError(at, "FROM does not take '\(f.text)' (it takes --platform=)") }
+        guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(at, "--platform needs a value (--platform=linux/amd64)") }
+        let value = try substitute(parts[1], state.fromVariables, line: line, offset: f.offset + 11)
+        guard RecipeParser.isHostPlatform(value) else {
+            throw RecipeError(at, "--platform=\(value): only the host's platform, \(RecipeParser.platform), can be built here")
+        }
     }
 }
 

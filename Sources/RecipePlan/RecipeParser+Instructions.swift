@@ -11,6 +11,8 @@ extension RecipeParser {
         var body: String
         var offset: Int
         var flags: [String: String] = [:]
+        /// Each value of a flag that may repeat (`--mount`), with where it stands.
+        var repeated: [String: [(text: String, at: SourceLocation)]] = [:]
         var target = StepTarget.both
 
         var line: LogicalLine { instruction.line }
@@ -42,6 +44,14 @@ extension RecipeParser {
         var step = Step(instruction: instruction, target: a.target, location: i.location,
                         text: "\(i.upper) \(i.args.trimmingCharacters(in: .whitespaces))",
                         environment: state.env, buildArgs: state.args)
+        step.flags = a.flags
+        step.heredocs = i.line.heredocs
+        step.inlineFiles = try inlineFiles(a, state: state)
+        step.mounts = try runMounts(a.repeated["mount"] ?? [], workdir: state.workdir)
+        if let from = a.repeated["from"]?.last {
+            step.copyFrom = try copySource(from.text, at: from.at, state: state)
+            guard step.inlineFiles.isEmpty else { throw RecipeError(from.at, "COPY --from takes no here-document") }
+        }
         if let n = a.flags["network"] {
             guard let network = Step.Network(rawValue: n) else {
                 throw RecipeError(i.location, "--network must be default, none or host, not '\(n)'")
@@ -53,8 +63,12 @@ extension RecipeParser {
 
     func instructionSyntax(_ i: InstructionLine) throws -> InstructionSyntax {
         switch i.upper {
-        case "RUN": return InstructionSyntax(flags: ["target", "network"]) { a, _ in .run(try command(a)) }
-        case "COPY", "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod"]) { a, state in try parseCopy(a, state: state) }
+        case "RUN": return InstructionSyntax(flags: ["target", "network", "mount"]) { a, _ in .run(try runCommand(a)) }
+        case "COPY": return InstructionSyntax(flags: ["target", "chown", "chmod", "link", "from"]) { a, state in try parseCopy(a, state: state) }
+        case "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
+        case "HEALTHCHECK":
+            return InstructionSyntax(flags: Set(RecipeParser.healthDurations + ["retries"])) { a, _ in try parseHealthcheck(a) }
+        case "ONBUILD": return InstructionSyntax { a, _ in try parseOnBuild(a) }
         case "ENV": return InstructionSyntax { a, state in try parseEnv(a, state: &state) }
         case "LABEL": return InstructionSyntax { a, state in .label(try keyValues(a, state: state)) }
         case "MAINTAINER": return InstructionSyntax { a, _ in .label([KeyValue("maintainer", a.body.trimmingCharacters(in: .whitespaces))]) }
@@ -67,10 +81,6 @@ extension RecipeParser {
         case "VOLUME": return InstructionSyntax { a, state in .volume(try jsonArray(a.body) ?? substitutedWords(a, state: state)) }
         case "SHELL": return InstructionSyntax(needsBody: false) { a, state in try parseShell(a, state: &state) }
         case "STOPSIGNAL": return InstructionSyntax { a, state in .stopSignal(try substitutedBody(a, state: state)) }
-        case "FROM":
-            throw RecipeError(i.location, "a second FROM: multi-stage recipes are not supported (one recipe builds one image and one disk)")
-        case "ONBUILD", "HEALTHCHECK":
-            throw RecipeError(i.location, "\(i.upper) is not supported by imgbench")
         default:
             throw RecipeError(i.location, "unknown instruction '\(i.keyword)'")
         }
@@ -95,17 +105,40 @@ extension RecipeParser {
             guard allowed.contains(name) else {
                 throw RecipeError(flagLoc, "\(i.upper) does not take --\(name)" + (allowed.isEmpty ? "" : " (it takes \(allowed.sorted().map { "--" + $0 }.joined(separator: ", ")))"))
             }
-            guard parts.count == 2, !parts[1].isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
-            a.flags[name] = parts[1]
+            // A flag without a value, `--link`, is true.
+            let value = parts.count == 1 && RecipeParser.booleanFlags.contains(name) ? "true" : parts.count == 2 ? parts[1] : ""
+            guard !value.isEmpty else { throw RecipeError(flagLoc, "--\(name) needs a value (--\(name)=VALUE)") }
+            a.flags[name] = RecipeParser.repeatableFlags.contains(name) ? (a.flags[name].map { $0 + " " } ?? "") + value : value
+            a.repeated[name, default: []].append((value, flagLoc))
             if name == "target" { targetLocation = flagLoc }
             a.skip(flag.count)
         }
-        if let t = a.flags["target"] {
-            guard let st = StepTarget(rawValue: t) else { throw RecipeError(targetLocation ?? i.location, "--target must be container, vm or both, not '\(t)'") }
-            a.target = st
+        if let note = i.line.note {
+            targetLocation = try merge(note, into: &a, allowed: allowed) ?? targetLocation
         }
+        a.target = try stepTarget(a.flags["target"], at: targetLocation ?? i.location)
         if needsBody && a.body.trimmingCharacters(in: .whitespaces).isEmpty { throw RecipeError(i.location, "\(i.upper) needs arguments") }
         return a
+    }
+
+    /// `COPY --from=`: an earlier stage, by name or number.
+    func copySource(_ name: String, at loc: SourceLocation, state: State) throws -> Int {
+        let current = state.stageNames.count - 1
+        if let n = Int(name) {
+            guard n >= 0 && n < current else { throw RecipeError(loc, "COPY --from=\(n): no earlier stage has that number (this is stage \(current))") }
+            return n
+        }
+        guard let i = state.stageNames.firstIndex(of: name.lowercased()), i < current else {
+            throw RecipeError(loc, "COPY --from=\(name): no earlier stage of that name (copying from an image is not supported: only this recipe's stages)")
+        }
+        return i
+    }
+
+    /// The build a step is for: `--target=` (or `# imgbench: target=`), both when not given.
+    func stepTarget(_ value: String?, at loc: SourceLocation) throws -> StepTarget {
+        guard let value else { return .both }
+        guard let t = StepTarget(rawValue: value) else { throw RecipeError(loc, "--target must be container, vm or both, not '\(value)'") }
+        return t
     }
 
     // MARK: - Handlers
@@ -113,12 +146,23 @@ extension RecipeParser {
     /// COPY and ADD: sources and a destination (relative to WORKDIR); ADD takes no URL.
     func parseCopy(_ a: Arguments, state: State) throws -> Step.Instruction {
         var paths = try jsonArray(a.body) ?? substitutedWords(a, state: state)
-        guard paths.count >= 2 else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
+        let heredocs = a.line.heredocs.count
+        // The `<<NAME` words are the here-documents, not context paths (`inlineFiles`).
+        if heredocs > 0 {
+            if let last = paths.last, RecipeParser.isHeredocWord(last) {
+                throw RecipeError(a.location, "\(a.upper) cannot take a here-document as its destination")
+            }
+            paths.removeAll { RecipeParser.isHeredocWord($0) }
+        }
+        guard paths.count + heredocs >= 2, !paths.isEmpty else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
         for p in paths.dropLast() where a.upper == "ADD" && (p.contains("://") || p.hasPrefix("git@")) {
             throw RecipeError(a.location, "ADD from a URL (\(p)) is not supported: the build reaches no network but the package mirrors; add the file to the recipe folder")
         }
         let dest = paths.removeLast()
         let resolvedDest = dest.hasPrefix("/") ? dest : LexicalPath.join(state.workdir, dest) + (dest.hasSuffix("/") ? "/" : "")
+        if let link = a.flags["link"], link != "true" && link != "false" {
+            throw RecipeError(a.location, "--link must be true or false, not '\(link)'")
+        }
         if let chmod = a.flags["chmod"], UInt32(chmod, radix: 8) == nil || chmod.count > 4 {
             throw RecipeError(a.location, "--chmod=\(chmod) is not an octal mode")
         }

@@ -7,6 +7,8 @@ extension RecipeParser {
         var escape: Character
         var limits: RecipeLimits
         var globalArgs: [String: String] = [:]
+        /// The ARGs before FROM as declared, for the plan.
+        var globalDeclared: [GlobalArg] = []
         private(set) var args: [KeyValue] = []
         private(set) var env: [KeyValue] = []
         /// What substitution sees: ENV wins over ARG, as in Containerfiles. Kept as they are set,
@@ -25,10 +27,21 @@ extension RecipeParser {
             self.limits = limits
         }
 
+        /// What FROM substitutes: the global ARGs over BuildKit's platform ARGs.
+        var fromVariables: [String: String] { RecipeParser.platformArgs.merging(globalArgs) { $1 } }
+
+        /// The names of the stages so far (lowercased; nil for a stage without one), in order.
+        var stageNames: [String?] = []
+
+        /// A stage starts afresh: no ARG or ENV of an earlier stage, `/`, the default shell.
         mutating func enterStage() {
             args = []
             argValues = [:]
-            variables = envValues
+            env = []
+            envValues = [:]
+            variables = [:]
+            workdir = "/"
+            shell = ["/bin/sh", "-c"]
             bytes = (env + globalArgs.map { KeyValue($0.key, $0.value) }).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         }
 
@@ -73,8 +86,9 @@ extension RecipeParser {
                     value = nil
                 }
                 guard RecipeParser.isName(name) else { throw RecipeError(parser.location(line, w.offset), "'\(name)' is not a valid ARG name") }
-                let resolved = buildArgs[name] ?? value ?? (global ? nil : globalArgs[name])
+                let resolved = buildArgs[name] ?? value ?? (global ? nil : globalArgs[name]) ?? RecipeParser.platformArgs[name]
                 if global {
+                    globalDeclared.append(GlobalArg(name: name, value: resolved, location: parser.location(line, w.offset)))
                     if let r = resolved {
                         try account(KeyValue(name, r), replacing: globalArgs[name], at: parser.location(line, w.offset))
                         globalArgs[name] = r

@@ -26,11 +26,19 @@ public struct RecipeParser {
         self.limits = limits
     }
 
-    /// Reads and parses a recipe folder (holding `Containerfile` or `Dockerfile`) or a recipe file.
-    public static func load(_ path: String, buildArgs: [String: String] = [:]) throws -> Recipe {
+    /// Reads and parses a recipe folder (holding `Containerfile` or `Dockerfile`) or a recipe file;
+    /// with `file` (`-f`), that file is the recipe and `path` the build context folder, as in docker.
+    public static func load(_ path: String, file recipeFile: String? = nil, buildArgs: [String: String] = [:]) throws -> Recipe {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw RecipeError(SourceLocation(file: path, line: 0, column: 0), "no such recipe folder or file")
+        }
+        if let recipeFile {
+            guard isDir.boolValue else { throw RecipeError(SourceLocation(file: path, line: 0, column: 0), "with -f FILE, the build context must be a folder") }
+            var recipe = try parse(file: recipeFile, buildArgs: buildArgs)
+            recipe.context = path
+            recipe.name = RecipeParser.recipeName(folder: path)
+            return recipe
         }
         var file = path
         if isDir.boolValue {
@@ -41,17 +49,22 @@ public struct RecipeParser {
             }
             file = found
         }
+        var recipe = try parse(file: file, buildArgs: buildArgs)
+        let folder = (file as NSString).deletingLastPathComponent
+        recipe.context = folder.isEmpty ? "." : folder
+        recipe.name = RecipeParser.recipeName(folder: recipe.context)
+        return recipe
+    }
+
+    /// Reads and parses one recipe file.
+    static func parse(file: String, buildArgs: [String: String]) throws -> Recipe {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw RecipeError(SourceLocation(file: file, line: 0, column: 0), "cannot read the recipe file")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw RecipeError(SourceLocation(file: file, line: 1, column: 1), "the recipe file is not UTF-8 text")
         }
-        var recipe = try RecipeParser(file: file, buildArgs: buildArgs).parse(text)
-        let folder = (file as NSString).deletingLastPathComponent
-        recipe.context = folder.isEmpty ? "." : folder
-        recipe.name = RecipeParser.recipeName(folder: recipe.context)
-        return recipe
+        return try RecipeParser(file: file, buildArgs: buildArgs).parse(text)
     }
 
     /// A recipe's name: its folder's name, lowercased, as an image reference allows.
@@ -84,27 +97,34 @@ public struct RecipeParser {
                                location: location(l, leading))
     }
 
-    /// FROM (and the ARGs before it), then a step an instruction, within the limits.
-    func instructions(_ lines: [LogicalLine], state: inout State) throws -> (from: (base: BaseImage, location: SourceLocation)?, steps: [Step]) {
-        var from: (base: BaseImage, location: SourceLocation)?
+    /// One stage: its FROM and its steps.
+    struct StageLines {
+        var from: FromLine
         var steps: [Step] = []
-        var recorded = 0
+    }
+
+    /// The ARGs before the first FROM, then the stages: a FROM and a step an instruction, within
+    /// the limits.
+    func instructions(_ lines: [LogicalLine], state: inout State) throws -> [StageLines] {
+        var stages: [StageLines] = []
+        var count = 0, recorded = 0
         for l in lines {
             let i = instruction(l)
-            guard from != nil else {
-                from = try parseBeforeFrom(i, state: &state)
+            if stages.isEmpty || i.upper == "FROM" {
+                if let from = try parseBeforeFrom(i, state: &state) { stages.append(StageLines(from: from)) }
                 continue
             }
-            guard steps.count < limits.instructions else {
+            guard count < limits.instructions else {
                 throw RecipeError(i.location, "more than \(limits.instructions) instructions: more than a recipe can have")
             }
-            steps.append(try parseStep(i, state: &state))
+            stages[stages.count - 1].steps.append(try parseStep(i, state: &state))
+            count += 1
             recorded += state.env.count + state.args.count
             guard recorded <= limits.recordedVariables else {
                 throw RecipeError(i.location, "the steps so far record more than \(limits.recordedVariables) ENV and ARG values (each step records every one in force)")
             }
         }
-        return (from, steps)
+        return stages
     }
 
     /// Directives, logical lines, FROM (and the ARGs before it), then a step an instruction.
@@ -114,13 +134,19 @@ public struct RecipeParser {
         let (directives, next) = try parseDirectives(physical)
         let lines = try logicalLines(physical, from: next, escape: directives.escape)
         var state = State(buildArgs: buildArgs, escape: directives.escape, limits: limits)
-        let (from, steps) = try instructions(lines, state: &state)
-        guard let from else {
+        let stages = try instructions(lines, state: &state)
+        guard !stages.isEmpty else {
             throw RecipeError(SourceLocation(file: file, line: max(1, physical.count), column: 1), "the recipe has no FROM")
         }
         let folder = (file as NSString).deletingLastPathComponent
-        return Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
-                      base: from.base.with(variant: directives.variant), baseLocation: from.location,
-                      steps: steps, declaredWorkloads: directives.workloads)
+        let recipes = stages.map { stage in
+            Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
+                   base: stage.from.base.with(variant: directives.variant), baseLocation: stage.from.location,
+                   steps: stage.steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
+                   baseReference: stage.from.reference, stageName: stage.from.stageName)
+        }
+        var recipe = recipes[recipes.count - 1]
+        (recipe.stages, recipe.stageIndex) = (recipes, recipes.count - 1)
+        return recipe
     }
 }

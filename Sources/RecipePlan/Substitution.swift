@@ -4,7 +4,7 @@ import Foundation
 // `${V:-word}` and the like expand.
 extension RecipeParser {
     /// A variable name: a letter or `_`, then letters, digits and `_`.
-    static func isName(_ s: String) -> Bool {
+    public static func isName(_ s: String) -> Bool {
         guard let f = s.first, f.isLetter || f == "_" else { return false }
         return s.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
     }

@@ -1,4 +1,6 @@
+import Foundation
 @testable import ImageBuild
+import OCI
 import RecipePlan
 import Testing
 
@@ -13,4 +15,23 @@ import Testing
     #expect(c.image.labels?["n0"] == "last" && c.image.labels?["n19999"] == "v19999")
     #expect(c.image.exposedPorts?.count == 1000)
     #expect(c.image.volumes?.keys.sorted() == ["/a", "/b"])
+}
+
+@Test func healthcheckAndOnbuildReachTheConfigAsDockerWritesThem() throws {
+    let recipe = try RecipeParser(file: "t/Containerfile").parse("""
+        FROM scratch
+        HEALTHCHECK --interval=5m --retries=2 CMD curl -f http://localhost/
+        ONBUILD COPY . /app
+        ONBUILD RUN make
+        """)
+    let c = StepConfig.of(recipe, through: recipe.steps.count - 1)
+    let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(c.image)) as? [String: Any])
+    let health = try #require(json["Healthcheck"] as? [String: Any])
+    #expect(health["Test"] as? [String] == ["CMD-SHELL", "curl -f http://localhost/"])
+    #expect(health["Interval"] as? Int64 == 300_000_000_000)
+    #expect(health["Retries"] as? Int == 2)
+    #expect(health["Timeout"] == nil && health["StartPeriod"] == nil, "durations not set are left out, as docker leaves them")
+    #expect(json["OnBuild"] as? [String] == ["COPY . /app", "RUN make"])
+    let none = try RecipeParser(file: "t/Containerfile").parse("FROM scratch\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n")
+    #expect(StepConfig.of(none, through: 1).image.healthcheck == HealthConfig(test: ["NONE"]))
 }

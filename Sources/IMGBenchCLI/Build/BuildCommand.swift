@@ -15,8 +15,15 @@ struct BuildCommand: ParsableCommand {
             Exit status: 0 built, 1 a step or the base failed, 2 the recipe is not accepted.
             """)
 
-    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file.", transform: absolutePath) var recipe: String
-    @Option(help: "container, vm or both.") var target: BuildTarget = .both
+    @Argument(help: "A recipe folder holding a Containerfile (e.g. recipes/tiny), or a recipe file; with -f, the build context folder.", transform: absolutePath)
+    var recipe: String
+    @Option(name: .shortAndLong, help: "The recipe file, when it is not the context folder's Containerfile or Dockerfile.", transform: absolutePath)
+    var file: String?
+    @Option(name: .shortAndLong, help: "The image's name, NAME[:TAG]: the OCI layout's ref name and the report's image (default: the recipe folder's name); the default output folder is out/ and NAME's last part.")
+    var tag: String?
+    @Option(help: "The images to build: container, vm or both.") var images: BuildTarget?
+    @Option(help: "The stage to build, as docker reads --target. (--target container|vm|both, for a recipe without a stage of that name, is the older spelling of --images.)")
+    var target: String?
     @Option(help: "Storage driver of the container build (see imgbench drivers; default overlay, vfs when rootless).") var driver: StorageDriverKind?
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower; the default when rootless).")
     var vmBackend: VMPass.Backend?
@@ -25,10 +32,13 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Output folder (default out/NAME).", transform: absolutePath) var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath) var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
-    @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
+    @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG, or KEY to take its value from the environment; may repeat.")
+    var buildArgs: [String] = []
+    @Option(help: "id=ID,src=FILE: a file RUN --mount=type=secret,id=ID mounts while a step runs (never in a layer, a disk or the report); may repeat.")
+    var secret: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
     var network: Sandbox.Network = .host
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (plain lines when stderr is not a terminal), plain, tty or quiet.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
     @Option(help: "Take cache entries that this build lacks from a registry repository (REGISTRY/REPO), where --cache-to put them.")
     var cacheFrom: String?
@@ -40,6 +50,8 @@ struct BuildCommand: ParsableCommand {
 
     func validate() throws {
         try BuildRunning.validate(buildArgs: buildArgs)
+        _ = try BuildRunning.secrets(secret)
+        if let tag, try parseReference(tag).digest != nil { throw ValidationError("-t \(tag): a name and tag, without a digest") }
     }
 
     /// The repositories of --cache-from and --cache-to (a tag or digest is refused: entries are tagged by key).
@@ -56,13 +68,17 @@ struct BuildCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: target != .container)
+        let guessed = images ?? target.flatMap(BuildTarget.init(rawValue:)) ?? .both
+        let rootless = try BuildRunning.enterRootlessIfAsked(rootless, vmBackend: vmBackend, vm: guessed != .container)
         let args = BuildRunning.buildArgs(buildArgs)
-        let parsed = try BuildRunning.load(recipe, buildArgs: args)
-        var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
+        let (chosen, parsed) = try BuildRunning.select(images, target: target, recipe: try BuildRunning.load(recipe, file: file, buildArgs: args))
+        let name = try tag.map { String(try parseReference($0).repository.split(separator: "/").last!) } ?? parsed.name
+        var options = BuildOptions(output: output ?? absolutePath("out/\(name)"), cache: cache ?? absolutePath(BuildOptions.defaultCache))
+        options.tag = tag
+        options.secrets = try BuildRunning.secrets(secret)
         options.noCache = noCache
         options.buildArgs = args
-        options.targets = target.targets
+        options.targets = chosen.targets
         options.driver = driver ?? (rootless ? .vfs : .overlay)
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
@@ -85,9 +101,11 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
     let mode: ProgressMode
     let enabled: Bool
 
+    /// Every mode but quiet shows the steps and their commands' output: a CI log (stderr not a
+    /// terminal) is never silent by default.
     init(mode: ProgressMode) {
         self.mode = mode
-        enabled = mode == .plain || (mode == .auto && isatty(STDERR_FILENO) == 1)
+        enabled = !mode.isQuiet
     }
 
     func note(_ message: String) {
@@ -106,7 +124,7 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
     }
 
     func output(_ text: String) {
-        if mode == .plain || (enabled && mode == .auto) { FileHandle.standardError.write(Data(text.utf8)) }
+        if enabled { FileHandle.standardError.write(Data(text.utf8)) }
     }
 }
 

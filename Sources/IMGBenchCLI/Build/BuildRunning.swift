@@ -8,17 +8,41 @@ import RuntimeSuite
 /// What `build` and `verify-repro` share: reading the recipe with its build arguments, and the
 /// exit status a failed build gives.
 enum BuildRunning {
-    /// `--build-arg` values must be `KEY=VALUE`.
+    /// `--build-arg` values are `KEY=VALUE`, or `KEY` alone (its value from the environment).
     static func validate(buildArgs: [String]) throws {
-        for a in buildArgs where !a.contains("=") { throw ValidationError("--build-arg needs KEY=VALUE, got '\(a)'") }
+        for a in buildArgs {
+            let key = String(a.prefix { $0 != "=" })
+            guard RecipeParser.isName(key) else { throw ValidationError("--build-arg needs KEY=VALUE or KEY, got '\(a)'") }
+        }
     }
 
-    /// `KEY=VALUE` arguments as a dictionary.
-    static func buildArgs(_ args: [String]) -> [String: String] {
+    /// `--secret id=ID,src=FILE` (or `source=`, and `type=file`), as docker build takes it: the
+    /// files by id, absolute; a file that cannot be read is the usage error.
+    static func secrets(_ specs: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for spec in specs {
+            var fields: [String: String] = [:]
+            for part in spec.split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+                fields[kv[0]] = kv.count == 2 ? kv[1] : ""
+            }
+            guard let id = fields["id"], !id.isEmpty, let src = fields["src"] ?? fields["source"], (fields["type"] ?? "file") == "file" else {
+                throw ValidationError("--secret \(spec): give id=ID,src=FILE")
+            }
+            let path = absolutePath(src)
+            guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("--secret \(spec): cannot read \(path)") }
+            out[id] = path
+        }
+        return out
+    }
+
+    /// `KEY=VALUE` arguments as a dictionary; `KEY` alone takes the environment's value, as
+    /// docker does, and is left out when the environment has none (the ARG keeps its default).
+    static func buildArgs(_ args: [String], environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
         var out: [String: String] = [:]
         for a in args {
-            let kv = a.split(separator: "=", maxSplits: 1).map(String.init)
-            out[kv[0]] = kv.count > 1 ? kv[1] : ""
+            let kv = a.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if kv.count == 2 { out[kv[0]] = kv[1] } else if let v = environment[kv[0]] { out[kv[0]] = v }
         }
         return out
     }
@@ -54,9 +78,9 @@ enum BuildRunning {
     }
 
     /// The recipe, or exit status 2 with `file:line:column: message`.
-    static func load(_ recipe: String, buildArgs: [String: String]) throws -> Recipe {
+    static func load(_ recipe: String, file: String? = nil, buildArgs: [String: String]) throws -> Recipe {
         do {
-            let r = try RecipeParser.load(recipe, buildArgs: buildArgs)
+            let r = try RecipeParser.load(recipe, file: file, buildArgs: buildArgs)
             try Workload.validate(r)
             return r
         } catch let e as RecipeError {
@@ -94,6 +118,25 @@ enum BuildRunning {
     static func removing<T>(_ partials: ArraySlice<String>, _ body: () throws -> T) throws -> T {
         guard let p = partials.first else { return try body() }
         return try Interrupts.removing(p) { try removing(partials.dropFirst(), body) }
+    }
+}
+
+extension BuildRunning {
+    /// The images a build makes and the stage it builds: `--images`; `--target` names the stage,
+    /// as in docker (by name or number; default the last), and `container`, `vm` or `both`
+    /// there, when no stage has that name, is the older spelling of `--images`, with a note.
+    /// Another name: exit status 2.
+    static func select(_ images: BuildCommand.BuildTarget?, target: String?, recipe: Recipe) throws -> (BuildCommand.BuildTarget, Recipe) {
+        guard let target else { return (images ?? .both, recipe) }
+        if let stage = recipe.stage(named: target) { return (images ?? .both, stage) }
+        if let old = BuildCommand.BuildTarget(rawValue: target) {
+            guard images == nil else { throw ValidationError("--target \(target) and --images: give the images with --images only") }
+            printErr("imgbench: note: --target \(target) is deprecated for the images to build (--target names a stage, as in docker): use --images \(target)")
+            return (old, recipe)
+        }
+        let names = recipe.stages.enumerated().map { $1.stageName ?? String($0) }.joined(separator: ", ")
+        printErr("imgbench: error: \(recipe.file): --target \(target): the recipe has no stage of that name (its stages: \(names))")
+        throw ExitCode(2)
     }
 }
 

@@ -24,7 +24,7 @@ struct QcowConvert: ParsableCommand {
     @Option(name: .customLong("source-format"), help: "Source format: qcow2 or raw (probed when left out).") var sourceFormat: String?
     @Option(help: "Cluster size, 512 to 2M.") var clusterSize = ByteSize(bytes: 65536)
     @Option(help: "Compression threads (default: every core).") var threads: Int?
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the conversion's figures).") var format: OutputFormat = .table
 
     func validate() throws {

@@ -27,7 +27,7 @@ struct PushCommand: AsyncParsableCommand {
 
     func run() async throws {
         var push = OutputPush(folder: output, reference: try parseReference(reference), settings: registry.settings("push"))
-        if registry.progress != ProgressMode.none {
+        if !registry.progress.isQuiet {
             let bar = TerminalProgress(label: "containerDisk tar", mode: registry.progress)
             push.diskProgress = { done, total in bar.update(done, total) }
         }

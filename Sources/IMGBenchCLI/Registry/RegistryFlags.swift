@@ -28,7 +28,7 @@ struct RegistryFlags: ParsableArguments {
     var vmTagSuffix = "-vm"
     @Option(help: "push: a repository of the same registry whose blobs are mounted rather than uploaded again (one that an earlier push filled).")
     var mountFrom: String?
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard chunkSize.bytes >= 64 << 10, chunkSize.bytes <= 1 << 30 else {
@@ -50,14 +50,14 @@ struct RegistryFlags: ParsableArguments {
 
     /// A progress line per blob on stderr (`--progress`).
     func transferProgress(_ verb: String) -> TransferProgress? {
-        guard progress != ProgressMode.none else { return nil }
+        guard !progress.isQuiet else { return nil }
         let bars = BlobBars(verb: verb, mode: progress)
         let report: TransferProgress = { (digest: OCI.Digest, done: Int64, total: Int64) in bars.update(digest, done, total) }
         return report
     }
 
     func notes() -> (@Sendable (String) -> Void)? {
-        guard progress != ProgressMode.none else { return nil }
+        guard !progress.isQuiet else { return nil }
         return { printErr("==> \($0)") }
     }
 }

@@ -31,7 +31,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
     @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
     @Option(help: "Also write the JSON results to this file.", transform: absolutePath) var output: String?
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
 
     func validate() throws {
         for s in sideList where Side(rawValue: s) == nil { throw ValidationError("--on: '\(s)' is not native, container or vm") }
@@ -53,7 +53,7 @@ struct RunCommand: ParsableCommand {
         options.repeats = `repeat`
         options.accelerator = accel
         options.sides = sideList.compactMap(Side.init(rawValue:))
-        let show = progress == .plain || (progress == .auto && isatty(STDERR_FILENO) == 1)
+        let show = !progress.isQuiet
         let report: RunReport
         do {
             report = try Interrupts.releasing {

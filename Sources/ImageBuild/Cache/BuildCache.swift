@@ -74,9 +74,11 @@ public final class BuildCache {
     /// The entry guarded by `lock`: used when `check` finds it valid (a hit, true), else made by
     /// `make` under the exclusive lock, after another check (another build may have made it
     /// meanwhile). `make` removes what a dead maker left. Either way the build then holds the
-    /// lock shared until `close()`.
+    /// lock shared until `close()`. An entry this build already holds (used or made, as the stages
+    /// of a multi-stage recipe share their base) is used as it is, `noCache` or not: making it
+    /// again would pull it from under what this build stacked on it.
     func entry(_ what: String, lock: String, noCache: Bool = false, check: () -> Check, make: () throws -> Void) throws -> Bool {
-        if held[lock] != nil && !noCache { return true }
+        if held[lock] != nil { return true }
         if !noCache {
             let shared = try FileLock(lock, mode: .shared, onWait: { _ in self.events?.note("cache: waiting for another build making \(what)") })
             if check() == .valid { return use(shared, hit: true) }

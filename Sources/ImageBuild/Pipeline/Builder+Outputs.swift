@@ -24,12 +24,12 @@ extension Builder {
         }
         count(state, into: &totals)
         totals.seconds = Date().timeIntervalSince(started)
-        var report = BuildReport(recipe: recipe.name, recipeFile: recipe.file,
+        var report = BuildReport(recipe: imageName, recipeFile: recipe.file,
                                  targets: StepTarget.allCases.filter { $0 != .both && options.targets.contains($0) }.map(\.rawValue),
                                  startedAt: ISO8601DateFormatter().string(from: started), base: state.base, steps: state.steps,
                                  finalisation: state.finalisation, totals: totals, outputs: outputs)
         if state.container != nil {
-            try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: LayerListingCache.folder(cache: options.cache))
+            try report.addLayerWaste(layout: "\(partial)/oci", tag: imageName, listings: LayerListingCache.folder(cache: options.cache))
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -70,7 +70,7 @@ extension Builder {
         let config = state.config.image
         events.note("container: writing the OCI layout and the runtime bundle")
         outputs.ociLayout = "oci"
-        outputs.imageDigest = try container.export(layout: "\(partial)/oci", tag: recipe.name, config: config)
+        outputs.imageDigest = try container.export(layout: "\(partial)/oci", tag: imageName, config: config)
         let bundleKey = try OutputStamps.bundleKey(layers: container.layers.map(\.descriptor.digest), config: config, hostname: recipe.name)
         if !stager.isStarted, let reuse = previous?.reusableBundle(in: options.output, key: bundleKey) {
             events.note("container: the runtime bundle of the previous build is the same and unchanged, kept")

@@ -31,7 +31,7 @@ extension Builder {
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
         let m = try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
             try container.step(key: p.key, text: s.text) { root in
-                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, onOutput: onOutput)
+                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, stages: state.stages, onOutput: onOutput)
             }
         }
         events.stepFinished(index: p.index, target: "container", measure: m)
@@ -44,7 +44,7 @@ extension Builder {
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
         let m = try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
             try vm.step(key: p.key, label: s.text) { disk in
-                try self.perform(s, in: disk, config: config, plan: plan, onOutput: onOutput)
+                try self.perform(s, in: disk, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
             }
         }
         events.stepFinished(index: p.index, target: "vm", measure: m)
@@ -64,7 +64,7 @@ extension Builder {
     }
 
     /// Carries out a step that changes files, in a workspace.
-    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan,
+    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
                  onOutput: @escaping @Sendable (String) -> Void) throws {
         let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
@@ -74,17 +74,70 @@ extension Builder {
             case .none: .none
             case .host: .host
             }
+            let (mounts, locks) = try stepMounts(s)
+            defer { for l in locks { l.unlock() } }
             let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
-                                 workdir: config.workdir, user: config.user, network: network, onOutput: onOutput)
+                                 workdir: config.workdir, user: config.user, network: network, mounts: mounts, onOutput: onOutput)
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
             }
-        case let .copy(srcs, dest, chown, chmod):
-            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: false)
-        case let .add(srcs, dest, chown, chmod):
-            try disk.copy(copy, sources: srcs, destination: dest, chown: chown, chmod: chmod, add: true)
+        case let .copy(srcs, dest, chown, chmod), let .add(srcs, dest, chown, chmod):
+            // Several sources, here-documents counted, make the destination a folder.
+            let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
+            if let from = s.copyFrom {
+                try copyFromStage(stages[from], s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
+            } else if !srcs.isEmpty {
+                let add = if case .add = s.instruction { true } else { false }
+                try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)
+            }
+            try copyInlineFiles(s, in: disk, destination: folder, chown: chown, chmod: chmod)
         default:
             break
         }
+    }
+
+    /// What a RUN's `--mount=` options mount: a cache mount is a folder of the cache
+    /// (`CACHE/mounts/`, by id), made with its uid, gid and mode the first time and shared by
+    /// every step, build and image that names the id (a `sharing=locked` one held under its lock
+    /// while the step runs); a tmpfs mount is memory; a secret mount is the `--secret` file of
+    /// its id, read-only (none when not given, unless required). None is ever captured.
+    func stepMounts(_ s: Step) throws -> (StepMounts, [FileLock]) {
+        var mounts = StepMounts(), locks: [FileLock] = []
+        for m in s.mounts {
+            switch m.kind {
+            case .tmpfs:
+                mounts.tmpfs.append(Sandbox.Tmpfs(inside: m.target, size: m.size))
+            case .secret:
+                guard let file = options.secrets[m.id] else {
+                    if m.required { throw BuildError.invalid("\(s.location): the secret '\(m.id)' is required: give it with --secret id=\(m.id),src=FILE") }
+                    continue
+                }
+                mounts.binds.append(Sandbox.Bind(host: file, inside: m.target, readOnly: true, isFile: true))
+            case .cache:
+                let dir = "\(options.cache)/mounts/\(BuildPlan.digest(["run-mount-cache", m.id]).prefix(32))"
+                if !FileSystem.exists(dir) {
+                    try FileSystem.makeDirectories(dir, mode: 0o755)
+                    try FileManager.default.setAttributes([.ownerAccountID: m.uid, .groupOwnerAccountID: m.gid, .posixPermissions: m.mode], ofItemAtPath: dir)
+                }
+                if m.locked { locks.append(try FileLock(dir + ".lock", mode: .exclusive)) }
+                mounts.binds.append(Sandbox.Bind(host: dir, inside: m.target, readOnly: m.readOnly))
+            }
+        }
+        return (mounts, locks)
+    }
+
+    /// The files of a COPY's or ADD's here-documents: written into a private folder (mode 0664,
+    /// as BuildKit makes them) and copied from there as context files are; never unpacked.
+    func copyInlineFiles(_ s: Step, in disk: Workspace, destination: String, chown: String?, chmod: String?) throws {
+        guard !s.inlineFiles.isEmpty else { return }
+        let stage = try TemporaryFolder.make(prefix: "imgbench-heredoc")
+        defer { try? FileSystem.removeTree(stage) }
+        for f in s.inlineFiles {
+            let path = "\(stage)/\(f.name)"
+            try Data(f.content.utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.setAttributes([.posixPermissions: 0o664], ofItemAtPath: path)
+        }
+        let inline = ContextCopy(context: stage, ignore: ContextIgnore(patterns: []), location: s.location)
+        try disk.copy(inline, sources: s.inlineFiles.map(\.name), destination: destination, chown: chown, chmod: chmod, add: false)
     }
 }

@@ -39,6 +39,11 @@ public struct BuildOptions: Sendable {
     public var registry = RegistryClient.Options()
     /// The registry repositories of `--cache-from` and `--cache-to`.
     public var remoteCache = RemoteCacheSettings()
+    /// The image's name and tag (`-t NAME[:TAG]`): the layout's ref name, the report's and the
+    /// hand-off's image reference. nil: the recipe's name.
+    public var tag: String?
+    /// `--secret id=ID,src=FILE`: the files `RUN --mount=type=secret` mounts, by id.
+    public var secrets: [String: String] = [:]
 
     public init(output: String, cache: String) {
         self.output = output
@@ -99,9 +104,12 @@ public final class Builder {
         let started = Date()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
+        // The earlier stages count in the build's total time, not in the base phase's.
+        let stages = try buildStages(in: cache)
+        defer { for s in stages.values { s.pass.close() } }
         let baseStart = Date()
         let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
-        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey)
+        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey, stageKeys: stages.mapValues(\.key))
         let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
             ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: cache, noCache: options.noCache, events: events) : nil
@@ -117,7 +125,7 @@ public final class Builder {
         let remote = remoteSettings.isEmpty ? nil : RemoteCache(settings: remoteSettings, events: events)
         container?.remote = remote
         vm?.remote = remote
-        var state = State(plan: plan, container: container, vm: vm,
+        var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
         try buildBase(base, seconds: baseSeconds, into: &state)
         try buildSteps(into: &state)
@@ -136,7 +144,12 @@ public final class Builder {
     /// What the epoch adds to the base's key, so that every entry of the cache made under one
     /// epoch (or none) is apart from those of another, on both targets: a warm cache gives the
     /// digest an empty one gives.
-    var epochKey: String { sourceDateEpoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
+    var epochKey: String { Builder.epochKey(sourceDateEpoch) }
+
+    /// What the image is called: `BuildOptions.tag`, else the recipe's name.
+    var imageName: String { options.tag ?? recipe.name }
+
+    static func epochKey(_ epoch: Int?) -> String { epoch.map { "\nSOURCE_DATE_EPOCH=\($0)" } ?? "" }
 
     /// What the phases of one build hand on: the plan, the passes, the image config so far and
     /// the measures of what is done.
@@ -144,6 +157,8 @@ public final class Builder {
         let plan: BuildPlan
         let container: ContainerPass?
         let vm: VMPass?
+        /// The earlier stages the target copies from, built.
+        let stages: [Int: StageBuild]
         var config = StepConfig()
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []

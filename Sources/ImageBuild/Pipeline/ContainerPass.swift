@@ -206,7 +206,8 @@ final class ContainerPass {
                 return layer
             }
         }
-        guard let layer = found else { throw BuildError.invalid("container: no layer recorded for \(what)") }
+        // An entry this build already held is used without a check: its record is read here.
+        guard let layer = found ?? (local ? check(key).1 : nil) else { throw BuildError.invalid("container: no layer recorded for \(what)") }
         try storeLayer(key, layer)
         let hit = local || fetched
         if hit { bundle?.add(blob: blobs.path(of: layer.descriptor.digest)) }

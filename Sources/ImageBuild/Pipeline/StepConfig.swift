@@ -28,8 +28,17 @@ package struct StepConfig {
         case let .expose(ports): for p in ports { StepConfig.set(&image.exposedPorts, p, .init()) }
         case let .volume(vols): for v in vols { StepConfig.set(&image.volumes, v, .init()) }
         case let .stopSignal(sig): image.stopSignal = sig
+        case let .healthcheck(h): image.healthcheck = StepConfig.healthConfig(h)
+        case let .onBuild(trigger): image.onBuild = (image.onBuild ?? []) + [trigger]
         default: break
         }
+    }
+
+    /// HEALTHCHECK as docker writes it: a duration or a count that is 0 (not set) is left out.
+    static func healthConfig(_ h: HealthCheck) -> HealthConfig {
+        let set = { (v: Int64) in v == 0 ? nil : v }
+        return HealthConfig(test: h.test, interval: set(h.interval), timeout: set(h.timeout), startPeriod: set(h.startPeriod),
+                            startInterval: set(h.startInterval), retries: h.retries == 0 ? nil : h.retries)
     }
 
     static func set<V>(_ map: inout [String: V]?, _ key: String, _ value: V) {

@@ -44,8 +44,7 @@ public final class VMPass {
         self.settings = settings
         self.backend = backend
         self.cache = cache
-        let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
-        folder = "\(cache.root)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+        folder = VMPass.folder(cache: cache.root, settings: settings)
         scratch = "\(cache.root)/tmp/vm-\(getpid())"
         self.noCache = noCache
         self.events = events
@@ -57,6 +56,12 @@ public final class VMPass {
     }
 
     func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
+
+    /// The cache folder of the chains of one disk layout (size, filesystem, boot, clusters, kernel).
+    static func folder(cache: String, settings: VMSettings) -> String {
+        let tag = "\(settings.size)-\(settings.filesystem)-\(settings.boot.rawValue)-\(settings.clusterSize)-\(settings.kernel.rawValue)"
+        return "\(cache)/vm/\(BuildPlan.digest([tag]).prefix(16))"
+    }
 
     /// The base disk from the base root; `root` is asked for only when the disk is made here.
     func base(key: String, root: () throws -> String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
@@ -163,7 +168,7 @@ public final class VMPass {
                 }
                 events.note("vm: installing linux-image-amd64 to make the disk bootable")
                 let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
-                                     environment: environment, workdir: "/", user: nil, network: .host, onOutput: onOutput)
+                                     environment: environment, workdir: "/", user: nil, network: .host, mounts: StepMounts(), onOutput: onOutput)
                 guard r.status == 0 else {
                     throw HostError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
                                                    status: r.status, outputTail: Command.tail(r.output, lines: 20))

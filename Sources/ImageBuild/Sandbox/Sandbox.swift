@@ -30,12 +30,30 @@ public struct Sandbox: Sendable {
         case none
     }
 
+    /// Empty memory mounted in the root for the command (`RUN --mount=type=tmpfs`).
+    public var tmpfs: [Tmpfs] = []
+
     public struct Bind: Sendable {
         public var host: String
         public var inside: String
-        public init(host: String, inside: String) {
+        public var readOnly: Bool
+        /// A file (a secret) rather than a folder: its mount point is an empty file.
+        public var isFile: Bool
+        public init(host: String, inside: String, readOnly: Bool = false, isFile: Bool = false) {
             self.host = host
             self.inside = inside
+            self.readOnly = readOnly
+            self.isFile = isFile
+        }
+    }
+
+    public struct Tmpfs: Sendable {
+        public var inside: String
+        /// Bytes (nil: the kernel's default, half the memory).
+        public var size: UInt64?
+        public init(inside: String, size: UInt64?) {
+            self.inside = inside
+            self.size = size
         }
     }
 
@@ -82,8 +100,12 @@ public struct Sandbox: Sendable {
             mounts.append(["destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]])
         }
         for b in binds {
-            try made.directory(b.inside)
-            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", "rw", "nosuid", "nodev"]])
+            try b.isFile ? made.file(b.inside) : made.directory(b.inside)
+            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", b.readOnly ? "ro" : "rw", "nosuid", "nodev"]])
+        }
+        for t in tmpfs {
+            try made.directory(t.inside)
+            mounts.append(["destination": t.inside, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] + (t.size.map { ["size=\($0)"] } ?? [])])
         }
         try ensureWorkdir(cwd)
         let bundle = try TemporaryFolder.make(prefix: "imgbench-step")
@@ -139,6 +161,17 @@ struct MountPoints {
     /// Makes the folder (and its missing parents) at the in-root path.
     mutating func directory(_ inside: String) throws {
         made += try RootedPath.makeFolders(inside, in: root).made.map { ($0, true) }
+    }
+
+    /// Makes an empty file (and its missing folders) at the in-root path, unless one is there.
+    mutating func file(_ inside: String) throws {
+        try directory((inside as NSString).deletingLastPathComponent)
+        let path = try RootedPath.resolve(inside, in: root, followLast: false)
+        guard try FileSystem.lstatIfExists(path) == nil else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o400)
+        guard fd >= 0 else { throw HostError.systemCall(path: path, operation: "create", errno: errno) }
+        close(fd)
+        made.append((path, false))
     }
 
     mutating func directories(_ names: [String]) throws {

@@ -7,14 +7,24 @@ import RecipePlan
 /// VM disk mounted through a loop device), or a disk inside libguestfs's appliance. Steps are
 /// written once against this.
 public protocol Workspace {
-    /// Runs a command with the step's environment, working directory, user and network.
+    /// Runs a command with the step's environment, working directory, user, network and mounts.
     func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
-             onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result
+             mounts: StepMounts, onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result
     /// COPY/ADD from the build context.
     func copy(_ copy: ContextCopy, sources: [String], destination: String, chown: String?, chmod: String?, add: Bool) throws
     func writeFile(_ path: String, _ content: String) throws
     func list(_ directory: String) throws -> [String]
     func fetch(_ path: String, to local: String) throws
+}
+
+/// What `RUN --mount=` has mounted while a step runs: host folders (cache mounts) and tmpfs.
+public struct StepMounts: Sendable {
+    public var binds: [Sandbox.Bind] = []
+    public var tmpfs: [Sandbox.Tmpfs] = []
+
+    public init() {}
+
+    var isEmpty: Bool { binds.isEmpty && tmpfs.isEmpty }
 }
 
 /// A root folder on this host; commands run in the `Sandbox`.
@@ -24,9 +34,11 @@ public struct LocalRoot: Workspace {
     public init(root: String) { self.root = root }
 
     public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
-                    onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
+                    mounts: StepMounts, onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
         var sandbox = Sandbox(root: root, environment: environment, workdir: workdir, user: user)
         sandbox.network = network
+        sandbox.binds = mounts.binds
+        sandbox.tmpfs = mounts.tmpfs
         return try sandbox.run(argv, onOutput: onOutput)
     }
 
@@ -70,7 +82,10 @@ public struct GuestfsWorkspace: Workspace {
     /// `network` none: the command runs in a network namespace of its own inside the appliance
     /// (the image's `unshare`, util-linux).
     public func run(_ argv: [String], environment: [KeyValue], workdir: String, user: String?, network: Sandbox.Network,
-                    onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
+                    mounts: StepMounts, onOutput: @escaping @Sendable (String) -> Void) throws -> Command.Result {
+        guard mounts.isEmpty else {
+            throw BuildError.invalid("RUN --mount: the guestfs backend runs steps in libguestfs's appliance, where imgbench mounts nothing; build the VM side with --vm-backend loop")
+        }
         var env = ["PATH=\(Sandbox.defaultPath)", "HOME=/root"].filter { e in !environment.contains { e.hasPrefix($0.key + "=") } }
         env += environment.map { "\($0.key)=\($0.value)" }
         let asUser = user.map { ["runuser", "-u", $0, "--"] } ?? []

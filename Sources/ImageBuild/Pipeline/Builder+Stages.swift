@@ -1,0 +1,78 @@
+import Foundation
+import Host
+import RecipePlan
+
+/// An earlier stage of a multi-stage recipe, built on the container side only: its pass, whose
+/// top layer holds the stage's files, and the stage's last key (what a `COPY --from` of it is
+/// keyed by).
+final class StageBuild {
+    let pass: ContainerPass
+    let key: String
+
+    init(pass: ContainerPass, key: String) {
+        self.pass = pass
+        self.key = key
+    }
+
+    /// Runs `body` with the stage's files as a folder: a scratch layer of the driver on the
+    /// stage's top layer, removed after (on Ctrl-C too).
+    func withRoot<T>(_ body: (_ root: String) throws -> T) throws -> T {
+        let scratch = "copy-from-\(UUID().uuidString.lowercased())"
+        let driver = pass.driver
+        let token = Cleanup.register("remove the scratch layer \(scratch)") { try? driver.remove(scratch) }
+        defer {
+            try? driver.remove(scratch)
+            Cleanup.unregister(token)
+        }
+        return try body(try driver.prepare(scratch, parent: pass.top))
+    }
+}
+
+// The stages before the target: only those it copies from (and those they copy from) are
+// built, in order, on the container side; the target alone becomes the images.
+extension Builder {
+    func buildStages(in cache: BuildCache) throws -> [Int: StageBuild] {
+        var built: [Int: StageBuild] = [:]
+        for i in recipe.neededStages { built[i] = try buildStage(i, in: cache, built: built) }
+        return built
+    }
+
+    func buildStage(_ i: Int, in cache: BuildCache, built: [Int: StageBuild]) throws -> StageBuild {
+        let stage = recipe.stages[i]
+        let sub = Builder(recipe: stage, options: options, events: events)
+        let label = "stage \(stage.stageName ?? String(i))"
+        let base = try BuildError.naming("\(stage.baseLocation): making the base of \(label)") { try sub.prepareBase(in: cache) }
+        let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key))
+        let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
+                                     sourceDateEpoch: sourceDateEpoch, events: events)
+        if let (layout, image) = base.image {
+            _ = try pass.base(image: image, layout: layout)
+        } else {
+            _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description)
+        }
+        var config = StepConfig()
+        for p in plan.steps {
+            config.apply(p.step.instruction, environment: p.step.environment)
+            guard p.step.instruction.changesFiles, p.step.target.includes(.container) else { continue }
+            events.stepStarted(index: p.index, of: plan.steps.count, target: label, text: p.step.text)
+            let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
+                try pass.step(key: p.key, text: p.step.text) { root in
+                    try sub.perform(p.step, in: LocalRoot(root: root), config: config, plan: plan, stages: built, onOutput: onOutput)
+                }
+            }
+            events.stepFinished(index: p.index, target: label, measure: m)
+        }
+        return StageBuild(pass: pass, key: plan.lastKey)
+    }
+
+    /// `COPY --from=STAGE`: the sources are paths in the stage's files, copied as context files
+    /// are (owners 0:0 unless --chown, modes kept unless --chmod), to either image.
+    func copyFromStage(_ stage: StageBuild?, _ s: Step, sources: [String], in disk: Workspace, destination: String,
+                       chown: String?, chmod: String?) throws {
+        guard let stage else { throw BuildError.invalid("\(s.location): COPY --from: its stage was not built") }
+        try stage.withRoot { root in
+            let copy = ContextCopy(context: root, ignore: ContextIgnore(patterns: []), location: s.location)
+            try disk.copy(copy, sources: sources, destination: destination, chown: chown, chmod: chmod, add: false)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Host
+
+/// `RUN --mount=type=cache|tmpfs|secret,...`: what a step has mounted while it runs, never in a
+/// layer or a disk block. A cache mount is a folder of imgbench's cache, kept by its id (default:
+/// its target) between steps, builds and both images; a tmpfs mount is empty memory; a secret
+/// mount is a file the build's `--secret id=ID,src=FILE` names, read-only (default target
+/// /run/secrets/ID).
+public struct RunMount: Equatable, Sendable {
+    public enum Kind: String, Sendable {
+        case cache, tmpfs, secret
+    }
+
+    public var kind: Kind
+    /// Where it is mounted in the step's root (absolute).
+    public var target: String
+    /// A cache mount's id.
+    public var id: String
+    public var readOnly = false
+    /// `sharing=locked`: one step at a time uses the cache (other builds wait).
+    public var locked = false
+    /// A tmpfs mount's size in bytes (nil: the kernel's default).
+    public var size: UInt64?
+    /// A secret mount that must be given (`required=true`): the step fails without it.
+    public var required = false
+    /// A new cache folder's owner and mode (default 0:0, 0755).
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+    public var mode: UInt32 = 0o755
+
+    public init(kind: Kind, target: String, id: String) {
+        self.kind = kind
+        self.target = target
+        self.id = id
+    }
+}
+
+extension RecipeParser {
+    /// The `--mount=` values of a RUN (the flag repeats), read as BuildKit reads them: comma-separated
+    /// `key=value` options, the type first or anywhere; target relative to WORKDIR.
+    func runMounts(_ values: [(text: String, at: SourceLocation)], workdir: String) throws -> [RunMount] {
+        try values.map { try runMount($0.text, at: $0.at, workdir: workdir) }
+    }
+
+    func runMount(_ spec: String, at loc: SourceLocation, workdir: String) throws -> RunMount {
+        var options: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = kv[0].lowercased()
+            switch key {
+            case "ro": options["readonly"] = "true"
+            case "rw": options["readonly"] = "false"
+            default: options[key] = kv.count == 2 ? kv[1] : "true"
+            }
+        }
+        let type = options.removeValue(forKey: "type") ?? "bind"
+        guard let kind = RunMount.Kind(rawValue: type) else {
+            throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=cache, tmpfs and secret are)")
+        }
+        let id = options.removeValue(forKey: "id")
+        let given = options.removeValue(forKey: "target") ?? options.removeValue(forKey: "dst") ?? options.removeValue(forKey: "destination")
+        guard let rawTarget = given ?? (kind == .secret ? id.map { "/run/secrets/\($0)" } : nil), !rawTarget.isEmpty else {
+            throw RecipeError(loc, kind == .secret ? "RUN --mount=type=secret needs id=ID (or target=PATH)" : "RUN --mount needs target=PATH")
+        }
+        let target = LexicalPath.join(rawTarget.hasPrefix("/") ? "/" : workdir, rawTarget)
+        guard target != "/" else { throw RecipeError(loc, "RUN --mount cannot mount on / itself") }
+        // A secret's id defaults to its target's file name, as BuildKit's does.
+        var m = RunMount(kind: kind, target: target, id: id ?? (kind == .secret ? (target as NSString).lastPathComponent : target))
+        switch kind {
+        case .cache: try cacheOptions(&options, &m, loc)
+        case .tmpfs: try tmpfsOptions(&options, &m, loc)
+        case .secret: m.required = (options.removeValue(forKey: "required") ?? "false") != "false"
+        }
+        if let unknown = options.keys.sorted().first {
+            throw RecipeError(loc, "RUN --mount=type=\(type) does not take '\(unknown)'")
+        }
+        return m
+    }
+
+    /// `id`, `sharing=shared|locked`, `readonly`, `uid`, `gid`, `mode` of a cache mount.
+    func cacheOptions(_ options: inout [String: String], _ m: inout RunMount, _ loc: SourceLocation) throws {
+        switch options.removeValue(forKey: "sharing") ?? "shared" {
+        case "shared": break
+        case "locked": m.locked = true
+        case let other: throw RecipeError(loc, "RUN --mount sharing=\(other): imgbench shares a cache (shared) or takes it in turns (locked)")
+        }
+        if let ro = options.removeValue(forKey: "readonly") { m.readOnly = ro != "false" }
+        for (key, radix) in [("uid", 10), ("gid", 10), ("mode", 8)] {
+            guard let text = options.removeValue(forKey: key) else { continue }
+            guard let n = UInt32(text, radix: radix) else { throw RecipeError(loc, "RUN --mount \(key)=\(text) is not a number") }
+            switch key {
+            case "uid": m.uid = n
+            case "gid": m.gid = n
+            default: m.mode = n & 0o7777
+            }
+        }
+    }
+
+    /// `size` of a tmpfs mount.
+    func tmpfsOptions(_ options: inout [String: String], _ m: inout RunMount, _ loc: SourceLocation) throws {
+        guard let text = options.removeValue(forKey: "size") else { return }
+        guard let bytes = ByteCount.parse(text), bytes > 0 else { throw RecipeError(loc, "RUN --mount size=\(text) is not a size (e.g. 64M)") }
+        m.size = bytes
+    }
+}
