@@ -114,10 +114,13 @@ public struct GateResult: Codable, Equatable, Sendable {
     public var baseline: String
     public var steps: [StepPairing]
     public var checks: [GateCheck]
+    /// What makes the comparison less sure without failing it: the two reports made on
+    /// different hosts or versions (`ProvenanceWarnings`).
+    public var warnings: [String] = []
     public var breaches: [GateCheck] { checks.filter(\.overBudget) }
     public var withinBudget: Bool { breaches.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case recipe, report, baseline, steps, checks, breaches, withinBudget }
+    enum CodingKeys: String, CodingKey { case recipe, report, baseline, steps, checks, warnings, breaches, withinBudget }
 
     public init(recipe: String, report: String, baseline: String, steps: [StepPairing], checks: [GateCheck]) {
         self.recipe = recipe
@@ -132,6 +135,7 @@ public struct GateResult: Codable, Equatable, Sendable {
         self.init(recipe: try c.decode(String.self, forKey: .recipe), report: try c.decode(String.self, forKey: .report),
                   baseline: try c.decode(String.self, forKey: .baseline), steps: try c.decode([StepPairing].self, forKey: .steps),
                   checks: try c.decode([GateCheck].self, forKey: .checks))
+        warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -141,6 +145,7 @@ public struct GateResult: Codable, Equatable, Sendable {
         try c.encode(baseline, forKey: .baseline)
         try c.encode(steps, forKey: .steps)
         try c.encode(checks, forKey: .checks)
+        try c.encode(warnings, forKey: .warnings)
         try c.encode(breaches.count, forKey: .breaches)
         try c.encode(withinBudget, forKey: .withinBudget)
     }
@@ -179,7 +184,9 @@ public enum SizeGate {
             checks.append(check(recipe: recipe, step: nil, figure: f, baseline: was, current: now,
                                 limit: budget.limit(recipe: recipe, step: nil, figure: f)))
         }
-        return GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)
+        var result = GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)
+        result.warnings = ProvenanceWarnings.compare(report.provenance, baseline.provenance, reportPath: reportPath, baselinePath: baselinePath)
+        return result
     }
 
     static func check(recipe: String, step: StepPairing?, figure: GateFigure, baseline: UInt64?, current: UInt64?, limit: SizeLimit) -> GateCheck {

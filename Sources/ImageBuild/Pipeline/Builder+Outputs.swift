@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Layers
 import QcowIO
 import RecipePlan
@@ -27,7 +28,7 @@ extension Builder {
         var report = BuildReport(recipe: recipe.name, recipeFile: recipe.file,
                                  targets: StepTarget.allCases.filter { $0 != .both && options.targets.contains($0) }.map(\.rawValue),
                                  startedAt: ISO8601DateFormatter().string(from: started), base: state.base, steps: state.steps,
-                                 finalisation: state.finalisation, totals: totals, outputs: outputs)
+                                 finalisation: state.finalisation, totals: totals, outputs: outputs, provenance: .current())
         if state.container != nil {
             try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: "\(options.cache)/containers/listings")
         }
