@@ -1,4 +1,5 @@
 import Foundation
+import Host
 @testable import Gate
 @testable import ImageBuild
 import Layers
@@ -318,4 +319,49 @@ func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) 
     let g = SizeGate.compare(report: r, baseline: r, budget: Budget())
     #expect(g.steps.last?.index == Int.max && g.steps.last?.instruction == "finalisation: finalise")
     #expect(ReportBook.Table.significant(.infinity) == "inf")
+}
+
+// MARK: - Issue 18: a budget key that names no step
+
+@Test func aStepKeyThatMatchesNoStepIsAnErrorNamingTheKeyAndItsPlace() throws {
+    // The README's old example: "RUN apt-get install" is not how `RUN apt-get update && apt-get install ...` begins.
+    let steps = [step(1, "RUN apt-get update && apt-get install -y mariadb-server", bytes: 10 << 20), step(2, "USER mysql")]
+    let r = SizeGate.compare(report: report(steps), baseline: report(steps), budget: Budget())
+    let wrong = try Budget.parse("recipes:\n  t:\n    steps:\n      \"RUN apt-get install\":\n        bytes: 50MiB\n", file: "budget.yaml")
+    #expect { try wrong.checkStepKeys(recipe: "t", steps: r.steps) } throws: { e in
+        let s = "\(e)"
+        return s.hasPrefix("budget.yaml:4:7: the step key \"RUN apt-get install\"") && s.contains("matches no step")
+    }
+    let index = try Budget.parse("recipes:\n  t:\n    steps:\n      \"9\": {bytes: 1M}\n", file: "budget.yaml")
+    #expect { try index.checkStepKeys(recipe: "t", steps: r.steps) } throws: { "\($0)".contains("\"9\" (a step index") }
+    // Keys that name steps (by prefix, index, the base, the finalisation), and another recipe's keys, pass.
+    let right = try Budget.parse("""
+        recipes:
+          t:
+            steps:
+              "RUN apt-get update": {bytes: 50MiB}
+              "USER": {bytes: 0}
+              "0": {bytes: 1M}
+              "2": {bytes: 1M}
+              "base:": {bytes: 1M}
+          other:
+            steps:
+              "RUN nothing": {bytes: 1M}
+        """, file: "budget.yaml")
+    try right.checkStepKeys(recipe: "t", steps: r.steps)
+    #expect(right.limit(recipe: "t", step: (1, steps[0].instruction), figure: .compressed).bytes == 50 << 20)
+}
+
+@Test func aReportFromAnotherHostIsWarnedAboutAndTheWarningIsInTheResult() throws {
+    var base = report(baselineSteps), now = report(baselineSteps)
+    base.provenance = .current()
+    var p = Provenance.current()
+    p.hostname = "elsewhere"
+    p.qemu = "QEMU emulator version 9.0.0"
+    now.provenance = p
+    let r = SizeGate.compare(report: now, baseline: base, budget: Budget(), reportPath: "r.json", baselinePath: "b.json")
+    #expect(r.withinBudget && r.warnings.count == 1, "\(r.warnings)")
+    #expect(r.warnings[0].contains("host: elsewhere vs") && r.warnings[0].contains("QEMU: QEMU emulator version 9.0.0 vs"), "\(r.warnings)")
+    let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(r)) as? [String: Any])
+    #expect((json["warnings"] as? [String]) == r.warnings)
 }
