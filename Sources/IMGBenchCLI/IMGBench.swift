@@ -9,7 +9,7 @@ public struct IMGBench: AsyncParsableCommand {
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
         version: Provenance.versionLine,
-        subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
+        subcommands: [BuildCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, DiffCommand.self, VerifyReproCommand.self,
                       PushCommand.self, PullCommand.self,
                       Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self, CacheCommand.self])
 
