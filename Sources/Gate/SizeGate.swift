@@ -82,6 +82,9 @@ public struct GateCheck: Codable, Equatable, Sendable {
     /// The growth the limit allows from this baseline.
     public var allowedGrowth: UInt64
     public var overBudget: Bool
+    /// For a breach, the files that grew its step (or the image) the most, when the layouts
+    /// were at hand (`SizeGate.explain`).
+    public var contributors: [ImageDiff.FileChange]? = nil
 
     /// "step 5 `RUN ...` (new)" or "image".
     public var subject: String {
@@ -102,8 +105,9 @@ public struct GateCheck: Codable, Equatable, Sendable {
         let from = baseline.map(ByteCount.format) ?? "none"
         let to = current.map(ByteCount.format) ?? "none"
         let rel = relativeGrowth.map { ", \(GateFormat.signed($0))%" } ?? ""
+        let top = contributors.map { "; grew most: " + $0.map(\.contribution).joined(separator: ", ") } ?? ""
         return "\(recipe): \(subject): \(figure.rawValue) grew by \(GateFormat.signedBytes(growth))\(rel) (\(from) -> \(to)); "
-            + "limit \(limit.description) allows \(ByteCount.format(allowedGrowth))"
+            + "limit \(limit.description) allows \(ByteCount.format(allowedGrowth))\(top)"
     }
 }
 

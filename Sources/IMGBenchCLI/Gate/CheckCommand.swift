@@ -49,8 +49,10 @@ struct CheckCommand: ParsableCommand {
         let base = try BuildReport.load(baseline)
         try sameRecipe(current.recipe, base.recipe)
         let b = try budget.map(Budget.load) ?? Budget()
-        let result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline)
+        var result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline)
         try b.checkStepKeys(recipe: current.recipe, steps: result.steps)
+        SizeGate.explain(&result, report: current, baseline: base, reportFolder: (report as NSString).deletingLastPathComponent,
+                         baselineFolder: (baseline as NSString).deletingLastPathComponent)
         try emit(result.warnings, json: result, table: { GateTable.render(result) }, junit: { GateJUnit.render(result) })
         if !result.withinBudget { throw ExitCode(1) }
     }
