@@ -3,12 +3,13 @@ import Host
 import ImageBuild
 import Layers
 import OCI
+import Repro
 
-/// `imgbench diff OLD NEW`: what changed between two builds of a recipe, on the container side:
-/// per step (paired as `check` pairs them), the files the step's layer holds that the other
-/// build's layer does not, or holds with other content, the largest first; and the Debian
-/// packages of the two final images (their `var/lib/dpkg/status`) added, removed, upgraded or
-/// downgraded.
+/// `imgbench diff OLD NEW`: what changed between two builds of a recipe. Container side: per
+/// step (paired as `check` pairs them), the files the step's layer holds that the other build's
+/// layer does not, or holds with other content, the largest first; and the Debian packages of the
+/// two final images (their `var/lib/dpkg/status`) added, removed, upgraded or downgraded. VM
+/// side: the same for the final disks' filesystems, file by file and package by package.
 public struct ImageDiff: Codable, Equatable, Sendable {
     public struct FileChange: Codable, Equatable, Sendable {
         public enum Change: String, Codable, Sendable { case added, removed, changed }
@@ -46,12 +47,22 @@ public struct ImageDiff: Codable, Equatable, Sendable {
     /// Steps whose layers differ (paired steps with the same layer, and metadata steps, are left out).
     public var steps: [StepDiff]
     public var packages: [PackageChange]
+    /// The final VM disks compared; nil when either build has none or it was not asked for.
+    public var vm: DiskDiff?
+
+    public struct DiskDiff: Codable, Equatable, Sendable {
+        public var oldDisk: String
+        public var newDisk: String
+        /// Largest first.
+        public var files: [FileChange]
+        public var packages: [PackageChange]
+    }
 }
 
 extension ImageDiff {
     /// Compares the container images of two build output folders (each with its report.json and
-    /// OCI layout).
-    public static func compare(old: String, new: String) throws -> ImageDiff {
+    /// OCI layout) and, given a scratch folder for the disks' files, their final VM disks.
+    public static func compare(old: String, new: String, vmScratch: String? = nil) throws -> ImageDiff {
         let o = try BuildReport.load("\(old)/report.json"), n = try BuildReport.load("\(new)/report.json")
         guard o.recipe == n.recipe else {
             throw GateError.invalid(place: "\(old)/report.json: at recipe", message: "the old build is of recipe '\(o.recipe)', the new of '\(n.recipe)'")
@@ -67,7 +78,24 @@ extension ImageDiff {
             if !files.isEmpty { steps.append(StepDiff(step: pairing, oldLayer: od, newLayer: nd, files: files)) }
         }
         let packages = packageChanges(old: try layers.packages(of: o, layout: oldLayout), new: try layers.packages(of: n, layout: newLayout))
-        return ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages)
+        var diff = ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages)
+        if let vmScratch, let od = o.outputs.vmDisk.map({ "\(old)/\($0)" }), let nd = n.outputs.vmDisk.map({ "\(new)/\($0)" }) {
+            diff.vm = try compareDisks(old: od, new: nd, scratch: vmScratch)
+        }
+        return diff
+    }
+
+    /// The final disks' filesystems, read through debugfs (`DiskFiles`).
+    static func compareDisks(old: String, new: String, scratch: String) throws -> DiskDiff {
+        for d in [old, new] where !FileManager.default.fileExists(atPath: d) {
+            throw GateError.unreadable(path: d, message: "no such VM disk (the vmDisk report.json names)")
+        }
+        let trees = try DiskFiles.inventories(of: [old, new], scratch: scratch, keeping: [DebianPackages.statusPath])
+        func packages(_ i: LayerInventory) -> [String: String] {
+            i.kept[DebianPackages.statusPath].map { DebianPackages.installed(String(decoding: $0, as: UTF8.self)) } ?? [:]
+        }
+        return DiskDiff(oldDisk: old, newDisk: new, files: fileChanges(old: trees[0], new: trees[1]),
+                        packages: packageChanges(old: packages(trees[0]), new: packages(trees[1])))
     }
 
     /// Entries one layer holds and the other does not, or holds as another kind or content;
@@ -162,12 +190,22 @@ extension ImageDiff {
             lines.append("")
         }
         if steps.isEmpty { lines += ["No step's layer differs.", ""] }
-        lines += ["### Debian packages", ""]
-        if packages.isEmpty { lines.append("No package added, removed or changed.") }
-        else {
-            lines += ["| package | change | old | new |", "|---|---|---|---|"]
-            for p in packages { lines.append("| \(p.name) | \(p.change.rawValue) | \(p.oldVersion ?? "-") | \(p.newVersion ?? "-") |") }
+        lines += Self.markdown(packages: packages, title: "Debian packages (container image)")
+        if let vm {
+            lines += ["", "## VM disk", "", "`\(vm.oldDisk)` → `\(vm.newDisk)`: \(vm.files.count) files differ.", "",
+                      "| change | path | size |", "|---|---|---|"]
+            for f in vm.files.prefix(top) { lines.append("| \(f.what) | `\(f.path)` | \(f.sizes) |") }
+            if vm.files.count > top { lines.append("| … | \(vm.files.count - top) more | |") }
+            lines += [""] + Self.markdown(packages: vm.packages, title: "Debian packages (VM disk)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    static func markdown(packages: [PackageChange], title: String) -> [String] {
+        var lines = ["### \(title)", ""]
+        guard !packages.isEmpty else { return lines + ["No package added, removed or changed."] }
+        lines += ["| package | change | old | new |", "|---|---|---|---|"]
+        for p in packages { lines.append("| \(p.name) | \(p.change.rawValue) | \(p.oldVersion ?? "-") | \(p.newVersion ?? "-") |") }
+        return lines
     }
 }

@@ -48,4 +48,43 @@ public struct LayerInventory: Sendable {
         }
         return inventory
     }
+
+    /// The same for a directory tree (a disk's filesystem copied out): every entry below `root`
+    /// by its path relative to it, regular files hashed.
+    public static func read(tree root: String, keeping wanted: Set<String> = []) throws -> LayerInventory {
+        var inventory = LayerInventory()
+        var folders = [""]
+        while let relative = folders.popLast() {
+            for name in try FileSystem.children(relative.isEmpty ? root : "\(root)/\(relative)") {
+                let path = relative.isEmpty ? name : "\(relative)/\(name)"
+                let file = try inventory.add(path, at: "\(root)/\(path)", keeping: wanted.contains(path))
+                if file.kind == "dir" { folders.append(path) }
+            }
+        }
+        return inventory
+    }
+
+    /// One entry of a tree, its content hashed (and kept when asked) if it is a regular file.
+    private mutating func add(_ path: String, at full: String, keeping: Bool) throws -> File {
+        let st = try FileSystem.lstat(full)
+        var file = File(kind: "other", size: Int64(st.st_size))
+        if st.isDirectory {
+            file.kind = "dir"
+        } else if st.isSymlink {
+            file.kind = "symlink"
+            file.content = try FileSystem.readlink(full)
+        } else if st.isRegular {
+            file.kind = "file"
+            var hasher = Digest.Hasher()
+            var data = keeping ? Data() : nil
+            try FileSystem.readChunks(full) { bytes in
+                hasher.update(bytes)
+                data?.append(contentsOf: bytes)
+            }
+            file.content = hasher.finalize().hex
+            if let data { kept[path] = data }
+        }
+        files[path] = file
+        return file
+    }
 }

@@ -26,20 +26,25 @@ private func layer(_ files: [String: String], _ dir: String, into store: BlobSto
     return try LayerCapture.capture(.aufsUpper(dir), into: store).layer.descriptor.digest.description
 }
 
-private func output(_ folder: String, base: String, step: String) throws {
-    func measure(_ digest: String) -> BuildReport.Measure {
+@discardableResult
+private func output(_ folder: String, base: String, step: String, stepBytes: UInt64 = 0) throws -> BuildReport {
+    func measure(_ digest: String, _ bytes: UInt64) -> BuildReport.Measure {
         var m = BuildReport.Measure(seconds: 1, cacheHit: false)
         m.layerDigest = digest
+        m.layerUncompressedBytes = bytes
         return m
     }
     var outputs = BuildReport.Outputs(folder: folder)
     outputs.ociLayout = "oci"
+    var totals = BuildReport.Totals(seconds: 1, cacheHits: 0, cacheMisses: 1)
+    totals.imageUncompressedBytes = 10_000 + stepBytes
     let report = BuildReport(recipe: "t", recipeFile: "t/Containerfile", targets: ["container"], startedAt: "2026-01-01T00:00:00Z",
-                             base: .init(description: "scratch", key: "k", container: measure(base), vm: nil),
+                             base: .init(description: "scratch", key: "k", container: measure(base, 10_000), vm: nil),
                              steps: [.init(index: 1, instruction: "RUN apt-get update && apt-get install -y b", location: "t:2:1", target: "both",
-                                           key: "k1", changesFiles: true, container: measure(step), vm: nil)],
-                             finalisation: nil, totals: .init(seconds: 1, cacheHits: 0, cacheMisses: 1), outputs: outputs)
+                                           key: "k1", changesFiles: true, container: measure(step, stepBytes), vm: nil)],
+                             finalisation: nil, totals: totals, outputs: outputs)
     try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: "\(folder)/report.json"))
+    return report
 }
 
 @Test func diffNamesTheAddedPackageTheUpgradeAndTheDeletedFileLargestFirst() throws {
@@ -55,8 +60,8 @@ private func output(_ folder: String, base: String, step: String) throws {
                         dir.file("was"), into: old)
     let now = try layer(["usr/bin/b": String(repeating: "B", count: 1000), "usr/bin/c": String(repeating: "c", count: 5000), "etc/.wh.motd": "",
                          "var/lib/dpkg/status": status([("a", "1.0-1"), ("b", "2.0-2"), ("c", "3.0")])], dir.file("now"), into: new)
-    try output(dir.file("old"), base: base, step: was)
-    try output(dir.file("new"), base: base, step: now)
+    let oldReport = try output(dir.file("old"), base: base, step: was, stepBytes: 2000)
+    let newReport = try output(dir.file("new"), base: base, step: now, stepBytes: 7000)
 
     let d = try ImageDiff.compare(old: dir.file("old"), new: dir.file("new"))
     #expect(d.steps.count == 1, "the base layer is the same: \(d.steps.map(\.step))")
@@ -76,6 +81,15 @@ private func output(_ folder: String, base: String, step: String) throws {
     #expect(back.packages.map(\.change) == [.downgraded, .removed])
     #expect(back.steps.first?.files.first.map { $0.path == "usr/bin/c" && $0.change == .removed } == true)
     #expect { try ImageDiff.compare(old: dir.file("old"), new: dir.file("missing")) } throws: { "\($0)".contains("missing/report.json") }
+
+    // check names what made a breach grow, in the message its table and JUnit print.
+    var gate = SizeGate.compare(report: newReport, baseline: oldReport, budget: try Budget.parse("default: {bytes: 0, percent: 0}\n", file: "b.yaml"))
+    SizeGate.explain(&gate, report: newReport, baseline: oldReport, reportFolder: dir.file("new"), baselineFolder: dir.file("old"))
+    let breach = try #require(gate.breaches.first { $0.step?.index == 1 })
+    #expect(breach.contributors?.first?.path == "usr/bin/c" && breach.contributors?.contains { $0.path == "etc/motd" } == false, "\(breach.contributors ?? [])")
+    #expect(breach.message.contains("; grew most: usr/bin/c (added, +4.9 KiB), var/lib/dpkg/status (changed, +"), "\(breach.message)")
+    let image = try #require(gate.breaches.first { $0.step == nil })
+    #expect(image.contributors?.first?.path == "usr/bin/c", "the image's breach is explained over every step")
 }
 
 @Test(arguments: [
@@ -85,4 +99,46 @@ private func output(_ folder: String, base: String, step: String) throws {
 func debianVersionsCompareAsDpkgDoes(a: String, b: String, order: Int) {
     #expect(DebianPackages.compare(a, b).signum() == order, "\(a) vs \(b)")
     #expect(DebianPackages.compare(b, a).signum() == -order, "\(b) vs \(a)")
+}
+
+/// A qcow2 disk whose ext4 filesystem holds `files`, made as the build's disks are (the whole
+/// disk one filesystem), with mkfs.ext4 -d and qemu-img.
+private func disk(_ files: [String: String], _ dir: String, at qcow2: String) throws {
+    for (path, content) in files {
+        let file = "\(dir)/\(path)"
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(content.utf8).write(to: URL(fileURLWithPath: file))
+    }
+    try FileManager.default.createDirectory(atPath: (qcow2 as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    for argv in [["mkfs.ext4", "-q", "-F", "-d", dir, "\(dir).raw", "32M"], ["qemu-img", "convert", "-O", "qcow2", "\(dir).raw", qcow2]] {
+        let r = try run(argv)
+        #expect(r.status == 0, "\(argv): \(r.output)")
+    }
+}
+
+@Test func diffReadsTheVMDisksFilesystemsForFilesAndPackages() throws {
+    let dir = try TempDir("diff-vm")
+    let fm = FileManager.default
+    for side in ["old", "new"] { try fm.createDirectory(atPath: dir.file("\(side)/oci/blobs/sha256"), withIntermediateDirectories: true) }
+    let store = BlobStore(root: dir.file("old/oci"))
+    let base = try layer(["etc/hostname": "t"], dir.file("base"), into: store)
+    let hex = String(base.dropFirst("sha256:".count))
+    try fm.copyItem(atPath: "\(store.directory)/\(hex)", toPath: dir.file("new/oci/blobs/sha256/\(hex)"))
+    for (side, files) in [("old", ["etc/motd": "hello", "usr/bin/a": "a", "var/lib/dpkg/status": status([("a", "1.0-1"), ("b", "2.0-1")])]),
+                          ("new", ["usr/bin/a": "a", "usr/bin/c": String(repeating: "c", count: 9000),
+                                   "var/lib/dpkg/status": status([("a", "1.0-1"), ("b", "2.0-2"), ("c", "3.0")])])] {
+        try disk(files, dir.file("\(side)-tree"), at: dir.file("\(side)/vm/disk.qcow2"))
+        var report = try output(dir.file(side), base: base, step: base)
+        report.outputs.vmDisk = "vm/disk.qcow2"
+        try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: dir.file("\(side)/report.json")))
+    }
+    let d = try ImageDiff.compare(old: dir.file("old"), new: dir.file("new"), vmScratch: dir.file("scratch"))
+    let vm = try #require(d.vm)
+    #expect(vm.files.first.map { $0.path == "usr/bin/c" && $0.change == .added && $0.newSize == 9000 } == true, "\(vm.files)")
+    #expect(vm.files.contains { $0.path == "etc/motd" && $0.change == .removed })
+    #expect(!vm.files.contains { $0.path == "usr/bin/a" || $0.path == "lost+found" }, "same files and folders are not listed")
+    #expect(vm.packages.map(\.name) == ["b", "c"] && vm.packages.map(\.change) == [.upgraded, .added])
+    #expect(try fm.contentsOfDirectory(atPath: dir.file("scratch")).isEmpty, "the raw copies and trees are removed")
+    #expect(d.markdown().contains("## VM disk") && d.markdown().contains("| added | `usr/bin/c` | - -> 8.8 KiB |"), "\(d.markdown())")
+    #expect(try ImageDiff.compare(old: dir.file("old"), new: dir.file("new")).vm == nil, "not asked for")
 }

@@ -6,13 +6,15 @@ import ImageBuild
 struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
-        abstract: "What changed between two builds of a recipe: files per step and Debian packages, on the container side.",
+        abstract: "What changed between two builds of a recipe: files per step and Debian packages, in the container image and on the VM disk.",
         discussion: """
             OLD and NEW are build output folders (out/NAME, with report.json and the OCI layout). \
             Steps pair as `imgbench check` pairs them; for each step whose layer differs, the \
             files one layer holds and the other does not, or holds with other content (SHA-256), \
             the largest first; then the packages of the two final images (var/lib/dpkg/status) \
-            added, removed, upgraded or downgraded. Exit status 0, or 2 when a folder cannot be read.
+            added, removed, upgraded or downgraded. The same for the final VM disks' filesystems, \
+            copied out with debugfs into --scratch (no root needed). Exit status 0, or 2 when a \
+            folder cannot be read.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, markdown }
@@ -21,11 +23,14 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "The new build's output folder.", transform: absolutePath) var new: String
     @Option(help: "table, json or markdown (for a pull-request comment).") var format: Format = .table
     @Option(help: "File changes shown per step (table and markdown; JSON has all).") var top = 20
+    @Option(help: "Where the VM disks' files are copied out to be compared (removed after).", transform: absolutePath)
+    var scratch = "/var/tmp"
+    @Flag(help: "Compare the container images only, not the VM disks.") var containerOnly = false
 
     func run() throws {
         let diff: ImageDiff
         do {
-            diff = try ImageDiff.compare(old: old, new: new)
+            diff = try ImageDiff.compare(old: old, new: new, vmScratch: containerOnly ? nil : scratch)
         } catch let e as DocumentError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
@@ -49,9 +54,21 @@ enum DiffTable {
             lines.append("")
         }
         if d.steps.isEmpty { lines += ["\(d.recipe): no step's layer differs", ""] }
-        var p = TextTable(header: ["package", "change", "old", "new"])
-        for c in d.packages { p.rows.append([c.name, c.change.rawValue, c.oldVersion ?? "-", c.newVersion ?? "-"]) }
-        lines.append(d.packages.isEmpty ? "Debian packages: none added, removed or changed" : "Debian packages:\n" + p.render())
+        lines.append(packages(d.packages, "Debian packages of the container image"))
+        if let vm = d.vm {
+            var t = TextTable(header: ["change", "path", "size (old -> new)"])
+            for f in vm.files.prefix(top) { t.rows.append([f.what, f.path, f.sizes]) }
+            lines += ["", "\(d.recipe): VM disk: \(vm.files.count) files differ", t.render()]
+            if vm.files.count > top { lines.append("... \(vm.files.count - top) more (--top, or --format json)") }
+            lines += ["", packages(vm.packages, "Debian packages of the VM disk")]
+        }
         return lines.joined(separator: "\n")
+    }
+
+    static func packages(_ list: [ImageDiff.PackageChange], _ title: String) -> String {
+        guard !list.isEmpty else { return "\(title): none added, removed or changed" }
+        var p = TextTable(header: ["package", "change", "old", "new"])
+        for c in list { p.rows.append([c.name, c.change.rawValue, c.oldVersion ?? "-", c.newVersion ?? "-"]) }
+        return "\(title):\n" + p.render()
     }
 }
