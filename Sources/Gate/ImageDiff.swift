@@ -49,6 +49,8 @@ public struct ImageDiff: Codable, Equatable, Sendable {
     public var packages: [PackageChange]
     /// The final VM disks compared; nil when either build has none or it was not asked for.
     public var vm: DiskDiff?
+    /// What a machine running the old build downloads to run the new one.
+    public var update: UpdateDelta
 
     public struct DiskDiff: Codable, Equatable, Sendable {
         public var oldDisk: String
@@ -78,9 +80,10 @@ extension ImageDiff {
             if !files.isEmpty { steps.append(StepDiff(step: pairing, oldLayer: od, newLayer: nd, files: files)) }
         }
         let packages = packageChanges(old: try layers.packages(of: o, layout: oldLayout), new: try layers.packages(of: n, layout: newLayout))
-        var diff = ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages)
+        var diff = ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages, update: .container(old: o, new: n))
         if let vmScratch, let od = o.outputs.vmDisk.map({ "\(old)/\($0)" }), let nd = n.outputs.vmDisk.map({ "\(new)/\($0)" }) {
             diff.vm = try compareDisks(old: od, new: nd, scratch: vmScratch)
+            try diff.update.addVM(old: od, new: nd, scratch: vmScratch)
         }
         return diff
     }
@@ -191,6 +194,7 @@ extension ImageDiff {
         }
         if steps.isEmpty { lines += ["No step's layer differs.", ""] }
         lines += Self.markdown(packages: packages, title: "Debian packages (container image)")
+        lines += ["", "**Update delta** (what a machine running the old build downloads): \(update.summary)."]
         if let vm {
             lines += ["", "## VM disk", "", "`\(vm.oldDisk)` → `\(vm.newDisk)`: \(vm.files.count) files differ.", "",
                       "| change | path | size |", "|---|---|---|"]

@@ -32,6 +32,7 @@ private func output(_ folder: String, base: String, step: String, stepBytes: UIn
         var m = BuildReport.Measure(seconds: 1, cacheHit: false)
         m.layerDigest = digest
         m.layerUncompressedBytes = bytes
+        m.layerCompressedBytes = bytes / 2
         return m
     }
     var outputs = BuildReport.Outputs(folder: folder)
@@ -76,6 +77,9 @@ private func output(_ folder: String, base: String, step: String, stepBytes: UIn
                            ImageDiff.PackageChange(name: "c", change: .added, oldVersion: nil, newVersion: "3.0")])
     let md = d.markdown()
     #expect(md.contains("| added | `usr/bin/c` | - -> 4.9 KiB |") && md.contains("| c | added | - | 3.0 |"), "\(md)")
+    // The update: the one layer the new image has and the old lacks.
+    #expect(d.update.containerNewLayers == 1 && d.update.containerBytes == 3500 && d.update.containerFullBytes == 8500, "\(d.update)")
+    #expect(d.update.vmBytes == nil && md.contains("container: 1 new layers, 3.4 KiB of 8.3 KiB compressed"), "\(md)")
     // The other way round: removed and downgraded.
     let back = try ImageDiff.compare(old: dir.file("new"), new: dir.file("old"))
     #expect(back.packages.map(\.change) == [.downgraded, .removed])
@@ -141,4 +145,10 @@ private func disk(_ files: [String: String], _ dir: String, at qcow2: String) th
     #expect(try fm.contentsOfDirectory(atPath: dir.file("scratch")).isEmpty, "the raw copies and trees are removed")
     #expect(d.markdown().contains("## VM disk") && d.markdown().contains("| added | `usr/bin/c` | - -> 8.8 KiB |"), "\(d.markdown())")
     #expect(try ImageDiff.compare(old: dir.file("old"), new: dir.file("new")).vm == nil, "not asked for")
+    // The update delta: the clusters that differ; none for the same build, whose container side is zero too.
+    #expect((d.update.vmClusters ?? 0) > 0 && (d.update.vmBytes ?? 0) < (d.update.vmFullBytes ?? 0), "\(d.update)")
+    let same = try ImageDiff.compare(old: dir.file("old"), new: dir.file("old"), vmScratch: dir.file("scratch"))
+    #expect(same.update.containerBytes == 0 && same.update.containerNewLayers == 0 && same.steps.isEmpty && same.vm?.files.isEmpty == true)
+    #expect(same.update.vmClusters == 0 && (same.update.vmBytes ?? .max) < 1 << 20, "only the qcow2's own metadata: \(same.update)")
+    #expect(try fm.contentsOfDirectory(atPath: dir.file("scratch")).isEmpty)
 }

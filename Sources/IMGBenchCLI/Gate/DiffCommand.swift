@@ -14,7 +14,9 @@ struct DiffCommand: ParsableCommand {
             the largest first; then the packages of the two final images (var/lib/dpkg/status) \
             added, removed, upgraded or downgraded. The same for the final VM disks' filesystems, \
             copied out with debugfs into --scratch (no root needed). Exit status 0, or 2 when a \
-            folder cannot be read.
+            folder cannot be read. Last, the update delta: the compressed layers the new image \
+            has and the old lacks, and a qcow2 of the new disk's clusters that differ from the \
+            old disk (backed by it), beside each side's full size.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, markdown }
@@ -62,6 +64,7 @@ enum DiffTable {
             if vm.files.count > top { lines.append("... \(vm.files.count - top) more (--top, or --format json)") }
             lines += ["", packages(vm.packages, "Debian packages of the VM disk")]
         }
+        lines += ["", "update delta (what a machine running the old build downloads): \(d.update.summary)"]
         return lines.joined(separator: "\n")
     }
 
