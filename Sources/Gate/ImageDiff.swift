@@ -80,7 +80,7 @@ extension ImageDiff {
             if !files.isEmpty { steps.append(StepDiff(step: pairing, oldLayer: od, newLayer: nd, files: files)) }
         }
         let packages = packageChanges(old: try layers.packages(of: o, layout: oldLayout), new: try layers.packages(of: n, layout: newLayout))
-        var diff = ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages, update: .container(old: o, new: n))
+        var diff = ImageDiff(recipe: n.recipe, old: old, new: new, steps: steps, packages: packages, update: .container(old: o, new: n, baseline: old))
         if let vmScratch, let od = o.outputs.vmDisk.map({ "\(old)/\($0)" }), let nd = n.outputs.vmDisk.map({ "\(new)/\($0)" }) {
             diff.vm = try compareDisks(old: od, new: nd, scratch: vmScratch)
             try diff.update.addVM(old: od, new: nd, scratch: vmScratch)

@@ -13,9 +13,12 @@ extension BuildTests {
         try FileManager.default.createDirectory(atPath: dir.file("b"), withIntermediateDirectories: true)
         for (side, text) in [("a", first), ("b", second)] {
             let recipe = try writeRecipe(dir, "\(side)/diffed", text)
-            let r = try build(recipe, output: dir.file("out-\(side)"))
+            // The second build against the first: its report carries the update delta.
+            let r = try build(recipe, output: dir.file("out-\(side)"), arguments: side == "b" ? ["--baseline", dir.file("out-a")] : [])
             try #require(r.status == 0, "build \(side): \(r.stderr.suffix(3000))")
         }
+        let refused = try build(dir.file("b/diffed"), output: dir.file("out-b"), arguments: ["--baseline", dir.file("out-b")])
+        #expect(refused.status == 2 && refused.stderr.contains("the baseline is the output folder"), "\(refused.stderr.suffix(500))")
         var r = try imgbench("diff", dir.file("out-a"), dir.file("out-b"), "--format", "json", "--scratch", dir.file("scratch"))
         try #require(r.status == 0, "\(r.output)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
@@ -31,6 +34,11 @@ extension BuildTests {
         #expect(vmFiles.contains { $0["path"] as? String == "usr/bin/hello" && $0["change"] as? String == "added" })
         let update = try #require(json["update"] as? [String: Any])
         #expect(update["containerNewLayers"] as? Int == 1 && (update["vmClusters"] as? Int ?? 0) > 0, "\(update)")
+        let built = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("out-b/report.json")))) as? [String: Any])
+        let inReport = try #require(built["update"] as? [String: Any], "build --baseline writes the update into report.json")
+        for k in ["containerNewLayers", "containerBytes", "containerFullBytes", "vmClusters"] {
+            #expect(inReport[k] as? Int == update[k] as? Int, "\(k): \(inReport) vs \(update)")
+        }
         // Markdown for a pull request; and check names the files that grew the step.
         r = try imgbench("diff", dir.file("out-a"), dir.file("out-b"), "--format", "markdown", "--container-only")
         #expect(r.status == 0 && r.stdout.contains("| hello | added | - |"), "\(r.output)")

@@ -28,6 +28,8 @@ struct BuildCommand: ParsableCommand {
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
     var network: Sandbox.Network = .host
+    @Option(help: "A previous build's output folder (not --output): report.json then carries the update delta from it.", transform: absolutePath)
+    var baseline: String?
     @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
 
@@ -49,6 +51,7 @@ struct BuildCommand: ParsableCommand {
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
         options.network = network
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
+        options.baseline = try baseline.map { try BuildRunning.checkBaseline($0, recipe: parsed.name, output: options.output) }
         let events = TerminalBuildEvents(mode: progress)
         let report = try BuildRunning.run(removing: [options.output + ".partial"]) {
             try Builder(recipe: parsed, options: options, events: events).run()

@@ -23,6 +23,9 @@ public struct BuildReport: Codable, Equatable, Sendable {
     public var outputs: Outputs
     /// Where and from what the build was made (nil in reports written before it was recorded).
     public var provenance: Provenance? = nil
+    /// What a machine running the baseline build (`imgbench build --baseline DIR`) downloads to
+    /// run this one; nil without a baseline.
+    public var update: UpdateDelta? = nil
 
     /// One side of one phase or step.
     public struct Measure: Codable, Equatable, Sendable {

@@ -32,6 +32,7 @@ extension Builder {
         if state.container != nil {
             try report.addLayerWaste(layout: "\(partial)/oci", tag: recipe.name, listings: "\(options.cache)/containers/listings")
         }
+        if let baseline = options.baseline { report.update = try UpdateDelta.from(baseline: baseline, to: report, in: partial) }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try enc.encode(report).write(to: URL(fileURLWithPath: "\(partial)/report.json"))

@@ -25,6 +25,8 @@ public struct BuildOptions: Sendable {
     /// The network of RUN steps that do not say (`RUN --network=`): the host's, or none.
     public var network = Sandbox.Network.host
     public var sourceDateEpoch: Int?
+    /// A previous build's output folder: the report then carries the update delta from it.
+    public var baseline: String?
 
     public init(output: String, cache: String) {
         self.output = output

@@ -1,6 +1,5 @@
 import Foundation
 import Host
-import ImageBuild
 import QcowIO
 
 /// What a machine that runs the old build must download to run the new one, both ways (Sharma
@@ -10,6 +9,8 @@ import QcowIO
 /// clusters of the new disk that differ from the old one, backed by it (what an incremental
 /// disk update transfers), beside each side's full size.
 public struct UpdateDelta: Codable, Equatable, Sendable {
+    /// The old build's output folder.
+    public var baseline: String
     /// Layers of the new image the old one lacks, and their compressed bytes.
     public var containerNewLayers: Int
     public var containerBytes: UInt64
@@ -22,7 +23,7 @@ public struct UpdateDelta: Codable, Equatable, Sendable {
     public var vmFullBytes: UInt64?
 
     /// The container side from the two reports (their layer digests and compressed sizes).
-    public static func container(old: BuildReport, new: BuildReport) -> UpdateDelta {
+    public static func container(old: BuildReport, new: BuildReport, baseline: String) -> UpdateDelta {
         func layers(_ r: BuildReport) -> [(String, UInt64)] {
             ([r.base.container] + r.steps.map(\.container)).compactMap { m in m?.layerDigest.map { ($0, m?.layerCompressedBytes ?? 0) } }
         }
@@ -30,7 +31,7 @@ public struct UpdateDelta: Codable, Equatable, Sendable {
         var seen = Set<String>()
         let all = layers(new).filter { seen.insert($0.0).inserted }
         let missing = all.filter { !had.contains($0.0) }
-        return UpdateDelta(containerNewLayers: missing.count, containerBytes: missing.map(\.1).reduce(0, +),
+        return UpdateDelta(baseline: baseline, containerNewLayers: missing.count, containerBytes: missing.map(\.1).reduce(0, +),
                            containerFullBytes: all.map(\.1).reduce(0, +), vmBytes: nil, vmClusters: nil, vmFullBytes: nil)
     }
 
@@ -55,5 +56,19 @@ extension UpdateDelta {
         let c = "container: \(containerNewLayers) new layers, \(ByteCount.format(containerBytes)) of \(ByteCount.format(containerFullBytes)) compressed"
         guard let vmBytes, let vmFullBytes else { return c }
         return c + "; VM: \(ByteCount.format(vmBytes)) (\(vmClusters ?? 0) clusters differ) of a \(ByteCount.format(vmFullBytes)) disk"
+    }
+}
+
+extension UpdateDelta {
+    /// The update from the build in folder `baseline` to `report`, whose outputs are in `folder`
+    /// (a build's `OUT.partial` before it is moved in place): both sides when both have a disk.
+    public static func from(baseline: String, to report: BuildReport, in folder: String) throws -> UpdateDelta {
+        let old = try BuildReport.load("\(baseline)/report.json")
+        var delta = container(old: old, new: report, baseline: baseline)
+        if let od = old.outputs.vmDisk.map({ "\(baseline)/\($0)" }), let nd = report.outputs.vmDisk.map({ "\(folder)/\($0)" }),
+           FileManager.default.fileExists(atPath: od) {
+            try delta.addVM(old: od, new: nd, scratch: folder)
+        }
+        return delta
     }
 }
