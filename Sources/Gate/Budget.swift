@@ -51,7 +51,8 @@ public struct SizeLimit: Equatable, Codable, Sendable {
 /// default:                      # every recipe, step and figure
 ///   bytes: 1MiB
 ///   percent: 1%
-///   wasted: {bytes: 0, percent: 0}   # one figure (compressed, uncompressed, vm-allocated, wasted)
+///   wasted: {bytes: 0, percent: 0}   # one figure (compressed, uncompressed, vm-allocated, wasted,
+///                                    # update-container, update-vm)
 /// recipes:
 ///   mysql:
 ///     bytes: 5MiB               # this recipe's steps and image
@@ -131,6 +132,14 @@ public struct Budget: Equatable, Sendable {
             l = r.image.apply(to: l, figure)
         }
         return l
+    }
+
+    /// Whether the budget names `figure` itself for the image of `recipe` (in `default`, the
+    /// recipe or its `image`): the update figures are checked only then, since the built-in
+    /// limit is for growth, not for a download.
+    public func setsImageLimit(recipe: String, figure: GateFigure) -> Bool {
+        let r = recipes[recipe]
+        return [defaults.figures[figure], r?.scope.figures[figure], r?.image.figures[figure]].contains { $0 != nil }
     }
 
     /// Reads a budget file; errors name the file, line and column.

@@ -12,6 +12,11 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
     case vmAllocated = "vm-allocated"
     /// Bytes the image carries but does not use (`BuildReport.Waste`).
     case wasted
+    /// The image only, from a report built with `--baseline`, and checked only where the budget
+    /// sets its limit: the compressed layers a machine running the baseline build pulls, and the
+    /// qcow2 of the disk's clusters that differ (`UpdateDelta`), each from nothing.
+    case updateContainer = "update-container"
+    case updateVM = "update-vm"
 
     public static func < (a: GateFigure, b: GateFigure) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -23,6 +28,16 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .uncompressed: return c?.layerUncompressedBytes
         case .vmAllocated: return v?.qcow2AllocatedBytes
         case .wasted: return c?.wasted.flatMap(GateFigure.wasteSum)
+        case .updateContainer, .updateVM: return nil
+        }
+    }
+
+    /// The update figures of a report built against a baseline.
+    func value(update u: UpdateDelta?) -> UInt64? {
+        switch self {
+        case .updateContainer: return u?.containerBytes
+        case .updateVM: return u?.vmBytes
+        default: return nil
         }
     }
 
@@ -32,6 +47,7 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .uncompressed: return t.imageUncompressedBytes
         case .vmAllocated: return t.vmFlattenedAllocatedBytes
         case .wasted: return t.wasted.flatMap(GateFigure.wasteSum)
+        case .updateContainer, .updateVM: return nil
         }
     }
 
@@ -186,6 +202,11 @@ public enum SizeGate {
         for f in GateFigure.allCases {
             guard let now = f.value(totals: report.totals), let was = f.value(totals: baseline.totals) else { continue }
             checks.append(check(recipe: recipe, step: nil, figure: f, baseline: was, current: now,
+                                limit: budget.limit(recipe: recipe, step: nil, figure: f)))
+        }
+        for f in [GateFigure.updateContainer, .updateVM] where budget.setsImageLimit(recipe: recipe, figure: f) {
+            guard let now = f.value(update: report.update) else { continue }
+            checks.append(check(recipe: recipe, step: nil, figure: f, baseline: nil, current: now,
                                 limit: budget.limit(recipe: recipe, step: nil, figure: f)))
         }
         var result = GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)

@@ -56,7 +56,8 @@ private let baselineSteps = [
     #expect(r.steps.allSatisfy { $0.status == .same }, "\(r.steps)")
     // 3 file steps + the base, 3 figures each (no wasted figure on these steps), and the image's 4.
     #expect(r.checks.filter { $0.step != nil }.count == 4 * 3)
-    #expect(r.checks.filter { $0.step == nil }.map(\.figure) == GateFigure.allCases)
+    // (The update figures only where a budget sets their limit.)
+    #expect(r.checks.filter { $0.step == nil }.map(\.figure) == [.compressed, .uncompressed, .vmAllocated, .wasted])
 }
 
 @Test func aStepGrowingBy50MBFailsAndIsNamed() throws {
@@ -364,4 +365,20 @@ func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) 
     #expect(r.warnings[0].contains("host: elsewhere vs") && r.warnings[0].contains("QEMU: QEMU emulator version 9.0.0 vs"), "\(r.warnings)")
     let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(r)) as? [String: Any])
     #expect((json["warnings"] as? [String]) == r.warnings)
+}
+
+@Test func theUpdateDeltaIsCheckedWhereTheBudgetSetsItsLimit() throws {
+    var now = report(baselineSteps)
+    now.update = UpdateDelta(baseline: "out/old", containerNewLayers: 2, containerBytes: 5 << 20, containerFullBytes: 60 << 20,
+                             vmBytes: nil, vmClusters: nil, vmFullBytes: nil)
+    // Without a limit of its own, a download is no growth to judge.
+    #expect(!SizeGate.compare(report: now, baseline: report(baselineSteps), budget: Budget()).checks.contains { $0.figure == .updateContainer })
+    let budget = try Budget.parse("recipes:\n  t:\n    image:\n      update-container: {bytes: 1MiB}\n      update-vm: {bytes: 1MiB}\n", file: "b.yaml")
+    let r = SizeGate.compare(report: now, baseline: report(baselineSteps), budget: budget)
+    let update = try #require(r.checks.first { $0.figure == .updateContainer })
+    #expect(update.overBudget && update.current == 5 << 20 && update.baseline == nil && !r.withinBudget)
+    #expect(update.message.contains("image: update-container grew by +5.0 MiB (none -> 5.0 MiB); limit 1.0 MiB"), "\(update.message)")
+    #expect(!r.checks.contains { $0.figure == .updateVM }, "no disk compared, no VM figure")
+    now.update?.containerBytes = 512 << 10
+    #expect(SizeGate.compare(report: now, baseline: report(baselineSteps), budget: budget).withinBudget)
 }
