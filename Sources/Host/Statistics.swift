@@ -31,11 +31,14 @@ extension Statistics {
         func resample(_ v: [Double]) -> [Double] { v.indices.map { _ in v[Int(random.next() % UInt64(v.count))] } }
         var values: [Double] = []
         values.reserveCapacity(resamples)
-        for _ in 0..<resamples { values.append(statistic(resample(a), resample(b))) }
+        for _ in 0..<resamples {
+            let v = statistic(resample(a), resample(b))
+            if v.isFinite { values.append(v) }
+        }
+        // A resample whose statistic is not a number (a zero median to divide by) says nothing.
+        guard !values.isEmpty else { return nil }
         values.sort()
-        let tail = (1 - confidence) / 2
-        let lo = values[Int((tail * Double(resamples - 1)).rounded(.down))]
-        let hi = values[Int(((1 - tail) * Double(resamples - 1)).rounded(.up))]
-        return lo...hi
+        let tail = (1 - confidence) / 2, last = Double(values.count - 1)
+        return values[Int((tail * last).rounded(.down))]...values[Int(((1 - tail) * last).rounded(.up))]
     }
 }
