@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gate
+import Host
 import ImageBuild
 
 struct DiffCommand: ParsableCommand {
@@ -32,7 +33,10 @@ struct DiffCommand: ParsableCommand {
     func run() throws {
         let diff: ImageDiff
         do {
-            diff = try ImageDiff.compare(old: old, new: new, vmScratch: containerOnly ? nil : scratch)
+            // Ctrl-C removes the disks' raw copies and trees (registered with Cleanup).
+            diff = try reportingErrors {
+                try Interrupts.releasing { try ImageDiff.compare(old: old, new: new, vmScratch: containerOnly ? nil : scratch) }
+            }
         } catch let e as DocumentError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
