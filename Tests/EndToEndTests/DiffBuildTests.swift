@@ -16,6 +16,7 @@ extension BuildTests {
             // The second build against the first: its report carries the update delta.
             let r = try build(recipe, output: dir.file("out-\(side)"), arguments: side == "b" ? ["--baseline", dir.file("out-a")] : [])
             try #require(r.status == 0, "build \(side): \(r.stderr.suffix(3000))")
+            #expect(side == "a" || r.stdout.contains("update from \(dir.file("out-a")): container: 1 new layers"), "\(r.stdout.suffix(600))")
         }
         let refused = try build(dir.file("b/diffed"), output: dir.file("out-b"), arguments: ["--baseline", dir.file("out-b")])
         #expect(refused.status == 2 && refused.stderr.contains("the baseline is the output folder"), "\(refused.stderr.suffix(500))")

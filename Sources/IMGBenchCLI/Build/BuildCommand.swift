@@ -114,6 +114,7 @@ enum BuildReportTable {
         if let a = r.totals.vmChainAllocatedBytes, let f = r.totals.vmFlattenedAllocatedBytes, let v = r.totals.vmVirtualSize {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
         }
+        if let u = r.update { lines.append("update from \(u.baseline): \(u.summary)") }
         lines.append("outputs in \(r.outputs.folder)/")
         return lines.joined(separator: "\n")
     }
