@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "Gate",
             dependencies: [
-                "Host", "OCI", "ImageBuild", "Measure", "RuntimeSuite",
+                "Host", "QcowIO", "OCI", "ImageBuild", "Measure", "RuntimeSuite", "Repro",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .testTarget(name: "GateTests", dependencies: ["Gate", "TestSupport"]),

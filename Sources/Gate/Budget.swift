@@ -51,14 +51,15 @@ public struct SizeLimit: Equatable, Codable, Sendable {
 /// default:                      # every recipe, step and figure
 ///   bytes: 1MiB
 ///   percent: 1%
-///   wasted: {bytes: 0, percent: 0}   # one figure (compressed, uncompressed, vm-allocated, wasted)
+///   wasted: {bytes: 0, percent: 0}   # one figure (compressed, uncompressed, vm-allocated, wasted,
+///                                    # update-container, update-vm)
 /// recipes:
 ///   mysql:
 ///     bytes: 5MiB               # this recipe's steps and image
 ///     image:                    # the image's totals
 ///       compressed: {percent: 2%}
 ///     steps:
-///       "RUN apt-get install":  # steps whose instruction starts with this (longest match wins)
+///       "RUN apt-get update":   # steps whose instruction starts with this (longest match wins)
 ///         bytes: 50MiB
 ///       "7":                    # step 7
 ///         vm-allocated: {bytes: 64MiB}
@@ -94,7 +95,8 @@ public struct Budget: Equatable, Sendable {
     public struct RecipeBudget: Equatable, Sendable {
         public var scope = Scope()
         public var image = Scope()
-        public var steps: [(selector: StepSelector, scope: Scope)] = []
+        /// Each step key with its limits and its place in the budget file (`file:line:column`).
+        public var steps: [(selector: StepSelector, scope: Scope, place: String)] = []
 
         public init() {}
 
@@ -132,48 +134,29 @@ public struct Budget: Equatable, Sendable {
         return l
     }
 
+    /// Whether the budget names `figure` itself for the image of `recipe` (in `default`, the
+    /// recipe or its `image`): the update figures are checked only then, since the built-in
+    /// limit is for growth, not for a download.
+    public func setsImageLimit(recipe: String, figure: GateFigure) -> Bool {
+        let r = recipes[recipe]
+        return [defaults.figures[figure], r?.scope.figures[figure], r?.image.figures[figure]].contains { $0 != nil }
+    }
+
     /// Reads a budget file; errors name the file, line and column.
     public static func load(_ path: String) throws -> Budget {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw GateError.unreadable(path: path, message: "cannot read the budget: \((error as NSError).localizedDescription)")
-        }
-        return try parse(text, file: path)
+        try parse(try BudgetText.read(path), file: path)
     }
 
     public static func parse(_ text: String, file: String) throws -> Budget {
-        try BudgetText.check(text, file: file)
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            throw GateError.invalid(place: "\(file):\(e.description.split(separator: "\n").first ?? "")", message: "not YAML")
-        }
         var budget = Budget()
-        guard let root else { return budget }
+        guard let root = try BudgetText.compose(text, file: file) else { return budget }
         let p = BudgetParser(file: file)
         for (key, value) in try p.mapping(root, "the budget") {
             switch key {
             case "default":
                 budget.defaults = try p.scope(value, extraKeys: [])
             case "recipes":
-                for (name, r) in try p.mapping(value, "recipes") {
-                    var rb = RecipeBudget()
-                    let keys = try p.mapping(r, "recipe \(name)")
-                    rb.scope = try p.scope(r, extraKeys: ["image", "steps"])
-                    for (k, v) in keys {
-                        if k == "image" { rb.image = try p.scope(v, extraKeys: []) }
-                        if k == "steps" {
-                            for (sel, s) in try p.mapping(v, "steps") {
-                                let selector: StepSelector = Int(sel).map { .index($0) } ?? .prefix(sel)
-                                rb.steps.append((selector, try p.scope(s, extraKeys: [])))
-                            }
-                        }
-                    }
-                    budget.recipes[name] = rb
-                }
+                for (name, r) in try p.mapping(value, "recipes") { budget.recipes[name] = try p.recipe(r, name: name) }
             default:
                 throw p.error(value, "unknown key '\(key)' (default or recipes)")
             }
@@ -187,7 +170,26 @@ struct BudgetParser {
     let file: String
 
     func error(_ node: Node, _ message: String) -> GateError {
-        .invalid(place: "\(file):\(node.mark?.description ?? "?")", message: message)
+        .invalid(place: place(node), message: message)
+    }
+
+    func place(_ node: Node) -> String { "\(file):\(node.mark?.description ?? "?")" }
+
+    /// A recipe's limits: its own, its image's, and its steps' (each key with its place).
+    func recipe(_ node: Node, name: String) throws -> Budget.RecipeBudget {
+        var rb = Budget.RecipeBudget()
+        let keys = try mapping(node, "recipe \(name)")
+        rb.scope = try scope(node, extraKeys: ["image", "steps"])
+        for (k, v) in keys {
+            if k == "image" { rb.image = try scope(v, extraKeys: []) }
+            guard k == "steps" else { continue }
+            let keyNodes = v.mapping.map { $0.map(\.key) } ?? []
+            for ((sel, s), keyNode) in zip(try mapping(v, "steps"), keyNodes) {
+                let selector: Budget.StepSelector = Int(sel).map { .index($0) } ?? .prefix(sel)
+                rb.steps.append((selector, try scope(s, extraKeys: []), place(keyNode)))
+            }
+        }
+        return rb
     }
 
     /// A mapping's entries with string keys, in the file's order.
@@ -227,12 +229,7 @@ struct BudgetParser {
                 guard b <= SizeLimit.maxBytes else { throw error(v, "bytes: '\(text)' is more than a limit can be (\(ByteCount.format(SizeLimit.maxBytes)))") }
                 l.bytes = b
             case "percent":
-                let t = text.hasSuffix("%") ? String(text.dropLast()) : text
-                guard let p = Double(t.trimmingCharacters(in: .whitespaces)), p >= 0, p.isFinite else {
-                    throw error(v, "percent: '\(text)' is not a percentage (e.g. 5%)")
-                }
-                guard p <= SizeLimit.maxPercent else { throw error(v, "percent: '\(text)' is more than a limit can be (\(GateFormat.number(SizeLimit.maxPercent))%)") }
-                l.percent = p
+                l.percent = try percentage(v, k)
             default:
                 throw error(v, "unknown key '\(k)' (bytes, percent)")
             }

@@ -1,7 +1,29 @@
+import Foundation
+import Yams
+
 /// What is refused of a budget's text before the YAML parser sees it: the parser recurses once
 /// per level of nesting and a deep enough file overflows its stack (3000 nested mappings, 100k
 /// `[`), so the text's size and nesting are bounded first, with the line where they break.
 enum BudgetText {
+    /// A budget file's text; an unreadable file is named.
+    static func read(_ path: String) throws -> String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw GateError.unreadable(path: path, message: "cannot read the budget: \((error as NSError).localizedDescription)")
+        }
+    }
+
+    /// The YAML of a budget's text, checked first (`check`); nil for an empty file.
+    static func compose(_ text: String, file: String) throws -> Node? {
+        try check(text, file: file)
+        do {
+            return try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw GateError.invalid(place: "\(file):\(e.description.split(separator: "\n").first ?? "")", message: "not YAML")
+        }
+    }
+
     /// A budget is a few kilobytes; a megabyte is not one.
     static let maxBytes = 1 << 20
     /// A budget nests six levels (recipes, a recipe, steps, a step, a figure, a limit).

@@ -82,8 +82,7 @@ public struct ReportBook: Sendable {
                 throw BuildError.invalid("\(path): at \(place): \(problem)")
             }
         }
-        let kind = (dict["kind"] as? String).flatMap(ResultKind.init(rawValue:))
-            ?? (dict["kind"] == nil && dict["steps"] != nil && dict["totals"] != nil ? .build : nil)
+        let kind = ResultKind.of(dict)
         switch kind {
         case .clone?: clones.append(try decode(CloneMeasurement.Result.self))
         case .cow?: cows.append(try decode(CowMeasurement.Result.self))

@@ -12,6 +12,11 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
     case vmAllocated = "vm-allocated"
     /// Bytes the image carries but does not use (`BuildReport.Waste`).
     case wasted
+    /// The image only, from a report built with `--baseline`, and checked only where the budget
+    /// sets its limit: the compressed layers a machine running the baseline build pulls, and the
+    /// qcow2 of the disk's clusters that differ (`UpdateDelta`), each from nothing.
+    case updateContainer = "update-container"
+    case updateVM = "update-vm"
 
     public static func < (a: GateFigure, b: GateFigure) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -23,6 +28,16 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .uncompressed: return c?.layerUncompressedBytes
         case .vmAllocated: return v?.qcow2AllocatedBytes
         case .wasted: return c?.wasted.flatMap(GateFigure.wasteSum)
+        case .updateContainer, .updateVM: return nil
+        }
+    }
+
+    /// The update figures of a report built against a baseline.
+    func value(update u: UpdateDelta?) -> UInt64? {
+        switch self {
+        case .updateContainer: return u?.containerBytes
+        case .updateVM: return u?.vmBytes
+        default: return nil
         }
     }
 
@@ -32,6 +47,7 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .uncompressed: return t.imageUncompressedBytes
         case .vmAllocated: return t.vmFlattenedAllocatedBytes
         case .wasted: return t.wasted.flatMap(GateFigure.wasteSum)
+        case .updateContainer, .updateVM: return nil
         }
     }
 
@@ -82,6 +98,9 @@ public struct GateCheck: Codable, Equatable, Sendable {
     /// The growth the limit allows from this baseline.
     public var allowedGrowth: UInt64
     public var overBudget: Bool
+    /// For a breach, the files that grew its step (or the image) the most, when the layouts
+    /// were at hand (`SizeGate.explain`).
+    public var contributors: [ImageDiff.FileChange]? = nil
 
     /// "step 5 `RUN ...` (new)" or "image".
     public var subject: String {
@@ -102,8 +121,9 @@ public struct GateCheck: Codable, Equatable, Sendable {
         let from = baseline.map(ByteCount.format) ?? "none"
         let to = current.map(ByteCount.format) ?? "none"
         let rel = relativeGrowth.map { ", \(GateFormat.signed($0))%" } ?? ""
+        let top = contributors.map { "; grew most: " + $0.map(\.contribution).joined(separator: ", ") } ?? ""
         return "\(recipe): \(subject): \(figure.rawValue) grew by \(GateFormat.signedBytes(growth))\(rel) (\(from) -> \(to)); "
-            + "limit \(limit.description) allows \(ByteCount.format(allowedGrowth))"
+            + "limit \(limit.description) allows \(ByteCount.format(allowedGrowth))\(top)"
     }
 }
 
@@ -114,10 +134,13 @@ public struct GateResult: Codable, Equatable, Sendable {
     public var baseline: String
     public var steps: [StepPairing]
     public var checks: [GateCheck]
+    /// What makes the comparison less sure without failing it: the two reports made on
+    /// different hosts or versions (`ProvenanceWarnings`).
+    public var warnings: [String] = []
     public var breaches: [GateCheck] { checks.filter(\.overBudget) }
     public var withinBudget: Bool { breaches.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case recipe, report, baseline, steps, checks, breaches, withinBudget }
+    enum CodingKeys: String, CodingKey { case recipe, report, baseline, steps, checks, warnings, breaches, withinBudget }
 
     public init(recipe: String, report: String, baseline: String, steps: [StepPairing], checks: [GateCheck]) {
         self.recipe = recipe
@@ -132,6 +155,7 @@ public struct GateResult: Codable, Equatable, Sendable {
         self.init(recipe: try c.decode(String.self, forKey: .recipe), report: try c.decode(String.self, forKey: .report),
                   baseline: try c.decode(String.self, forKey: .baseline), steps: try c.decode([StepPairing].self, forKey: .steps),
                   checks: try c.decode([GateCheck].self, forKey: .checks))
+        warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -141,6 +165,7 @@ public struct GateResult: Codable, Equatable, Sendable {
         try c.encode(baseline, forKey: .baseline)
         try c.encode(steps, forKey: .steps)
         try c.encode(checks, forKey: .checks)
+        try c.encode(warnings, forKey: .warnings)
         try c.encode(breaches.count, forKey: .breaches)
         try c.encode(withinBudget, forKey: .withinBudget)
     }
@@ -179,7 +204,14 @@ public enum SizeGate {
             checks.append(check(recipe: recipe, step: nil, figure: f, baseline: was, current: now,
                                 limit: budget.limit(recipe: recipe, step: nil, figure: f)))
         }
-        return GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)
+        for f in [GateFigure.updateContainer, .updateVM] where budget.setsImageLimit(recipe: recipe, figure: f) {
+            guard let now = f.value(update: report.update) else { continue }
+            checks.append(check(recipe: recipe, step: nil, figure: f, baseline: nil, current: now,
+                                limit: budget.limit(recipe: recipe, step: nil, figure: f)))
+        }
+        var result = GateResult(recipe: recipe, report: reportPath, baseline: baselinePath, steps: pairs.map(\.0), checks: checks)
+        result.warnings = ProvenanceWarnings.compare(report.provenance, baseline.provenance, reportPath: reportPath, baselinePath: baselinePath)
+        return result
     }
 
     static func check(recipe: String, step: StepPairing?, figure: GateFigure, baseline: UInt64?, current: UInt64?, limit: SizeLimit) -> GateCheck {

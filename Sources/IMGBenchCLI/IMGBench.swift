@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Host
 
 /// The imgbench command line. The executable only calls `IMGBench.main()`; every command lives
 /// here so that tests can run them.
@@ -8,7 +9,8 @@ public struct IMGBench: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "imgbench",
         abstract: "Build one recipe into a layered OCI image and a qcow2 VM disk, and measure what each costs.",
-        subcommands: [BuildCommand.self, PlanCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, VerifyReproCommand.self,
+        version: Provenance.versionLine,
+        subcommands: [BuildCommand.self, PlanCommand.self, BootCommand.self, RunCommand.self, MeasureCommand.self, ReportCommand.self, CheckCommand.self, DiffCommand.self, VerifyReproCommand.self,
                       PushCommand.self, PullCommand.self,
                       Qcow.self, LayersCommand.self, OCICommand.self, DriversCommand.self, CacheCommand.self])
 

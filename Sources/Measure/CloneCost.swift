@@ -59,6 +59,8 @@ public struct CloneMeasurement: Sendable {
         public var imageUncompressedBytes: UInt64?
         public var vmFlattenedAllocatedBytes: UInt64?
         public var rows: [Row]
+        /// Where and from what it was measured.
+        public var provenance: Provenance? = nil
     }
 
     public func run(progress: (String) -> Void) throws -> Result {
@@ -112,7 +114,7 @@ public struct CloneMeasurement: Sendable {
         }
         return Result(recipe: image.report.recipe, image: image.folder, count: count, repeats: repeats,
                       imageUncompressedBytes: image.report.totals.imageUncompressedBytes,
-                      vmFlattenedAllocatedBytes: image.report.totals.vmFlattenedAllocatedBytes, rows: rows)
+                      vmFlattenedAllocatedBytes: image.report.totals.vmFlattenedAllocatedBytes, rows: rows, provenance: .current())
     }
 
     struct Clone {

@@ -108,6 +108,8 @@ public struct CowMeasurement {
         public var step: String
         public var repeats: Int
         public var rows: [Row]
+        /// Where and from what it was measured (the accelerator: the booted VM's, if one ran).
+        public var provenance: Provenance? = nil
     }
 
     /// One run of the workload in one environment.
@@ -180,7 +182,7 @@ public struct CowMeasurement {
             row(e, samples: measured.samples[i] ?? [], ratios: measured.ratios[i] ?? [], bootedNote: measured.bootedNote)
         }
         return Result(workload: workload.name, recipe: workload.recipe.file, step: "\(work.step.location): \(work.step.text)",
-                      repeats: repeats, rows: rows + unavailable)
+                      repeats: repeats, rows: rows + unavailable, provenance: .current(accelerator: measured.accelerator))
     }
 
     func buildBase() throws -> Base {
@@ -236,10 +238,10 @@ public struct CowMeasurement {
 
     /// Every environment once per round, in turn; ratios against the round's plain folder.
     func measureRounds(_ environments: [Environment], base: Base, work: WorkloadRun) throws
-        -> (samples: [Int: [Sample]], ratios: [Int: [Double]], bootedNote: String?) {
+        -> (samples: [Int: [Sample]], ratios: [Int: [Double]], bootedNote: String?, accelerator: String?) {
         var samples: [Int: [Sample]] = [:]
         var ratios: [Int: [Double]] = [:]
-        var bootedNote: String?
+        var bootedNote: String?, accelerator: String?
         for round in 0..<repeats {
             var baselineSeconds: Double?
             for (i, e) in environments.enumerated() {
@@ -252,9 +254,10 @@ public struct CowMeasurement {
                 case .qcow2: s = try onQcow2(base.disk, filesystem: workload.recipe.vm.filesystem, dir, work.run)
                 case .raw: s = try onRaw(base.disk, filesystem: workload.recipe.vm.filesystem, dir, work.run)
                 case .booted:
-                    let (sample, note) = try onBootedVM(base, work: work, dir)
-                    s = sample
-                    bootedNote = note
+                    let booted = try onBootedVM(base, work: work, dir)
+                    s = booted.sample
+                    bootedNote = booted.note
+                    accelerator = booted.accelerator
                 }
                 try? FileManager.default.removeItem(atPath: dir)
                 samples[i, default: []].append(s)
@@ -262,7 +265,7 @@ public struct CowMeasurement {
                 if let b = baselineSeconds, b > 0 { ratios[i, default: []].append(s.seconds / b) }
             }
         }
-        return (samples, ratios, bootedNote)
+        return (samples, ratios, bootedNote, accelerator)
     }
 
     func row(_ e: Environment, samples s: [Sample], ratios: [Double], bootedNote: String?) -> Row {
@@ -279,7 +282,7 @@ public struct CowMeasurement {
                    bytesWritten: Summary(s.map(\.bytes)), filesCopiedUp: Summary(s.compactMap(\.copiedUp)), note: note)
     }
 
-    func onBootedVM(_ base: Base, work: WorkloadRun, _ dir: String) throws -> (Sample, note: String?) {
+    func onBootedVM(_ base: Base, work: WorkloadRun, _ dir: String) throws -> (sample: Sample, note: String?, accelerator: String) {
         let report = base.built.report
         guard let kernel = report.outputs.kernel else { throw BuildError.invalid("\(base.built.folder): the base disk has no kernel to boot") }
         let sink = events
@@ -287,7 +290,7 @@ public struct CowMeasurement {
                                    initrd: report.outputs.initrd.map { "\(base.built.folder)/\($0)" },
                                    argv: work.argv, environment: work.environment, workdir: work.workdir, timeout: vmTimeout)
             .run(in: dir) { sink.output($0) }
-        return (Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil), o.note)
+        return (Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil), o.note, o.accelerator)
     }
 
     func onFolder(_ rootfs: String, _ dir: String, _ work: (String) throws -> Double) throws -> Sample {

@@ -69,10 +69,12 @@ public struct WastedMeasurement: Sendable {
         public var image: String
         public var oci: OCI?
         public var vm: VM?
+        /// Where and from what it was measured.
+        public var provenance: Provenance? = nil
     }
 
     public func run() throws -> Result {
-        var result = Result(recipe: image.report.recipe, image: image.folder)
+        var result = Result(recipe: image.report.recipe, image: image.folder, provenance: .current())
         result.oci = try oci()
         result.vm = try vm()
         return result

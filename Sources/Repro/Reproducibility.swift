@@ -323,13 +323,13 @@ final class Ext4Names {
     func remove() { Cleanup.run(cleanup) }
 
     /// debugfs commands run from a file on each raw copy; the output lines of each.
-    func debugfs(_ commands: [String], on raw: String) throws -> [Substring] {
+    func debugfs(_ commands: [String], on raw: String, what: String = "naming blocks with debugfs") throws -> [Substring] {
         let cmdFile = raw + ".cmds"
         try Data((commands.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: cmdFile))
         defer { unlink(cmdFile) }
         let r = try Command.run(["debugfs", "-f", cmdFile, raw], outputLimit: 64 << 20)
         guard r.status == 0 else {
-            throw HostError.commandFailed(what: "naming blocks with debugfs", argv: ["debugfs", "-f", cmdFile, raw], status: r.status,
+            throw HostError.commandFailed(what: what, argv: ["debugfs", "-f", cmdFile, raw], status: r.status,
                                            outputTail: Command.tail(r.output, lines: 10))
         }
         return r.output.split(separator: "\n")

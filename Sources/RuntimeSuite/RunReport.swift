@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import ImageBuild
 
 /// What `imgbench run` measured: per workload, the figures natively, in the container and in the
@@ -18,6 +19,9 @@ public struct RunReport: Codable, Equatable, Sendable {
     public var host: Host
     public var settings: Settings
     public var results: [WorkloadResult]
+    /// Where and from what the run was made, the VM's accelerator included (nil in results
+    /// written before it was recorded).
+    public var provenance: Provenance? = nil
 
     public struct Host: Codable, Equatable, Sendable {
         public var cpus: Int
@@ -86,4 +90,20 @@ public struct RunReport: Codable, Equatable, Sendable {
 /// Where a workload runs.
 public enum Side: String, Codable, CaseIterable, Sendable {
     case native, container, vm
+}
+
+extension RunReport {
+    /// Reads results written by `imgbench run --output`; errors name the file and the JSON path.
+    public static func load(_ path: String) throws -> RunReport {
+        let data = try DocumentError.contents(of: path, what: "results written by imgbench run --output")
+        let report = try DocumentError.decode(RunReport.self, from: data, path: path, what: "imgbench run results")
+        guard report.kind == .run else {
+            throw DocumentError.invalid(place: "\(path): at kind", message: "\(report.kind.rawValue) results, not imgbench run results")
+        }
+        guard report.schemaVersion <= currentSchemaVersion else {
+            throw DocumentError.invalid(place: "\(path): at schemaVersion",
+                                        message: "schema version \(report.schemaVersion) is newer than this imgbench reads (\(currentSchemaVersion))")
+        }
+        return report
+    }
 }

@@ -131,7 +131,7 @@ public final class RuntimeBench {
                          settings: .init(cpus: options.cpus, cpuList: cpuList, memoryBytes: options.memoryBytes,
                                          durationSeconds: options.durationSeconds, timeoutSeconds: options.timeout,
                                          repeats: options.repeats),
-                         results: results)
+                         results: results, provenance: .current(accelerator: accel?.name))
     }
 
     /// One side's rounds as one result: the last round's when it did not succeed, else each
@@ -460,12 +460,8 @@ public final class RuntimeBench {
     }
 
     static func host() -> RunReport.Host {
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
-            .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "unknown"
-        let kernel = ((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)) ?? "unknown")
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        return RunReport.Host(cpus: Processors.count, cpuModel: model, kernel: kernel)
+        let p = Provenance.current()
+        return RunReport.Host(cpus: p.cpus, cpuModel: p.cpuModel, kernel: p.kernel)
     }
 }
 

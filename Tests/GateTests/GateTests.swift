@@ -1,4 +1,5 @@
 import Foundation
+import Host
 @testable import Gate
 @testable import ImageBuild
 import Layers
@@ -55,7 +56,8 @@ private let baselineSteps = [
     #expect(r.steps.allSatisfy { $0.status == .same }, "\(r.steps)")
     // 3 file steps + the base, 3 figures each (no wasted figure on these steps), and the image's 4.
     #expect(r.checks.filter { $0.step != nil }.count == 4 * 3)
-    #expect(r.checks.filter { $0.step == nil }.map(\.figure) == GateFigure.allCases)
+    // (The update figures only where a budget sets their limit.)
+    #expect(r.checks.filter { $0.step == nil }.map(\.figure) == [.compressed, .uncompressed, .vmAllocated, .wasted])
 }
 
 @Test func aStepGrowingBy50MBFailsAndIsNamed() throws {
@@ -318,4 +320,65 @@ func aReportNumberThatDoesNotFitIsNamedWithItsPath(value: Double, says: String) 
     let g = SizeGate.compare(report: r, baseline: r, budget: Budget())
     #expect(g.steps.last?.index == Int.max && g.steps.last?.instruction == "finalisation: finalise")
     #expect(ReportBook.Table.significant(.infinity) == "inf")
+}
+
+// MARK: - Issue 18: a budget key that names no step
+
+@Test func aStepKeyThatMatchesNoStepIsAnErrorNamingTheKeyAndItsPlace() throws {
+    // The README's old example: "RUN apt-get install" is not how `RUN apt-get update && apt-get install ...` begins.
+    let steps = [step(1, "RUN apt-get update && apt-get install -y mariadb-server", bytes: 10 << 20), step(2, "USER mysql")]
+    let r = SizeGate.compare(report: report(steps), baseline: report(steps), budget: Budget())
+    let wrong = try Budget.parse("recipes:\n  t:\n    steps:\n      \"RUN apt-get install\":\n        bytes: 50MiB\n", file: "budget.yaml")
+    #expect { try wrong.checkStepKeys(recipe: "t", steps: r.steps) } throws: { e in
+        let s = "\(e)"
+        return s.hasPrefix("budget.yaml:4:7: the step key \"RUN apt-get install\"") && s.contains("matches no step")
+    }
+    let index = try Budget.parse("recipes:\n  t:\n    steps:\n      \"9\": {bytes: 1M}\n", file: "budget.yaml")
+    #expect { try index.checkStepKeys(recipe: "t", steps: r.steps) } throws: { "\($0)".contains("\"9\" (a step index") }
+    // Keys that name steps (by prefix, index, the base, the finalisation), and another recipe's keys, pass.
+    let right = try Budget.parse("""
+        recipes:
+          t:
+            steps:
+              "RUN apt-get update": {bytes: 50MiB}
+              "USER": {bytes: 0}
+              "0": {bytes: 1M}
+              "2": {bytes: 1M}
+              "base:": {bytes: 1M}
+          other:
+            steps:
+              "RUN nothing": {bytes: 1M}
+        """, file: "budget.yaml")
+    try right.checkStepKeys(recipe: "t", steps: r.steps)
+    #expect(right.limit(recipe: "t", step: (1, steps[0].instruction), figure: .compressed).bytes == 50 << 20)
+}
+
+@Test func aReportFromAnotherHostIsWarnedAboutAndTheWarningIsInTheResult() throws {
+    var base = report(baselineSteps), now = report(baselineSteps)
+    base.provenance = .current()
+    var p = Provenance.current()
+    p.hostname = "elsewhere"
+    p.qemu = "QEMU emulator version 9.0.0"
+    now.provenance = p
+    let r = SizeGate.compare(report: now, baseline: base, budget: Budget(), reportPath: "r.json", baselinePath: "b.json")
+    #expect(r.withinBudget && r.warnings.count == 1, "\(r.warnings)")
+    #expect(r.warnings[0].contains("host: elsewhere vs") && r.warnings[0].contains("QEMU: QEMU emulator version 9.0.0 vs"), "\(r.warnings)")
+    let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(r)) as? [String: Any])
+    #expect((json["warnings"] as? [String]) == r.warnings)
+}
+
+@Test func theUpdateDeltaIsCheckedWhereTheBudgetSetsItsLimit() throws {
+    var now = report(baselineSteps)
+    now.update = UpdateDelta(baseline: "out/old", containerNewLayers: 2, containerBytes: 5 << 20, containerFullBytes: 60 << 20,
+                             vmBytes: nil, vmClusters: nil, vmFullBytes: nil)
+    // Without a limit of its own, a download is no growth to judge.
+    #expect(!SizeGate.compare(report: now, baseline: report(baselineSteps), budget: Budget()).checks.contains { $0.figure == .updateContainer })
+    let budget = try Budget.parse("recipes:\n  t:\n    image:\n      update-container: {bytes: 1MiB}\n      update-vm: {bytes: 1MiB}\n", file: "b.yaml")
+    let r = SizeGate.compare(report: now, baseline: report(baselineSteps), budget: budget)
+    let update = try #require(r.checks.first { $0.figure == .updateContainer })
+    #expect(update.overBudget && update.current == 5 << 20 && update.baseline == nil && !r.withinBudget)
+    #expect(update.message.contains("image: update-container grew by +5.0 MiB (none -> 5.0 MiB); limit 1.0 MiB"), "\(update.message)")
+    #expect(!r.checks.contains { $0.figure == .updateVM }, "no disk compared, no VM figure")
+    now.update?.containerBytes = 512 << 10
+    #expect(SizeGate.compare(report: now, baseline: report(baselineSteps), budget: budget).withinBudget)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Host
 @testable import ImageBuild
 import RecipePlan
 import Testing
@@ -57,8 +58,16 @@ private func encoded<T: Encodable>(_ v: T) throws -> Any {
         recipe: "t", recipeFile: "t/Containerfile", targets: ["vm"], startedAt: "2026-01-01T00:00:00Z",
         base: .init(description: "scratch", key: "k", container: nil, vm: m),
         steps: [.init(index: 1, instruction: "RUN true", location: "t:1:1", target: "both", key: "k1", changesFiles: true, container: nil, vm: m)],
-        finalisation: nil, totals: totals, outputs: .init(folder: "out/t"))
+        finalisation: nil, totals: totals, outputs: .init(folder: "out/t"), provenance: .current(accelerator: "tcg"),
+        update: UpdateDelta(baseline: "out/old", containerNewLayers: 1, containerBytes: 2, containerFullBytes: 3, vmBytes: 4, vmClusters: 5, vmFullBytes: 6))
     let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
+    // Where and from what it was made (issue 18), as the schema documents it.
+    let provenance = try #require(json["provenance"])
+    let problems = schemaProblems(provenance, ["$ref": "#/$defs/provenance"], root: schema)
+    #expect(problems.isEmpty, "\(problems)")
+    #expect(!schemaProblems(["kernel": 1] as [String: Any], ["$ref": "#/$defs/provenance"], root: schema).isEmpty, "the checker checks")
+    let update = schemaProblems(try #require(json["update"]), ["$ref": "#/$defs/update"], root: schema)
+    #expect(update.isEmpty && (json["update"] as? [String: Any])?.count == 7, "\(update)")
     let required = try #require(schema["required"] as? [String])
     for k in required { #expect(json[k] != nil, "report lacks \(k)") }
     let properties = try #require(schema["properties"] as? [String: Any])

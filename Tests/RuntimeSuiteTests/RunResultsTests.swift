@@ -33,8 +33,10 @@ private func encoded<T: Encodable>(_ v: T) throws -> Any {
                   native: ok, container: ok, vm: vm, notes: ["n"]),
             .init(workload: "fio-randrw", summary: "s", declared: false, figures: [FigureSpec(name: "read IOPS", unit: "IOPS")],
                   native: ok, container: missing, vm: nil, notes: []),
-        ])
-    let problems = schemaProblems(try encoded(report), s, root: s)
+        ], provenance: .current(accelerator: "tcg"))
+    let json = try #require(try encoded(report) as? [String: Any])
+    #expect((json["provenance"] as? [String: Any])?["accelerator"] as? String == "tcg")
+    let problems = schemaProblems(json, s, root: s)
     #expect(problems.isEmpty, "\(problems)")
 }
 

@@ -38,6 +38,8 @@ struct BuildCommand: ParsableCommand {
     var secret: [String] = []
     @Option(help: "The network of RUN steps: host (the default, so that apt works) or none (a loopback only); RUN --network= overrides it per step.")
     var network: Sandbox.Network = .host
+    @Option(help: "A previous build's output folder (not --output): report.json then carries the update delta from it.", transform: absolutePath)
+    var baseline: String?
     @Option(help: "auto (plain lines when stderr is not a terminal), plain, tty or quiet.") var progress: ProgressMode = .auto
     @Option(help: "table or json (the report on stdout).") var format: OutputFormat = .table
     @Option(help: "Take cache entries that this build lacks from a registry repository (REGISTRY/REPO), where --cache-to put them.")
@@ -85,6 +87,7 @@ struct BuildCommand: ParsableCommand {
         options.registry = registry.clientOptions
         options.remoteCache = try remoteCache()
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceDateEpoch = epoch }
+        options.baseline = try baseline.map { try BuildRunning.checkBaseline($0, recipe: parsed.name, output: options.output) }
         let events = TerminalBuildEvents(mode: progress)
         let report = try BuildRunning.run(removing: [options.output + ".partial"]) {
             try Builder(recipe: parsed, options: options, events: events).run()
@@ -149,6 +152,7 @@ enum BuildReportTable {
         if let a = r.totals.vmChainAllocatedBytes, let f = r.totals.vmFlattenedAllocatedBytes, let v = r.totals.vmVirtualSize {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
         }
+        if let u = r.update { lines.append("update from \(u.baseline): \(u.summary)") }
         lines.append("outputs in \(r.outputs.folder)/")
         return lines.joined(separator: "\n")
     }

@@ -89,6 +89,24 @@ enum BuildRunning {
         }
     }
 
+    /// `--baseline DIR`: a readable report of the same recipe, in a folder other than the output
+    /// (which the build replaces); checked before the build, with exit status 2.
+    static func checkBaseline(_ folder: String, recipe: String, output: String) throws -> String {
+        do {
+            guard LexicalPath.absolute(folder) != LexicalPath.absolute(output) else {
+                throw DocumentError.invalid(place: folder, message: "the baseline is the output folder, which the build replaces; copy it aside first")
+            }
+            let old = try BuildReport.load("\(folder)/report.json")
+            guard old.recipe == recipe else {
+                throw DocumentError.invalid(place: "\(folder)/report.json: at recipe", message: "the baseline is of recipe '\(old.recipe)', this build of '\(recipe)'")
+            }
+            return folder
+        } catch let e as DocumentError {
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(2)
+        }
+    }
+
     /// Runs a build (or builds), removing `partials` on Ctrl-C; a failure is one line and exit
     /// status 1 (2 for a recipe the build refuses).
     static func run<T>(removing partials: [String], _ body: () throws -> T) throws -> T {

@@ -4,24 +4,32 @@ import Gate
 import ImageBuild
 import QcowIO
 import Registry
+import RuntimeSuite
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "The size gate: compare a build report with a baseline report against a budget.",
+        abstract: "The gate: a build report against a baseline's sizes, or imgbench run results against a baseline's performance.",
         discussion: """
-            Per step and for the whole image: the growth of the OCI compressed and uncompressed \
-            size, the VM disk's allocated bytes, and wasted bytes, each against its limit (the \
-            budget file; without one, 1 MiB or 1 %, whichever is larger). Steps pair by \
-            instruction, so a new or removed step shows as such. \
-            Exit status: 0 within budget, 1 over budget, 2 a report, baseline or budget that \
-            cannot be read.
+            Build reports (report.json): per step and for the whole image, the growth of the OCI \
+            compressed and uncompressed size, the VM disk's allocated bytes, and wasted bytes, \
+            each against its limit (the budget file; without one, 1 MiB or 1 %, whichever is \
+            larger). Steps pair by instruction, so a new or removed step shows as such. A budget \
+            key that names no step is an error. \
+            Run results (imgbench run --output; the workloads of Felter et al., IBM 2014): each \
+            figure's median against the baseline's; a figure fails when it got worse than the \
+            tolerance (5 % without a budget) and the 95 % bootstrap interval of the change lies \
+            wholly on the worse side; too few rounds (3), rounds spread wider than the bound on \
+            the coefficient of variation (10 %), or a change the noise explains are inconclusive. \
+            Both warn when the two files were made on different hosts or versions. \
+            Exit status: 0 within budget, 1 over budget (or a regression, or a lost figure), \
+            2 a report, baseline or budget that cannot be read, 3 inconclusive (run results only).
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, junit }
 
-    @Argument(help: "The report of the build to check (out/NAME/report.json).", transform: absolutePath) var report: String
-    @Option(help: "The stored report to compare with: a file, or REGISTRY/REPO:TAG (or @sha256:...), an image whose report imgbench push attached.",
+    @Argument(help: "The report of the build to check (out/NAME/report.json), or imgbench run results.", transform: absolutePath) var report: String
+    @Option(help: "The stored report (or run results) to compare with: a file, or for a report REGISTRY/REPO:TAG (or @sha256:...), an image whose report imgbench push attached.",
             transform: { try ReportLocation($0) })
     var baseline: ReportLocation
     @Option(help: "The budget file (YAML; see the README).", transform: absolutePath) var budget: String?
@@ -30,33 +38,68 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup(title: "Registry (--baseline REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
 
     func run() throws {
-        let result: GateResult
         do {
-            let current = try BuildReport.load(report)
-            let base = try baseline.load(registry)
-            guard current.recipe == base.recipe else {
-                throw GateError.invalid(place: "\(baseline.name): at recipe",
-                                        message: "the baseline is of recipe '\(base.recipe)', the report of '\(current.recipe)'")
-            }
-            let b = try budget.map(Budget.load) ?? Budget()
-            result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline.name)
-            if let junit {
-                do {
-                    try Data(GateJUnit.render(result).utf8).write(to: URL(fileURLWithPath: junit))
-                } catch {
-                    throw GateError.unreadable(path: junit, message: "cannot write the JUnit file: \((error as NSError).localizedDescription)")
-                }
-            }
+            let kind = ResultKind.of(try DocumentError.contents(of: report, what: "a report.json or imgbench run results"))
+            if kind == .run { return try checkRun() }
+            try checkSizes()
         } catch let e where e is DocumentError || e is RegistryError {
             printErr("imgbench: error: \(e)")
             throw ExitCode(2)
         }
-        switch format {
-        case .table: printOut(GateTable.render(result))
-        case .json: printOut(try JSONOutput.string(result))
-        case .junit: printOut(GateJUnit.render(result))
+    }
+
+    func checkSizes() throws {
+        let current = try BuildReport.load(report)
+        let base = try baseline.load(registry)
+        try sameRecipe(current.recipe, base.recipe)
+        let b = try budget.map(Budget.load) ?? Budget()
+        var result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline.name)
+        try b.checkStepKeys(recipe: current.recipe, steps: result.steps)
+        // The files behind a breach need the baseline's layers: beside a baseline file, not fetched from a registry.
+        if baseline.reference == nil {
+            SizeGate.explain(&result, report: current, baseline: base, reportFolder: (report as NSString).deletingLastPathComponent,
+                             baselineFolder: (baseline.name as NSString).deletingLastPathComponent)
         }
+        try emit(result.warnings, json: result, table: { GateTable.render(result) }, junit: { GateJUnit.render(result) })
         if !result.withinBudget { throw ExitCode(1) }
+    }
+
+    func checkRun() throws {
+        let current = try RunReport.load(report)
+        guard baseline.reference == nil else {
+            throw GateError.invalid(place: baseline.name, message: "run results are compared with a file of run results, not a registry reference")
+        }
+        let base = try RunReport.load(baseline.name)
+        try sameRecipe(current.recipe, base.recipe)
+        let b = try budget.map(RunBudget.load) ?? RunBudget()
+        try b.checkWorkloadKeys(recipe: current.recipe, workloads: Set((current.results + base.results).map(\.workload)))
+        let result = RunGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline.name)
+        try emit(result.warnings, json: result, table: { RunGateTable.render(result) }, junit: { RunGateJUnit.render(result) })
+        if !result.failures.isEmpty { throw ExitCode(1) }
+        if !result.inconclusive.isEmpty { throw ExitCode(3) }
+    }
+
+    func sameRecipe(_ current: String, _ base: String) throws {
+        guard current == base else {
+            throw GateError.invalid(place: "\(baseline.name): at recipe", message: "the baseline is of recipe '\(base)', the report of '\(current)'")
+        }
+    }
+
+    /// The warnings on stderr, the JUnit file if asked, and the result in the format asked.
+    func emit<T: Encodable>(_ warnings: [String], json: T, table: () -> String, junit xml: () -> String) throws {
+        if let junit {
+            do {
+                try Data(xml().utf8).write(to: URL(fileURLWithPath: junit))
+            } catch {
+                throw GateError.unreadable(path: junit, message: "cannot write the JUnit file: \((error as NSError).localizedDescription)")
+            }
+        }
+        for w in warnings { printErr("imgbench: warning: \(w)") }
+        switch format {
+        case .table: printOut(table())
+        case .json: printOut(try JSONOutput.string(json))
+        case .junit: printOut(xml())
+        }
     }
 }
 
@@ -89,26 +132,30 @@ enum GateTable {
 /// JUnit XML as CI systems read it: one test case per checked figure, a failure per breach.
 enum GateJUnit {
     static func render(_ r: GateResult) -> String {
-        let failures = r.breaches.count
-        var x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        x += "<testsuites name=\"imgbench check\" tests=\"\(r.checks.count)\" failures=\"\(failures)\" errors=\"0\">\n"
-        x += "  <testsuite name=\"\(escape("size gate: \(r.recipe)"))\" tests=\"\(r.checks.count)\" failures=\"\(failures)\" errors=\"0\" skipped=\"0\">\n"
-        x += "    <properties>\n"
-        x += "      <property name=\"report\" value=\"\(escape(r.report))\"/>\n"
-        x += "      <property name=\"baseline\" value=\"\(escape(r.baseline))\"/>\n"
-        x += "    </properties>\n"
+        var cases = ""
         for c in r.checks {
             let where_ = c.step.map { p in p.index.map { $0 == 0 ? "base" : "step-\($0)" } ?? "removed-step-\(p.baselineIndex ?? 0)" } ?? "image"
             let name = "\(c.figure.rawValue): \(c.subject)"
-            x += "    <testcase classname=\"\(escape("imgbench.\(r.recipe).\(where_)"))\" name=\"\(escape(name))\""
+            cases += "    <testcase classname=\"\(escape("imgbench.\(r.recipe).\(where_)"))\" name=\"\(escape(name))\""
             if c.overBudget {
-                x += ">\n      <failure type=\"size-budget\" message=\"\(escape(c.message))\">\(escape(c.message))</failure>\n    </testcase>\n"
+                cases += ">\n      <failure type=\"size-budget\" message=\"\(escape(c.message))\">\(escape(c.message))</failure>\n    </testcase>\n"
             } else {
-                x += "/>\n"
+                cases += "/>\n"
             }
         }
-        x += "  </testsuite>\n</testsuites>\n"
-        return x
+        return document(suite: "size gate: \(r.recipe)", tests: r.checks.count, failures: r.breaches.count, skipped: 0,
+                        properties: [("report", r.report), ("baseline", r.baseline)] + r.warnings.map { ("warning", $0) }, cases: cases)
+    }
+
+    /// The XML around the test cases: one suite, its counts and properties.
+    static func document(suite: String, tests: Int, failures: Int, skipped: Int, properties: [(String, String)], cases: String) -> String {
+        var x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        x += "<testsuites name=\"imgbench check\" tests=\"\(tests)\" failures=\"\(failures)\" errors=\"0\">\n"
+        x += "  <testsuite name=\"\(escape(suite))\" tests=\"\(tests)\" failures=\"\(failures)\" errors=\"0\" skipped=\"\(skipped)\">\n"
+        x += "    <properties>\n"
+        for (name, value) in properties { x += "      <property name=\"\(escape(name))\" value=\"\(escape(value))\"/>\n" }
+        x += "    </properties>\n"
+        return x + cases + "  </testsuite>\n</testsuites>\n"
     }
 
     /// Text as XML 1.0 accepts it in attributes and content: markup characters escaped, line

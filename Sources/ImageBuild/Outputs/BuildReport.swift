@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Layers
 import OCI
 
@@ -20,6 +21,11 @@ public struct BuildReport: Codable, Equatable, Sendable {
     public var finalisation: Phase?
     public var totals: Totals
     public var outputs: Outputs
+    /// Where and from what the build was made (nil in reports written before it was recorded).
+    public var provenance: Provenance? = nil
+    /// What a machine running the baseline build (`imgbench build --baseline DIR`) downloads to
+    /// run this one; nil without a baseline.
+    public var update: UpdateDelta? = nil
 
     /// One side of one phase or step.
     public struct Measure: Codable, Equatable, Sendable {
@@ -111,29 +117,40 @@ public struct BuildReport: Codable, Equatable, Sendable {
 extension BuildReport {
     /// Reads a `report.json`; errors name the file and the JSON path of what is wrong.
     public static func load(_ path: String) throws -> BuildReport {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
-            throw DocumentError.unreadable(path: path, message: "\(why) (a report.json written by imgbench build)")
-        }
-        return try decode(data, path: path)
+        try decode(try DocumentError.contents(of: path, what: "a report.json written by imgbench build"), path: path)
     }
 
     /// A `report.json`'s content, read already; `path` names it in errors.
     public static func decode(_ data: Data, path: String) throws -> BuildReport {
-        let report: BuildReport
-        do {
-            report = try JSONDecoder().decode(BuildReport.self, from: data)
-        } catch let e as DecodingError {
-            let (place, problem) = DecodingErrorText.describe(e, decoding: BuildReport.self, from: data)
-            throw DocumentError.invalid(place: "\(path): at \(place)", message: problem)
-        } catch {
-            throw DocumentError.invalid(place: path, message: "not a build report: \(error)")
-        }
+        let report = try DocumentError.decode(BuildReport.self, from: data, path: path, what: "a build report")
         guard report.schemaVersion <= currentSchemaVersion else {
             throw DocumentError.invalid(place: "\(path): at schemaVersion",
                                     message: "schema version \(report.schemaVersion) is newer than this imgbench reads (\(currentSchemaVersion))")
         }
         return report
+    }
+}
+
+extension DocumentError {
+    /// Decodes a document from a file's bytes; errors name the file and the JSON path.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String, what: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let e as DecodingError {
+            let (place, problem) = DecodingErrorText.describe(e, decoding: T.self, from: data)
+            throw DocumentError.invalid(place: "\(path): at \(place)", message: problem)
+        } catch {
+            throw DocumentError.invalid(place: path, message: "not \(what): \(error)")
+        }
+    }
+
+    /// A file's bytes; a missing or unreadable file is named with what it should be.
+    public static func contents(of path: String, what: String) throws -> Data {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
+            throw DocumentError.unreadable(path: path, message: "\(why) (\(what))")
+        }
+        return data
     }
 }
 
@@ -156,4 +173,18 @@ public enum DocumentError: Error, Equatable, Sendable, CustomStringConvertible {
 /// and totals): what `imgbench report` reads, and what it refuses.
 public enum ResultKind: String, Codable, Sendable, CaseIterable {
     case build, clone, cow, wasted, run
+}
+
+extension ResultKind {
+    /// The kind of a result file's JSON object: its `kind`, or a build report by its steps and
+    /// totals; nil for anything else.
+    public static func of(_ object: [String: Any]) -> ResultKind? {
+        (object["kind"] as? String).flatMap(ResultKind.init(rawValue:))
+            ?? (object["kind"] == nil && object["steps"] != nil && object["totals"] != nil ? .build : nil)
+    }
+
+    /// The kind of a result file's bytes; nil when they are not a JSON object of a known kind.
+    public static func of(_ data: Data) -> ResultKind? {
+        ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]).flatMap { of($0) }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Layers
 import QcowIO
 import RecipePlan
@@ -27,10 +28,11 @@ extension Builder {
         var report = BuildReport(recipe: imageName, recipeFile: recipe.file,
                                  targets: StepTarget.allCases.filter { $0 != .both && options.targets.contains($0) }.map(\.rawValue),
                                  startedAt: ISO8601DateFormatter().string(from: started), base: state.base, steps: state.steps,
-                                 finalisation: state.finalisation, totals: totals, outputs: outputs)
+                                 finalisation: state.finalisation, totals: totals, outputs: outputs, provenance: .current())
         if state.container != nil {
             try report.addLayerWaste(layout: "\(partial)/oci", tag: imageName, listings: LayerListingCache.folder(cache: options.cache))
         }
+        if let baseline = options.baseline { report.update = try UpdateDelta.from(baseline: baseline, to: report, in: partial) }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try enc.encode(report).write(to: URL(fileURLWithPath: "\(partial)/report.json"))

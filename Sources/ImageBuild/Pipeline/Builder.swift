@@ -44,6 +44,8 @@ public struct BuildOptions: Sendable {
     public var tag: String?
     /// `--secret id=ID,src=FILE`: the files `RUN --mount=type=secret` mounts, by id.
     public var secrets: [String: String] = [:]
+    /// A previous build's output folder: the report then carries the update delta from it.
+    public var baseline: String?
 
     public init(output: String, cache: String) {
         self.output = output
