@@ -49,18 +49,19 @@ final class RemoteCache {
     }
 
     /// `use` of the files of entry `tag`, fetched into the folder `dir` by name (made afresh, and
-    /// removed when `use` ends, fails, or Ctrl-C stops the build); nil, without calling `use`,
-    /// when the registry has no such entry or cannot give it.
-    func fetch<T>(_ tag: String, into dir: String, _ use: (String) throws -> T) throws -> T? {
+    /// removed when `use` ends, fails, or Ctrl-C stops the build), with their digests (each file
+    /// was checked against its digest as it came); nil, without calling `use`, when the registry
+    /// has no such entry or cannot give it.
+    func fetch<T>(_ tag: String, into dir: String, _ use: (_ dir: String, _ digests: [String: Digest]) throws -> T) throws -> T? {
         guard let from = settings.from, fetchFailure == nil else { return nil }
         return try BuildCache.makingPartial(dir) { () -> T? in
             defer { try? FileSystem.removeTree(dir) }
-            guard fetched(tag, from: from, into: dir) else { return nil }
-            return try use(dir)
+            guard let digests = fetched(tag, from: from, into: dir) else { return nil }
+            return try use(dir, digests)
         }
     }
 
-    private func fetched(_ tag: String, from: ImageReference, into dir: String) -> Bool {
+    private func fetched(_ tag: String, from: ImageReference, into dir: String) -> [String: Digest]? {
         do {
             try FileSystem.makeDirectories(dir + "/.fetch", mode: 0o700)
             return try RegistryClient.blocking(from, options: settings.options) { client in
@@ -69,15 +70,17 @@ final class RemoteCache {
         } catch {
             fetchFailure = HostError.line(error)
             events.warning("--cache-from \(from): \(tag) cannot be fetched, so this build uses its local cache only: \(HostError.line(error))")
-            return false
+            return nil
         }
     }
 
-    static func fetch(_ tag: String, from repository: String, into dir: String, client: RegistryClient) async throws -> Bool {
-        guard let m = try await client.manifest(repository, reference: tag) else { return false }
+    /// The entry's files by name with their digests; nil when the registry has no such entry.
+    static func fetch(_ tag: String, from repository: String, into dir: String, client: RegistryClient) async throws -> [String: Digest]? {
+        guard let m = try await client.manifest(repository, reference: tag) else { return nil }
         let manifest = try CanonicalJSON.decode(Manifest.self, from: m.data, path: "\(client.registry)/\(repository):\(tag)")
-        guard manifest.artifactType == artifactType else { return false }
+        guard manifest.artifactType == artifactType else { return nil }
         let store = BlobStore(root: dir + "/.fetch")
+        var digests: [String: Digest] = [:]
         for layer in manifest.layers {
             guard let name = layer.annotations?[AnnotationKey.title], !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
                 throw RegistryError.invalidResponse(registry: client.registry, repository: repository, operation: "GET manifest \(tag)",
@@ -85,8 +88,9 @@ final class RemoteCache {
             }
             try await client.fetchBlob(repository, layer, into: store)
             try FileSystem.rename(store.path(of: layer.digest), to: "\(dir)/\(name)")
+            digests[name] = layer.digest
         }
-        return true
+        return digests
     }
 
     /// Stores files (name: path) as entry `tag`.

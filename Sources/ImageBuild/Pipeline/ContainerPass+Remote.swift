@@ -11,7 +11,7 @@ extension ContainerPass {
     /// recorded, as if built here; nil when the registry has none, or one whose blob is not
     /// what its record says.
     func fetchLayer(_ key: String, parent: String?) throws -> StoredLayer? {
-        let fetched = try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir -> StoredLayer? in
+        let fetched = try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir, _ -> StoredLayer? in
             let layer = try JSONDecoder().decode(StoredLayer.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
             let (digest, _) = try Digest.ofFile("\(dir)/layer")
             guard digest == layer.descriptor.digest else {

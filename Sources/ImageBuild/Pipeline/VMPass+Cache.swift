@@ -52,8 +52,9 @@ extension VMPass {
 
     /// Makes the link `key` (its old copy and record removed first): `body` writes the overlay
     /// given to it, which is renamed into place and recorded when `body` succeeds; a failure or
-    /// an interruption leaves no `.partial`.
-    func making(_ key: String, parent: String?, _ body: (_ partial: String) throws -> Void) throws {
+    /// an interruption leaves no `.partial`. `record`: the link's record when its digests are
+    /// known already (a link fetched from a registry), else read from the link made.
+    func making(_ key: String, parent: String?, record known: LinkRecord? = nil, _ body: (_ partial: String) throws -> Void) throws {
         let p = path(key)
         unlink(recordPath(key))
         unlink(p)
@@ -62,7 +63,7 @@ extension VMPass {
             try FileSystem.rename(p + ".partial", to: p)
         }
         let tmp = recordPath(key) + ".partial"
-        let record = try VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
+        let record = try known ?? VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
         try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: recordPath(key))
     }

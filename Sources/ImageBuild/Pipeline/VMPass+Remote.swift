@@ -11,16 +11,27 @@ extension VMPass {
     /// The link `key` (on `parent`) and its boot files from the registry, put in place and
     /// recorded as `making` does; false when the registry has none.
     func fetchLink(_ key: String, parent: String?) throws -> Bool {
-        try remote?.fetch(remoteTag(key), into: "\(folder)/\(key).fetch") { dir in
+        try remote?.fetch(remoteTag(key), into: "\(folder)/\(key).fetch") { dir, digests in
             let boot = "\(folder)/\(key).boot"
             let names = try FileSystem.children(dir)
+            var bootDigests: [String: Digest]?
+            // Boot files beside the link are the entry's, or none.
+            try FileSystem.removeTree(boot)
             if names.contains(where: { $0.hasPrefix("boot-") }) {
-                try FileSystem.removeTree(boot)
                 try FileSystem.makeDirectories(dir + "/boot")
-                for n in names where n.hasPrefix("boot-") { try FileSystem.rename("\(dir)/\(n)", to: "\(dir)/boot/\(n.dropFirst(5))") }
+                bootDigests = [:]
+                for n in names where n.hasPrefix("boot-") {
+                    try FileSystem.rename("\(dir)/\(n)", to: "\(dir)/boot/\(n.dropFirst(5))")
+                    bootDigests?[String(n.dropFirst(5))] = digests[n]
+                }
                 try FileSystem.rename(dir + "/boot", to: boot)
             }
-            try making(key, parent: parent) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
+            // The files were checked against these digests as they came: the record needs no second read.
+            let known = try digests["link.qcow2"].map { d in
+                LinkRecord(digest: d, size: Int64(try FileSystem.lstat("\(dir)/link.qcow2").st_size), parent: parent.map { ($0 as NSString).lastPathComponent },
+                           boot: bootDigests)
+            }
+            try making(key, parent: parent, record: known) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
             events.note("cache: VM link \(key.prefix(12)) from the registry")
             return true
         } ?? false
