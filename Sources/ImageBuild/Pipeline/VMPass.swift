@@ -56,13 +56,15 @@ public final class VMPass {
 
     func path(_ key: String) -> String { "\(folder)/\(key).qcow2" }
 
-    /// The base disk from the base root.
-    func base(key: String, root: String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
+    /// The base disk from the base root; `rootSeconds`, the time spent making the root, counts
+    /// in the base's time.
+    func base(key: String, root: String, sourceDateEpoch: Int?, rootSeconds: Double) throws -> BuildReport.Measure {
         let start = Date()
         let p = path(key)
+        var made: Double?
         let hit = try cache.entry("the VM base disk", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: nil) }) {
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try making(key, parent: nil) { partial in
+            made = try making(key, parent: nil, started: start, before: rootSeconds) { partial in
                 try BuildCache.makingPartial(partial + ".raw") {
                     _ = try BaseDisk.make(root: root, qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
                 }
@@ -70,7 +72,7 @@ public final class VMPass {
         }
         top = p
         chain = [p]
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+        return try measure(p, key: key, seconds: made ?? rootSeconds + Date().timeIntervalSince(start), hit: hit)
     }
 
     /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
@@ -79,8 +81,9 @@ public final class VMPass {
         guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
         let start = Date()
         let p = path(key)
+        var made: Double?
         let hit = try cache.entry("the VM link of \(label)", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: parent) }) {
-            try making(key, parent: parent) { partial in
+            made = try making(key, parent: parent, started: start) { partial in
                 try QcowImage.create(path: partial, options: Qcow2CreateOptions(
                     virtualSize: 0, clusterSize: settings.clusterSize,
                     backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
@@ -91,7 +94,7 @@ public final class VMPass {
         }
         top = p
         chain.append(p)
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit)
+        return try measure(p, key: key, seconds: made ?? Date().timeIntervalSince(start), hit: hit)
     }
 
     /// `work` on the overlay `partial`, through the backend; everything it mounted or started is
@@ -130,11 +133,14 @@ public final class VMPass {
         return Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 
-    func measure(_ p: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
+    /// A link made now took the seconds its record keeps (`seconds`); a cached one's record says
+    /// what it cost when it was made.
+    func measure(_ p: String, key: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
         let img = try QcowImage(path: p)
         defer { try? img.close() }
         let map = try AllocationMap.compute(img)
         var m = BuildReport.Measure(seconds: seconds, cacheHit: hit)
+        m.builtSeconds = hit ? builtSeconds(key) : seconds
         m.qcow2AllocatedBytes = map.chain[0].allocatedBytes
         m.qcow2DiskBytes = map.chain[0].diskBytes
         return m
