@@ -100,7 +100,7 @@ let package = Package(
                 "Host", "QcowIO", "OCI", "Registry", "Layers", "RecipePlan", "CGuestfs",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild", "RecipePlan", "Host", "TestSupport"]),
+        .testTarget(name: "ImageBuildTests", dependencies: ["ImageBuild", "RecipePlan", "Host", "OCI", "QcowIO", "TestSupport"]),
 
         // Consumers of built outputs.
         .target(name: "Measure", dependencies: ["Host", "QcowIO", "OCI", "Layers", "RecipePlan", "ImageBuild"]),

@@ -149,17 +149,7 @@ struct BuildTests {
         #expect(cached.totals.cacheMisses == 0 && cached.totals.cacheHits == cached.measures.count)
 
         // Change the first RUN (step 5; a new text each run, so no earlier run cached it).
-        let recipe = dir.file("tiny")
-        try FileManager.default.createDirectory(atPath: recipe, withIntermediateDirectories: true)
-        for f in ["Containerfile", "hello.sh"] {
-            try FileManager.default.copyItem(atPath: "\(Self.tiny)/\(f)", toPath: "\(recipe)/\(f)")
-        }
-        let text = try String(contentsOfFile: "\(recipe)/Containerfile", encoding: .utf8)
-        let changedLine = "RUN echo \"${GREETING} from a changed RUN step \(UUID().uuidString.prefix(8))\" > greeting.txt && chmod 0644 greeting.txt"
-        let edited = text.split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.hasPrefix("RUN echo \"${GREETING}") ? Substring(changedLine) : $0 }.joined(separator: "\n")
-        try #require(edited != text, "Recipes/tiny no longer has the RUN line this test edits")
-        try edited.write(toFile: "\(recipe)/Containerfile", atomically: true, encoding: .utf8)
+        let recipe = try tinyWithANewRunStep(dir, "changed")
         let changed = try build(recipe, output: dir.file("changed"))
         try #require(changed.status == 0, "\(changed.stderr.suffix(3000))")
         let report = try readReport(dir.file("changed"))
@@ -348,6 +338,23 @@ struct BuildTests {
         return try #require(p.finish(within: 600), "imgbench build \(recipe) did not finish within 10 minutes", sourceLocation: sourceLocation)
     }
 
+    /// A copy of Recipes/tiny in `dir` whose first RUN step (step 5) has a text new each run
+    /// (`what` and a random word), so that no earlier run cached it or the steps after it.
+    func tinyWithANewRunStep(_ dir: TempDir, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let recipe = dir.file("tiny")
+        try FileManager.default.createDirectory(atPath: recipe, withIntermediateDirectories: true)
+        for f in ["Containerfile", "hello.sh"] {
+            try FileManager.default.copyItem(atPath: "\(Self.tiny)/\(f)", toPath: "\(recipe)/\(f)")
+        }
+        let text = try String(contentsOfFile: "\(recipe)/Containerfile", encoding: .utf8)
+        let changedLine = "RUN echo \"${GREETING} from a \(what) RUN step \(UUID().uuidString.prefix(8))\" > greeting.txt && chmod 0644 greeting.txt"
+        let edited = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("RUN echo \"${GREETING}") ? Substring(changedLine) : $0 }.joined(separator: "\n")
+        try #require(edited != text, "Recipes/tiny no longer has the RUN line this test edits", sourceLocation: sourceLocation)
+        try edited.write(toFile: "\(recipe)/Containerfile", atomically: true, encoding: .utf8)
+        return recipe
+    }
+
     @discardableResult
     func writeRecipe(_ dir: TempDir, _ name: String, _ containerfile: String) throws -> String {
         let folder = dir.file(name)
@@ -426,6 +433,7 @@ struct Report: Decodable {
     struct Measure: Decodable {
         var seconds: Double
         var cacheHit: Bool
+        var builtSeconds: Double?
         var layerDigest: String?
     }
 
@@ -448,6 +456,8 @@ struct Report: Decodable {
     struct Totals: Decodable {
         var cacheHits: Int
         var cacheMisses: Int
+        var containerBuiltSeconds: Double?
+        var vmBuiltSeconds: Double?
         var imageUncompressedBytes: UInt64?
         var vmFlattenedAllocatedBytes: UInt64?
     }

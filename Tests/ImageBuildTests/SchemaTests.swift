@@ -50,9 +50,12 @@ private func encoded<T: Encodable>(_ v: T) throws -> Any {
         .deletingLastPathComponent().appendingPathComponent("docs/report-schema.json")
     let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: schemaURL)) as? [String: Any])
     var m = BuildReport.Measure(seconds: 1, cacheHit: false)
+    m.builtSeconds = 1
     m.qcow2AllocatedBytes = 1
     m.wasted = .init(overwrittenLaterBytes: 1)
     var totals = BuildReport.Totals(seconds: 1, cacheHits: 0, cacheMisses: 1)
+    totals.containerBuiltSeconds = 1
+    totals.vmBuiltSeconds = 1
     totals.wasted = .init(overwrittenLaterBytes: 1)
     let report = BuildReport(
         recipe: "t", recipeFile: "t/Containerfile", targets: ["vm"], startedAt: "2026-01-01T00:00:00Z",

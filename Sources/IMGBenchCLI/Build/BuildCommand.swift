@@ -134,7 +134,12 @@ final class TerminalBuildEvents: BuildEvents, @unchecked Sendable {
 enum BuildReportTable {
     static func render(_ r: BuildReport) -> String {
         var t = TextTable(header: ["step", "instruction", "target", "ctr s", "layer gz", "layer tar", "vm s", "vm allocated", "cached"])
-        func secs(_ m: BuildReport.Measure?) -> String { m.map { String(format: "%.1f", $0.seconds) } ?? "-" }
+        // A cached step's time beside what it cost when it was built.
+        func secs(_ m: BuildReport.Measure?) -> String {
+            guard let m else { return "-" }
+            guard m.cacheHit, let built = m.builtSeconds else { return String(format: "%.1f", m.seconds) }
+            return String(format: "%.1f (built %.1f)", m.seconds, built)
+        }
         func row(_ name: String, _ text: String, _ target: String, _ c: BuildReport.Measure?, _ v: BuildReport.Measure?) {
             let cached = [c.map { "ctr:" + ($0.cacheHit ? "yes" : "no") }, v.map { "vm:" + ($0.cacheHit ? "yes" : "no") }].compactMap { $0 }
             t.rows.append([name, String(text.prefix(44)), target, secs(c),
@@ -145,7 +150,8 @@ enum BuildReportTable {
         for s in r.steps { row("\(s.index)", s.instruction, s.target, s.container, s.vm) }
         if let f = r.finalisation { row("final", f.description, "vm", nil, f.vm) }
         var lines = [t.render(), ""]
-        lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses))
+        lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses)
+                     + (r.totals.cacheHits == 0 ? "" : builtCost(r.totals)))
         if let c = r.totals.imageCompressedBytes, let u = r.totals.imageUncompressedBytes {
             lines.append("container: image \(ByteSize.format(c)) compressed, \(ByteSize.format(u)) uncompressed" + (r.outputs.imageDigest.map { ", \($0)" } ?? ""))
         }
@@ -155,6 +161,14 @@ enum BuildReportTable {
         if let u = r.update { lines.append("update from \(u.baseline): \(u.summary)") }
         lines.append("outputs in \(r.outputs.folder)/")
         return lines.joined(separator: "\n")
+    }
+
+    /// What each side's steps cost when they were built, when every one of them says.
+    static func builtCost(_ t: BuildReport.Totals) -> String {
+        let sides = [("container", t.containerBuiltSeconds), ("vm", t.vmBuiltSeconds)].compactMap { name, s in
+            s.map { "\(name) " + String(format: "%.1f s", $0) }
+        }
+        return sides.isEmpty ? "" : "; when built: " + sides.joined(separator: ", ")
     }
 }
 

@@ -29,8 +29,13 @@ public struct BuildReport: Codable, Equatable, Sendable {
 
     /// One side of one phase or step.
     public struct Measure: Codable, Equatable, Sendable {
+        /// What this build spent on it: the whole work when it was made now, the cache lookup
+        /// when it was a cache hit.
         public var seconds: Double
         public var cacheHit: Bool
+        /// What it cost when it was made, kept with its cache entry: `seconds` when it was made
+        /// now; nil for a cache entry recorded before the cost was kept.
+        public var builtSeconds: Double?
         /// Container: the layer's bytes, compressed (as stored) and uncompressed (the tar).
         public var layerCompressedBytes: UInt64?
         public var layerUncompressedBytes: UInt64?
@@ -85,6 +90,10 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var seconds: Double
         public var containerSeconds: Double?
         public var vmSeconds: Double?
+        /// What each side cost when its steps were made (the sum of their `builtSeconds`; nil
+        /// when one of them does not say).
+        public var containerBuiltSeconds: Double?
+        public var vmBuiltSeconds: Double?
         public var cacheHits: Int
         public var cacheMisses: Int
         public var imageCompressedBytes: UInt64?
@@ -118,6 +127,11 @@ extension BuildReport {
     /// Reads a `report.json`; errors name the file and the JSON path of what is wrong.
     public static func load(_ path: String) throws -> BuildReport {
         try decode(try DocumentError.contents(of: path, what: "a report.json written by imgbench build"), path: path)
+    }
+
+    /// The sum of the measures' `builtSeconds`, nil when one of them lacks it.
+    public static func builtSeconds(_ measures: [Measure]) -> Double? {
+        measures.reduce(0 as Double?) { sum, m in sum.flatMap { s in m.builtSeconds.map { s + $0 } } }
     }
 
     /// A `report.json`'s content, read already; `path` names it in errors.

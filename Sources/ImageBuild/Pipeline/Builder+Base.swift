@@ -108,27 +108,25 @@ extension Builder {
     /// needed it, also when another side made it first.
     func buildBase(_ base: Base, seconds: Double, into state: inout State) throws {
         if let container = state.container {
-            var m: BuildReport.Measure
+            let m: BuildReport.Measure
             if let (layout, image) = base.image {
-                m = try container.base(image: image, layout: layout)
+                m = try container.base(image: image, layout: layout, rootSeconds: seconds)
                 if let c = image.config.config { state.config.image = c }
             } else {
                 m = try base.root.counting {
                     try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
-                        try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description)
+                        try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
                     }
                 }
             }
-            m.seconds += seconds
             state.base.container = m
         }
         if let vm = state.vm {
             var m = try base.root.counting {
                 try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
-                    try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch)
+                    try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch, rootSeconds: seconds)
                 }
             }
-            m.seconds += seconds
             m.cacheHit = m.cacheHit && base.root.hit
             state.base.vm = m
         }

@@ -86,6 +86,7 @@ extension Builder {
         outputs.bundle = "bundle"
         let cm = [state.base.container].compactMap { $0 } + state.steps.compactMap(\.container)
         totals.containerSeconds = cm.map(\.seconds).reduce(0, +)
+        totals.containerBuiltSeconds = BuildReport.builtSeconds(cm)
         totals.imageCompressedBytes = container.layers.map(\.descriptor).totalSize
         totals.imageUncompressedBytes = cm.compactMap(\.layerUncompressedBytes).reduce(0, +)
         return bundleKey
@@ -101,6 +102,7 @@ extension Builder {
             // The VM side's own measures only (the container side's are in containerSeconds).
             let vmm = [state.base.vm, state.finalisation?.vm].compactMap { $0 } + state.steps.compactMap(\.vm)
             totals.vmSeconds = vmm.map(\.seconds).reduce(0, +)
+            totals.vmBuiltSeconds = BuildReport.builtSeconds(vmm)
             totals.vmChainAllocatedBytes = vmm.compactMap(\.qcow2AllocatedBytes).reduce(0, +)
         }
     }

@@ -46,9 +46,9 @@ extension Builder {
         let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
                                      sourceDateEpoch: sourceDateEpoch, events: events)
         if let (layout, image) = base.image {
-            _ = try pass.base(image: image, layout: layout)
+            _ = try pass.base(image: image, layout: layout, rootSeconds: 0)
         } else {
-            _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description)
+            _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
         }
         var config = StepConfig()
         for p in plan.steps {

@@ -10,9 +10,12 @@ extension ContainerPass {
     /// The layer of step `key` from the registry, unpacked into the driver on `parent` and
     /// recorded, as if built here; nil when the registry has none, or one whose blob is not
     /// what its record says.
-    func fetchLayer(_ key: String, parent: String?) throws -> StoredLayer? {
-        let fetched = try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir, _ -> StoredLayer? in
-            let layer = try JSONDecoder().decode(StoredLayer.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
+    /// Its record keeps when and at what cost the layer was made where it was built, so that this
+    /// machine's image has the builder's `created` times.
+    func fetchLayer(_ key: String, parent: String?) throws -> LayerRecord? {
+        let fetched = try remote?.fetch(Self.remoteTag(key), into: "\(records)/\(key).fetch") { dir, _ -> LayerRecord? in
+            let record = try JSONDecoder().decode(LayerRecord.self, from: try Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
+            let layer = record.layer
             let (digest, _) = try Digest.ofFile("\(dir)/layer")
             guard digest == layer.descriptor.digest else {
                 // A bad entry in a shared cache must not stop every build that reads it: built here instead.
@@ -27,14 +30,14 @@ extension ContainerPass {
                 LayerListingCache.store(applied.listing ?? [], digest: digest, cache: LayerListingCache.folder(cache: cache.root))
             }
             events.note("cache: layer \(key.prefix(12)) from the registry")
-            return layer
+            return record
         }
         return fetched ?? nil
     }
 
     /// Stores step `key`'s layer in the registry (`--cache-to`).
-    func storeLayer(_ key: String, _ layer: StoredLayer) throws {
+    func storeLayer(_ key: String, _ record: LayerRecord) throws {
         guard let remote, remote.settings.to != nil else { return }
-        try remote.store(Self.remoteTag(key), files: ["layer": blobs.path(of: layer.descriptor.digest), "record.json": "\(records)/\(key).json"])
+        try remote.store(Self.remoteTag(key), files: ["layer": blobs.path(of: record.layer.descriptor.digest), "record.json": "\(records)/\(key).json"])
     }
 }

@@ -47,22 +47,22 @@ final class ContainerPass {
 
     /// What the cache holds for `key`, and its record when that is usable. A record is read only
     /// with its driver layer (and the chain below it) and a blob whose digest and size match.
-    func check(_ key: String) -> (BuildCache.Check, StoredLayer?) {
+    func check(_ key: String) -> (BuildCache.Check, LayerRecord?) {
         guard let d = FileManager.default.contents(atPath: "\(records)/\(key).json") else {
             return (driver.hasLayer(key) ? .bad("a driver layer without its record, left by a build that did not finish") : .missing, nil)
         }
-        guard let l = try? JSONDecoder().decode(StoredLayer.self, from: d) else { return (.bad("its record does not decode"), nil) }
+        guard let r = try? JSONDecoder().decode(LayerRecord.self, from: d) else { return (.bad("its record does not decode"), nil) }
         guard driver.hasLayer(key) else { return (.missing, nil) }
         do {
             _ = try driver.chain(key)
-            try blobs.verify(l.descriptor)
+            try blobs.verify(r.layer.descriptor)
         } catch {
             return (.bad("\(error)"), nil)
         }
-        return (.valid, l)
+        return (.valid, r)
     }
 
-    func save(_ l: StoredLayer, key: String) throws {
+    func save(_ l: LayerRecord, key: String) throws {
         let tmp = "\(records)/\(key).json.partial"
         try JSONEncoder().encode(l).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: "\(records)/\(key).json")
@@ -84,10 +84,11 @@ final class ContainerPass {
     var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
     /// The base: the root folder captured as the first layer and unpacked into the driver;
-    /// `root` is asked for only when the layer is made here.
-    func base(key: String, root: () throws -> String, description: String) throws -> BuildReport.Measure {
+    /// `root` is asked for only when the layer is made here. `rootSeconds`, the time spent
+    /// making the base before, counts in the base's time.
+    func base(key: String, root: () throws -> String, description: String, rootSeconds: Double) throws -> BuildReport.Measure {
         let start = Date()
-        let (layer, hit) = try cachedLayer(key, what: "the base") {
+        let (record, hit) = try cachedLayer(key, what: "the base", started: start, before: rootSeconds) {
             events.note("container: capturing the base root as the first layer")
             let layer = try capture("the base") { try LayerCapture.capture(.tree(try root()), into: blobs, options: captureOptions, tee: $0).layer }
             try inNewLayer(key, parent: nil) { writable in
@@ -96,31 +97,40 @@ final class ContainerPass {
             return layer
         }
         top = key
-        layers = [layer]
+        layers = [record.layer]
+        created = createdTime(of: record, key: key)
         history = [History(created: created, createdBy: "imgbench: base \(description)", emptyLayer: nil)]
-        return measure(layer, seconds: Date().timeIntervalSince(start), hit: hit)
+        return measure(record, seconds: rootSeconds + Date().timeIntervalSince(start), hit: hit)
     }
 
     /// The base from an OCI image: its layers, unpacked into the driver by chain ID (each under
-    /// its own lock, recorded like a step's layer), become the first layers; its history is kept.
-    func base(image: ImageLayout.Image, layout: ImageLayout) throws -> BuildReport.Measure {
+    /// its own lock, recorded like a step's layer), become the first layers; its history is kept,
+    /// and its `created` time stamps the metadata steps that follow it. `rootSeconds`, the time
+    /// spent unpacking the root, counts in the base's time; what the whole base cost when built
+    /// is kept in the record of its top layer (its chain ID names every layer below it).
+    func base(image: ImageLayout.Image, layout: ImageLayout, rootSeconds: Double) throws -> BuildReport.Measure {
         let start = Date()
+        var entries: [LayerRecord?] = []
         let ids = DriverImport.chainIDs(image.config.rootfs.diffIDs).map(\.hex)
         var hit = true
         layers = []
         for (i, (d, diff)) in zip(image.manifest.layers, image.config.rootfs.diffIDs).enumerated() {
             let layer = StoredLayer(descriptor: d, diffID: diff, uncompressedSize: 0)
+            var record: LayerRecord?
             let made = try cache.entry("the base layer \(ids[i].prefix(12))", lock: "\(records)/\(ids[i]).lock", noCache: noCache,
-                                       check: { check(ids[i]).0 }) {
+                                       check: { let (c, r) = check(ids[i]); record = r; return c }) {
                 discard(ids[i])
                 try cache.sharing(blobsLock) {
                     try adopt(d, from: layout)
                     try inNewLayer(ids[i], parent: i == 0 ? nil : ids[i - 1]) { root in
                         _ = try LayerApply.apply(layer: blobs.path(of: d.digest), to: root, expecting: d.digest)
                     }
-                    try save(layer, key: ids[i])
+                    let r = LayerRecord(layer: layer, created: newCreated, builtSeconds: rootSeconds + Date().timeIntervalSince(start))
+                    try save(r, key: ids[i])
+                    record = r
                 }
             }
+            entries.append(record)
             hit = hit && made
             layers.append(layer)
             bundle?.add(blob: blobs.path(of: d.digest))
@@ -128,7 +138,11 @@ final class ContainerPass {
         if !hit { bundle?.start() }
         top = ids.last
         history = image.config.history ?? layers.map { _ in History(createdBy: "imgbench: base layer") }
-        var m = BuildReport.Measure(seconds: Date().timeIntervalSince(start), cacheHit: hit)
+        created = epochCreated ?? image.config.created ?? history.last { $0.created != nil }?.created
+        let built = entries.last.flatMap { $0?.builtSeconds }
+        let elapsed = rootSeconds + Date().timeIntervalSince(start)
+        var m = BuildReport.Measure(seconds: hit ? elapsed : built ?? elapsed, cacheHit: hit)
+        m.builtSeconds = built
         m.layerCompressedBytes = image.manifest.layers.totalSize
         return m
     }
@@ -151,9 +165,26 @@ final class ContainerPass {
     /// time of a recipe of 100k LABELs.
     private let dates = ISO8601DateFormatter()
 
-    var created: String? {
-        let epoch = sourceDateEpoch ?? CaptureOptions.environmentEpoch
-        return dates.string(from: epoch.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date())
+    /// The `created` time of the image and of the history entries of its metadata steps: when
+    /// its newest layer was made. A rebuild from the cache thus gives the image the build that
+    /// made the entries gave.
+    private(set) var created: String?
+
+    /// SOURCE_DATE_EPOCH as an RFC 3339 time, when it is set: it stamps every entry and the image.
+    var epochCreated: String? {
+        (sourceDateEpoch ?? CaptureOptions.environmentEpoch).map { dates.string(from: Date(timeIntervalSince1970: TimeInterval($0))) }
+    }
+
+    /// The time a layer made now is recorded with.
+    var newCreated: String { epochCreated ?? dates.string(from: Date()) }
+
+    /// When the layer of `record` was made, as its history entry says: SOURCE_DATE_EPOCH when
+    /// set, else the time its record keeps, else (a record written before it was kept) the time
+    /// its record file was written.
+    func createdTime(of record: LayerRecord, key: String) -> String? {
+        if let t = epochCreated ?? record.created { return t }
+        let written = (try? FileManager.default.attributesOfItem(atPath: "\(records)/\(key).json"))?[.modificationDate] as? Date
+        return dates.string(from: written ?? Date())
     }
 
     /// A metadata step: only a history entry.
@@ -165,7 +196,7 @@ final class ContainerPass {
     /// the diff captured.
     func step(key: String, text: String, _ work: (_ root: String) throws -> Void) throws -> BuildReport.Measure {
         let start = Date()
-        let (layer, hit) = try cachedLayer(key, what: text) {
+        let (record, hit) = try cachedLayer(key, what: text, started: start) {
             // The bundle's layers so far are unpacked while this step runs.
             bundle?.start()
             return try inNewLayer(key, parent: top) { root in
@@ -174,17 +205,21 @@ final class ContainerPass {
             }
         }
         top = key
-        layers.append(layer)
+        layers.append(record.layer)
+        created = createdTime(of: record, key: key)
         history.append(History(created: created, createdBy: text, emptyLayer: nil))
-        return measure(layer, seconds: Date().timeIntervalSince(start), hit: hit)
+        return measure(record, seconds: Date().timeIntervalSince(start), hit: hit)
     }
 
     /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the
-    /// registry's (`--cache-from`, also a hit), else the one `make` makes under the entry's lock,
-    /// after forgetting any leftover of `key`, recorded once it is complete; then stored in the
-    /// registry of `--cache-to`, whichever it was. SIGINT/SIGTERM while it is made remove the unfinished driver layer.
-    func cachedLayer(_ key: String, what: String, make: () throws -> StoredLayer) throws -> (layer: StoredLayer, hit: Bool) {
-        var found: StoredLayer?
+    /// one `make` makes under the entry's lock, after forgetting any leftover of `key`, recorded
+    /// once it is complete with the time and the seconds since `started` (plus `before`) it took.
+    /// SIGINT/SIGTERM while it is made remove the unfinished driver layer.
+    /// A layer from the registry of `--cache-from` is a hit too; whichever it was, it is then
+    /// stored in the registry of `--cache-to`.
+    func cachedLayer(_ key: String, what: String, started: Date, before: Double = 0,
+                     make: () throws -> StoredLayer) throws -> (record: LayerRecord, hit: Bool) {
+        var found: LayerRecord?
         var fetched = false
         let parent = top
         let local = try cache.entry("the container layer of \(what)", lock: "\(records)/\(key).lock", noCache: noCache, check: {
@@ -202,16 +237,17 @@ final class ContainerPass {
                     return layer
                 }
                 let layer = try make()
-                try save(layer, key: key)
-                return layer
+                let record = LayerRecord(layer: layer, created: newCreated, builtSeconds: before + Date().timeIntervalSince(started))
+                try save(record, key: key)
+                return record
             }
         }
         // An entry this build already held is used without a check: its record is read here.
-        guard let layer = found ?? (local ? check(key).1 : nil) else { throw BuildError.invalid("container: no layer recorded for \(what)") }
-        try storeLayer(key, layer)
+        guard let record = found ?? (local ? check(key).1 : nil) else { throw BuildError.invalid("container: no layer recorded for \(what)") }
+        try storeLayer(key, record)
         let hit = local || fetched
-        if hit { bundle?.add(blob: blobs.path(of: layer.descriptor.digest)) }
-        return (layer, hit)
+        if hit { bundle?.add(blob: blobs.path(of: record.layer.descriptor.digest)) }
+        return (record, hit)
     }
 
     /// Runs `body` in the writable root of a new driver layer `key` on `parent`; the layer is
@@ -234,8 +270,11 @@ final class ContainerPass {
         return try bundle.capturing(name) { try body($0) }
     }
 
-    func measure(_ l: StoredLayer, seconds: Double, hit: Bool) -> BuildReport.Measure {
-        var m = BuildReport.Measure(seconds: seconds, cacheHit: hit)
+    /// A layer made now took the seconds its record keeps; a cached one took `seconds` to look up.
+    func measure(_ r: LayerRecord, seconds: Double, hit: Bool) -> BuildReport.Measure {
+        let l = r.layer
+        var m = BuildReport.Measure(seconds: hit ? seconds : r.builtSeconds ?? seconds, cacheHit: hit)
+        m.builtSeconds = r.builtSeconds
         m.layerCompressedBytes = UInt64(l.descriptor.size)
         m.layerUncompressedBytes = UInt64(l.uncompressedSize)
         m.layerDigest = l.descriptor.digest.description

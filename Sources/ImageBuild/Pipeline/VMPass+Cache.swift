@@ -4,8 +4,8 @@ import OCI
 import QcowIO
 
 /// The VM side's cache entries: a link is made under its lock as `KEY.qcow2.partial`, renamed,
-/// then recorded (`KEY.json`: the digests of the link and of its boot files); it is used only
-/// while it matches its record and is newer than its parent.
+/// then recorded (`KEY.json`: the digests of the link and of its boot files, and what making it
+/// cost); it is used only while it matches its record and is newer than its parent.
 extension VMPass {
     /// What `KEY.json` holds.
     struct LinkRecord: Codable, Equatable {
@@ -15,10 +15,18 @@ extension VMPass {
         var parent: String?
         /// The boot files of a finalised link, by name.
         var boot: [String: Digest]?
+        /// Seconds from the start of the phase or step that made the link until it was recorded
+        /// (the report's `builtSeconds`); nil in records written before it was kept.
+        var builtSeconds: Double? = nil
     }
 
     func lockPath(_ key: String) -> String { "\(folder)/\(key).lock" }
     func recordPath(_ key: String) -> String { "\(folder)/\(key).json" }
+
+    /// What making the link `key` cost, as its record keeps it (nil when it does not).
+    func builtSeconds(_ key: String) -> Double? {
+        FileManager.default.contents(atPath: recordPath(key)).flatMap { try? JSONDecoder().decode(LinkRecord.self, from: $0) }?.builtSeconds
+    }
 
     /// Whether the link `key` may be used (`VMPass.checkLink(in:key:parent:)`).
     func checkLink(_ key: String, parent: String?) -> BuildCache.Check {
@@ -51,10 +59,13 @@ extension VMPass {
     }
 
     /// Makes the link `key` (its old copy and record removed first): `body` writes the overlay
-    /// given to it, which is renamed into place and recorded when `body` succeeds; a failure or
-    /// an interruption leaves no `.partial`. `record`: the link's record when its digests are
-    /// known already (a link fetched from a registry), else read from the link made.
-    func making(_ key: String, parent: String?, record known: LinkRecord? = nil, _ body: (_ partial: String) throws -> Void) throws {
+    /// given to it, which is renamed into place and recorded when `body` succeeds, with the
+    /// seconds since `started` (plus `before`) it took, which are returned; a failure or an
+    /// interruption leaves no `.partial`. `record`: the link's record when its digests are known
+    /// already (a link fetched from a registry, recorded with the cost its maker kept), else
+    /// read from the link made.
+    func making(_ key: String, parent: String?, started: Date, before: Double = 0, record known: LinkRecord? = nil,
+                _ body: (_ partial: String) throws -> Void) throws -> Double {
         let p = path(key)
         unlink(recordPath(key))
         unlink(p)
@@ -63,9 +74,12 @@ extension VMPass {
             try FileSystem.rename(p + ".partial", to: p)
         }
         let tmp = recordPath(key) + ".partial"
-        let record = try known ?? VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
+        var record = try known ?? VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
+        let seconds = known?.builtSeconds ?? before + Date().timeIntervalSince(started)
+        record.builtSeconds = seconds
         try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: recordPath(key))
+        return seconds
     }
 
     /// Runs `body`, which writes `partial` back; a failure when the filesystem holding it is full

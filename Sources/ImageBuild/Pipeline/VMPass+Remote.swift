@@ -2,7 +2,8 @@ import Foundation
 import Host
 import OCI
 
-/// The VM side's entries in a registry (`RemoteCache`): a link, and a finalisation's boot files.
+/// The VM side's entries in a registry (`RemoteCache`): a link with its record (for what it cost
+/// when built), and a finalisation's boot files.
 extension VMPass {
     /// The settings folder's name is part of the tag: a link is the link of a key on one disk size,
     /// filesystem, cluster size and kernel choice.
@@ -26,12 +27,14 @@ extension VMPass {
                 }
                 try FileSystem.rename(dir + "/boot", to: boot)
             }
-            // The files were checked against these digests as they came: the record needs no second read.
+            // The files were checked against these digests as they came: the record needs no second
+            // read. What the link cost where it was built comes with it (`record.json`).
+            let maker = try? JSONDecoder().decode(LinkRecord.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/record.json")))
             let known = try digests["link.qcow2"].map { d in
                 LinkRecord(digest: d, size: Int64(try FileSystem.lstat("\(dir)/link.qcow2").st_size), parent: parent.map { ($0 as NSString).lastPathComponent },
-                           boot: bootDigests)
+                           boot: bootDigests, builtSeconds: maker?.builtSeconds)
             }
-            try making(key, parent: parent, record: known) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
+            _ = try making(key, parent: parent, started: Date(), record: known) { partial in try FileSystem.rename("\(dir)/link.qcow2", to: partial) }
             events.note("cache: VM link \(key.prefix(12)) from the registry")
             return true
         } ?? false
@@ -41,7 +44,7 @@ extension VMPass {
     func storeLink(_ key: String) throws {
         guard let remote, remote.settings.to != nil else { return }
         let boot = "\(folder)/\(key).boot"
-        var files = ["link.qcow2": path(key)]
+        var files = ["link.qcow2": path(key), "record.json": recordPath(key)]
         for n in (try? FileSystem.children(boot)) ?? [] { files["boot-\(n)"] = "\(boot)/\(n)" }
         try remote.store(remoteTag(key), files: files)
     }

@@ -64,15 +64,17 @@ public final class VMPass {
     }
 
     /// The base disk from the base root; `root` is asked for only when the disk is made here.
-    func base(key: String, root: () throws -> String, sourceDateEpoch: Int?) throws -> BuildReport.Measure {
+    /// `rootSeconds`, the time spent making the base before, counts in the base's time.
+    func base(key: String, root: () throws -> String, sourceDateEpoch: Int?, rootSeconds: Double) throws -> BuildReport.Measure {
         let start = Date()
         let p = path(key)
         var fetched = false
+        var made: Double?
         let hit = try cache.entry("the VM base disk", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: nil) }) {
             fetched = try fetchLink(key, parent: nil)
             if fetched { return }
             events.note("vm: making the base disk (\(ByteCount.format(settings.size)) \(settings.filesystem)) from the base root")
-            try making(key, parent: nil) { partial in
+            made = try making(key, parent: nil, started: start, before: rootSeconds) { partial in
                 try BuildCache.makingPartial(partial + ".raw") {
                     _ = try BaseDisk.make(root: try root(), qcow2: partial, settings: settings, sourceDateEpoch: sourceDateEpoch, seed: key)
                 }
@@ -81,7 +83,7 @@ public final class VMPass {
         try storeLink(key)
         top = p
         chain = [p]
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit || fetched)
+        return try measure(p, key: key, seconds: made ?? rootSeconds + Date().timeIntervalSince(start), hit: hit || fetched)
     }
 
     /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
@@ -91,10 +93,11 @@ public final class VMPass {
         let start = Date()
         let p = path(key)
         var fetched = false
+        var made: Double?
         let hit = try cache.entry("the VM link of \(label)", lock: lockPath(key), noCache: noCache, check: { checkLink(key, parent: parent) }) {
             fetched = try fetchLink(key, parent: parent)
             if fetched { return }
-            try making(key, parent: parent) { partial in
+            made = try making(key, parent: parent, started: start) { partial in
                 try QcowImage.create(path: partial, options: Qcow2CreateOptions(
                     virtualSize: 0, clusterSize: settings.clusterSize,
                     backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
@@ -106,7 +109,7 @@ public final class VMPass {
         try storeLink(key)
         top = p
         chain.append(p)
-        return try measure(p, seconds: Date().timeIntervalSince(start), hit: hit || fetched)
+        return try measure(p, key: key, seconds: made ?? Date().timeIntervalSince(start), hit: hit || fetched)
     }
 
     /// `work` on the overlay `partial`, through the backend; everything it mounted or started is
@@ -145,11 +148,14 @@ public final class VMPass {
         return Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 
-    func measure(_ p: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
+    /// A link made now took the seconds its record keeps (`seconds`); a cached one's record says
+    /// what it cost when it was made.
+    func measure(_ p: String, key: String, seconds: Double, hit: Bool) throws -> BuildReport.Measure {
         let img = try QcowImage(path: p)
         defer { try? img.close() }
         let map = try AllocationMap.compute(img)
         var m = BuildReport.Measure(seconds: seconds, cacheHit: hit)
+        m.builtSeconds = hit ? builtSeconds(key) : seconds
         m.qcow2AllocatedBytes = map.chain[0].allocatedBytes
         m.qcow2DiskBytes = map.chain[0].diskBytes
         return m

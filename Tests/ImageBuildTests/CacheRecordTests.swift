@@ -1,0 +1,58 @@
+import Foundation
+@testable import ImageBuild
+import OCI
+import QcowIO
+import Testing
+import TestSupport
+
+// The cache entries' records keep when a layer was made and what making it cost (issue 18);
+// records written before they kept it are still read, and still make valid entries.
+
+private let layer = StoredLayer(
+    descriptor: Descriptor(mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: Digest.of(Data("gz".utf8)), size: 2),
+    diffID: Digest.of(Data("tar".utf8)), uncompressedSize: 3)
+
+@Test func anOldLayerRecordReadsAsOneWithoutTimeOrCost() throws {
+    let old = try JSONEncoder().encode(layer)
+    let r = try JSONDecoder().decode(ContainerPass.LayerRecord.self, from: old)
+    #expect(r.layer == layer && r.created == nil && r.builtSeconds == nil)
+}
+
+@Test func aNewLayerRecordKeepsTimeAndCostAndStillReadsAsAStoredLayer() throws {
+    let r = ContainerPass.LayerRecord(layer: layer, created: "2026-11-30T02:25:29Z", builtSeconds: 12.345678901234)
+    let data = try JSONEncoder().encode(r)
+    #expect(try JSONDecoder().decode(ContainerPass.LayerRecord.self, from: data) == r)
+    // What cache verify, du and prune read of it.
+    #expect(try JSONDecoder().decode(StoredLayer.self, from: data) == layer)
+    let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(Set(json.keys) == ["descriptor", "diffID", "uncompressedSize", "created", "builtSeconds"], "flat, as before: \(json.keys)")
+}
+
+@Test func anOldLinkRecordReadsWithoutCostAndItsLinkIsStillValid() throws {
+    let dir = try TempDir("link-record")
+    let link = dir.file("k.qcow2")
+    try QcowImage.create(path: link, options: Qcow2CreateOptions(virtualSize: 1 << 20)).close()
+    let (digest, size) = try Digest.ofFile(link)
+    // As written before the cost was kept.
+    let old = #"{"digest": "\#(digest)", "size": \#(size)}"#
+    try old.write(toFile: dir.file("k.json"), atomically: true, encoding: .utf8)
+    let r = try JSONDecoder().decode(VMPass.LinkRecord.self, from: Data(old.utf8))
+    #expect(r.digest == digest && r.size == size && r.parent == nil && r.boot == nil && r.builtSeconds == nil)
+    #expect(VMPass.checkLink(in: dir.path, key: "k", parent: nil) == .valid)
+
+    var kept = r
+    kept.builtSeconds = 4.5
+    try JSONEncoder().encode(kept).write(to: URL(fileURLWithPath: dir.file("k.json")))
+    #expect(try JSONDecoder().decode(VMPass.LinkRecord.self, from: Data(contentsOf: URL(fileURLWithPath: dir.file("k.json")))) == kept)
+    #expect(VMPass.checkLink(in: dir.path, key: "k", parent: nil) == .valid)
+}
+
+@Test func theTotalCostWhenBuiltIsUnknownWhenOneStepDoesNotSayIt() {
+    var a = BuildReport.Measure(seconds: 0.1, cacheHit: true)
+    a.builtSeconds = 2
+    var b = BuildReport.Measure(seconds: 3, cacheHit: false)
+    b.builtSeconds = 3
+    #expect(BuildReport.builtSeconds([a, b]) == 5)
+    #expect(BuildReport.builtSeconds([a, b, BuildReport.Measure(seconds: 1, cacheHit: true)]) == nil)
+    #expect(BuildReport.builtSeconds([]) == 0)
+}
