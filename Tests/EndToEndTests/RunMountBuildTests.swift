@@ -112,3 +112,31 @@ extension BuildTests {
         #expect(missing.status == 1 && missing.stderr.contains("the secret 'tok' is required"), "\(missing.output)")
     }
 }
+
+extension BuildTests {
+    /// `RUN --mount=type=bind`: a folder of the context, and a stage's files, read by the step
+    /// on both sides and in neither image.
+    @Test func bindMountsOfTheContextAndOfAStageAreReadAndNotKept() throws {
+        let dir = try TempDir("bind-mount")
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "bind", """
+            # vm-size=1G
+            # vm-kernel=host
+            FROM debian:bookworm AS build
+            RUN mkdir /out && echo from-stage > /out/v
+            FROM debian:bookworm
+            RUN --mount=type=bind,source=data,target=/data --mount=type=bind,from=build,source=/out,target=/mnt \\
+                cat /data/v /mnt/v > /seen.txt
+            """)
+        try FileManager.default.createDirectory(atPath: "\(recipe)/data", withIntermediateDirectories: true)
+        try "from-context\n".write(toFile: "\(recipe)/data/v", atomically: true, encoding: .utf8)
+        let out = dir.file("out")
+        let r = try build(recipe, output: out)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try String(contentsOfFile: "\(out)/bundle/rootfs/seen.txt", encoding: .utf8) == "from-context\nfrom-stage\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/data") && !FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/mnt/v"))
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", dir.file("disk.raw"))
+        #expect(try DiskFile.read(dir.file("disk.raw"), "/seen.txt").content == Data("from-context\nfrom-stage\n".utf8))
+        #expect(try DiskFile.read(dir.file("disk.raw"), "/data/v").content == nil)
+    }
+}
