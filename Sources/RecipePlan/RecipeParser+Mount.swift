@@ -47,16 +47,7 @@ extension RecipeParser {
 
     func runMount(_ spec: String, at loc: SourceLocation, state: State) throws -> RunMount {
         let workdir = state.workdir
-        var options: [String: String] = [:]
-        for part in spec.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = kv[0].lowercased()
-            switch key {
-            case "ro": options["readonly"] = "true"
-            case "rw": options["readonly"] = "false"
-            default: options[key] = kv.count == 2 ? kv[1] : "true"
-            }
-        }
+        var options = RecipeParser.mountOptions(spec)
         let type = options.removeValue(forKey: "type") ?? "bind"
         guard let kind = RunMount.Kind(rawValue: type) else {
             throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=bind, cache, tmpfs and secret are)")
@@ -80,6 +71,21 @@ extension RecipeParser {
             throw RecipeError(loc, "RUN --mount=type=\(type) does not take '\(unknown)'")
         }
         return m
+    }
+
+    /// The comma-separated `key=value` options of a `--mount=`, keys lowercased; `ro` and `rw`
+    /// are `readonly=true|false`, a key alone is `true`.
+    static func mountOptions(_ spec: String) -> [String: String] {
+        var options: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            switch kv[0].lowercased() {
+            case "ro": options["readonly"] = "true"
+            case "rw": options["readonly"] = "false"
+            case let key: options[key] = kv.count == 2 ? kv[1] : "true"
+            }
+        }
+        return options
     }
 
     /// `id`, `sharing=shared|locked`, `readonly`, `uid`, `gid`, `mode` of a cache mount.
