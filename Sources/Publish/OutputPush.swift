@@ -55,7 +55,7 @@ public struct OutputPush: Sendable, Transfer {
         }
         let (handoff, dir) = try Handoff.load(folder)
         guard let container = handoff.container else {
-            throw HostError.io(path: dir, message: "has no container image (a --target vm build); push needs one to tag")
+            throw HostError.io(path: dir, message: "has no container image (a --images vm build); push needs one to tag")
         }
         return try await RegistryClient.using(reference, options: settings.options) { client in
             try await push(handoff, container, dir: dir, client: client)

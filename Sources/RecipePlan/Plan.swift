@@ -52,6 +52,9 @@ public struct BuildPlan: Sendable {
                 (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)
                 parts += try contentDigests(sources, context: recipe.context, ignore: ignore)
                 parts += missing.map { "missing \($0)" }
+            case .run:
+                let bound = try boundSources(step, recipe: recipe, ignore: ignore, missingSources: missingSources, stageKeys: stageKeys)
+                (parts, sources, missing) = (parts + bound.parts, bound.found, bound.missing)
             default:
                 break
             }
@@ -74,6 +77,24 @@ public struct BuildPlan: Sendable {
             }
         }
         return (found, missing)
+    }
+
+    /// What a RUN's bind mounts read, for its key: the content of a context source (found or
+    /// missing, as for COPY), or a stage's last key and the source in it.
+    static func boundSources(_ step: Step, recipe: Recipe, ignore: ContextIgnore, missingSources: MissingSources,
+                             stageKeys: [Int: String]) throws -> (parts: [String], found: [String], missing: [String]) {
+        var parts: [String] = [], found: [String] = [], missing: [String] = []
+        for m in step.mounts where m.kind == .bind {
+            if let from = m.from {
+                parts.append("mount-from-stage \(stageKeys[from] ?? "unknown") \(m.source)")
+                continue
+            }
+            let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
+            let (f, miss) = try expand([m.source], with: copy, missingSources: missingSources)
+            parts += try contentDigests(f, context: recipe.context, ignore: ignore) + miss.map { "missing \($0)" }
+            (found, missing) = (found + f, missing + miss)
+        }
+        return (parts, found, missing)
     }
 
     /// The key of the finalisation that makes the VM disk bootable, after the last step.

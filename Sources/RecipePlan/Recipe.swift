@@ -36,9 +36,9 @@ public struct Recipe: Equatable, Sendable {
 
     /// The earlier stages the build of this one needs (what its COPY --from name, and theirs).
     public var neededStages: [Int] {
-        var needed = Set<Int>(), queue = steps.compactMap(\.copyFrom)
+        var needed = Set<Int>(), queue = steps.flatMap(\.stagesRead)
         while let i = queue.popLast() {
-            if needed.insert(i).inserted { queue += stages[i].steps.compactMap(\.copyFrom) }
+            if needed.insert(i).inserted { queue += stages[i].steps.flatMap(\.stagesRead) }
         }
         return needed.sorted()
     }
@@ -156,6 +156,9 @@ public struct Step: Equatable, Sendable {
     public var mounts: [RunMount] = []
     /// `COPY --from=STAGE`: the index of the earlier stage (in `Recipe.stages`) the sources are in.
     public var copyFrom: Int?
+
+    /// The earlier stages the step reads: COPY --from's, and RUN --mount=type=bind,from='s.
+    public var stagesRead: [Int] { (copyFrom.map { [$0] } ?? []) + mounts.compactMap(\.from) }
 
     public enum Network: String, Sendable, Equatable {
         case `default`

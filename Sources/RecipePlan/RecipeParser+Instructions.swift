@@ -47,7 +47,7 @@ extension RecipeParser {
         step.flags = a.flags
         step.heredocs = i.line.heredocs
         step.inlineFiles = try inlineFiles(a, state: state)
-        step.mounts = try runMounts(a.repeated["mount"] ?? [], workdir: state.workdir)
+        step.mounts = try runMounts(a.repeated["mount"] ?? [], state: state)
         if let from = a.repeated["from"]?.last {
             step.copyFrom = try copySource(from.text, at: from.at, state: state)
             guard step.inlineFiles.isEmpty else { throw RecipeError(from.at, "COPY --from takes no here-document") }
@@ -122,14 +122,14 @@ extension RecipeParser {
     }
 
     /// `COPY --from=`: an earlier stage, by name or number.
-    func copySource(_ name: String, at loc: SourceLocation, state: State) throws -> Int {
+    func copySource(_ name: String, at loc: SourceLocation, state: State, flag: String = "COPY --from") throws -> Int {
         let current = state.stageNames.count - 1
         if let n = Int(name) {
-            guard n >= 0 && n < current else { throw RecipeError(loc, "COPY --from=\(n): no earlier stage has that number (this is stage \(current))") }
+            guard n >= 0 && n < current else { throw RecipeError(loc, "\(flag)=\(n): no earlier stage has that number (this is stage \(current))") }
             return n
         }
         guard let i = state.stageNames.firstIndex(of: name.lowercased()), i < current else {
-            throw RecipeError(loc, "COPY --from=\(name): no earlier stage of that name (copying from an image is not supported: only this recipe's stages)")
+            throw RecipeError(loc, "\(flag)=\(name): no earlier stage of that name (an image is not supported: only this recipe's stages)")
         }
         return i
     }

@@ -5,10 +5,10 @@ import Host
 /// layer or a disk block. A cache mount is a folder of imgbench's cache, kept by its id (default:
 /// its target) between steps, builds and both images; a tmpfs mount is empty memory; a secret
 /// mount is a file the build's `--secret id=ID,src=FILE` names, read-only (default target
-/// /run/secrets/ID).
+/// /run/secrets/ID); a bind mount is a path of the build context or of an earlier stage, read-only.
 public struct RunMount: Equatable, Sendable {
     public enum Kind: String, Sendable {
-        case cache, tmpfs, secret
+        case cache, tmpfs, secret, bind
     }
 
     public var kind: Kind
@@ -23,6 +23,9 @@ public struct RunMount: Equatable, Sendable {
     public var size: UInt64?
     /// A secret mount that must be given (`required=true`): the step fails without it.
     public var required = false
+    /// A bind mount's source: a path in the build context, or in stage `from`'s files.
+    public var source = "/"
+    public var from: Int?
     /// A new cache folder's owner and mode (default 0:0, 0755).
     public var uid: UInt32 = 0
     public var gid: UInt32 = 0
@@ -38,24 +41,16 @@ public struct RunMount: Equatable, Sendable {
 extension RecipeParser {
     /// The `--mount=` values of a RUN (the flag repeats), read as BuildKit reads them: comma-separated
     /// `key=value` options, the type first or anywhere; target relative to WORKDIR.
-    func runMounts(_ values: [(text: String, at: SourceLocation)], workdir: String) throws -> [RunMount] {
-        try values.map { try runMount($0.text, at: $0.at, workdir: workdir) }
+    func runMounts(_ values: [(text: String, at: SourceLocation)], state: State) throws -> [RunMount] {
+        try values.map { try runMount($0.text, at: $0.at, state: state) }
     }
 
-    func runMount(_ spec: String, at loc: SourceLocation, workdir: String) throws -> RunMount {
-        var options: [String: String] = [:]
-        for part in spec.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = kv[0].lowercased()
-            switch key {
-            case "ro": options["readonly"] = "true"
-            case "rw": options["readonly"] = "false"
-            default: options[key] = kv.count == 2 ? kv[1] : "true"
-            }
-        }
+    func runMount(_ spec: String, at loc: SourceLocation, state: State) throws -> RunMount {
+        let workdir = state.workdir
+        var options = RecipeParser.mountOptions(spec)
         let type = options.removeValue(forKey: "type") ?? "bind"
         guard let kind = RunMount.Kind(rawValue: type) else {
-            throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=cache, tmpfs and secret are)")
+            throw RecipeError(loc, "RUN --mount=type=\(type) is not supported (type=bind, cache, tmpfs and secret are)")
         }
         let id = options.removeValue(forKey: "id")
         let given = options.removeValue(forKey: "target") ?? options.removeValue(forKey: "dst") ?? options.removeValue(forKey: "destination")
@@ -70,11 +65,27 @@ extension RecipeParser {
         case .cache: try cacheOptions(&options, &m, loc)
         case .tmpfs: try tmpfsOptions(&options, &m, loc)
         case .secret: m.required = (options.removeValue(forKey: "required") ?? "false") != "false"
+        case .bind: try bindOptions(&options, &m, loc, state: state)
         }
         if let unknown = options.keys.sorted().first {
             throw RecipeError(loc, "RUN --mount=type=\(type) does not take '\(unknown)'")
         }
         return m
+    }
+
+    /// The comma-separated `key=value` options of a `--mount=`, keys lowercased; `ro` and `rw`
+    /// are `readonly=true|false`, a key alone is `true`.
+    static func mountOptions(_ spec: String) -> [String: String] {
+        var options: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            switch kv[0].lowercased() {
+            case "ro": options["readonly"] = "true"
+            case "rw": options["readonly"] = "false"
+            case let key: options[key] = kv.count == 2 ? kv[1] : "true"
+            }
+        }
+        return options
     }
 
     /// `id`, `sharing=shared|locked`, `readonly`, `uid`, `gid`, `mode` of a cache mount.
@@ -93,6 +104,18 @@ extension RecipeParser {
             case "gid": m.gid = n
             default: m.mode = n & 0o7777
             }
+        }
+    }
+
+    /// `source` (default the whole context, or stage) and `from` of a bind mount, read-only: a
+    /// writable one (whose writes BuildKit discards) would write into the context here.
+    func bindOptions(_ options: inout [String: String], _ m: inout RunMount, _ loc: SourceLocation, state: State) throws {
+        let source = options.removeValue(forKey: "source") ?? options.removeValue(forKey: "src") ?? "/"
+        guard LexicalPath.staysInside(source) else { throw RecipeError(loc, "RUN --mount source=\(source) climbs out of its context with ..") }
+        m.source = LexicalPath.join("/", source)
+        if let from = options.removeValue(forKey: "from") { m.from = try copySource(from, at: loc, state: state, flag: "RUN --mount from") }
+        guard (options.removeValue(forKey: "readonly") ?? "true") != "false" else {
+            throw RecipeError(loc, "RUN --mount=type=bind,rw is not supported: imgbench mounts a bind read-only, so that no write reaches the context or the stage")
         }
     }
 

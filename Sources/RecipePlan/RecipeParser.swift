@@ -1,19 +1,22 @@
 import Foundation
 
-/// Parses a Containerfile into a `Recipe`.
+/// Parses a Containerfile into a `Recipe`, as BuildKit's Dockerfile frontend reads it.
 ///
-/// Accepted: FROM, RUN, COPY, ADD (local sources), ENV, ARG, WORKDIR, USER, LABEL, CMD, ENTRYPOINT,
-/// EXPOSE, VOLUME, SHELL, STOPSIGNAL and MAINTAINER (as a label); line continuations (the escape
-/// character, `\` or as the `escape` directive says), comments, parser directives, shell and exec
-/// (JSON) forms, and ARG/ENV substitution (`$V`, `${V}`, `${V:-word}`, `${V:+word}`, `${V-word}`,
-/// `${V+word}`, `${V:?message}`) in the instructions where Containerfiles substitute.
+/// Accepted: FROM (several: stages, `AS NAME`, `--platform` of the host), RUN (`--mount=type=bind|
+/// cache|tmpfs|secret`), COPY (`--from=STAGE`, `--chown`, `--chmod`, `--link`), ADD (local sources),
+/// ENV, ARG (also before FROM), WORKDIR, USER, LABEL, CMD, ENTRYPOINT, EXPOSE, VOLUME, SHELL,
+/// STOPSIGNAL, HEALTHCHECK, ONBUILD and MAINTAINER (as a label); here-documents for RUN, COPY and
+/// ADD; line continuations (the escape character, `\` or as the `escape` directive says),
+/// comments, parser directives, shell and exec (JSON) forms, and ARG/ENV substitution (`$V`,
+/// `${V}`, `${V:-word}`, `${V:+word}`, `${V-word}`, `${V+word}`, `${V:?message}`) in the
+/// instructions where Containerfiles substitute.
 ///
 /// imgbench's own spellings, which a Containerfile reader ignores or recognises:
 /// - parser directives at the top: `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`,
 ///   `# vm-cluster-size=64K`, `# base-variant=minbase`, `# workloads=sysbench-cpu,fio-randrw` (the runtime
 ///   workloads the image carries, named in the hand-off manifest);
-/// - `--target=container|vm|both` on RUN, COPY and ADD: a step for one build only.
-/// - `--network=default|none|host` on RUN: the step's network (none: a loopback only).
+/// - `# imgbench: target=container|vm|both network=...` on the line before a step (a comment to
+///   docker), or the older `--target=` and `--network=` flags on RUN, COPY and ADD.
 public struct RecipeParser {
     public var file: String
     /// Values for ARG, as `--build-arg` gives them.

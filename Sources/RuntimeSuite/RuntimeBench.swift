@@ -47,10 +47,10 @@ public final class RuntimeBench {
         guard options.durationSeconds >= 1 else { throw BuildError.invalid("--duration must be at least 1 second") }
         guard options.repeats >= 1 else { throw BuildError.invalid("--repeat must be at least 1") }
         if options.sides.contains(.container) && h.container == nil {
-            throw BuildError.invalid("\(manifest): the build has no container image (built with --target vm?)")
+            throw BuildError.invalid("\(manifest): the build has no container image (built with --images vm?)")
         }
         if options.sides.contains(.vm) && h.vm == nil {
-            throw BuildError.invalid("\(manifest): the build has no bootable VM disk (built with --target container?)")
+            throw BuildError.invalid("\(manifest): the build has no bootable VM disk (built with --images container?)")
         }
     }
 

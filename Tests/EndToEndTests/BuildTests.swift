@@ -286,7 +286,7 @@ struct BuildTests {
         let dir = try TempDir("build-crlf", in: Self.scratch)
         let recipe = try writeRecipe(dir, "crlf", "FROM scratch\r\nLABEL a=b\r\nCOPY Containerfile /x\r\nENV A=1\r")
         let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", dir.file("out"),
-                                                             "--target", "container", "--progress", "none", "--format", "json"])
+                                                             "--images", "container", "--progress", "none", "--format", "json"])
         let r = try #require(p.finish(within: 300))
         #expect(r.status == 0, "exit \(r.status): \(r.output)")
         #expect(try readReport(dir.file("out")).steps.map(\.instruction) == ["LABEL a=b", "COPY Containerfile /x", "ENV A=1"])
@@ -297,7 +297,7 @@ struct BuildTests {
         let recipe = try writeRecipe(dir, "scratch", "FROM scratch\nLABEL a=b\n")
         for backend in ["loop", "guestfs"] {
             let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", dir.file("out"),
-                                                                 "--target", "vm", "--vm-backend", backend, "--progress", "none"])
+                                                                 "--images", "vm", "--vm-backend", backend, "--progress", "none"])
             let r = try #require(p.finish(within: 300))
             #expect(r.status == 1, "\(backend): exit \(r.status): \(r.output)")
             // libguestfs's own "libguestfs: error:" line and its ls of a missing /boot came before.
@@ -316,7 +316,7 @@ struct BuildTests {
         // Inside it (NSCocoaErrorDomain 642 before), and the mount point itself (EBUSY moving it aside).
         for (output, says) in [(ro + "/out", "Read-only file system"), (ro, "Device or resource busy")] {
             let p = try RunningProcess(try IMGBenchBinary.path(), ["build", recipe, "--cache", Self.cache, "--output", output,
-                                                                 "--target", "container", "--progress", "none"])
+                                                                 "--images", "container", "--progress", "none"])
             let r = try #require(p.finish(within: 300))
             #expect(r.status == 1, "exit \(r.status): \(r.output)")
             // One line naming the output (or what was being written into it) and the reason.

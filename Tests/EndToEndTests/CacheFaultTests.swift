@@ -99,7 +99,7 @@ extension BuildTests {
         // is of what this build left.
         let repaired = try imgbench("cache", "verify", "--repair", "--cache", Self.cache)
         try #require(repaired.status == 0, "\(repaired.output)")
-        let built = try build(Self.tiny, output: dir.file("tiny"), arguments: ["--target", "container"])
+        let built = try build(Self.tiny, output: dir.file("tiny"), arguments: ["--images", "container"])
         try #require(built.status == 0, "\(built.stderr.suffix(3000))")
         // A copy of the layout (its blobs are hard links into the cache) whose last layer is cut short.
         let layout = dir.file("layout")
@@ -132,7 +132,7 @@ extension BuildTests {
         let recipe = try writeRecipe(dir, "full", "# vm-size=256M\n# vm-kernel=host\nFROM scratch\nCOPY big /big\n")
         try writeFile("\(recipe)/big", rng.bytes(100 << 20))
         for (target, what) in [("container", "making the container layer of COPY big /big"), ("vm", "making the VM disk's link of COPY big /big")] {
-            let r = try build(recipe, output: "\(mnt)/out", progress: "none", cache: "\(mnt)/cache", arguments: ["--target", target])
+            let r = try build(recipe, output: "\(mnt)/out", progress: "none", cache: "\(mnt)/cache", arguments: ["--images", target])
             #expect(r.status == 1, "\(target): exit \(r.status): \(r.stderr)")
             #expect(r.errorLines.count == 1 && r.stderr.hasPrefix("imgbench: error: \(recipe)/Containerfile:4:1: \(what)"), "\(target): \(r.stderr)")
             #expect(r.stderr.contains("No space left on device") || r.stderr.contains("no space left"), "\(target): \(r.stderr)")

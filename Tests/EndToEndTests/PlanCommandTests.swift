@@ -117,6 +117,18 @@ struct ContainerfileBuildTests {
         #expect((config["Labels"] as? [String: String])?["maintainer"] == "me")
     }
 
+    @Test func theOlderTargetSpellingStillChoosesTheImagesWithANote() throws {
+        let dir = try TempDir("old-target")
+        defer { dir.cleanup() }
+        let folder = try dir.sub("old")
+        try "FROM scratch\nLABEL a=b\n".write(toFile: "\(folder)/Containerfile", atomically: true, encoding: .utf8)
+        let r = try imgbench("build", folder, "--target", "container", "--cache", dir.file("cache"), "--output", dir.file("out"),
+                             "--progress", "quiet", "--format", "json")
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.errorLines == ["imgbench: note: --target container is deprecated for the images to build (--target names a stage, as in docker): use --images container"])
+        #expect(FileManager.default.fileExists(atPath: dir.file("out") + "/oci/index.json") && !FileManager.default.fileExists(atPath: dir.file("out") + "/vm"))
+    }
+
     func imageConfig(layout: String, manifest: [String: Any]) throws -> [String: Any] {
         func blob(_ digest: Any?) throws -> [String: Any] {
             let hex = try #require((digest as? String)?.split(separator: ":").last)

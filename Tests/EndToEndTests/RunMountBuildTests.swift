@@ -21,9 +21,11 @@ extension BuildTests {
             echo scratch > /scratch/file
             EOF
             """)
-        let first = try build(recipe, output: dir.file("first"))
+        // A cache of its own: --no-cache remakes the base disk, which the suite's cache shares.
+        let cache = try cacheWithBase(dir, "cache")
+        let first = try build(recipe, output: dir.file("first"), cache: cache)
         #expect(first.status == 0, "\(first.output)")
-        let again = try build(recipe, output: dir.file("again"), arguments: ["--no-cache"])
+        let again = try build(recipe, output: dir.file("again"), cache: cache, arguments: ["--no-cache"])
         #expect(again.status == 0, "\(again.output)")
         // Each build runs the step on the container side, then on the VM side, on the same cache.
         let root = dir.file("again") + "/bundle/rootfs"
@@ -99,7 +101,9 @@ extension BuildTests {
             RUN --mount=type=secret,id=tok,required=true wc -c < /run/secrets/tok > /tok.len
             """)
         let out = dir.file("out")
-        let r = try build(recipe, output: out, arguments: ["--secret", "id=tok,src=\(dir.file("token"))"])
+        // A cache of its own: --no-cache (below) remakes the base disk, which the suite's cache shares.
+        let cache = try cacheWithBase(dir, "cache")
+        let r = try build(recipe, output: out, cache: cache, arguments: ["--secret", "id=tok,src=\(dir.file("token"))"])
         #expect(r.status == 0, "\(r.output)")
         #expect(try String(contentsOfFile: "\(out)/bundle/rootfs/tok.len", encoding: .utf8) == "\(secret.utf8.count)\n")
         #expect(!FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/run/secrets/tok"))
@@ -108,7 +112,35 @@ extension BuildTests {
         let search = try runProcess("/bin/sh", ["-c", "{ for f in \"$1\"/oci/blobs/sha256/*; do zcat -f \"$f\"; done; cat \"$1\"/*.json; find \"$1\"/bundle -type f -exec cat {} +; tr '\\0' '\\n' < \"$2\"; } | grep -acF \"$3\"",
                                                 "search", out, dir.file("disk.raw"), secret])
         #expect(search.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the secret is in an output: \(search.output)")
-        let missing = try build(recipe, output: dir.file("missing"), arguments: ["--no-cache"])
+        let missing = try build(recipe, output: dir.file("missing"), cache: cache, arguments: ["--no-cache"])
         #expect(missing.status == 1 && missing.stderr.contains("the secret 'tok' is required"), "\(missing.output)")
+    }
+}
+
+extension BuildTests {
+    /// `RUN --mount=type=bind`: a folder of the context, and a stage's files, read by the step
+    /// on both sides and in neither image.
+    @Test func bindMountsOfTheContextAndOfAStageAreReadAndNotKept() throws {
+        let dir = try TempDir("bind-mount")
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "bind", """
+            # vm-size=1G
+            # vm-kernel=host
+            FROM debian:bookworm AS build
+            RUN mkdir /out && echo from-stage > /out/v
+            FROM debian:bookworm
+            RUN --mount=type=bind,source=data,target=/data --mount=type=bind,from=build,source=/out,target=/mnt \\
+                cat /data/v /mnt/v > /seen.txt
+            """)
+        try FileManager.default.createDirectory(atPath: "\(recipe)/data", withIntermediateDirectories: true)
+        try "from-context\n".write(toFile: "\(recipe)/data/v", atomically: true, encoding: .utf8)
+        let out = dir.file("out")
+        let r = try build(recipe, output: out)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try String(contentsOfFile: "\(out)/bundle/rootfs/seen.txt", encoding: .utf8) == "from-context\nfrom-stage\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/data") && !FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/mnt/v"))
+        try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", dir.file("disk.raw"))
+        #expect(try DiskFile.read(dir.file("disk.raw"), "/seen.txt").content == Data("from-context\nfrom-stage\n".utf8))
+        #expect(try DiskFile.read(dir.file("disk.raw"), "/data/v").content == nil)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Host
 @testable import RecipePlan
 import Testing
@@ -189,6 +190,27 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.steps[1].instruction == .run(.shell("make")))
     }
 
+    @Test func bindMountsReadTheContextOrAStage() throws {
+        let r = try parse("FROM scratch AS b\nFROM scratch\nWORKDIR /w\nRUN --mount=target=ctx --mount=type=bind,from=b,source=out/,target=/o,ro make\n")
+        var fromStage = RunMount(kind: .bind, target: "/o", id: "/o")
+        (fromStage.source, fromStage.from) = ("/out", 0)
+        #expect(r.steps[1].mounts == [RunMount(kind: .bind, target: "/w/ctx", id: "/w/ctx"), fromStage])
+        #expect(r.neededStages == [0], "a stage a bind mount reads is built")
+    }
+
+    @Test func aBoundContextFileIsPartOfTheKey() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c14-bind-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: "\(dir)/data", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = try RecipeParser(file: "\(dir)/Containerfile").parse("FROM scratch\nRUN --mount=source=data,target=/d true\n")
+        func key() throws -> String { try BuildPlan.make(recipe, baseKey: "b").steps[0].key }
+        try "1".write(toFile: "\(dir)/data/x", atomically: true, encoding: .utf8)
+        let first = try key()
+        try "2".write(toFile: "\(dir)/data/x", atomically: true, encoding: .utf8)
+        #expect(try key() != first)
+        #expect(try BuildPlan.make(recipe, baseKey: "b").steps[0].sources == ["data"])
+    }
+
     @Test func secretMountsAreReadOnlyFilesByID() throws {
         let r = try parse("FROM scratch\nRUN --mount=type=secret,id=npmrc --mount=type=secret,target=/etc/tok,required=true true\n")
         var tok = RunMount(kind: .secret, target: "/etc/tok", id: "tok")
@@ -260,12 +282,14 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
     ("FROM scratch\n#imgbench: size=4G\nRUN x\n", 2, 12, "not an imgbench step setting"),
     ("FROM scratch\n# imgbench: target=box\nRUN x\n", 2, 13, "--target must be container, vm or both"),
     ("FROM scratch\n# imgbench:\nRUN x\n", 2, 3, "needs a setting"),
-    ("FROM scratch\nRUN --mount=target=/x true\n", 2, 5, "type=bind is not supported"),
     ("FROM scratch\nRUN --mount=type=ssh true\n", 2, 5, "type=ssh is not supported"),
+    ("FROM scratch\nRUN --mount=target=/x,rw true\n", 2, 5, "type=bind,rw is not supported"),
+    ("FROM scratch\nRUN --mount=target=/x,source=../up true\n", 2, 5, "climbs out"),
+    ("FROM scratch AS a\nRUN --mount=target=/x,from=a true\n", 2, 5, "RUN --mount from=a: no earlier stage of that name"),
     ("FROM scratch\nRUN --mount=type=secret true\n", 2, 5, "type=secret needs id=ID"),
     ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
     ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
-    ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "does not take 'from'"),
+    ("FROM scratch\nRUN --mount=type=cache,target=/x,from=builder true\n", 2, 5, "type=cache does not take 'from'"),
     ("FROM scratch\nRUN --mount=type=tmpfs,target=/x,size=lots true\n", 2, 5, "size=lots is not a size"),
     ("FROM scratch\nRUN --mount=type=cache,target=/ true\n", 2, 5, "cannot mount on /"),
     ("FROM scratch\nCOPY --mount=type=cache,target=/x a /a\n", 2, 6, "does not take --mount"),
@@ -275,7 +299,7 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
     ("FROM scratch AS a\nCOPY --from=b /x /x\n", 2, 6, "COPY --from=b: no earlier stage of that name"),
     ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: no earlier stage of that name"),
     ("FROM scratch\nFROM scratch\nCOPY --from=1 /x /x\n", 3, 6, "COPY --from=1: no earlier stage has that number"),
-    ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "copying from an image is not supported"),
+    ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "an image is not supported"),
     ("FROM scratch AS a\nFROM scratch\nADD --from=a /x /x\n", 3, 5, "ADD does not take --from"),
     ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, 6, "COPY --from takes no here-document"),
 ])

@@ -69,18 +69,7 @@ extension Builder {
         let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
         case let .run(cmd):
-            let network: Sandbox.Network = switch s.network {
-            case .default: options.network
-            case .none: .none
-            case .host: .host
-            }
-            let (mounts, locks) = try stepMounts(s)
-            defer { for l in locks { l.unlock() } }
-            let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
-                                 workdir: config.workdir, user: config.user, network: network, mounts: mounts, onOutput: onOutput)
-            guard r.status == 0 else {
-                throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))
-            }
+            try runStep(s, cmd, in: disk, config: config, plan: plan, stages: stages, onOutput: onOutput)
         case let .copy(srcs, dest, chown, chmod), let .add(srcs, dest, chown, chmod):
             // Several sources, here-documents counted, make the destination a folder.
             let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
@@ -94,36 +83,6 @@ extension Builder {
         default:
             break
         }
-    }
-
-    /// What a RUN's `--mount=` options mount: a cache mount is a folder of the cache
-    /// (`CACHE/mounts/`, by id), made with its uid, gid and mode the first time and shared by
-    /// every step, build and image that names the id (a `sharing=locked` one held under its lock
-    /// while the step runs); a tmpfs mount is memory; a secret mount is the `--secret` file of
-    /// its id, read-only (none when not given, unless required). None is ever captured.
-    func stepMounts(_ s: Step) throws -> (StepMounts, [FileLock]) {
-        var mounts = StepMounts(), locks: [FileLock] = []
-        for m in s.mounts {
-            switch m.kind {
-            case .tmpfs:
-                mounts.tmpfs.append(Sandbox.Tmpfs(inside: m.target, size: m.size))
-            case .secret:
-                guard let file = options.secrets[m.id] else {
-                    if m.required { throw BuildError.invalid("\(s.location): the secret '\(m.id)' is required: give it with --secret id=\(m.id),src=FILE") }
-                    continue
-                }
-                mounts.binds.append(Sandbox.Bind(host: file, inside: m.target, readOnly: true, isFile: true))
-            case .cache:
-                let dir = "\(options.cache)/mounts/\(BuildPlan.digest(["run-mount-cache", m.id]).prefix(32))"
-                if !FileSystem.exists(dir) {
-                    try FileSystem.makeDirectories(dir, mode: 0o755)
-                    try FileManager.default.setAttributes([.ownerAccountID: m.uid, .groupOwnerAccountID: m.gid, .posixPermissions: m.mode], ofItemAtPath: dir)
-                }
-                if m.locked { locks.append(try FileLock(dir + ".lock", mode: .exclusive)) }
-                mounts.binds.append(Sandbox.Bind(host: dir, inside: m.target, readOnly: m.readOnly))
-            }
-        }
-        return (mounts, locks)
     }
 
     /// The files of a COPY's or ADD's here-documents: written into a private folder (mode 0664,

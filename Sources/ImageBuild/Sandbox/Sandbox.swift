@@ -94,19 +94,8 @@ public struct Sandbox: Sendable {
         let owner = try resolveUser()
         var made = MountPoints(root: root)
         defer { made.remove() }
-        var mounts: [[String: Any]] = []
         try made.directories(["proc", "sys", "dev"])
-        if let resolv = try made.resolvConf() {
-            mounts.append(["destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]])
-        }
-        for b in binds {
-            try b.isFile ? made.file(b.inside) : made.directory(b.inside)
-            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", b.readOnly ? "ro" : "rw", "nosuid", "nodev"]])
-        }
-        for t in tmpfs {
-            try made.directory(t.inside)
-            mounts.append(["destination": t.inside, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] + (t.size.map { ["size=\($0)"] } ?? [])])
-        }
+        let mounts = try extraMounts(&made)
         try ensureWorkdir(cwd)
         let bundle = try TemporaryFolder.make(prefix: "imgbench-step")
         defer { try? FileManager.default.removeItem(atPath: bundle) }
@@ -125,6 +114,24 @@ public struct Sandbox: Sendable {
             if FileSystem.exists("\(Sandbox.stateRoot)/\(id)") { _ = try? Command.run(runc + ["delete", "--force", id], timeout: 30) }
         }
         return try Command.run(runc + ["run", "--bundle", bundle, id], environment: ["PATH": Sandbox.defaultPath], onOutput: onOutput)
+    }
+
+    /// The mounts beyond the container's own: the host's resolv.conf, the binds and the tmpfs,
+    /// each on a mount point made in the root when missing (and removed after the step).
+    func extraMounts(_ made: inout MountPoints) throws -> [[String: Any]] {
+        var mounts: [[String: Any]] = []
+        if let resolv = try made.resolvConf() {
+            mounts.append(["destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]])
+        }
+        for b in binds {
+            try b.isFile ? made.file(b.inside) : made.directory(b.inside)
+            mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", b.readOnly ? "ro" : "rw", "nosuid", "nodev"]])
+        }
+        for t in tmpfs {
+            try made.directory(t.inside)
+            mounts.append(["destination": t.inside, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] + (t.size.map { ["size=\($0)"] } ?? [])])
+        }
+        return mounts
     }
 
     /// USER as uid and gid, looked up in the root (numbers need no entry).
