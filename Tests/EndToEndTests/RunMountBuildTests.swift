@@ -99,12 +99,17 @@ extension BuildTests {
             # vm-kernel=host
             FROM debian:bookworm
             RUN --mount=type=secret,id=tok,required=true wc -c < /run/secrets/tok > /tok.len
+            RUN echo after > /after.txt
             """)
         let out = dir.file("out")
         // A cache of its own: --no-cache (below) remakes the base disk, which the suite's cache shares.
         let cache = try cacheWithBase(dir, "cache")
-        let r = try build(recipe, output: out, cache: cache, arguments: ["--secret", "id=tok,src=\(dir.file("token"))"])
+        // With --cache-to, every entry but the secret step's goes to the registry.
+        let registry = LocalRegistry.isAvailable ? try LocalRegistry() : nil
+        let cacheTo = registry.map { ["--cache-to", "\($0.address)/imgbench/secret-cache"] } ?? []
+        let r = try build(recipe, output: out, cache: cache, arguments: ["--secret", "id=tok,src=\(dir.file("token"))"] + cacheTo)
         #expect(r.status == 0, "\(r.output)")
+        if let registry { try expectNotStored(secretStep: 1, of: try readReport(out), in: "\(registry.address)/imgbench/secret-cache") }
         #expect(try String(contentsOfFile: "\(out)/bundle/rootfs/tok.len", encoding: .utf8) == "\(secret.utf8.count)\n")
         #expect(!FileManager.default.fileExists(atPath: "\(out)/bundle/rootfs/run/secrets/tok"))
         try Qemu.imgOK("convert", "-O", "raw", "\(out)/vm/disk.qcow2", dir.file("disk.raw"))
@@ -114,6 +119,21 @@ extension BuildTests {
         #expect(search.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the secret is in an output: \(search.output)")
         let missing = try build(recipe, output: dir.file("missing"), cache: cache, arguments: ["--no-cache"])
         #expect(missing.status == 1 && missing.stderr.contains("the secret 'tok' is required"), "\(missing.output)")
+    }
+
+    /// The registry of `--cache-to` has the entries of every step of the report but the one that
+    /// mounted a secret (step `secretStep`), on neither side.
+    func expectNotStored(secretStep: Int, of report: Report, in repository: String) throws {
+        let r = try HostTool.run("skopeo", package: "skopeo", ["list-tags", "--tls-verify=false", "docker://\(repository)"])
+        #expect(r.status == 0, "skopeo list-tags: \(r.output)")
+        for step in report.steps where step.container != nil || step.vm != nil {
+            let tags = ["\"layer-\(step.key)\"", "-\(step.key)\""].map { r.stdout.contains($0) }
+            if step.index == secretStep {
+                #expect(tags == [false, false], "the step that mounted a secret is in the registry: \(r.stdout)")
+            } else {
+                #expect(tags == [true, true], "step \(step.index) is not in the registry: \(r.stdout)")
+            }
+        }
     }
 }
 

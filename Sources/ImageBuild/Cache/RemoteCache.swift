@@ -34,14 +34,18 @@ public struct RemoteCacheSettings: Sendable {
 /// one timeout, not one per step). Storing is not best effort: a build asked to fill a registry
 /// that refuses fails, naming it.
 ///
-/// There are no secret mounts (`RUN --mount=type=secret`) yet; when there are, a step that saw
-/// one must not be stored.
+/// A step that saw a secret (`RUN --mount=type=secret`) is never stored (`withoutStoring`): its
+/// layer or link may hold what the secret let it fetch, and a registry is shared further than the
+/// machine the secret was given on. It is still taken from `--cache-from` when there (stored by a
+/// build that ran it without the secret mounted, it holds nothing secret either).
 final class RemoteCache {
     static let artifactType = "application/vnd.imgbench.cache-entry.v1"
     let settings: RemoteCacheSettings
     let events: BuildEvents
     /// The first error the `--cache-from` registry gave; no entry is asked for after it.
     private(set) var fetchFailure: String?
+    /// False while a step that saw a secret runs.
+    private(set) var storing = true
 
     init(settings: RemoteCacheSettings, events: BuildEvents) {
         self.settings = settings
@@ -93,9 +97,18 @@ final class RemoteCache {
         return digests
     }
 
+    /// `body` with nothing stored in the registry, when `secret` (a step that mounts a secret).
+    func withoutStoring<T>(if secret: Bool, _ body: () throws -> T) rethrows -> T {
+        guard secret else { return try body() }
+        storing = false
+        defer { storing = true }
+        events.note("cache: a step that mounts a secret is not stored in \(settings.to.map { "\($0)" } ?? "the registry")")
+        return try body()
+    }
+
     /// Stores files (name: path) as entry `tag`.
     func store(_ tag: String, files: [String: String]) throws {
-        guard let to = settings.to else { return }
+        guard let to = settings.to, storing else { return }
         let repository = to.repository
         try RegistryClient.blocking(to, options: settings.options) { client in
             var layers: [Descriptor] = []

@@ -30,8 +30,10 @@ extension Builder {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
         let m = try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
-            try container.step(key: p.key, text: s.text) { root in
-                try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+            try storing(s, in: container.remote) {
+                try container.step(key: p.key, text: s.text) { root in
+                    try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+                }
             }
         }
         events.stepFinished(index: p.index, target: "container", measure: m)
@@ -43,12 +45,21 @@ extension Builder {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
         let m = try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
-            try vm.step(key: p.key, label: s.text) { disk in
-                try self.perform(s, in: disk, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+            try storing(s, in: vm.remote) {
+                try vm.step(key: p.key, label: s.text) { disk in
+                    try self.perform(s, in: disk, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+                }
             }
         }
         events.stepFinished(index: p.index, target: "vm", measure: m)
         return m
+    }
+
+    /// `body` (a step's making), with nothing stored in the `--cache-to` registry when the step
+    /// mounts a secret (`RemoteCache`).
+    func storing<T>(_ s: Step, in remote: RemoteCache?, _ body: () throws -> T) throws -> T {
+        guard let remote else { return try body() }
+        return try remote.withoutStoring(if: s.mounts.contains { $0.kind == .secret }, body)
     }
 
     /// The finalisation of the VM side: kernel, initramfs, fstab and boot files.
