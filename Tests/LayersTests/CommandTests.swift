@@ -10,8 +10,11 @@ let imgbenchPath = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPa
 
 @Suite("imgbench layers, oci and drivers commands")
 struct CommandTests {
-    func imgbench(_ args: String...) throws -> (status: Int32, output: String) {
-        try run([imgbenchPath] + args)
+    /// Its exit status, standard output (the JSON asked for) and standard error (progress lines,
+    /// which `--progress auto` writes off a terminal too, and errors).
+    func imgbench(_ args: String...) throws -> (status: Int32, output: String, errors: String) {
+        let r = try runProcess(imgbenchPath, args)
+        return (r.status, r.stdout, r.stderr)
     }
 
     func json(_ text: String) throws -> Any {
@@ -24,7 +27,7 @@ struct CommandTests {
         let src = try t.sub("src")
         _ = try sh("mkdir -p a/b; echo one > a/b/f; ln -s b/f a/l; echo two > top", cwd: src)
         let cap = try imgbench("layers", "capture", src, "--layout", t.path + "/lay:v1", "--format", "json")
-        #expect(cap.status == 0, "\(cap.output)")
+        #expect(cap.status == 0, "\(cap.output)\(cap.errors)")
         let capture = try #require(try json(cap.output) as? [String: Any])
         let digest = try #require(capture["digest"] as? String)
 
@@ -33,14 +36,14 @@ struct CommandTests {
         #expect(rows.count == 1 && rows[0]["tag"] as? String == "v1" && rows[0]["layers"] as? Int == 1)
 
         let inspect = try imgbench("oci", "inspect", t.path + "/lay:v1", "--verify", "--format", "json")
-        #expect(inspect.status == 0, "\(inspect.output)")
+        #expect(inspect.status == 0, "\(inspect.output)\(inspect.errors)")
         let report = try #require(try json(inspect.output) as? [String: Any])
         #expect(report["verified"] as? Bool == true)
         #expect((report["layers"] as? [[String: Any]])?.first?["digest"] as? String == digest)
 
         let out = t.path + "/out"
         let apply = try imgbench("layers", "apply", "--layout", t.path + "/lay:v1", "--target", out)
-        #expect(apply.status == 0, "\(apply.output)")
+        #expect(apply.status == 0, "\(apply.output)\(apply.errors)")
         #expect(try describeTree(out) == describeTree(src))
 
         let file = t.path + "/layer.tar.zst"
@@ -62,7 +65,7 @@ struct CommandTests {
         try sink.finish()
         let r = try imgbench("layers", "apply", tar, "--target", try t.sub("target"))
         #expect(r.status == 1)
-        #expect(r.output.hasPrefix("imgbench: error: ") && r.output.contains("entry ../evil refused"))
+        #expect(r.errors.components(separatedBy: "\n").contains { $0.hasPrefix("imgbench: error: ") && $0.contains("entry ../evil refused") }, "\(r.errors)")
         #expect(try FileSystem.children(t.path).sorted() == ["evil.tar", "target"])
     }
 
@@ -89,7 +92,7 @@ struct CommandTests {
         #expect(try imgbench("layers", "capture", src, "--layout", t.path + "/lay:x").status == 0)
         for (round, reused) in [(1, false), (2, true)] {
             let r = try imgbench("layers", "apply", "--layout", t.path + "/lay:x", "--driver", "overlay", "--store", t.path + "/store", "--format", "json")
-            #expect(r.status == 0, "\(r.output)")
+            #expect(r.status == 0, "\(r.output)\(r.errors)")
             let rows = try #require(try json(r.output) as? [[String: Any]])
             #expect(rows.count == 2 && rows.allSatisfy { $0["reused"] as? Bool == reused }, "round \(round)")
         }

@@ -26,7 +26,7 @@ struct VerifyReproCommand: ParsableCommand {
     @Option(help: "Cache folder (its Debian base is reused; steps are rebuilt).", transform: absolutePath) var cache: String?
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG; may repeat.") var buildArgs: [String] = []
     @Flag(help: "Also fail (exit 1) when the flattened VM disks differ.") var strictVm = false
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {

@@ -9,7 +9,8 @@ struct DiffCommand: ParsableCommand {
         commandName: "diff",
         abstract: "What changed between two builds of a recipe: files per step and Debian packages, in the container image and on the VM disk.",
         discussion: """
-            OLD and NEW are build output folders (out/NAME, with report.json and the OCI layout). \
+            OLD and NEW are build output folders (out/NAME, with report.json and the OCI layout), \
+            or their report.json files (read with the layout and disk beside them). \
             Steps pair as `imgbench check` pairs them; for each step whose layer differs, the \
             files one layer holds and the other does not, or holds with other content (SHA-256), \
             the largest first; then the packages of the two final images (var/lib/dpkg/status) \
@@ -22,8 +23,8 @@ struct DiffCommand: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, markdown }
 
-    @Argument(help: "The old build's output folder.", transform: absolutePath) var old: String
-    @Argument(help: "The new build's output folder.", transform: absolutePath) var new: String
+    @Argument(help: "The old build's output folder, or its report.json.", transform: outputFolder) var old: String
+    @Argument(help: "The new build's output folder, or its report.json.", transform: outputFolder) var new: String
     @Option(help: "table, json or markdown (for a pull-request comment).") var format: Format = .table
     @Option(help: "File changes shown per step (table and markdown; JSON has all).") var top = 20
     @Option(help: "Where the VM disks' files are copied out to be compared (removed after).", transform: absolutePath)
@@ -78,4 +79,10 @@ enum DiffTable {
         for c in list { p.rows.append([c.name, c.change.rawValue, c.oldVersion ?? "-", c.newVersion ?? "-"]) }
         return "\(title):\n" + p.render()
     }
+}
+
+/// A build's output folder, given as the folder or as its report.json.
+func outputFolder(_ argument: String) -> String {
+    let p = absolutePath(argument)
+    return p.hasSuffix(".json") ? (p as NSString).deletingLastPathComponent : p
 }

@@ -21,7 +21,7 @@ struct LayersApply: ParsableCommand {
     @Option(help: "Unpack the --layout image onto this storage driver instead (see imgbench drivers).") var driver: StorageDriverKind?
     @Option(help: "The driver's store directory, for --driver.", transform: absolutePath) var store: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
-    @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
 
     struct Report: Codable {
         var layer: String

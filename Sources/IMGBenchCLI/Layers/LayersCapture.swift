@@ -32,7 +32,7 @@ struct LayersCapture: ParsableCommand {
     @Option(help: "Add the layer to the image DIR:TAG of an OCI layout (made if missing).") var layout: LayoutReference?
     @Option(help: "The history entry's created_by for --layout.") var createdBy: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
-    @Option(help: "auto (on a terminal), plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard (output == nil) != (layout == nil) else { throw ValidationError("give exactly one of --output FILE or --layout DIR:TAG") }

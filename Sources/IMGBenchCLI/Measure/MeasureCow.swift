@@ -25,7 +25,7 @@ struct MeasureCow: ParsableCommand {
     @Flag(help: "Also run the workload in a booted VM of the base disk (KVM when it works here, else software emulation, said in the result).")
     var bootedVm = false
     @Option(help: "Seconds the booted VM may take before it is stopped.") var vmTimeout: Double = 3600
-    @Option(help: "auto, plain or none.") var progress: ProgressMode = .auto
+    @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
     @OptionGroup var rounds: DriverRounds
     @OptionGroup var options: MeasureOptions
 
