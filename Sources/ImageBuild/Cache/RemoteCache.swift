@@ -19,9 +19,10 @@ public struct RemoteCacheSettings: Sendable {
 ///
 /// ```
 /// REPO:layer-KEY            a container step's layer: files `layer` (the blob as built) and
-///                           `record.json` (its descriptor and diff ID)
+///                           `record.json` (its descriptor, diff ID, created time and cost)
 /// REPO:vm-SETTINGS-KEY      a VM step's link: `link.qcow2` (backed by its parent's file name),
-///                           and for the finalisation `boot-vmlinuz`, `boot-initrd.img`
+///                           `record.json` (its digests and cost), and for the finalisation
+///                           `boot-vmlinuz`, `boot-initrd.img`
 /// ```
 /// An artifact (image-spec 1.1, artifact type `application/vnd.imgbench.cache-entry.v1`) holds
 /// the files as layers, named by their `org.opencontainers.image.title`; blobs the repository
@@ -106,14 +107,16 @@ final class RemoteCache {
         return try body()
     }
 
-    /// Stores files (name: path) as entry `tag`.
-    func store(_ tag: String, files: [String: String]) throws {
+    /// Stores files (name: path) as entry `tag`. `digests`: those the caller's records hold
+    /// already (the registry checks each as it comes), so that a build storing its hits does not
+    /// read every layer and link again; the others are read here.
+    func store(_ tag: String, files: [String: String], digests: [String: Digest] = [:]) throws {
         guard let to = settings.to, storing else { return }
         let repository = to.repository
         try RegistryClient.blocking(to, options: settings.options) { client in
             var layers: [Descriptor] = []
             for (name, path) in files.sorted(by: { $0.key < $1.key }) {
-                let (digest, size) = try Digest.ofFile(path)
+                let (digest, size) = try digests[name].map { ($0, Int64(try FileSystem.lstat(path).st_size)) } ?? Digest.ofFile(path)
                 var d = Descriptor(mediaType: "application/octet-stream", digest: digest, size: size)
                 _ = try await client.pushBlob(repository, d, file: path)
                 d.annotations = [AnnotationKey.title: name]

@@ -38,6 +38,8 @@ extension ContainerPass {
     /// Stores step `key`'s layer in the registry (`--cache-to`).
     func storeLayer(_ key: String, _ record: LayerRecord) throws {
         guard let remote, remote.settings.to != nil else { return }
-        try remote.store(Self.remoteTag(key), files: ["layer": blobs.path(of: record.layer.descriptor.digest), "record.json": "\(records)/\(key).json"])
+        let blob = record.layer.descriptor.digest
+        try remote.store(Self.remoteTag(key), files: ["layer": blobs.path(of: blob), "record.json": "\(records)/\(key).json"],
+                         digests: ["layer": blob])
     }
 }

@@ -46,6 +46,12 @@ extension VMPass {
         let boot = "\(folder)/\(key).boot"
         var files = ["link.qcow2": path(key), "record.json": recordPath(key)]
         for n in (try? FileSystem.children(boot)) ?? [] { files["boot-\(n)"] = "\(boot)/\(n)" }
-        try remote.store(remoteTag(key), files: files)
+        // The record's digests were checked against the files when this build used or made the link.
+        var digests: [String: Digest] = [:]
+        if let data = FileManager.default.contents(atPath: recordPath(key)), let record = try? JSONDecoder().decode(LinkRecord.self, from: data) {
+            digests["link.qcow2"] = record.digest
+            for (n, d) in record.boot ?? [:] { digests["boot-\(n)"] = d }
+        }
+        try remote.store(remoteTag(key), files: files, digests: digests)
     }
 }
