@@ -43,8 +43,8 @@ final class RemoteCache {
     static let artifactType = "application/vnd.imgbench.cache-entry.v1"
     let settings: RemoteCacheSettings
     let events: BuildEvents
-    /// The first error the `--cache-from` registry gave; no entry is asked for after it.
-    private(set) var fetchFailure: String?
+    /// Whether the `--cache-from` registry gave an error; no entry is asked for after one.
+    private(set) var fetchFailed = false
     /// False while a step that saw a secret runs.
     private(set) var storing = true
 
@@ -58,7 +58,7 @@ final class RemoteCache {
     /// was checked against its digest as it came); nil, without calling `use`, when the registry
     /// has no such entry or cannot give it.
     func fetch<T>(_ tag: String, into dir: String, _ use: (_ dir: String, _ digests: [String: Digest]) throws -> T) throws -> T? {
-        guard let from = settings.from, fetchFailure == nil else { return nil }
+        guard let from = settings.from, !fetchFailed else { return nil }
         return try BuildCache.makingPartial(dir) { () -> T? in
             defer { try? FileSystem.removeTree(dir) }
             guard let digests = fetched(tag, from: from, into: dir) else { return nil }
@@ -73,7 +73,7 @@ final class RemoteCache {
                 try await Self.fetch(tag, from: from.repository, into: dir, client: client)
             }
         } catch {
-            fetchFailure = HostError.line(error)
+            fetchFailed = true
             events.warning("--cache-from \(from): \(tag) cannot be fetched, so this build uses its local cache only: \(HostError.line(error))")
             return nil
         }
