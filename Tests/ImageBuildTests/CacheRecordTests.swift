@@ -56,3 +56,26 @@ private let layer = StoredLayer(
     #expect(BuildReport.builtSeconds([a, b, BuildReport.Measure(seconds: 1, cacheHit: true)]) == nil)
     #expect(BuildReport.builtSeconds([]) == 0)
 }
+
+@Test func aRepairRemovesTheLinksMadeOnABadLinkAsWell() throws {
+    let dir = try TempDir("repair-chain")
+    let folder = dir.file("vm/s")
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    var parent: String?
+    for key in ["c", "b", "a"] {
+        let link = "\(folder)/\(key).qcow2"
+        try QcowImage.create(path: link, options: Qcow2CreateOptions(virtualSize: 1 << 20)).close()
+        try JSONEncoder().encode(VMPass.record(of: link, parent: parent)).write(to: URL(fileURLWithPath: "\(folder)/\(key).json"))
+        parent = "\(key).qcow2"
+    }
+    // The first link of the chain (`c`, sorted last) no longer matches its record.
+    var record = try JSONDecoder().decode(VMPass.LinkRecord.self, from: Data(contentsOf: URL(fileURLWithPath: "\(folder)/c.json")))
+    record.digest = Digest.of(Data("another".utf8))
+    try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: "\(folder)/c.json"))
+    let inventory = CacheInventory(root: dir.path)
+    #expect(inventory.verify(repair: false).findings.map(\.name) == ["vm/s/c"])
+    let repaired = inventory.verify(repair: true).findings
+    #expect(Set(repaired.map(\.name)) == ["vm/s/a", "vm/s/b", "vm/s/c"] && repaired.allSatisfy(\.removed), "\(repaired)")
+    #expect(inventory.verify(repair: false).findings.isEmpty)
+    #expect(inventory.entries().isEmpty)
+}

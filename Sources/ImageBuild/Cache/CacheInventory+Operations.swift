@@ -53,12 +53,23 @@ extension CacheInventory {
     /// Checks every entry and every blob's digest; with `repair`, removes what is bad and what
     /// dead builds left. An entry a build holds is skipped: a build only holds usable entries or
     /// ones it is making.
+    /// Removing a bad entry makes the entries made on it bad (their parent is missing), so a
+    /// repair checks again until a pass removes nothing.
     public func verify(repair: Bool) -> (checked: Int, findings: [Finding]) {
         let all = entries()
         var findings: [Finding] = []
-        for e in all {
-            guard problem(e) != nil, let lock = FileLock(trying: e.lock, mode: .exclusive), let why = problem(e) else { continue }
-            findings.append(Finding(name: e.name, problem: why, removed: repair && (try? remove(e, holding: lock)) != nil))
+        var seen = Set<String>()
+        var pass = all
+        while !pass.isEmpty {
+            var removedAny = false
+            for e in pass where !seen.contains(e.name) {
+                guard problem(e) != nil, let lock = FileLock(trying: e.lock, mode: .exclusive), let why = problem(e) else { continue }
+                let removed = repair && (try? remove(e, holding: lock)) != nil
+                seen.insert(e.name)
+                removedAny = removedAny || removed
+                findings.append(Finding(name: e.name, problem: why, removed: removed))
+            }
+            pass = removedAny ? entries() : []
         }
         findings += badBlobs(repair: repair) + leftovers(remove: repair)
         return (all.count + ((try? blobs.list()) ?? []).count, findings)
