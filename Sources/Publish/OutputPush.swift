@@ -65,15 +65,35 @@ public struct OutputPush: Sendable, Transfer {
     var tag: String { reference.tag ?? "latest" }
     var repository: String { reference.repository }
 
+    /// The image's blobs, the containerDisk's and the artifacts go up at the same time: the
+    /// artifacts' subject is the image manifest, whose digest is known before it is pushed, and
+    /// the hand-off's needs only the containerDisk's digest, known once its layout is written.
     func push(_ handoff: Handoff, _ container: Handoff.Container, dir: String, client: RegistryClient) async throws -> Result {
         let start = Date()
         let layout = try ImageLayout(opening: "\(dir)/\(container.ociLayout)")
         let image = try layout.resolve(tag: container.imageReference)
         note?("container image \(image.digest)")
         var result = Result(reference: reference.description, imageDigest: image.digest.description)
-        count(try await client.pushImage(layout, manifest: image, to: repository, mountFrom: settings.mountFrom, progress: progress), into: &result)
-        let vm = try await pushVM(handoff, dir: dir, client: client, result: &result)
-        try await pushArtifacts(handoff, dir: dir, image: image, vm: vm, client: client, result: &result)
+        async let imageBlobs = client.pushImage(layout, manifest: image, to: repository, mountFrom: settings.mountFrom, progress: progress)
+
+        var vm: (data: Data, descriptor: Descriptor)?
+        var vmBlobs: [BlobOutcome] = []
+        if let disk = handoff.vm {
+            let scratch = try Self.scratchFolder(beside: dir)
+            let id = Cleanup.register("push scratch \(scratch)") { try? FileSystem.removeTree(scratch) }
+            defer { Cleanup.run(id) }
+            let (vmLayout, d) = try makeContainerDisk(handoff, disk, dir: dir, scratch: scratch)
+            async let blobs = client.pushImage(vmLayout, manifest: d, to: repository, mountFrom: settings.mountFrom, progress: progress)
+            let made = (try vmLayout.blobs.read(d), d)
+            result.artifacts = try await pushArtifacts(handoff, dir: dir, image: image, vm: made.1, client: client)
+            vmBlobs = try await blobs
+            vm = made
+            result.vmReference = reference.tagged(tag + vmTagSuffix).description
+            result.vmDigest = d.digest.description
+        } else {
+            result.artifacts = try await pushArtifacts(handoff, dir: dir, image: image, vm: nil, client: client)
+        }
+        count(try await imageBlobs + vmBlobs, into: &result)
         if let vm {
             note?("tag \(tag + vmTagSuffix)")
             try await client.putManifest(repository, reference: tag + vmTagSuffix, data: vm.data, mediaType: vm.descriptor.mediaType)
@@ -88,22 +108,13 @@ public struct OutputPush: Sendable, Transfer {
         for o in outcomes { result.blobs[o.rawValue, default: 0] += 1 }
     }
 
-    /// The containerDisk image, made in a scratch layout beside the output folder and pushed by
-    /// digest; the scratch is removed however it ends.
-    func pushVM(_ handoff: Handoff, dir: String, client: RegistryClient, result: inout Result) async throws -> (data: Data, descriptor: Descriptor)? {
-        guard let vm = handoff.vm else { return nil }
-        let scratch = try Self.scratchFolder(beside: dir)
-        let id = Cleanup.register("push scratch \(scratch)") { try? FileSystem.removeTree(scratch) }
-        defer { Cleanup.run(id) }
+    /// The VM disk as a containerDisk image, written into a layout in `scratch`.
+    func makeContainerDisk(_ handoff: Handoff, _ vm: Handoff.VM, dir: String, scratch: String) throws -> (ImageLayout, Descriptor) {
         note?("VM disk as a KubeVirt containerDisk (/\(ContainerDisk.diskPath(name: handoff.recipe.name)))")
         let files = ContainerDisk.Files(disk: "\(dir)/\(vm.disk)", kernel: "\(dir)/\(vm.boot.kernel)",
                                         initrd: vm.boot.initrd.map { "\(dir)/\($0)" }, name: handoff.recipe.name)
         let layout = try ImageLayout.create(at: scratch + "/oci")
-        let d = try ContainerDisk.write(files, into: layout, tag: "vm", progress: diskProgress)
-        count(try await client.pushImage(layout, manifest: d, to: repository, mountFrom: settings.mountFrom, progress: progress), into: &result)
-        result.vmReference = reference.tagged(tag + vmTagSuffix).description
-        result.vmDigest = d.digest.description
-        return (try layout.blobs.read(d), d)
+        return (layout, try ContainerDisk.write(files, into: layout, tag: "vm", progress: diskProgress))
     }
 
     /// A new folder beside the output folder (the same filesystem as its disk), only root's.
@@ -112,21 +123,24 @@ public struct OutputPush: Sendable, Transfer {
         return try TemporaryFolder.make(prefix: ".\(url.lastPathComponent).push", in: url.deletingLastPathComponent().path)
     }
 
-    func pushArtifacts(_ handoff: Handoff, dir: String, image: Descriptor, vm: (data: Data, descriptor: Descriptor)?,
-                       client: RegistryClient, result: inout Result) async throws {
+    /// report.json and handoff.json as artifacts referring to the image; their manifest
+    /// digests by artifact type.
+    func pushArtifacts(_ handoff: Handoff, dir: String, image: Descriptor, vm: Descriptor?,
+                       client: RegistryClient) async throws -> [String: String] {
         let created = ISO8601DateFormatter().string(from: Date())
         var vmAnnotation: [String: String] = [:]
-        if let vm { vmAnnotation[ArtifactType.vmManifestAnnotation] = vm.descriptor.digest.description }
+        if let vm { vmAnnotation[ArtifactType.vmManifestAnnotation] = vm.digest.description }
+        var files: [RegistryClient.ArtifactFile] = []
         for (file, type, extra) in [(handoff.report, ArtifactType.report, [:]), (Handoff.fileName, ArtifactType.handoff, vmAnnotation)] {
             let path = "\(dir)/\(file)"
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw HostError.io(path: path, message: "cannot read it")
             }
             note?("artifact \((file as NSString).lastPathComponent) referring to \(image.digest)")
-            let d = try await client.pushArtifact(repository, file: data, name: (file as NSString).lastPathComponent,
-                                                  fileType: "application/json", artifactType: type, subject: image,
-                                                  annotations: extra.merging([AnnotationKey.created: created]) { a, _ in a })
-            result.artifacts[type] = d.digest.description
+            files.append(.init(data: data, name: (file as NSString).lastPathComponent, fileType: "application/json", artifactType: type,
+                               annotations: extra.merging([AnnotationKey.created: created]) { a, _ in a }))
         }
+        let pushed = try await client.pushArtifacts(repository, files, subject: image)
+        return Dictionary(uniqueKeysWithValues: zip(files.map(\.artifactType), pushed.map(\.digest.description)))
     }
 }

@@ -16,11 +16,13 @@ extension RegistryClient {
         var offset: Int64 = 0
         var failures = 0
         while offset < d.size {
-            let count = Int(min(Int64(options.chunkSize), d.size - offset))
-            let body = try Self.read(file, offset: offset, count: count)
+            let count = min(Int64(options.chunkSize), d.size - offset)
+            let start = offset
+            var body = FilePart(path: file, offset: offset, count: count)
+            if let progress { body.progress = { sent in progress(d.digest, start + sent, d.size) } }
             do {
-                location = try await patch(repository, d, body: body, offset: offset, location: location)
-                offset += Int64(count)
+                location = try await patch(repository, d, body: body, location: location)
+                offset += count
                 failures = 0
                 progress?(d.digest, offset, d.size)
             } catch let RegistryError.connection(r, repo, op, message, _) {
@@ -39,12 +41,12 @@ extension RegistryClient {
         await drain(response)
     }
 
-    func patch(_ repository: String, _ d: Descriptor, body: ByteBuffer, offset: Int64, location: String) async throws -> String {
-        let end = offset + Int64(body.readableBytes) - 1
+    func patch(_ repository: String, _ d: Descriptor, body: FilePart, location: String) async throws -> String {
+        let offset = body.offset, end = body.offset + body.count - 1
         let call = Call(method: .PATCH, url: location, repository: repository,
                         operation: "PATCH blob \(d.digest) bytes \(offset)-\(end)",
                         headers: [("Content-Type", "application/octet-stream"), ("Content-Range", "\(offset)-\(end)")],
-                        body: body, push: true, retries: false)
+                        body: .file(body), push: true, retries: false)
         let response = try await send(call)
         try await expect(response, [202], call)
         await drain(response)

@@ -39,6 +39,24 @@ extension RegistryClient {
         return d
     }
 
+    /// One file to push as an OCI artifact.
+    public struct ArtifactFile: Sendable {
+        public var data: Data
+        /// Its title in the artifact (`org.opencontainers.image.title`).
+        public var name: String
+        public var fileType: String
+        public var artifactType: String
+        public var annotations: [String: String]
+
+        public init(data: Data, name: String, fileType: String, artifactType: String, annotations: [String: String] = [:]) {
+            self.data = data
+            self.name = name
+            self.fileType = fileType
+            self.artifactType = artifactType
+            self.annotations = annotations
+        }
+    }
+
     /// Pushes one file as an OCI artifact (image-spec 1.1: the empty config, the file as its one
     /// layer, `artifactType`) whose `subject` is another manifest, by digest, and lists it as a
     /// referrer of the subject: by the registry itself when it processes `subject`, else in the
@@ -46,18 +64,36 @@ extension RegistryClient {
     @discardableResult
     public func pushArtifact(_ repository: String, file: Data, name: String, fileType: String, artifactType: String,
                              subject: Descriptor, annotations: [String: String] = [:]) async throws -> Descriptor {
+        let one = ArtifactFile(data: file, name: name, fileType: fileType, artifactType: artifactType, annotations: annotations)
+        return try await pushArtifacts(repository, [one], subject: subject)[0]
+    }
+
+    /// Pushes several artifacts of one subject at once (`pushArtifact`); the referrers tag, where
+    /// the registry needs it, is updated once with those the registry did not list itself (one
+    /// writer of the tag's index, so none is lost). The subject need not be there yet
+    /// (distribution-spec 1.1 accepts a manifest whose subject is missing), so artifacts may go
+    /// up beside their image. Returns their descriptors, in order.
+    public func pushArtifacts(_ repository: String, _ files: [ArtifactFile], subject: Descriptor) async throws -> [Descriptor] {
+        let pushed = try await Self.concurrently(files.count) { i in
+            try await self.pushArtifactManifest(repository, files[i], subject: subject)
+        }
+        let unlisted = pushed.filter { !$0.processed }.map(\.descriptor)
+        if !unlisted.isEmpty { try await addToReferrersTag(repository, subject: subject.digest, artifacts: unlisted) }
+        return pushed.map(\.descriptor)
+    }
+
+    func pushArtifactManifest(_ repository: String, _ file: ArtifactFile, subject: Descriptor) async throws -> (descriptor: Descriptor, processed: Bool) {
         let empty = try await pushBlob(repository, data: Data("{}".utf8), mediaType: MediaType.empty)
-        var layer = try await pushBlob(repository, data: file, mediaType: fileType)
-        layer.annotations = [AnnotationKey.title: name]
-        var m = Manifest(config: empty, layers: [layer], annotations: annotations.isEmpty ? nil : annotations)
-        m.artifactType = artifactType
+        var layer = try await pushBlob(repository, data: file.data, mediaType: file.fileType)
+        layer.annotations = [AnnotationKey.title: file.name]
+        var m = Manifest(config: empty, layers: [layer], annotations: file.annotations.isEmpty ? nil : file.annotations)
+        m.artifactType = file.artifactType
         m.subject = Descriptor(mediaType: subject.mediaType, digest: subject.digest, size: subject.size)
         let data = try CanonicalJSON.encode(m)
         var d = Descriptor(mediaType: MediaType.imageManifest, digest: Digest.of(data), size: Int64(data.count), annotations: m.annotations)
-        d.artifactType = artifactType
+        d.artifactType = file.artifactType
         let processed = try await putManifest(repository, reference: d.digest.description, data: data, mediaType: d.mediaType)
-        if !processed { try await addToReferrersTag(repository, subject: subject.digest, artifact: d) }
-        return d
+        return (d, processed)
     }
 
     /// The file of the newest artifact of a type that refers to a manifest (by its

@@ -24,7 +24,7 @@ extension RegistryClient {
     public func putManifest(_ repository: String, reference: String, data: Data, mediaType: String) async throws -> Bool {
         let call = Call(method: .PUT, url: "/v2/\(repository)/manifests/\(reference)", repository: repository,
                         operation: "PUT manifest \(reference)", headers: [("Content-Type", mediaType)],
-                        body: ByteBuffer(data: data), push: true)
+                        body: .bytes(ByteBuffer(data: data)), push: true)
         let response = try await send(call)
         try await expect(response, [201], call)
         await drain(response)

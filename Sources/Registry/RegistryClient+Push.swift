@@ -42,8 +42,9 @@ extension RegistryClient {
             try await uploadChunks(repository, d, file: file, location: location, progress: progress)
             return .uploaded
         }
-        let body = try Self.read(file, offset: 0, count: Int(d.size))
-        return try await pushWhole(repository, d, body: body, mountFrom: mountFrom, progress: progress)
+        var part = FilePart(path: file, offset: 0, count: d.size)
+        if let progress { part.progress = { sent in progress(d.digest, sent, d.size) } }
+        return try await pushWhole(repository, d, body: .file(part), mountFrom: mountFrom, progress: progress)
     }
 
     /// Puts a small blob held in memory (a config, an artifact's file).
@@ -51,13 +52,13 @@ extension RegistryClient {
     public func pushBlob(_ repository: String, data: Data, mediaType: String) async throws -> Descriptor {
         let d = Descriptor(mediaType: mediaType, digest: Digest.of(data), size: Int64(data.count))
         if try await hasBlob(repository, d.digest) { return d }
-        _ = try await pushWhole(repository, d, body: ByteBuffer(data: data), mountFrom: nil, progress: nil)
+        _ = try await pushWhole(repository, d, body: .bytes(ByteBuffer(data: data)), mountFrom: nil, progress: nil)
         return d
     }
 
     /// A monolithic upload: POST then one PUT with every byte. A connection lost during the PUT
     /// starts the upload again (the registry may have kept part of the bytes).
-    func pushWhole(_ repository: String, _ d: Descriptor, body: ByteBuffer, mountFrom: String?,
+    func pushWhole(_ repository: String, _ d: Descriptor, body: Payload, mountFrom: String?,
                    progress: TransferProgress?) async throws -> BlobOutcome {
         var attempt = 1
         while true {
@@ -103,22 +104,5 @@ extension RegistryClient {
 
     static func adding(digest: Digest, to location: String) -> String {
         location + (location.contains("?") ? "&" : "?") + "digest=\(digest)"
-    }
-
-    static func read(_ file: String, offset: Int64, count: Int) throws -> ByteBuffer {
-        guard let h = FileHandle(forReadingAtPath: file) else {
-            throw RegistryError.settings(path: file, message: "cannot open the blob")
-        }
-        defer { try? h.close() }
-        do {
-            try h.seek(toOffset: UInt64(offset))
-            let data = try h.read(upToCount: count) ?? Data()
-            guard data.count == count else {
-                throw RegistryError.settings(path: file, message: "blob is shorter than its descriptor says (\(offset + Int64(data.count)) bytes)")
-            }
-            return ByteBuffer(data: data)
-        } catch let e as RegistryError { throw e } catch {
-            throw RegistryError.settings(path: file, message: "cannot read the blob: \(error)")
-        }
     }
 }

@@ -45,12 +45,13 @@ extension RegistryClient {
         return index
     }
 
-    /// Adds an artifact (already pushed, its subject processed by the registry or not) to the
-    /// referrers tag of its subject, keeping what the index listed.
-    public func addToReferrersTag(_ repository: String, subject: Digest, artifact: Descriptor) async throws {
+    /// Adds artifacts (already pushed, their subject processed by the registry or not) to the
+    /// referrers tag of their subject, keeping what the index listed.
+    public func addToReferrersTag(_ repository: String, subject: Digest, artifacts: [Descriptor]) async throws {
         var index = try await referrersIndex(repository, subject: subject, push: true) ?? Index()
-        guard !index.manifests.contains(where: { $0.digest == artifact.digest }) else { return }
-        index.manifests.append(artifact)
+        let new = artifacts.filter { a in !index.manifests.contains { $0.digest == a.digest } }
+        guard !new.isEmpty else { return }
+        index.manifests += new
         try await putManifest(repository, reference: Self.referrersTag(subject), data: CanonicalJSON.encode(index),
                               mediaType: MediaType.imageIndex)
     }

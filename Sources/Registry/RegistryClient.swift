@@ -22,8 +22,10 @@ import OCI
 public final class RegistryClient: @unchecked Sendable {
     public struct Options: Sendable {
         public var tls = TLSSettings()
-        /// Blobs larger than this go up in chunks of this size (PATCH with Content-Range).
-        public var chunkSize = 32 << 20
+        /// Blobs larger than this go up in chunks of this size (PATCH with Content-Range), so a
+        /// lost connection costs one chunk; smaller ones in one request. Either way the bytes are
+        /// streamed from the file, never held whole in memory.
+        public var chunkSize = 256 << 20
         /// Attempts of one request (or one chunk) before its error is final.
         public var attempts = 5
         /// The first wait before a retry, in seconds; doubled at each retry.
@@ -98,7 +100,7 @@ public final class RegistryClient: @unchecked Sendable {
         var repository: String
         var operation: String
         var headers: [(String, String)] = []
-        var body: ByteBuffer?
+        var body: Payload?
         var push = false
         /// Extra token scopes (a cross-repository mount's source).
         var extraScopes: [String] = []
@@ -144,7 +146,11 @@ public final class RegistryClient: @unchecked Sendable {
         for (name, value) in call.headers { r.headers.add(name: name, value: value) }
         if let auth = authorization(call) { r.headers.replaceOrAdd(name: "Authorization", value: auth) }
         // The client sets Content-Length itself (0 for a PUT, POST or PATCH without a body).
-        if let body = call.body { r.body = .bytes(body) }
+        switch call.body {
+        case .bytes(let b)?: r.body = .bytes(b)
+        case .file(let part)?: r.body = .stream(part, length: .known(part.count))
+        case nil: break
+        }
         return r
     }
 

@@ -22,8 +22,8 @@ struct RegistryAccessFlags: ParsableArguments {
 /// The options of push and pull.
 struct RegistryFlags: ParsableArguments {
     @OptionGroup var access: RegistryAccessFlags
-    @Option(help: "Blobs larger than this go up in chunks of this size (PATCH with Content-Range).")
-    var chunkSize = ByteSize(bytes: 32 << 20)
+    @Option(help: "Blobs larger than this go up in chunks of this size (PATCH with Content-Range), so a lost connection costs one chunk; smaller ones in one request. Both are streamed from the file.")
+    var chunkSize = ByteSize(bytes: 256 << 20)
     @Option(help: "The tag of the VM's containerDisk image is the image's tag followed by this.")
     var vmTagSuffix = "-vm"
     @Option(help: "push: a repository of the same registry whose blobs are mounted rather than uploaded again (one that an earlier push filled).")
