@@ -31,4 +31,21 @@ public enum AttachedArtifact {
             return try await file(ArtifactType.report, of: image, reference, client: client).0
         }
     }
+
+    /// The layers of the image `reference` names that `digests` lists, fetched into a new OCI
+    /// layout at `layout` (what `imgbench check` needs of a registry baseline to name the files
+    /// behind a breach). Layers the image does not have are left out.
+    public static func layers(of reference: ImageReference, _ digests: Set<String>, into layout: String,
+                              options: RegistryClient.Options) async throws {
+        try await RegistryClient.using(reference, options: options) { client in
+            let image = try await image(reference, client: client)
+            guard MediaType.isManifest(image.mediaType) else { return }
+            let manifest = try CanonicalJSON.decode(Manifest.self, from: image.data, path: "\(reference)@\(image.digest)")
+            let wanted = manifest.layers.filter { digests.contains($0.digest.description) }
+            let store = try ImageLayout.create(at: layout).blobs
+            _ = try await RegistryClient.concurrently(wanted.count) { i in
+                try await client.fetchBlob(reference.repository, wanted[i], into: store)
+            }
+        }
+    }
 }

@@ -126,7 +126,7 @@ extension RegistryClient {
 
     /// `body(0..<count)`, at most `parallelBlobs` at a time, the results in index order; the first
     /// error cancels the rest.
-    static func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
+    public static func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
         try await withThrowingTaskGroup(of: (Int, T).self) { group in
             var results = [T?](repeating: nil, count: count)
             var next = 0

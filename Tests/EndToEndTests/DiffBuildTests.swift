@@ -47,6 +47,24 @@ extension BuildTests {
         #expect(r.status == 1 && r.stdout.contains("grew most: "), "\(r.output)")
         let junit = String(decoding: try #require(FileManager.default.contents(atPath: dir.file("junit.xml"))), as: UTF8.self)
         #expect(junit.contains("grew most: "), "the JUnit failure carries the contributors")
+        // The same check against a baseline pushed to a registry, whose second step differs (so
+        // its layer is fetched from there): the same contributors as with the baseline's layout.
+        if LocalRegistry.isAvailable {
+            let third = try writeRecipe(dir, "c/diffed", first + "RUN echo small > /etc/small\n")
+            let c = try build(third, output: dir.file("out-c"), arguments: ["--images", "container"])
+            try #require(c.status == 0, "build c: \(c.stderr.suffix(3000))")
+            func contributors(_ r: ProcessResult) -> [String] {
+                r.stdout.split(separator: "\n").compactMap { l in l.range(of: "grew most: ").map { String(l[$0.lowerBound...]) } }
+            }
+            let local = try imgbench("check", dir.file("out-b/report.json"), "--baseline", dir.file("out-c/report.json"))
+            #expect(local.status == 1 && !contributors(local).isEmpty, "\(local.output)")
+            let registry = try LocalRegistry()
+            let ref = "\(registry.address)/imgbench/diffed:c"
+            let pushed = try imgbench("push", dir.file("out-c"), ref, "--progress", "quiet")
+            try #require(pushed.status == 0, "\(pushed.output)")
+            let remote = try imgbench("check", dir.file("out-b/report.json"), "--baseline", ref)
+            #expect(remote.status == 1 && contributors(remote) == contributors(local), "\(remote.output)\nlocal: \(local.output)")
+        }
 
         // An unchanged rebuild (all cache hits): no layer to download; the VM side is counted.
         let again = try build(dir.file("a/diffed"), output: dir.file("out-a2"))

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Gate
+import Host
 import ImageBuild
+import Publish
 import QcowIO
 import Registry
 import RuntimeSuite
@@ -48,6 +50,20 @@ struct CheckCommand: ParsableCommand {
         }
     }
 
+    /// `SizeGate.explain` with the baseline's layers fetched from the registry into a scratch
+    /// folder, removed however it ends.
+    func explainFromRegistry(_ result: inout GateResult, reference: ImageReference, current: BuildReport, base: BuildReport,
+                             reportFolder: String) throws {
+        let own = Set(current.steps.compactMap { $0.container?.layerDigest })
+        let wanted = Set(base.steps.compactMap { $0.container?.layerDigest }).subtracting(own)
+        let scratch = try TemporaryFolder.make(prefix: "imgbench-check-baseline")
+        let id = Cleanup.register("check scratch \(scratch)") { try? FileSystem.removeTree(scratch) }
+        defer { Cleanup.run(id) }
+        let layout = "\(scratch)/\(base.outputs.ociLayout ?? "oci")", options = registry.clientOptions
+        try Blocking.run { try await AttachedArtifact.layers(of: reference, wanted, into: layout, options: options) }
+        SizeGate.explain(&result, report: current, baseline: base, reportFolder: reportFolder, baselineFolder: scratch)
+    }
+
     func checkSizes() throws {
         let current = try BuildReport.load(report)
         let base = try baseline.load(registry)
@@ -55,9 +71,16 @@ struct CheckCommand: ParsableCommand {
         let b = try budget.map(Budget.load) ?? Budget()
         var result = SizeGate.compare(report: current, baseline: base, budget: b, reportPath: report, baselinePath: baseline.name)
         try b.checkStepKeys(recipe: current.recipe, steps: result.steps)
-        // The files behind a breach need the baseline's layers: beside a baseline file, not fetched from a registry.
-        if baseline.reference == nil {
-            SizeGate.explain(&result, report: current, baseline: base, reportFolder: (report as NSString).deletingLastPathComponent,
+        // The files behind a breach need the baseline's layers: beside a baseline file, or, for a
+        // registry baseline, the layers it does not share with this build, fetched only when
+        // something is over budget.
+        let reportFolder = (report as NSString).deletingLastPathComponent
+        if let reference = baseline.reference {
+            if result.checks.contains(where: \.overBudget) {
+                try explainFromRegistry(&result, reference: reference, current: current, base: base, reportFolder: reportFolder)
+            }
+        } else {
+            SizeGate.explain(&result, report: current, baseline: base, reportFolder: reportFolder,
                              baselineFolder: (baseline.name as NSString).deletingLastPathComponent)
         }
         try emit(result.warnings, json: result, table: { GateTable.render(result) }, junit: { GateJUnit.render(result) })
