@@ -55,3 +55,26 @@ extension BuildTests {
         try expectCacheVerifies(cache)
     }
 }
+
+extension BuildTests {
+    /// The steps of an earlier stage go through the remote cache as the target's do: a machine
+    /// with an empty cache runs none of them.
+    @Test(.enabled(if: LocalRegistry.isAvailable, "needs docker-registry (scripts/install-deps.sh)"))
+    func theStepsOfAnEarlierStageComeFromTheRegistryToo() throws {
+        let registry = try LocalRegistry()
+        let dir = try TempDir("registry-cache-stages", in: Self.scratch)
+        let repo = "\(registry.address)/imgbench/stages"
+        let marker = UInt64.random(in: 0...UInt64.max)
+        let recipe = try writeRecipe(dir, "staged", "FROM debian:bookworm AS made\nRUN echo \(marker) > /made\n"
+            + "FROM debian:bookworm\nCOPY --from=made /made /made\n")
+        let a = try build(recipe, output: dir.file("a"), environment: Self.epoch, arguments: ["--images", "container", "--cache-to", repo])
+        try #require(a.status == 0, "machine A: \(a.stderr.suffix(3000))")
+        let b = try build(recipe, output: dir.file("b"), progress: "plain", cache: dir.file("cache-b"), environment: Self.epoch,
+                          arguments: ["--images", "container", "--cache-from", repo])
+        try #require(b.status == 0, "machine B: \(b.stderr.suffix(3000))")
+        let lines = b.stderr.components(separatedBy: "\n")
+        let stageStep = try #require(lines.firstIndex { $0.contains("stage made") && $0.contains("RUN echo \(marker)") }, "\(b.stderr.suffix(2000))")
+        #expect(lines[(stageStep + 1)...].first { $0.contains(" in ") }?.contains("cached") == true, "\(b.stderr.suffix(2000))")
+        #expect(try readReport(dir.file("a")).outputs.imageDigest == readReport(dir.file("b")).outputs.imageDigest)
+    }
+}

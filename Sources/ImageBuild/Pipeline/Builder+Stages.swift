@@ -31,13 +31,14 @@ final class StageBuild {
 // The stages before the target: only those it copies from (and those they copy from) are
 // built, in order, on the container side; the target alone becomes the images.
 extension Builder {
-    func buildStages(in cache: BuildCache) throws -> [Int: StageBuild] {
+    func buildStages(in cache: BuildCache, remote: RemoteCache?) throws -> [Int: StageBuild] {
         var built: [Int: StageBuild] = [:]
-        for i in recipe.neededStages { built[i] = try buildStage(i, in: cache, built: built) }
+        for i in recipe.neededStages { built[i] = try buildStage(i, in: cache, remote: remote, built: built) }
         return built
     }
 
-    func buildStage(_ i: Int, in cache: BuildCache, built: [Int: StageBuild]) throws -> StageBuild {
+    /// A stage's steps are taken from and stored into the remote cache as the target's are.
+    func buildStage(_ i: Int, in cache: BuildCache, remote: RemoteCache?, built: [Int: StageBuild]) throws -> StageBuild {
         let stage = recipe.stages[i]
         let sub = Builder(recipe: stage, options: options, events: events)
         let label = "stage \(stage.stageName ?? String(i))"
@@ -45,6 +46,7 @@ extension Builder {
         let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key))
         let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
                                      sourceDateEpoch: sourceDateEpoch, events: events)
+        pass.remote = remote
         if let (layout, image) = base.image {
             _ = try pass.base(image: image, layout: layout, rootSeconds: 0)
         } else {
@@ -56,8 +58,10 @@ extension Builder {
             guard p.step.instruction.changesFiles, p.step.target.includes(.container) else { continue }
             events.stepStarted(index: p.index, of: plan.steps.count, target: label, text: p.step.text)
             let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
-                try pass.step(key: p.key, text: p.step.text) { root in
-                    try sub.perform(p.step, in: LocalRoot(root: root), config: config, plan: plan, stages: built, onOutput: onOutput)
+                try storing(p.step, in: remote) {
+                    try pass.step(key: p.key, text: p.step.text) { root in
+                        try sub.perform(p.step, in: LocalRoot(root: root), config: config, plan: plan, stages: built, onOutput: onOutput)
+                    }
                 }
             }
             events.stepFinished(index: p.index, target: label, measure: m)

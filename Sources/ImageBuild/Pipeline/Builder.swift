@@ -107,7 +107,11 @@ public final class Builder {
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
         // The earlier stages count in the build's total time, not in the base phase's.
-        let stages = try buildStages(in: cache)
+        // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
+        var remoteSettings = options.remoteCache
+        if options.noCache { remoteSettings.from = nil }
+        let remote = remoteSettings.isEmpty ? nil : RemoteCache(settings: remoteSettings, events: events)
+        let stages = try buildStages(in: cache, remote: remote)
         defer { for s in stages.values { s.pass.close() } }
         let baseStart = Date()
         let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
@@ -121,10 +125,6 @@ public final class Builder {
                                 sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
-        // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
-        var remoteSettings = options.remoteCache
-        if options.noCache { remoteSettings.from = nil }
-        let remote = remoteSettings.isEmpty ? nil : RemoteCache(settings: remoteSettings, events: events)
         container?.remote = remote
         vm?.remote = remote
         var state = State(plan: plan, container: container, vm: vm, stages: stages,
