@@ -5,7 +5,7 @@ import Measure
 import OCI
 import RuntimeSuite
 
-/// The seeds' tables made from imgbench's JSON results: build time, image size, incremental size
+/// The papers' tables (Sharma et al., Middleware 2016; Felter et al., IBM 2014) made from imgbench's JSON results: build time, image size, incremental size
 /// of one more instance, copy-on-write write overhead, and wasted bytes, containers beside VMs and
 /// driver beside driver. Rendered as Markdown, and as one SVG bar chart per table.
 public struct ReportBook: Sendable {

@@ -34,7 +34,8 @@ public struct AllocationMap: Codable, Equatable, Sendable {
     public var chain: [Link]
     /// Guest bytes no image allocates.
     public var unallocatedBytes: UInt64
-    /// The cost of one more VM on the image below: what the top image alone occupies on disk.
+    /// What the top image alone occupies on disk (for a VM's own overlay, what that VM costs
+    /// beyond the chain below it).
     public var topImageDiskBytes: UInt64
     public var extents: [Extent]
 

@@ -9,7 +9,7 @@ import RecipePlan
 /// - `inside`: the script runs the benchmark and prints its output (sysbench, fio, hpcc);
 /// - `server`: the script starts a server and says when it is ready; a client on the host drives
 ///   it through the network (MariaDB with sysbench oltp, redis-server with redis-benchmark, iperf3),
-///   as the seeds measured them, and the figures are the client's.
+///   as Felter et al. (IBM 2014) measured them, and the figures are the client's.
 ///
 /// Scripts see `W` (a writable work folder), `T` (threads: the run's CPU count), `D` (seconds) and
 /// `P` (the port a server listens on), and run as root.
@@ -93,7 +93,7 @@ public struct FigureError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension Workload {
-    /// The suite, from the seeds: sysbench cpu and memory, fio random read/write with 8 KiB blocks
+    /// The suite, from Felter et al. (IBM 2014): sysbench cpu and memory, fio random read/write with 8 KiB blocks
     /// (the filebench randomrw shape), sysbench oltp against MariaDB, redis-benchmark against
     /// redis-server, hpcc's STREAM, RandomAccess and HPL, iperf3 from the host.
     public static let all: [Workload] = [

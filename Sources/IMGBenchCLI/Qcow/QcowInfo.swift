@@ -91,7 +91,8 @@ struct QcowInfo: ParsableCommand {
                     var lines = [
                         ("image", i.filename), ("depth", "\(depth)"), ("format", i.format),
                         ("virtual size", "\(ByteSize.format(i.virtualSize)) (\(i.virtualSize) bytes)"),
-                        ("file size", "\(ByteSize.format(i.fileBytes)) (\(i.diskBytes) bytes on disk)"),
+                        ("file length", "\(ByteSize.format(i.fileBytes)) (\(i.fileBytes) bytes; the apparent size, holes included)"),
+                        ("on disk", "\(ByteSize.format(i.diskBytes)) (\(i.diskBytes) bytes allocated, as du and qemu-img's disk size count)"),
                     ]
                     if let v = i.version {
                         lines += [("version", "\(v)"), ("cluster size", "\(i.clusterSize ?? 0)"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Host
 import QcowIO
 
 struct QcowMap: ParsableCommand {
@@ -9,6 +10,16 @@ struct QcowMap: ParsableCommand {
     @Argument(help: "The top image of the chain.", transform: absolutePath) var image: String
     @Option(help: "table or json.") var format: OutputFormat = .table
     @Flag(help: "List every extent (guest range and its source) in the table too.") var extents = false
+
+    /// What a new empty qcow2 overlay backed by `image` occupies on disk: made in a scratch
+    /// folder and removed.
+    static func emptyOverlayBytes(on image: String) throws -> UInt64 {
+        let scratch = try TemporaryFolder.make(prefix: "imgbench-map")
+        defer { try? FileSystem.removeTree(scratch) }
+        let overlay = "\(scratch)/one-more.qcow2"
+        try QcowImage.create(path: overlay, options: Qcow2CreateOptions(virtualSize: 0, backingFile: image, backingFormat: nil)).close()
+        return try FileSystem.allocatedBytes(overlay)
+    }
 
     func run() throws {
         try reportingErrors {
@@ -25,7 +36,11 @@ struct QcowMap: ParsableCommand {
                 printOut(t.render())
                 printOut("")
                 printOut("virtual size \(ByteSize.format(map.virtualSize)); unallocated \(ByteSize.format(map.unallocatedBytes)); "
-                    + "one more VM on this chain costs the top image: \(ByteSize.format(map.topImageDiskBytes)) on disk")
+                    + "the top image alone: \(ByteSize.format(map.topImageDiskBytes)) on disk")
+                if let overlay = try? Self.emptyOverlayBytes(on: image) {
+                    printOut("one more VM on this chain is a new overlay on it: \(ByteSize.format(overlay)) on disk until the VM writes "
+                        + "(imgbench measure clone times it)")
+                }
                 if extents {
                     printOut("")
                     var e = TextTable(header: ["start", "length", "depth", "data", "zero", "compressed"])

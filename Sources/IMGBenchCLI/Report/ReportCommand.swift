@@ -4,11 +4,11 @@ import Gate
 import QcowIO
 import Registry
 
-/// `imgbench report FILE…`: the seeds' tables from build reports and measure results.
+/// `imgbench report FILE…`: the tables of the papers (Sharma et al., Middleware 2016; Felter et al., IBM 2014) from build reports and measure results.
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Render build reports and measure results as the seeds' tables: Markdown on stdout, and an SVG chart per table.",
+        abstract: "Render build reports and measure results as the tables of Sharma et al. (Middleware 2016) and Felter et al. (IBM 2014): Markdown on stdout, and an SVG chart per table.",
         discussion: """
             Each FILE is a report.json of imgbench build, the JSON of imgbench measure clone, \
             cow or wasted, or the JSON of imgbench run (--output FILE or --format json). Tables: \
