@@ -52,10 +52,7 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
     }
 
     /// Every cause of waste the report gives, summed (nil when it gives none).
-    static func wasteSum(_ w: BuildReport.Waste) -> UInt64? {
-        let causes = [w.overwrittenLaterBytes].compactMap { $0 }
-        return causes.isEmpty ? nil : causes.reduce(0, +)
-    }
+    static func wasteSum(_ w: BuildReport.Waste) -> UInt64? { w.total }
 }
 
 /// How a step of the report relates to the baseline's steps.

@@ -6,13 +6,14 @@ import OCI
 /// never seen in a container. Also, among the files that are seen, the package managers' caches
 /// and lists that an image rarely needs at run time.
 public enum WastedBytes {
-    /// Per layer, bottom first, from the layers' listings.
-    public static func perLayer(_ listings: [[LayerEntry]]) -> [Int64] {
-        analyze(listings).layers.map(\.hiddenBytes)
+    /// Per layer, bottom first, from the layers' listings: its file bytes, and of those, what is
+    /// wasted and why (one definition everywhere: `Layer.wastedBytes`).
+    public static func perLayer(_ listings: [[LayerEntry]]) -> [Layer] {
+        analyze(listings).layers
     }
 
     /// Per layer of an image in a layout.
-    public static func perLayer(of image: ImageLayout.Image, in layout: ImageLayout) throws -> [Int64] {
+    public static func perLayer(of image: ImageLayout.Image, in layout: ImageLayout) throws -> [Layer] {
         try perLayer(image.manifest.layers.map { try LayerReader.list(layout.blobs.path(of: $0.digest)).entries })
     }
 
@@ -33,6 +34,9 @@ public enum WastedBytes {
         public var hiddenBytes: Int64
         /// Of those still seen, bytes of package caches and lists (`cachePrefixes`).
         public var cacheBytes: Int64
+        /// The layer's wasted bytes: hidden later plus caches left. `imgbench check`, `measure
+        /// wasted`, `oci inspect` and `report` all mean this sum, and show its two parts.
+        public var wastedBytes: Int64 { hiddenBytes + cacheBytes }
     }
 
     /// A file whose bytes are wasted, and why.
@@ -50,7 +54,7 @@ public enum WastedBytes {
         /// The largest offenders first.
         public var offenders: [Offender]
         public var totalFileBytes: Int64
-        public var wastedBytes: Int64 { layers.reduce(0) { $0 + $1.hiddenBytes + $1.cacheBytes } }
+        public var wastedBytes: Int64 { layers.reduce(0) { $0 + $1.wastedBytes } }
         /// The share of the image's file bytes that a container sees and needs: 1 minus hidden
         /// and cache bytes over all file bytes of all layers (1 for an image without waste).
         public var efficiency: Double { totalFileBytes == 0 ? 1 : 1 - Double(wastedBytes) / Double(totalFileBytes) }

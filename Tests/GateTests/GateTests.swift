@@ -237,7 +237,7 @@ func budgetErrorsNameFileLineAndColumn(text: String, place: String, says: String
     func wasted() throws -> [Int64] {
         try WastedBytes.perLayer([first, second].map {
             try LayerListingCache.entries(of: store.path(of: $0.descriptor.digest), digest: $0.descriptor.digest, cache: cache)
-        })
+        }).map(\.wastedBytes)
     }
     let read = try wasted()
     #expect(read == [3500, 0])

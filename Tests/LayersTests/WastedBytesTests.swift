@@ -14,7 +14,7 @@ struct WastedBytesTests {
         let l1 = [LayerEntry(path: "a", kind: .directory), LayerEntry(path: "a/big", kind: .whiteout), file("b", 200),
                   LayerEntry(path: "d", kind: .directory), LayerEntry(path: "d", kind: .opaque), file("d/z", 5)]
         let l2 = [LayerEntry(path: "b", kind: .whiteout), LayerEntry(path: "d", kind: .whiteout)]
-        let wasted = WastedBytes.perLayer([l0, l1, l2])
+        let wasted = WastedBytes.perLayer([l0, l1, l2]).map(\.wastedBytes)
         let expected: [Int64] = [1115, 205, 0]
         #expect(wasted == expected)
     }

@@ -24,8 +24,12 @@ struct OCIInspect: ParsableCommand {
         var mediaType: String
         var size: Int64
         var createdBy: String?
-        /// Bytes of files this layer adds that later layers delete or replace.
+        /// Wasted bytes of this layer (`WastedBytes.Layer.wastedBytes`): the two parts below.
         var wastedBytes: Int64
+        /// Bytes of files this layer adds that later layers delete or replace.
+        var hiddenLaterBytes: Int64
+        /// Bytes of package caches and lists this layer leaves in the image.
+        var cachesLeftBytes: Int64
     }
 
     func run() throws {
@@ -41,7 +45,8 @@ struct OCIInspect: ParsableCommand {
             let wasted = try WastedBytes.perLayer(of: img, in: l)
             let layers = img.manifest.layers.enumerated().map { i, d in
                 Layer(digest: d.digest.description, diffID: img.config.rootfs.diffIDs[i].description, mediaType: d.mediaType,
-                      size: d.size, createdBy: i < steps.count ? steps[i].createdBy : nil, wastedBytes: wasted[i])
+                      size: d.size, createdBy: i < steps.count ? steps[i].createdBy : nil, wastedBytes: wasted[i].wastedBytes,
+                      hiddenLaterBytes: wasted[i].hiddenBytes, cachesLeftBytes: wasted[i].cacheBytes)
             }
             let report = Report(tag: img.tag, manifest: img.manifestDescriptor, config: img.config, layers: layers, verified: verify)
             switch format {
@@ -67,9 +72,10 @@ struct OCIInspect: ParsableCommand {
                 if verify { lines.append(("verified", "every blob matches its digest")) }
                 let w = lines.map(\.0.count).max() ?? 0
                 printOut(lines.map { $0.0.padding(toLength: w, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n"))
-                var t = TextTable(header: ["#", "digest", "size", "wasted", "type", "created by"])
+                var t = TextTable(header: ["#", "digest", "size", "wasted", "(hidden later", "caches left)", "type", "created by"])
                 t.rows = layers.enumerated().map { i, x in
                     ["\(i)", String(x.digest.prefix(19)), ByteSize.format(UInt64(x.size)), ByteSize.format(UInt64(x.wastedBytes)),
+                     ByteSize.format(UInt64(x.hiddenLaterBytes)), ByteSize.format(UInt64(x.cachesLeftBytes)),
                      String(x.mediaType.split(separator: ".").last ?? ""), x.createdBy ?? ""]
                 }
                 printOut("")

@@ -60,9 +60,19 @@ public struct BuildReport: Codable, Equatable, Sendable {
         /// (whiteout, opaque directory) or replaces with an entry of the same path
         /// (`WastedBytes.perLayer`); pulled and stored, never seen in a container.
         public var overwrittenLaterBytes: UInt64?
+        /// Container: bytes of package caches and lists (`WastedBytes.cachePrefixes`: apt's
+        /// archives and lists, npm's and pip's caches, /tmp) that this layer leaves in the image.
+        public var cachesLeftBytes: UInt64?
 
-        public init(overwrittenLaterBytes: UInt64? = nil) {
+        public init(overwrittenLaterBytes: UInt64? = nil, cachesLeftBytes: UInt64? = nil) {
             self.overwrittenLaterBytes = overwrittenLaterBytes
+            self.cachesLeftBytes = cachesLeftBytes
+        }
+
+        /// The wasted bytes: the sum of the causes the report gives (nil when it gives none).
+        public var total: UInt64? {
+            let causes = [overwrittenLaterBytes, cachesLeftBytes].compactMap { $0 }
+            return causes.isEmpty ? nil : causes.reduce(0, +)
         }
     }
 

@@ -3,7 +3,8 @@ import Layers
 import OCI
 
 extension BuildReport {
-    /// Fills in the container side's wasted bytes from the image `tag` of the layout at `path`:
+    /// Fills in the container side's wasted bytes from the image `tag` of the layout at `path`
+    /// (hidden by a later layer, and package caches left; `WastedBytes.Layer.wastedBytes`):
     /// per layer (`WastedBytes.perLayer`), the base's layers summed into the base phase, then one
     /// layer per step that has a container measure, in order; and the image's sum in the totals.
     /// Layer listings are kept in `listings` by digest, so that a rebuild from the cache does not
@@ -13,17 +14,21 @@ extension BuildReport {
         let image = try layout.image(tag: tag)
         let perLayer = try WastedBytes.perLayer(image.manifest.layers.map {
             try LayerListingCache.entries(of: layout.blobs.path(of: $0.digest), digest: $0.digest, cache: listings)
-        }).map { UInt64(max(0, $0)) }
+        })
+        func waste(_ layers: some Collection<WastedBytes.Layer>) -> Waste {
+            Waste(overwrittenLaterBytes: UInt64(max(0, layers.reduce(0) { $0 + $1.hiddenBytes })),
+                  cachesLeftBytes: UInt64(max(0, layers.reduce(0) { $0 + $1.cacheBytes })))
+        }
         let stepIndices = steps.indices.filter { steps[$0].container != nil }
         let baseLayers = perLayer.count - stepIndices.count
         guard baseLayers >= 0 else {
             throw BuildError.invalid("\(path): the image has \(perLayer.count) layers for \(stepIndices.count) steps that changed files")
         }
-        base.container?.wasted = Waste(overwrittenLaterBytes: perLayer.prefix(baseLayers).reduce(0, +))
+        base.container?.wasted = waste(perLayer.prefix(baseLayers))
         for (i, w) in zip(stepIndices, perLayer.dropFirst(baseLayers)) {
-            steps[i].container?.wasted = Waste(overwrittenLaterBytes: w)
+            steps[i].container?.wasted = waste([w])
         }
-        totals.wasted = Waste(overwrittenLaterBytes: perLayer.reduce(0, +))
+        totals.wasted = waste(perLayer)
     }
 }
 
