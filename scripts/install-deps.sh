@@ -21,6 +21,8 @@ packages=(
   sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server
   # registry tests: a real registry (distribution), htpasswd for its basic auth, openssl for its CA
   docker-registry apache2-utils openssl
+  # imgbench report --html: the tests render the page in a real browser (headless)
+  chromium
 )
 
 missing=()

@@ -22,6 +22,16 @@ public struct ReportBook: Sendable {
         public var columns: [String]
         public var rows: [(label: String, values: [Double?])]
         public var note: String
+        /// Per row and value, the spread over the rounds (lowest, highest) where the results have
+        /// rounds: drawn as error bars. Empty, or one entry per row.
+        public var ranges: [[ClosedRange<Double>?]] = []
+        /// Whether the table has a chart: one whose rows each have their own unit has none (its
+        /// ratios to native have one).
+        public var charted: Bool { unit != .figure }
+
+        func range(_ row: Int, _ column: Int) -> ClosedRange<Double>? {
+            row < ranges.count && column < ranges[row].count ? ranges[row][column] : nil
+        }
 
         func format(_ v: Double?) -> String {
             guard let v, v.isFinite else { return "-" }
@@ -57,6 +67,9 @@ public struct ReportBook: Sendable {
     var cows: [CowMeasurement.Result] = []
     var wasted: [WastedMeasurement.Result] = []
     var runs: [RunReport] = []
+    /// Where and when the results were made (their provenance), for the charts' and the page's
+    /// footers.
+    public private(set) var provenances: [Provenance] = []
 
     public init() {}
 
@@ -94,17 +107,28 @@ public struct ReportBook: Sendable {
             throw BuildError.invalid("\(path): not an imgbench result (kind \(k); expected a build report.json, a measure result or imgbench run results)")
         }
         sources.append((path, kind!.rawValue))
+        let made: Provenance? = switch kind! {
+        case .clone: clones.last?.provenance
+        case .cow: cows.last?.provenance
+        case .wasted: wasted.last?.provenance
+        case .run: runs.last?.provenance
+        case .build: builds.last?.provenance
+        }
+        if let made { provenances.append(made) }
         tables = makeTables()
     }
 
     func makeTables() -> [Table] {
         var out: [Table] = []
         if !builds.isEmpty {
-            out.append(Table(title: "Build time", unit: .seconds, columns: ["container", "VM", "container when built", "VM when built"],
+            out.append(Table(title: "Build time", unit: .seconds,
+                             columns: ["container", "VM: base and steps", "VM: finalisation", "container when built", "VM when built"],
                              rows: builds.map { b in
-                                 (b.recipe, [b.totals.containerSeconds, b.totals.vmSeconds, b.totals.containerBuiltSeconds, b.totals.vmBuiltSeconds])
+                                 let finalisation = b.finalisation?.vm?.seconds
+                                 let steps = b.totals.vmSeconds.map { $0 - (finalisation ?? 0) }
+                                 return (b.recipe, [b.totals.containerSeconds, steps, finalisation, b.totals.containerBuiltSeconds, b.totals.vmBuiltSeconds])
                              },
-                             note: "Wall time of each side (base, steps, and for the VM the finalisation), from report.json: this build's, where cached steps count their lookup only, and what the steps cost when they were built (kept with the cache entries)."))
+                             note: "Wall time of each side from report.json. The VM's time is its base and steps plus its finalisation, shown as its own part: the kernel and initramfs install that makes a container root into a VM, which a container does not pay. This build's time counts a cached step's lookup only; \"when built\" is what the steps cost when they were built (kept with the cache entries)."))
             out.append(Table(title: "Image size", unit: .bytes,
                              columns: ["OCI compressed", "OCI uncompressed", "VM flattened (allocated)", "VM chain (allocated)"],
                              rows: builds.map { b in
@@ -115,25 +139,36 @@ public struct ReportBook: Sendable {
         }
         if !clones.isEmpty {
             let storages = ordered(clones.flatMap { $0.rows.filter(\.available).map(\.storage) })
-            out.append(Table(title: "Incremental size of one more instance", unit: .bytes, columns: storages,
-                             rows: clones.map { c in
-                                 (c.recipe, storages.map { s in c.rows.first { $0.storage == s }?.bytes?.median })
-                             },
-                             note: "Median bytes per clone (imgbench measure clone); the full copies are the contrast."))
+            var t = Table(title: "Incremental size of one more instance", unit: .bytes, columns: storages,
+                          rows: clones.map { c in
+                              (c.recipe, storages.map { s in c.rows.first { $0.storage == s }?.bytes?.median })
+                          },
+                          note: "Median bytes on disk per clone (imgbench measure clone), beside full copies as the contrast (`cp -a --sparse=always` of the root, a standalone qcow2). vfs has no copy-on-write: its clone is the driver's own copy of the whole root, written without holes, plus the metadata listing it diffs against, so it can be larger than the sparse full copy.")
+            t.ranges = clones.map { c in storages.map { s in c.rows.first { $0.storage == s }?.bytes.map { $0.min...$0.max } } }
+            out.append(t)
         }
         if !cows.isEmpty {
             let storages = ordered(cows.flatMap { $0.rows.filter(\.available).map(\.storage) })
-            out.append(Table(title: "Write overhead of copy-on-write", unit: .ratio, columns: storages,
-                             rows: cows.map { c in (c.workload, storages.map { s in c.rows.first { $0.storage == s }?.ratio?.median }) },
-                             note: "Median wall time over the plain folder's in the same round (imgbench measure cow)."))
-            out.append(Table(title: "Write overhead: wall time", unit: .seconds, columns: storages,
-                             rows: cows.map { c in (c.workload, storages.map { s in c.rows.first { $0.storage == s }?.seconds?.median }) },
-                             note: "Median seconds of the workload alone on each storage."))
+            var ratio = Table(title: "Write overhead of copy-on-write", unit: .ratio, columns: storages,
+                              rows: cows.map { c in (c.workload, storages.map { s in c.rows.first { $0.storage == s }?.ratio?.median }) },
+                              note: "Median wall time over the plain folder's in the same round (imgbench measure cow); 1.0x is no overhead.")
+            ratio.ranges = cows.map { c in storages.map { s in c.rows.first { $0.storage == s }?.ratio.map { $0.min...$0.max } } }
+            var seconds = Table(title: "Write overhead: wall time", unit: .seconds, columns: storages,
+                                rows: cows.map { c in (c.workload, storages.map { s in c.rows.first { $0.storage == s }?.seconds?.median }) },
+                                note: "Median seconds of the workload alone on each storage.")
+            seconds.ranges = cows.map { c in storages.map { s in c.rows.first { $0.storage == s }?.seconds.map { $0.min...$0.max } } }
+            out += [ratio, seconds]
         }
         if !wasted.isEmpty {
-            out.append(Table(title: "Wasted bytes", unit: .bytes, columns: ["OCI image", "VM chain"],
-                             rows: wasted.map { w in (w.recipe, [w.oci.map { Double($0.wastedBytes) }, w.vm.map { Double($0.wastedBytes) }]) },
-                             note: "OCI: deleted or replaced by a later layer, and package caches left; VM: clusters overwritten by a later link or freed by the filesystem (imgbench measure wasted)."))
+            out.append(Table(title: "Wasted bytes", unit: .bytes,
+                             columns: ["OCI: hidden by a later layer", "OCI: package caches left", "VM: overwritten by a later link", "VM: freed by the filesystem"],
+                             rows: wasted.map { w in
+                                 (w.recipe, [w.oci.map { Double($0.layers.reduce(0) { $0 + $1.hiddenBytes }) },
+                                             w.oci.map { Double($0.layers.reduce(0) { $0 + $1.cacheBytes }) },
+                                             w.vm.map { Double($0.links.reduce(0) { $0 + $1.overwrittenBytes }) },
+                                             w.vm.map { Double($0.links.reduce(0) { $0 + $1.freedBytes }) }])
+                             },
+                             note: "Wasted bytes, one definition on both sides (imgbench measure wasted, check, oci inspect): bytes an image carries that nobody sees or needs, in its parts. OCI: files a later layer deletes or replaces, and package caches and lists left; VM: clusters a later link overwrites, and blocks the filesystem freed but the disk still holds."))
         }
         if !runs.isEmpty {
             out += runTables()
@@ -145,6 +180,7 @@ public struct ReportBook: Sendable {
     /// ratios to native taken within the same run.
     func runTables() -> [Table] {
         var rows: [(label: String, values: [Double?])] = []
+        var spreads: [[ClosedRange<Double>?]] = []
         var ratios: [(label: String, values: [Double?])] = []
         var emulated = false
         for run in runs {
@@ -156,6 +192,10 @@ public struct ReportBook: Sendable {
                     }
                     let label = "\(run.recipe) \(w.workload): \(f.name)" + (f.name == f.unit ? "" : " (\(f.unit))")
                     rows.append((label, [value(w.native), value(w.container), value(w.vm)]))
+                    spreads.append([w.native, w.container, w.vm].map { s in
+                        guard s?.status == .ok, let v = s?.figures.first(where: { $0.name == f.name })?.samples, let lo = v.min(), let hi = v.max() else { return nil }
+                        return lo...hi
+                    })
                     ratios.append((label, [w.container?.ratios?[f.name], w.vm?.ratios?[f.name]]))
                 }
             }
@@ -163,11 +203,13 @@ public struct ReportBook: Sendable {
         let vm = emulated ? "VM (TCG)" : "VM"
         let settings = ordered(runs.map { "\($0.settings.cpus) CPU\($0.settings.cpus == 1 ? "" : "s"), \(ByteCount.format($0.settings.memoryBytes)) for the VM" })
         let caveat = emulated ? " The VM ran under software emulation (TCG): its figures are not comparable to native." : ""
+        var figures = Table(title: "Runtime workloads", unit: .figure, columns: ["native", "container", vm], rows: rows,
+                            note: "The same workload natively, in the container (runc) and in the VM (QEMU), in one run of imgbench run (\(settings.joined(separator: "; "))), as Felter et al. (IBM 2014) compared them; a dash is a side not run or failed; each row has its own unit, so the chart is of the ratios below.\(caveat)")
+        figures.ranges = spreads
         return [
-            Table(title: "Runtime workloads", unit: .figure, columns: ["native", "container", vm], rows: rows,
-                  note: "The same workload natively, in the container (runc) and in the VM (QEMU), in one run of imgbench run (\(settings.joined(separator: "; "))); higher is better; a dash is a side not run or failed.\(caveat)"),
+            figures,
             Table(title: "Runtime relative to native", unit: .ratio, columns: ["container", vm], rows: ratios,
-                  note: "Each figure over the native one of the same run.\(caveat)"),
+                  note: "Each figure over the native one of the same run; 1.0x is native.\(caveat)"),
         ]
     }
 
@@ -198,54 +240,13 @@ public struct ReportBook: Sendable {
 
     func escapeMarkdown(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
 
-    /// A horizontal grouped bar chart of one table: a group per row, a bar per series, a legend
-    /// naming every series.
-    public func svg(_ t: Table) -> String {
-        let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
-        let labelWidth = 190.0, chartWidth = 520.0, bar = 14.0, gap = 10.0, top = 44.0
-        let maxValue = max(t.rows.flatMap { $0.values.compactMap { $0 } }.max() ?? 1, 1e-9)
-        let groupHeight = Double(t.columns.count) * bar + gap
-        let legendTop = top + Double(t.rows.count) * groupHeight + 16
-        let height = legendTop + Double(t.columns.count) * 18 + 12
-        let width = labelWidth + chartWidth + 120
-        var s = """
-            <?xml version="1.0" encoding="UTF-8"?>
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
-            <title>\(xml(t.title))</title>
-            <rect width="100%" height="100%" fill="white"/>
-            <text x="10" y="22" font-size="15" font-weight="bold">\(xml(t.title))</text>
-
-            """
-        for (ri, r) in t.rows.enumerated() {
-            let y0 = top + Double(ri) * groupHeight
-            s += "<text x=\"\(labelWidth - 8)\" y=\"\(fmt(y0 + Double(t.columns.count) * bar / 2 + 4))\" text-anchor=\"end\">\(xml(r.label))</text>\n"
-            for (ci, v) in r.values.enumerated() {
-                let y = y0 + Double(ci) * bar
-                guard let v else { continue }
-                let w = max(0, v) / maxValue * chartWidth
-                s += "<rect x=\"\(labelWidth)\" y=\"\(fmt(y))\" width=\"\(fmt(w))\" height=\"\(fmt(bar - 2))\" fill=\"\(palette[ci % palette.count])\"><title>\(xml(t.columns[ci])): \(xml(t.format(v)))</title></rect>\n"
-                s += "<text x=\"\(fmt(labelWidth + w + 4))\" y=\"\(fmt(y + bar - 4))\" font-size=\"10\">\(xml(t.format(v)))</text>\n"
-            }
-        }
-        s += "<line x1=\"\(labelWidth)\" y1=\"\(top - 4)\" x2=\"\(labelWidth)\" y2=\"\(fmt(legendTop - 10))\" stroke=\"#333\"/>\n"
-        for (ci, c) in t.columns.enumerated() {
-            let y = legendTop + Double(ci) * 18
-            s += "<rect x=\"\(labelWidth)\" y=\"\(fmt(y))\" width=\"12\" height=\"12\" fill=\"\(palette[ci % palette.count])\"/>"
-            s += "<text x=\"\(labelWidth + 18)\" y=\"\(fmt(y + 10))\">\(xml(c))</text>\n"
-        }
-        s += "</svg>\n"
-        return s
-    }
-
     /// A file name for a table's chart.
     public static func fileName(_ t: Table) -> String {
         t.title.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
             .split(separator: "-").joined(separator: "-") + ".svg"
     }
 
-    func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
-
-    func xml(_ s: String) -> String {
+    static func xml(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }

@@ -130,6 +130,29 @@ extension BuildTests {
         #expect(rendered.status == 0, "\(rendered.stderr)")
         #expect(rendered.stdout.contains("## Runtime workloads") && rendered.stdout.contains("| sysbench sysbench-cpu: events/s |"), "\(rendered.stdout)")
         #expect(rendered.stdout.contains("## Runtime relative to native") && rendered.stdout.contains("## Build time"), "\(rendered.stdout)")
+        try expectPageRendersInChromium(results: [results, "\(out)/report.json"], in: dir)
+    }
+
+    /// `imgbench report --html` of real results, rendered by headless Chromium: the DOM after
+    /// load has every table and every chart drawn (its bars laid out), and a screenshot is made.
+    func expectPageRendersInChromium(results: [String], in dir: TempDir) throws {
+        let page = dir.file("results.html"), png = dir.file("results.png")
+        let r = try runProcess(try IMGBenchBinary.path(), ["report"] + results + ["--html", page])
+        try #require(r.status == 0, "\(r.stderr)")
+        let text = try String(contentsOfFile: page, encoding: .utf8)
+        let tables = text.components(separatedBy: "<table>").count - 1, charts = text.components(separatedBy: "<svg ").count - 1
+        #expect(tables >= 4 && charts == tables - 1, "every table, and a chart for each but the one whose rows have their own units: \(tables) tables, \(charts) charts")
+        let chromium = try HostTool.path("chromium", package: "chromium")
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(dir.file("chromium"))"]
+        let dom = try runProcess(chromium, flags + ["--virtual-time-budget=5000", "--dump-dom", "file://\(page)"])
+        try #require(dom.status == 0, "chromium --dump-dom: \(dom.stderr.suffix(2000))")
+        #expect(dom.stdout.contains("data-charts-drawn=\"\(charts)\""), "every chart drawn: \(dom.stdout.suffix(800))")
+        #expect(dom.stdout.components(separatedBy: "<table>").count - 1 == tables)
+        #expect(!dom.stdout.contains("data-bars=\"0\""), "a chart with no visible bar")
+        let shot = try runProcess(chromium, flags + ["--window-size=1100,3000", "--screenshot=\(png)", "file://\(page)"])
+        #expect(shot.status == 0, "\(shot.stderr.suffix(2000))")
+        let bytes = try #require(FileManager.default.contents(atPath: png), "no screenshot")
+        #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) && bytes.count > 20_000, "a PNG of the page: \(bytes.count) bytes")
     }
 
     @Test func aWorkloadTheImageDoesNotCarryFailsNamingTheMissingTool() throws {

@@ -44,14 +44,14 @@ struct ReportTests {
         return [try write(build, "build"), try write(clone, "clone"), try write(cow, "cow")]
     }
 
-    @Test("build reports and measure results become the seeds' tables, containers beside VMs")
+    @Test("build reports and measure results become the papers' tables, containers beside VMs")
     func markdown() throws {
         var book = ReportBook()
         for f in try sampleFiles() { try book.add(file: f) }
         #expect(book.tables.map(\.title) == ["Build time", "Image size", "Incremental size of one more instance",
                                              "Write overhead of copy-on-write", "Write overhead: wall time"])
         let md = book.markdown()
-        #expect(md.contains("| mysql | 20.5 s | 30.2 s | 200.0 s | 300.5 s |"), "this build's time beside what the steps cost when built: \(md)")
+        #expect(md.contains("| mysql | 20.5 s | 30.2 s | - | 200.0 s | 300.5 s |"), "this build's time beside what the steps cost when built: \(md)")
         #expect(md.contains("| mysql | 12.0 KiB | 192.0 KiB |"), "unavailable drivers are not columns: \(md)")
         #expect(md.contains("| dist-upgrade | 1.00x | 1.10x | 1.30x |"))
     }
@@ -81,6 +81,49 @@ struct ReportTests {
             for series in t.columns { #expect(d.texts.contains(series), "\(t.title): the legend does not name \(series)") }
             for row in t.rows { #expect(d.texts.contains(row.label)) }
         }
+    }
+
+    @Test("a chart whose values span decades has a logarithmic axis in one unit; a ratio chart a 1.0x line; rounds give error bars")
+    func chartAxes() throws {
+        var book = ReportBook()
+        for f in try sampleFiles() { try book.add(file: f) }
+        let clone = try #require(book.tables.first { $0.title.hasPrefix("Incremental") })
+        var svg = book.svg(clone)
+        // 12 KiB beside 192 KiB: 16x, linear; the axis names its one unit.
+        #expect(svg.contains("linear axis from zero") && svg.contains(">KiB (1 KiB = 1024^1 bytes)<"), "\(svg)")
+        var spread = clone
+        spread.rows = [("mysql", [12288, 1.6 * 1024 * 1024 * 1024])]
+        spread.ranges = [[12000...13000, nil]]
+        svg = book.svg(spread)
+        #expect(svg.contains("logarithmic axis") && svg.contains(">GiB (1 GiB = 1024^3 bytes)<"), "\(svg)")
+        #expect(svg.contains("class=\"error-bar\""), "rounds' spread drawn: \(svg)")
+        let ticks = svg.components(separatedBy: "class=\"tick\"").count - 1
+        #expect(ticks >= 5, "decade ticks from 1e-5 GiB to 10 GiB: \(ticks)")
+        // Every bar has a width: the 12 KiB bar is not drawn as zero beside 1.6 GiB.
+        let widths = svg.components(separatedBy: "class=\"bar\"").dropFirst().compactMap { part -> Double? in
+            guard let r = part.range(of: "width=\""), let end = part[r.upperBound...].firstIndex(of: "\"") else { return nil }
+            return Double(part[r.upperBound..<end])
+        }
+        #expect(widths.count == 2 && widths.allSatisfy { $0 > 50 }, "\(widths)")
+        let cow = try #require(book.tables.first { $0.unit == .ratio })
+        #expect(book.svg(cow).contains("class=\"reference\"") && book.svg(cow).contains(">1.0x<"))
+        // A long label is not cut: the chart widens for it.
+        var long = clone
+        long.rows = [(String(repeating: "a-very-long-recipe-name ", count: 6), [1, 2])]
+        let width = try #require(book.svg(long).split(separator: "\"").dropFirst(5).first.flatMap { Double($0) })
+        #expect(width > 6.8 * Double(long.rows[0].label.count), "\(width)")
+    }
+
+    @Test("the HTML page holds every table and every chart, self-contained")
+    func htmlPage() throws {
+        var book = ReportBook()
+        for f in try sampleFiles() { try book.add(file: f) }
+        let page = book.html()
+        #expect(page.components(separatedBy: "<table>").count - 1 == book.tables.count)
+        #expect(page.components(separatedBy: "<svg ").count - 1 == book.tables.filter(\.charted).count)
+        #expect(!page.contains("http://") || page.components(separatedBy: "http://").dropFirst().allSatisfy { $0.hasPrefix("www.w3.org/2000/svg") },
+                "nothing fetched but the SVG namespace")
+        #expect(page.contains("Sharma et al. (Middleware 2016)") && page.contains("Felter et al. (IBM 2014)"))
     }
 
     @Test("a file that is not a result is refused, naming the file")

@@ -15,13 +15,17 @@ struct ReportCommand: ParsableCommand {
             build time and image size (containers beside VMs), incremental size of one more \
             instance and copy-on-write write overhead (driver beside driver), wasted bytes, and \
             the runtime workloads natively, in the container and in the VM with their ratios to \
-            native. --svg DIR writes one chart per table into DIR.
+            native. --svg DIR writes one chart per table into DIR; --html FILE one \
+            self-contained page of every table and chart (readable offline). Charts use a \
+            logarithmic axis where the values span decades, draw the rounds' spread as error \
+            bars, and say under them where and when the results were made.
             """)
 
     @Argument(help: "Result files (report.json, measure results, run results), or REGISTRY/REPO:TAG: an image whose report imgbench push attached.",
               transform: { try ReportLocation($0) })
     var files: [ReportLocation]
     @Option(help: "Write one SVG chart per table into this folder.", transform: absolutePath) var svg: String?
+    @Option(help: "Write one self-contained HTML page of every table and chart to this file.", transform: absolutePath) var html: String?
     @OptionGroup(title: "Registry (REGISTRY/REPO:TAG)") var registry: RegistryAccessFlags
 
     func validate() throws {
@@ -39,11 +43,15 @@ struct ReportCommand: ParsableCommand {
         printOut(book.markdown())
         if let svg {
             try FileManager.default.createDirectory(atPath: svg, withIntermediateDirectories: true)
-            for t in book.tables {
+            for t in book.tables where t.charted {
                 let path = "\(svg)/\(ReportBook.fileName(t))"
-                try book.svg(t).write(toFile: path, atomically: true, encoding: .utf8)
+                try book.svgFile(t).write(toFile: path, atomically: true, encoding: .utf8)
                 printErr("wrote \(path)")
             }
+        }
+        if let html {
+            try book.html().write(toFile: html, atomically: true, encoding: .utf8)
+            printErr("wrote \(html)")
         }
     }
 }
