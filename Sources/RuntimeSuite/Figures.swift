@@ -51,6 +51,36 @@ public enum Figures {
         return v
     }
 
+    /// nuttcp `-fparse`: the rate in Mbit/s (`rate_Mbps=15539.3976` on its one line).
+    public static func nuttcp(_ out: String) throws -> Double {
+        for line in lines(out) where line.contains("rate_Mbps=") {
+            for field in line.split(separator: " ") where field.hasPrefix("rate_Mbps=") {
+                if let v = Double(field.dropFirst("rate_Mbps=".count)) { return v }
+            }
+        }
+        let error = lines(out).first { $0.hasPrefix("nuttcp-") || $0.lowercased().contains("error") }
+        throw FigureError(tool: "nuttcp", message: error.map { "no rate_Mbps: \($0)" } ?? "no rate_Mbps= in its output")
+    }
+
+    /// qperf: each test's `latency = 12.5 us` (ns, us, ms or sec), in seconds, by test name.
+    public static func qperf(_ out: String) throws -> [String: Double] {
+        var test: String?
+        var found: [String: Double] = [:]
+        let scale = ["ns": 1e-9, "us": 1e-6, "ms": 1e-3, "sec": 1.0]
+        for line in lines(out) {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.hasSuffix(":"), !t.contains(" ") { test = String(t.dropLast()); continue }
+            let parts = t.split(separator: " ").filter { $0 != "=" }
+            guard let test, parts.count >= 3, parts[0] == "latency" else { continue }
+            guard let v = Double(parts[1].replacingOccurrences(of: ",", with: "")), let s = scale[String(parts[2])] else {
+                throw FigureError(tool: "qperf", message: "\(test): a latency it does not read: \(t)")
+            }
+            found[test] = v * s
+        }
+        guard !found.isEmpty else { throw FigureError(tool: "qperf", message: "no latency in its output") }
+        return found
+    }
+
     /// redis-benchmark `--csv`: requests per second by test name (`"SET","30211.48",...`).
     public static func redisBenchmark(_ out: String) throws -> [String: Double] {
         var rows: [String: Double] = [:]

@@ -182,7 +182,7 @@ public final class RuntimeBench {
     /// The same script on the host, pinned to the run's CPUs.
     func runNative(_ w: Workload, work: String) throws -> RunReport.SideResult {
         let id = RuntimeBench.newID()
-        let port = try w.isServer ? RuntimeBench.freePort() : 0
+        let port = try RuntimeBench.ports(for: w)
         let script = w.script(id: id, parameters: parameters, work: work, port: port)
         var r = execute(w, id: id, argv: ["taskset", "-c", cpuList, "/bin/sh", "-c", script], environment: nil,
                         clientPort: port, side: "natively")
@@ -202,7 +202,7 @@ public final class RuntimeBench {
         try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: runtime) }
         let id = RuntimeBench.newID()
-        let port = try w.isServer ? RuntimeBench.freePort() : 0
+        let port = try RuntimeBench.ports(for: w)
         let mountPoint = FileManager.default.fileExists(atPath: "\(rootfs)/var/tmp") ? "/var/tmp" : "/tmp"
         let script = w.script(id: id, parameters: parameters, work: "\(mountPoint)/imgbench", port: port)
         try RuntimeBench.writeRuntimeConfig(from: "\(bundle)/config.json", to: "\(runtime)/config.json", rootfs: rootfs,
@@ -252,7 +252,7 @@ public final class RuntimeBench {
     func runVM(_ w: Workload, work: String, accelerator: String) throws -> RunReport.SideResult {
         guard let vm = handoff.vm else { throw BuildError.invalid("no VM disk") }
         let id = RuntimeBench.newID()
-        let port = try w.isServer ? RuntimeBench.freePort() : 0
+        let port = try RuntimeBench.ports(for: w)
         let guestWork = "/var/tmp/imgbench"
         let agent = RuntimeBench.agentScript(id: id, network: w.isServer,
                                              workload: w.script(id: id, parameters: parameters, work: guestWork, port: port))
@@ -267,7 +267,10 @@ public final class RuntimeBench {
         qemu.cpus = options.cpus
         qemu.drives = [.init(file: path(vm.disk), format: vm.diskFormat, snapshot: true),
                        .init(file: agentDisk, format: "raw", readOnly: true)]
-        if w.isServer { qemu.network = .init(forwardedPorts: [port]) }
+        if w.isServer {
+            qemu.network = .init(forwardedPorts: [port.control] + [port.data].compactMap { $0 },
+                                 forwardedUDPPorts: w.dataPort == .tcpAndUDP ? [port.data].compactMap { $0 } : [])
+        }
         let argv = ["taskset", "-c", cpuList] + qemu.argv
         // snapshot=on keeps its temporary overlay in TMPDIR: the scratch folder.
         var env = ProcessInfo.processInfo.environment
@@ -335,7 +338,7 @@ public final class RuntimeBench {
     /// Runs one side's program, following the protocol on its output; for a server workload, runs
     /// the client on the host once the server is ready, then stops the side.
     func execute(_ w: Workload, id: String, argv: [String], environment: [String: String]?,
-                 clientPort: Int, side: String) -> RunReport.SideResult {
+                 clientPort: ServerPorts, side: String) -> RunReport.SideResult {
         let start = Date()
         let watch = ProtocolWatch(id: id)
         let stop = StopFlag()
@@ -375,7 +378,7 @@ public final class RuntimeBench {
     }
 
     /// Runs a server workload's client against the side once the side says it is ready.
-    func runClient(_ w: Workload, watch: ProtocolWatch, port: Int, deadline: Date) -> ClientRun {
+    func runClient(_ w: Workload, watch: ProtocolWatch, port: ServerPorts, deadline: Date) -> ClientRun {
         guard let client = w.client, watch.waitForReady(until: deadline) else { return ClientRun() }
         let remaining = max(5, deadline.timeIntervalSinceNow)
         do {
@@ -441,6 +444,17 @@ public final class RuntimeBench {
     // MARK: - Helpers
 
     static func newID() -> String { String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)) }
+
+    /// A server workload's ports: one for the server, and a second, different one for its data
+    /// connection when it has one (0 for a workload that is no server).
+    static func ports(for w: Workload) throws -> ServerPorts {
+        guard w.isServer else { return ServerPorts(control: 0) }
+        let control = try freePort()
+        guard w.dataPort != nil else { return ServerPorts(control: control) }
+        var data = try freePort()
+        while data == control { data = try freePort() }
+        return ServerPorts(control: control, data: data)
+    }
 
     /// A TCP port on 127.0.0.1 nothing listens on now.
     static func freePort() throws -> Int {

@@ -11,8 +11,9 @@ import RecipePlan
 ///   it through the network (MariaDB with sysbench oltp, redis-server with redis-benchmark, iperf3),
 ///   as Felter et al. (IBM 2014) measured them, and the figures are the client's.
 ///
-/// Scripts see `W` (a writable work folder), `T` (threads: the run's CPU count), `D` (seconds) and
-/// `P` (the port a server listens on), and run as root.
+/// Scripts see `W` (a writable work folder), `T` (threads: the run's CPU count), `D` (seconds),
+/// `P` (the port a server listens on) and, for a server with a data connection of its own, `Q`
+/// (its data port), and run as root.
 public struct Workload: Sendable {
     public enum Shape: Sendable, Equatable {
         case inside
@@ -31,8 +32,11 @@ public struct Workload: Sendable {
     public var notes: [String] = []
     /// The script body, given the run's parameters.
     var body: @Sendable (WorkloadParameters) -> String
-    /// Server workloads: the client, run on the host against `host:port`.
-    var client: (@Sendable (WorkloadParameters, _ host: String, _ port: Int) -> [String])?
+    /// Server workloads: the client, run on the host against `host` at the server's ports.
+    var client: (@Sendable (WorkloadParameters, _ host: String, _ ports: ServerPorts) -> [String])?
+    /// A server that also takes a data connection on a port of its own (`Q`), and over which
+    /// protocols (the VM forwards it as well).
+    var dataPort: DataPort? = nil
     /// Programs the host needs for the client (a server workload) beyond the native run's tools.
     var clientTools: [String] = []
     /// The figures from the output (the script's for `inside`, the client's for `server`).
@@ -49,6 +53,23 @@ public struct Workload: Sendable {
     }
 
     public var isServer: Bool { if case .server = shape { return true } else { return false } }
+}
+
+/// The ports a server workload listens on: `P`, and `Q` for its data connection.
+public struct ServerPorts: Sendable, Equatable {
+    public var control: Int
+    public var data: Int?
+
+    public init(control: Int, data: Int? = nil) {
+        self.control = control
+        self.data = data
+    }
+}
+
+/// What a server's data port carries.
+public enum DataPort: Sendable, Equatable {
+    case tcp
+    case tcpAndUDP
 }
 
 public struct WorkloadParameters: Sendable, Equatable {
@@ -95,7 +116,8 @@ public struct FigureError: Error, Equatable, Sendable, CustomStringConvertible {
 extension Workload {
     /// The suite, from Felter et al. (IBM 2014): sysbench cpu and memory, fio random read/write with 8 KiB blocks
     /// (the filebench randomrw shape), sysbench oltp against MariaDB, redis-benchmark against
-    /// redis-server, hpcc's STREAM, RandomAccess and HPL, iperf3 from the host.
+    /// redis-server, hpcc's STREAM, RandomAccess and HPL, and from the host iperf3, nuttcp (the
+    /// paper's bandwidth tool) and qperf's TCP and UDP latency (for netperf's TCP_RR).
     public static let all: [Workload] = [
         Workload(
             name: "sysbench-cpu", summary: "sysbench cpu: prime numbers up to 10000, one thread per CPU",
@@ -142,8 +164,8 @@ extension Workload {
                   --init-file="$W/init.sql" > "$W/server.log" 2>&1 &
                 """
             },
-            client: { p, host, port in
-                let common = "--db-driver=mysql --mysql-host=\(host) --mysql-port=\(port) --mysql-user=bench --mysql-password=bench --mysql-db=imgbench --tables=1 --table-size=10000 --threads=\(p.cpus)"
+            client: { p, host, ports in
+                let common = "--db-driver=mysql --mysql-host=\(host) --mysql-port=\(ports.control) --mysql-user=bench --mysql-password=bench --mysql-db=imgbench --tables=1 --table-size=10000 --threads=\(p.cpus)"
                 return ["/bin/sh", "-c", "sysbench oltp_read_write \(common) prepare >/dev/null && sysbench oltp_read_write \(common) --time=\(p.durationSeconds) --report-interval=0 run"]
             },
             clientTools: ["sysbench"],
@@ -161,8 +183,8 @@ extension Workload {
                 redis-server --port "$P" --bind 0.0.0.0 --protected-mode no --save '' --appendonly no --dir "$W" > "$W/server.log" 2>&1 &
                 """#
             },
-            client: { p, host, port in
-                ["redis-benchmark", "-h", host, "-p", "\(port)", "--csv", "-t", "set,get", "-c", "10", "-n", "\(4000 * max(1, p.durationSeconds))"]
+            client: { p, host, ports in
+                ["redis-benchmark", "-h", host, "-p", "\(ports.control)", "--csv", "-t", "set,get", "-c", "10", "-n", "\(4000 * max(1, p.durationSeconds))"]
             },
             clientTools: ["redis-benchmark"],
             parse: { out in
@@ -236,10 +258,56 @@ extension Workload {
             figures: [FigureSpec(name: "received", unit: "Gbit/s")],
             notes: [clientNote("iperf3 -c")],
             body: { _ in #"iperf3 -s -p "$P" -1 --forceflush > "$W/server.log" 2>&1 &"# },
-            client: { p, host, port in ["iperf3", "-c", host, "-p", "\(port)", "-t", "\(max(1, p.durationSeconds))", "-J"] },
+            client: { p, host, ports in ["iperf3", "-c", host, "-p", "\(ports.control)", "-t", "\(max(1, p.durationSeconds))", "-J"] },
             clientTools: ["iperf3"],
             parse: { out in [Figure(name: "received", unit: "Gbit/s", value: try Figures.iperf3(out) / 1e9)] }),
+        Workload(
+            name: "nuttcp", summary: "nuttcp: a TCP stream from a client on the host to the server in the image (the bandwidth tool of Felter et al.)",
+            tools: ["nuttcp"], shape: .server(readyLine: listeningLine),
+            figures: [FigureSpec(name: "received", unit: "Gbit/s")],
+            notes: [clientNote("nuttcp -t")],
+            body: { _ in listening("P") + #"nuttcp -1 --nofork -P "$P" -p "$Q" >> "$W/server.log" 2>&1 &"# },
+            client: { p, host, ports in
+                ["nuttcp", "-t", "-P", "\(ports.control)", "-p", "\(ports.data ?? ports.control + 1)", "-T", "\(max(1, p.durationSeconds))", "-fparse", host]
+            },
+            dataPort: .tcp,
+            clientTools: ["nuttcp"],
+            parse: { out in [Figure(name: "received", unit: "Gbit/s", value: try Figures.nuttcp(out) / 1e3)] }),
+        Workload(
+            name: "qperf", summary: "qperf tcp_lat and udp_lat: one-byte round trips from a client on the host to the server in the image (the nearest packaged tool to netperf's TCP_RR, which Felter et al. used)",
+            tools: ["qperf"], shape: .server(readyLine: listeningLine),
+            figures: [FigureSpec(name: "TCP latency", unit: "us", higherIsBetter: false), FigureSpec(name: "UDP latency", unit: "us", higherIsBetter: false)],
+            notes: [clientNote("qperf tcp_lat udp_lat"), "half a round trip, as qperf reports latency; lower is better"],
+            body: { _ in listening("P") + #"qperf -lp "$P" >> "$W/server.log" 2>&1 &"# },
+            client: { p, host, ports in
+                ["qperf", "-lp", "\(ports.control)", "-ip", "\(ports.data ?? ports.control + 1)", "-t", "\(max(1, p.durationSeconds))", host, "tcp_lat", "udp_lat"]
+            },
+            dataPort: .tcpAndUDP,
+            clientTools: ["qperf"],
+            parse: { out in
+                let l = try Figures.qperf(out)
+                guard let tcp = l["tcp_lat"], let udp = l["udp_lat"] else {
+                    throw FigureError(tool: "qperf", message: "no latency for tcp_lat and udp_lat")
+                }
+                return [Figure(name: "TCP latency", unit: "us", value: tcp * 1e6), Figure(name: "UDP latency", unit: "us", value: udp * 1e6)]
+            }),
     ]
+
+    /// What `listening` adds to the server's log once the port is open.
+    static let listeningLine = "imgbench: the server listens"
+
+    /// A shell snippet for a server that says nothing when it is ready: in the background, waits
+    /// until a socket listens on the port in `$VAR` (/proc/net/tcp and tcp6, state 0A), then
+    /// writes `listeningLine` into the server's log. Put before the server's own line, whose
+    /// process must be the script's last background job.
+    static func listening(_ variable: String) -> String {
+        """
+        ( h=$(printf '%04X' "$\(variable)")
+          until grep -qE ":$h [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null; do sleep 0.1; done
+          echo "\(listeningLine)" >> "$W/server.log" ) &
+
+        """
+    }
 }
 
 extension Workload {
@@ -261,10 +329,10 @@ extension Workload {
     /// `IMGBENCH-BEGIN id` and `IMGBENCH-END id STATUS`. A server's body starts it in the
     /// background; the script then waits for its ready line, says `IMGBENCH-READY id`, and waits
     /// for it, stopping it on SIGTERM.
-    func script(id: String, parameters p: WorkloadParameters, work: String, port: Int) -> String {
+    func script(id: String, parameters p: WorkloadParameters, work: String, port: ServerPorts) -> String {
         var s = """
             export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C
-            W='\(work)' T=\(p.cpus) D=\(p.durationSeconds) P=\(port)
+            W='\(work)' T=\(p.cpus) D=\(p.durationSeconds) P=\(port.control) Q=\(port.data ?? 0)
             mkdir -p "$W"
             for tool in \(tools.joined(separator: " ")); do
               command -v "$tool" >/dev/null 2>&1 || { echo "\(Marker.missing(id)) $tool"; exit 127; }

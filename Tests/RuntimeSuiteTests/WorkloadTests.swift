@@ -6,7 +6,8 @@ import RecipePlan
 import Testing
 
 // The figure parsers on real output of the tools (Fixtures/workloads: Debian bookworm's sysbench
-// 1.0.20, fio 3.33, iperf3 3.12, redis-benchmark 7.0.15 and hpcc 1.5.0, run on a build host),
+// 1.0.20, fio 3.33, iperf3 3.12, redis-benchmark 7.0.15, hpcc 1.5.0, nuttcp 6.1.2 and qperf
+// 0.4.11, run on a build host),
 // the protocol the workload scripts speak, and the recipe directive that declares workloads.
 
 private func fixture(_ name: String) throws -> String {
@@ -29,6 +30,18 @@ private func fixture(_ name: String) throws -> String {
     let h = try Figures.hpcc(try fixture("hpcc-summary.txt"))
     #expect(h.streamTriadGBs == 73.9979 && h.randomAccessGUPs == 0.16888)
     #expect(abs(h.hplGFLOPs - 5.74368) < 1e-9)
+}
+
+@Test func nuttcpAndQperfFigures() throws {
+    #expect(try Figures.nuttcp(try fixture("nuttcp-fparse.txt")) == 15539.3976)
+    let q = try Figures.qperf(try fixture("qperf-lat.txt"))
+    #expect(Set(q.keys) == ["tcp_lat", "udp_lat"] && q.values.allSatisfy { $0 > 1e-7 && $0 < 1e-3 }, "\(q)")
+    // Other units, and the thousands separator qperf prints.
+    #expect(try Figures.qperf("tcp_lat:\n    latency  =  1,250 ns\nudp_lat:\n    latency  =  2.5 ms\n") == ["tcp_lat": 1.25e-6, "udp_lat": 2.5e-3])
+    #expect(throws: FigureError.self) { try Figures.nuttcp("nuttcp-t: v6.1.2: Error: connect: Connection refused\n") }
+    #expect(throws: FigureError.self) { try Figures.qperf("failed to connect: Connection refused\n") }
+    // Through the VM's serial console.
+    #expect(try Figures.nuttcp("\u{1b}c" + (try fixture("nuttcp-fparse.txt")).replacingOccurrences(of: "\n", with: "\r\n")) == 15539.3976)
 }
 
 @Test func figuresSurviveASerialConsole() throws {
@@ -54,7 +67,7 @@ private func runScript(_ w: Workload, parameters: WorkloadParameters) throws -> 
     defer { try? FileManager.default.removeItem(atPath: work) }
     let id = RuntimeBench.newID()
     let watch = ProtocolWatch(id: id)
-    let r = try Command.run(["/bin/sh", "-c", w.script(id: id, parameters: parameters, work: work, port: 0)], timeout: 30,
+    let r = try Command.run(["/bin/sh", "-c", w.script(id: id, parameters: parameters, work: work, port: ServerPorts(control: 0))], timeout: 30,
                             onOutput: { watch.feed($0) })
     return (watch, r)
 }
@@ -85,7 +98,7 @@ private func runScript(_ w: Workload, parameters: WorkloadParameters) throws -> 
         #expect(!w.tools.isEmpty && !w.figures.isEmpty, "\(w.name)")
         #expect(w.isServer == (w.client != nil), "\(w.name): a server workload needs a client, and only it")
     }
-    #expect(Set(Workload.all.map(\.name)) == ["sysbench-cpu", "sysbench-memory", "fio-randrw", "sysbench-oltp", "redis", "hpcc", "iperf3"])
+    #expect(Set(Workload.all.map(\.name)) == ["sysbench-cpu", "sysbench-memory", "fio-randrw", "sysbench-oltp", "redis", "hpcc", "iperf3", "nuttcp", "qperf"])
 }
 
 @Test func recipesDeclareWorkloads() throws {

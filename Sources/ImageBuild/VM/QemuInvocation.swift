@@ -32,18 +32,22 @@ public struct QemuInvocation: Sendable {
 
     /// QEMU's user-mode network on a virtio NIC (the guest is 10.0.2.15, the host 10.0.2.2).
     public struct UserNetwork: Sendable {
-        /// Host ports on 127.0.0.1 forwarded to the same port in the guest.
+        /// Host TCP ports on 127.0.0.1 forwarded to the same port in the guest.
         public var forwardedPorts: [Int] = []
+        /// Host UDP ports on 127.0.0.1 forwarded likewise.
+        public var forwardedUDPPorts: [Int] = []
         /// The NIC's option ROM (`""`: none, which a direct kernel boot does not need).
         public var romfile: String?
 
-        public init(forwardedPorts: [Int] = [], romfile: String? = nil) {
+        public init(forwardedPorts: [Int] = [], forwardedUDPPorts: [Int] = [], romfile: String? = nil) {
             self.forwardedPorts = forwardedPorts
+            self.forwardedUDPPorts = forwardedUDPPorts
             self.romfile = romfile
         }
 
         var arguments: [String] {
-            let netdev = (["user,id=n0"] + forwardedPorts.map { "hostfwd=tcp:127.0.0.1:\($0)-:\($0)" }).joined(separator: ",")
+            let netdev = (["user,id=n0"] + forwardedPorts.map { "hostfwd=tcp:127.0.0.1:\($0)-:\($0)" }
+                + forwardedUDPPorts.map { "hostfwd=udp:127.0.0.1:\($0)-:\($0)" }).joined(separator: ",")
             return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0" + (romfile.map { ",romfile=\($0)" } ?? "")]
         }
     }
