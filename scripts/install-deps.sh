@@ -18,7 +18,7 @@ packages=(
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
   time bc libguestfs-tools
   # imgbench run: the workloads natively and their clients on the host
-  sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server
+  sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server nuttcp qperf
   # registry tests: a real registry (distribution), htpasswd for its basic auth, openssl for its CA
   docker-registry apache2-utils openssl
   # imgbench report --html: the tests render the page in a real browser (headless)

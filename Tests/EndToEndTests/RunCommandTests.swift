@@ -226,3 +226,39 @@ extension BuildTests {
         #expect(r.stderr.hasPrefix("imgbench: error: \(recipe)/Containerfile:2:26: unknown workload 'frobnicate'"), "\(r.stderr)")
     }
 }
+
+extension BuildTests {
+    /// Felter et al.'s network figures (issue 19): nuttcp's bandwidth and qperf's TCP and UDP
+    /// latency, each server in the image and its client on the host, natively, in the container
+    /// and in the VM (its data port forwarded by QEMU, over UDP too).
+    @Test func nuttcpAndQperfGiveBandwidthAndLatencyOnEverySide() throws {
+        let dir = try TempDir("run-network", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "network", """
+            # vm-size=1G
+            # vm-kernel=host
+            # workloads=nuttcp,qperf
+            FROM debian:bookworm
+            ARG DEBIAN_FRONTEND=noninteractive
+            RUN apt-get update && apt-get install -y --no-install-recommends nuttcp qperf && rm -rf /var/lib/apt/lists/*
+
+            """)
+        let out = dir.file("out")
+        let b = try build(recipe, output: out, progress: "none")
+        try #require(b.status == 0, "imgbench build: exit \(b.status)\n\(b.stderr.suffix(3000))")
+        let results = dir.file("network.json")
+        let r = try imgbenchRun(["\(out)/handoff.json", "--workload", "nuttcp,qperf", "--duration", "2", "--output", results, "--progress", "none"])
+        #expect(r.status == 0, "\(r.output.suffix(3000))")
+        let json = try readJSON(results)
+        let byName = Dictionary(uniqueKeysWithValues: (json["results"] as? [[String: Any]] ?? []).map { ($0["workload"] as? String ?? "", $0) })
+        for (workload, figures) in [("nuttcp", ["received"]), ("qperf", ["TCP latency", "UDP latency"])] {
+            let w = try #require(byName[workload], "\(workload) missing: \(byName.keys)")
+            for side in ["native", "container", "vm"] {
+                let s = try #require(w[side] as? [String: Any], "\(workload) \(side)")
+                #expect(s["status"] as? String == "ok", "\(workload) \(side): \(s["error"] ?? "") \(s["outputTail"] ?? "")")
+                let values = Dictionary(uniqueKeysWithValues: (s["figures"] as? [[String: Any]] ?? []).map { ($0["name"] as? String ?? "", $0["value"] as? Double ?? 0) })
+                for f in figures { #expect((values[f] ?? 0) > 0, "\(workload) \(side): \(f) = \(values[f] ?? 0)") }
+            }
+        }
+        try expectNoRunLeft(out)
+    }
+}
