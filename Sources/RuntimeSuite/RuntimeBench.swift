@@ -21,8 +21,18 @@ public final class RuntimeBench {
         /// Rounds: every side once per round, in turn; figures are medians, ratios the median of
         /// each round's ratio.
         public var repeats = 1
+        /// The container's network: the host's (as the build steps run), or a bridge with NAT
+        /// as Docker's default (`BridgeNetwork`).
+        public var containerNetwork = ContainerNetwork.host
 
         public init() {}
+    }
+
+    /// Where the container's network is.
+    public enum ContainerNetwork: String, Sendable, CaseIterable {
+        case host
+        /// A namespace on a bridge, traffic out masqueraded, the server's ports reached by DNAT.
+        case bridge
     }
 
     public let manifestPath: String
@@ -185,7 +195,7 @@ public final class RuntimeBench {
         let port = try RuntimeBench.ports(for: w)
         let script = w.script(id: id, parameters: parameters, work: work, port: port)
         var r = execute(w, id: id, argv: ["taskset", "-c", cpuList, "/bin/sh", "-c", script], environment: nil,
-                        clientPort: port, side: "natively")
+                        client: ("127.0.0.1", port), side: "natively")
         r.limits = "pinned to CPU \(cpuList) (taskset); memory not limited"
         return r
     }
@@ -205,18 +215,33 @@ public final class RuntimeBench {
         let port = try RuntimeBench.ports(for: w)
         let mountPoint = FileManager.default.fileExists(atPath: "\(rootfs)/var/tmp") ? "/var/tmp" : "/tmp"
         let script = w.script(id: id, parameters: parameters, work: "\(mountPoint)/imgbench", port: port)
+        // The bridge outlives the container: made before it, removed after its deletion.
+        var network: BridgeNetwork?
+        defer { network?.remove() }
+        if options.containerNetwork == .bridge {
+            var published: [(Int, BridgeNetwork.PortProtocol)] = w.isServer ? [(port.control, .tcp)] : []
+            if let data = port.data {
+                published.append((data, .tcp))
+                if w.dataPort == .tcpAndUDP { published.append((data, .udp)) }
+            }
+            network = try BridgeNetwork(publishing: published)
+        }
         try RuntimeBench.writeRuntimeConfig(from: "\(bundle)/config.json", to: "\(runtime)/config.json", rootfs: rootfs,
-                                            args: ["/bin/sh", "-c", script], work: work, workMount: mountPoint)
+                                            args: ["/bin/sh", "-c", script], work: work, workMount: mountPoint,
+                                            networkNamespace: network?.namespacePath)
         let name = "imgbench-run-\(id)"
         let delete = Cleanup.register("delete container \(name)") { _ = try? Command.run(["runc", "delete", "--force", name], timeout: 30) }
         defer { Cleanup.run(delete) }
         var r = execute(w, id: id, argv: ["taskset", "-c", cpuList, "runc", "run", "--bundle", runtime, name], environment: nil,
-                        clientPort: port, side: "in the container")
-        r.limits = "pinned to CPU \(cpuList) (taskset on runc); memory not limited: this host's cgroup layout refuses linux.resources"
+                        client: (network?.gatewayAddress ?? "127.0.0.1", port), side: "in the container")
+        r.limits = "pinned to CPU \(cpuList) (taskset on runc); memory not limited: this host's cgroup layout refuses linux.resources; "
+            + (network.map { "network: a bridge with NAT as Docker's default (namespace \($0.namespace), veth, MASQUERADE, the server's ports by DNAT to \($0.containerAddress))" }
+               ?? "network: the host's")
         return r
     }
 
-    static func writeRuntimeConfig(from built: String, to runtime: String, rootfs: String, args: [String], work: String, workMount: String) throws {
+    static func writeRuntimeConfig(from built: String, to runtime: String, rootfs: String, args: [String], work: String, workMount: String,
+                                   networkNamespace: String? = nil) throws {
         guard let data = FileManager.default.contents(atPath: built),
               var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw HostError.io(path: built, message: "cannot read the bundle's runtime config")
@@ -233,6 +258,13 @@ public final class RuntimeBench {
         mounts.append(["destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]])
         mounts.append(["destination": workMount, "type": "bind", "source": work, "options": ["rbind", "rw"]])
         spec["mounts"] = mounts
+        if let networkNamespace {
+            var linux = spec["linux"] as? [String: Any] ?? [:]
+            var namespaces = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+            namespaces.append(["type": "network", "path": networkNamespace])
+            linux["namespaces"] = namespaces
+            spec["linux"] = linux
+        }
         let out = try JSONSerialization.data(withJSONObject: spec, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try out.write(to: URL(fileURLWithPath: runtime))
     }
@@ -275,7 +307,7 @@ public final class RuntimeBench {
         // snapshot=on keeps its temporary overlay in TMPDIR: the scratch folder.
         var env = ProcessInfo.processInfo.environment
         env["TMPDIR"] = (work as NSString).deletingLastPathComponent
-        var r = execute(w, id: id, argv: argv, environment: env, clientPort: port, side: "in the VM")
+        var r = execute(w, id: id, argv: argv, environment: env, client: ("127.0.0.1", port), side: "in the VM")
         r.accelerator = accelerator
         r.emulated = accelerator == "tcg"
         r.limits = "\(options.cpus) vCPU\(options.cpus == 1 ? "" : "s") (-smp, QEMU pinned to CPU \(cpuList)), \(options.memoryBytes >> 20) MiB (-m)"
@@ -338,7 +370,7 @@ public final class RuntimeBench {
     /// Runs one side's program, following the protocol on its output; for a server workload, runs
     /// the client on the host once the server is ready, then stops the side.
     func execute(_ w: Workload, id: String, argv: [String], environment: [String: String]?,
-                 clientPort: ServerPorts, side: String) -> RunReport.SideResult {
+                 client target: (host: String, ports: ServerPorts), side: String) -> RunReport.SideResult {
         let start = Date()
         let watch = ProtocolWatch(id: id)
         let stop = StopFlag()
@@ -356,7 +388,7 @@ public final class RuntimeBench {
         }.start()
         var client: ClientRun?
         if w.isServer, w.client != nil {
-            client = runClient(w, watch: watch, port: clientPort, deadline: start.addingTimeInterval(timeout))
+            client = runClient(w, watch: watch, host: target.host, port: target.ports, deadline: start.addingTimeInterval(timeout))
             stop.set()
         }
         let (result, runError) = done.wait()
@@ -378,11 +410,11 @@ public final class RuntimeBench {
     }
 
     /// Runs a server workload's client against the side once the side says it is ready.
-    func runClient(_ w: Workload, watch: ProtocolWatch, port: ServerPorts, deadline: Date) -> ClientRun {
+    func runClient(_ w: Workload, watch: ProtocolWatch, host: String, port: ServerPorts, deadline: Date) -> ClientRun {
         guard let client = w.client, watch.waitForReady(until: deadline) else { return ClientRun() }
         let remaining = max(5, deadline.timeIntervalSinceNow)
         do {
-            let c = try Command.run(client(parameters, "127.0.0.1", port), timeout: remaining)
+            let c = try Command.run(client(parameters, host, port), timeout: remaining)
             if c.timedOut { return ClientRun(output: c.output, error: "the client did not finish within \(Int(remaining)) s") }
             if c.status != 0 { return ClientRun(output: c.output, error: "the client exited \(c.status): \(Command.tail(c.output, lines: 10))") }
             return ClientRun(output: c.output)

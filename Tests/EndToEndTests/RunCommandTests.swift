@@ -1,4 +1,5 @@
 import Foundation
+import Host
 import Testing
 import TestSupport
 
@@ -260,5 +261,18 @@ extension BuildTests {
             }
         }
         try expectNoRunLeft(out)
+
+        // The container on a bridge with NAT, as Docker's default network: the same figures, the
+        // limits say so, and no namespace, interface or nat rule is left.
+        let before = BridgeNetwork.leftovers()
+        let bridged = dir.file("bridge.json")
+        let b2 = try imgbenchRun(["\(out)/handoff.json", "--workload", "nuttcp,qperf", "--on", "container", "--container-network", "bridge",
+                                  "--duration", "2", "--output", bridged, "--progress", "none"])
+        #expect(b2.status == 0, "\(b2.output.suffix(3000))")
+        for w in try readJSON(bridged)["results"] as? [[String: Any]] ?? [] {
+            let c = w["container"] as? [String: Any] ?? [:]
+            #expect(c["status"] as? String == "ok" && (c["limits"] as? String ?? "").contains("bridge with NAT"), "\(w["workload"] ?? ""): \(c)")
+        }
+        #expect(BridgeNetwork.leftovers() == before, "left: \(BridgeNetwork.leftovers())")
     }
 }

@@ -29,6 +29,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Rounds of every side, in turn: figures are medians, ratios the median of each round's.") var `repeat` = 1
     @Option(help: "The accelerator: kvm when it really runs a guest here (probed), else tcg.") var accel: BootCheck.Accelerator = .auto
     @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
+    @Option(help: "The container's network: host (the host's, as build steps run) or bridge (a namespace on a bridge with NAT, as Docker's default; the server's ports reached by DNAT), as Felter et al. compared them.")
+    var containerNetwork: RuntimeBench.ContainerNetwork = .host
     @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
     @Option(help: "Also write the JSON results to this file.", transform: absolutePath) var output: String?
     @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
@@ -53,6 +55,7 @@ struct RunCommand: ParsableCommand {
         options.repeats = `repeat`
         options.accelerator = accel
         options.sides = sideList.compactMap(Side.init(rawValue:))
+        options.containerNetwork = containerNetwork
         let show = !progress.isQuiet
         let report: RunReport
         do {
@@ -133,3 +136,5 @@ enum RunReportTable {
     }
 
 }
+
+extension RuntimeBench.ContainerNetwork: ExpressibleByArgument {}
