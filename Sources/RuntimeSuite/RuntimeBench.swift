@@ -214,7 +214,12 @@ public final class RuntimeBench {
         let id = RuntimeBench.newID()
         let port = try RuntimeBench.ports(for: w)
         let mountPoint = FileManager.default.fileExists(atPath: "\(rootfs)/var/tmp") ? "/var/tmp" : "/tmp"
-        let script = w.script(id: id, parameters: parameters, work: "\(mountPoint)/imgbench", port: port)
+        let script = w.script(id: id, parameters: parameters, work: "\(mountPoint)/imgbench", port: port, rootWork: "/var/lib/imgbench")
+        // A workload that writes into the root runs on a copy-on-write overlay of the rootfs (as
+        // a container's storage driver gives it), unmounted after the container.
+        let overlay = w.writesRoot ? try RuntimeBench.overlayRoot(lower: rootfs, scratch: work + ".overlay") : nil
+        defer { overlay?.remove() }
+        let root = overlay?.merged ?? rootfs
         // The bridge outlives the container: made before it, removed after its deletion.
         var network: BridgeNetwork?
         defer { network?.remove() }
@@ -226,7 +231,7 @@ public final class RuntimeBench {
             }
             network = try BridgeNetwork(publishing: published)
         }
-        try RuntimeBench.writeRuntimeConfig(from: "\(bundle)/config.json", to: "\(runtime)/config.json", rootfs: rootfs,
+        try RuntimeBench.writeRuntimeConfig(from: "\(bundle)/config.json", to: "\(runtime)/config.json", rootfs: root, readOnly: !w.writesRoot,
                                             args: ["/bin/sh", "-c", script], work: work, workMount: mountPoint,
                                             networkNamespace: network?.namespacePath)
         let name = "imgbench-run-\(id)"
@@ -237,11 +242,12 @@ public final class RuntimeBench {
         r.limits = "pinned to CPU \(cpuList) (taskset on runc); memory not limited: this host's cgroup layout refuses linux.resources; "
             + (network.map { "network: a bridge with NAT as Docker's default (namespace \($0.namespace), veth, MASQUERADE, the server's ports by DNAT to \($0.containerAddress))" }
                ?? "network: the host's")
+            + (w.writesRoot ? "; root: an overlay (copy-on-write) over the image's rootfs" : "; root: the image's rootfs, read-only")
         return r
     }
 
-    static func writeRuntimeConfig(from built: String, to runtime: String, rootfs: String, args: [String], work: String, workMount: String,
-                                   networkNamespace: String? = nil) throws {
+    static func writeRuntimeConfig(from built: String, to runtime: String, rootfs: String, readOnly: Bool = true, args: [String],
+                                   work: String, workMount: String, networkNamespace: String? = nil) throws {
         guard let data = FileManager.default.contents(atPath: built),
               var spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw HostError.io(path: built, message: "cannot read the bundle's runtime config")
@@ -252,7 +258,7 @@ public final class RuntimeBench {
         process["cwd"] = "/"
         process["terminal"] = false
         spec["process"] = process
-        spec["root"] = ["path": rootfs, "readonly": true]
+        spec["root"] = ["path": rootfs, "readonly": readOnly]
         var mounts = spec["mounts"] as? [[String: Any]] ?? []
         mounts.append(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]])
         mounts.append(["destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]])
@@ -267,6 +273,34 @@ public final class RuntimeBench {
         }
         let out = try JSONSerialization.data(withJSONObject: spec, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try out.write(to: URL(fileURLWithPath: runtime))
+    }
+
+    /// A container's writable, copy-on-write root: an overlay of the rootfs, its upper and work
+    /// folders in `scratch`; unmounted and removed by `remove()`, or by a Ctrl-C.
+    struct OverlayRoot {
+        let scratch: String
+        let cleanup: Int
+        var merged: String { "\(scratch)/merged" }
+
+        func remove() {
+            Cleanup.run(cleanup)
+        }
+    }
+
+    static func overlayRoot(lower: String, scratch: String) throws -> OverlayRoot {
+        let (upper, workdir, merged) = ("\(scratch)/upper", "\(scratch)/work", "\(scratch)/merged")
+        for d in [upper, workdir, merged] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        let id = Cleanup.register("unmount the container's root \(merged)") {
+            try? Mounts.unmount(merged)
+            try? FileSystem.removeTree(scratch)
+        }
+        do {
+            try Mounts.mount(source: "overlay", target: merged, type: "overlay", options: "lowerdir=\(lower),upperdir=\(upper),workdir=\(workdir)")
+        } catch {
+            Cleanup.run(id)
+            throw error
+        }
+        return OverlayRoot(scratch: scratch, cleanup: id)
     }
 
     /// KVM when it really runs a guest here (probed as the boot check does), else TCG.
@@ -287,7 +321,7 @@ public final class RuntimeBench {
         let port = try RuntimeBench.ports(for: w)
         let guestWork = "/var/tmp/imgbench"
         let agent = RuntimeBench.agentScript(id: id, network: w.isServer,
-                                             workload: w.script(id: id, parameters: parameters, work: guestWork, port: port))
+                                             workload: w.script(id: id, parameters: parameters, work: guestWork, port: port, rootWork: "/var/lib/imgbench"))
         let agentDisk = work + ".agent.img"
         var bytes = Data(agent.utf8)
         bytes.append(Data(repeating: UInt8(ascii: "\n"), count: (512 - bytes.count % 512) % 512))

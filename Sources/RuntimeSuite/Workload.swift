@@ -12,8 +12,9 @@ import RecipePlan
 ///   as Felter et al. (IBM 2014) measured them, and the figures are the client's.
 ///
 /// Scripts see `W` (a writable work folder), `T` (threads: the run's CPU count), `D` (seconds),
-/// `P` (the port a server listens on) and, for a server with a data connection of its own, `Q`
-/// (its data port), and run as root.
+/// `P` (the port a server listens on), for a server with a data connection of its own `Q` (its
+/// data port), and `R` (a folder on the image's root filesystem: copy-on-write in the container,
+/// the disk in the VM, the host's filesystem natively), and run as root.
 public struct Workload: Sendable {
     public enum Shape: Sendable, Equatable {
         case inside
@@ -37,6 +38,9 @@ public struct Workload: Sendable {
     /// A server that also takes a data connection on a port of its own (`Q`), and over which
     /// protocols (the VM forwards it as well).
     var dataPort: DataPort? = nil
+    /// Whether the workload writes into the image's root filesystem (`$R`): the container then
+    /// runs on a copy-on-write overlay of its rootfs rather than on the rootfs read-only.
+    var writesRoot = false
     /// Programs the host needs for the client (a server workload) beyond the native run's tools.
     var clientTools: [String] = []
     /// The figures from the output (the script's for `inside`, the client's for `server`).
@@ -143,36 +147,13 @@ extension Workload {
                 let f = try Figures.fio(out)
                 return [Figure(name: "read IOPS", unit: "IOPS", value: f.readIOPS), Figure(name: "write IOPS", unit: "IOPS", value: f.writeIOPS)]
             }),
-        Workload(
-            name: "sysbench-oltp", summary: "sysbench oltp_read_write from the host against MariaDB in the image (1 table of 10000 rows)",
-            tools: ["mariadbd"], shape: .server(readyLine: "ready for connections"),
-            figures: [FigureSpec(name: "transactions/s", unit: "tps"), FigureSpec(name: "queries/s", unit: "qps")],
-            notes: [clientNote("sysbench")],
-            body: { _ in
-                // A copy of the image's data folder, so the image is not changed; no config files
-                // (--no-defaults), so every side runs the same settings.
-                """
-                mkdir -p "$W/db" "$W/run"
-                cp -a --sparse=always /var/lib/mysql/. "$W/db/"
-                cat > "$W/init.sql" <<'SQL'
-                CREATE DATABASE IF NOT EXISTS imgbench;
-                CREATE USER IF NOT EXISTS 'bench'@'%' IDENTIFIED BY 'bench';
-                GRANT ALL PRIVILEGES ON imgbench.* TO 'bench'@'%';
-                SQL
-                mariadbd --no-defaults --user=root --datadir="$W/db" --socket="$W/run/mysqld.sock" --pid-file="$W/run/mysqld.pid" \\
-                  --port="$P" --bind-address=0.0.0.0 --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=128M \\
-                  --init-file="$W/init.sql" > "$W/server.log" 2>&1 &
-                """
-            },
-            client: { p, host, ports in
-                let common = "--db-driver=mysql --mysql-host=\(host) --mysql-port=\(ports.control) --mysql-user=bench --mysql-password=bench --mysql-db=imgbench --tables=1 --table-size=10000 --threads=\(p.cpus)"
-                return ["/bin/sh", "-c", "sysbench oltp_read_write \(common) prepare >/dev/null && sysbench oltp_read_write \(common) --time=\(p.durationSeconds) --report-interval=0 run"]
-            },
-            clientTools: ["sysbench"],
-            parse: { out in
-                let f = try Figures.sysbenchOLTP(out)
-                return [Figure(name: "transactions/s", unit: "tps", value: f.transactions), Figure(name: "queries/s", unit: "qps", value: f.queries)]
-            }),
+        oltp(name: "sysbench-oltp", data: "$W/db",
+             summary: "sysbench oltp_read_write from the host against MariaDB in the image (1 table of 10000 rows), its data folder on a volume",
+             note: "the data folder is on the host's filesystem natively, on a bind-mounted volume in the container (a folder beside the bundle), and on the qcow2 disk in the VM"),
+        oltp(name: "sysbench-oltp-root", data: "$R/db",
+             summary: "sysbench oltp_read_write as sysbench-oltp, the data folder on the image's copy-on-write root (Felter et al.'s MySQL on the container's storage driver)",
+             note: "the data folder is on the host's filesystem natively, on the container's root (an overlay, copy-on-write, over the image's rootfs) and on the qcow2 disk in the VM",
+             writesRoot: true),
         Workload(
             name: "redis", summary: "redis-benchmark from the host against redis-server in the image: SET and GET, 10 connections",
             tools: ["redis-server"], shape: .server(readyLine: "Ready to accept connections"),
@@ -293,6 +274,43 @@ extension Workload {
             }),
     ]
 
+    /// sysbench oltp_read_write against MariaDB with its data folder at `data` (`$W/db`: the
+    /// work folder, a volume in the container; `$R/db`: the image's root filesystem).
+    static func oltp(name: String, data: String, summary: String, note: String, writesRoot: Bool = false) -> Workload {
+        var w = Workload(
+            name: name, summary: summary,
+            tools: ["mariadbd"], shape: .server(readyLine: "ready for connections"),
+            figures: [FigureSpec(name: "transactions/s", unit: "tps"), FigureSpec(name: "queries/s", unit: "qps")],
+            notes: [clientNote("sysbench"), note],
+            body: { _ in
+                // A copy of the image's data folder, so the image is not changed; no config files
+                // (--no-defaults), so every side runs the same settings.
+                """
+                mkdir -p "\(data)" "$W/run"
+                cp -a --sparse=always /var/lib/mysql/. "\(data)/"
+                cat > "$W/init.sql" <<'SQL'
+                CREATE DATABASE IF NOT EXISTS imgbench;
+                CREATE USER IF NOT EXISTS 'bench'@'%' IDENTIFIED BY 'bench';
+                GRANT ALL PRIVILEGES ON imgbench.* TO 'bench'@'%';
+                SQL
+                mariadbd --no-defaults --user=root --datadir="\(data)" --socket="$W/run/mysqld.sock" --pid-file="$W/run/mysqld.pid" \\
+                  --port="$P" --bind-address=0.0.0.0 --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=128M \\
+                  --init-file="$W/init.sql" > "$W/server.log" 2>&1 &
+                """
+            },
+            client: { p, host, ports in
+                let common = "--db-driver=mysql --mysql-host=\(host) --mysql-port=\(ports.control) --mysql-user=bench --mysql-password=bench --mysql-db=imgbench --tables=1 --table-size=10000 --threads=\(p.cpus)"
+                return ["/bin/sh", "-c", "sysbench oltp_read_write \(common) prepare >/dev/null && sysbench oltp_read_write \(common) --time=\(p.durationSeconds) --report-interval=0 run"]
+            },
+            clientTools: ["sysbench"],
+            parse: { out in
+                let f = try Figures.sysbenchOLTP(out)
+                return [Figure(name: "transactions/s", unit: "tps", value: f.transactions), Figure(name: "queries/s", unit: "qps", value: f.queries)]
+            })
+        w.writesRoot = writesRoot
+        return w
+    }
+
     /// What `listening` adds to the server's log once the port is open.
     static let listeningLine = "imgbench: the server listens"
 
@@ -329,11 +347,11 @@ extension Workload {
     /// `IMGBENCH-BEGIN id` and `IMGBENCH-END id STATUS`. A server's body starts it in the
     /// background; the script then waits for its ready line, says `IMGBENCH-READY id`, and waits
     /// for it, stopping it on SIGTERM.
-    func script(id: String, parameters p: WorkloadParameters, work: String, port: ServerPorts) -> String {
+    func script(id: String, parameters p: WorkloadParameters, work: String, port: ServerPorts, rootWork: String? = nil) -> String {
         var s = """
             export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C
-            W='\(work)' T=\(p.cpus) D=\(p.durationSeconds) P=\(port.control) Q=\(port.data ?? 0)
-            mkdir -p "$W"
+            W='\(work)' R='\(rootWork ?? work + "/root")' T=\(p.cpus) D=\(p.durationSeconds) P=\(port.control) Q=\(port.data ?? 0)
+            mkdir -p "$W" "$R"
             for tool in \(tools.joined(separator: " ")); do
               command -v "$tool" >/dev/null 2>&1 || { echo "\(Marker.missing(id)) $tool"; exit 127; }
             done

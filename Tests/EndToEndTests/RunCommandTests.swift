@@ -276,3 +276,34 @@ extension BuildTests {
         #expect(BridgeNetwork.leftovers() == before, "left: \(BridgeNetwork.leftovers())")
     }
 }
+
+extension BuildTests {
+    /// Felter et al.'s MySQL with its data folder on the container's copy-on-write root beside a
+    /// bind-mounted volume (issue 19): both give figures, the root one on an overlay of the
+    /// rootfs that is unmounted and removed afterwards.
+    @Test func mariadbOnTheCopyOnWriteRootAndOnAVolumeBothGiveFigures() throws {
+        let dir = try TempDir("run-oltp-root", in: Self.scratch)
+        let recipe = try writeRecipe(dir, "oltp", """
+            # workloads=sysbench-oltp,sysbench-oltp-root
+            FROM debian:bookworm
+            ARG DEBIAN_FRONTEND=noninteractive
+            RUN apt-get update && apt-get install -y --no-install-recommends mariadb-server && rm -rf /var/lib/apt/lists/*
+
+            """)
+        let out = dir.file("out")
+        let b = try build(recipe, output: out, progress: "none", arguments: ["--images", "container"])
+        try #require(b.status == 0, "imgbench build: exit \(b.status)\n\(b.stderr.suffix(3000))")
+        let results = dir.file("oltp.json")
+        let r = try imgbenchRun(["\(out)/handoff.json", "--workload", "declared", "--on", "native,container", "--duration", "2",
+                                 "--output", results, "--progress", "none"])
+        #expect(r.status == 0, "\(r.output.suffix(3000))")
+        let byName = Dictionary(uniqueKeysWithValues: (try readJSON(results)["results"] as? [[String: Any]] ?? []).map { ($0["workload"] as? String ?? "", $0) })
+        for (name, root) in [("sysbench-oltp", "read-only"), ("sysbench-oltp-root", "copy-on-write")] {
+            let c = try #require(byName[name]?["container"] as? [String: Any], "\(name): \(byName.keys)")
+            #expect(c["status"] as? String == "ok" && (c["limits"] as? String ?? "").contains(root), "\(name): \(c)")
+            let tps = (c["figures"] as? [[String: Any]])?.first { $0["name"] as? String == "transactions/s" }?["value"] as? Double
+            #expect((tps ?? 0) > 0, "\(name): \(c)")
+        }
+        try expectNoRunLeft(out)
+    }
+}

@@ -98,7 +98,7 @@ private func runScript(_ w: Workload, parameters: WorkloadParameters) throws -> 
         #expect(!w.tools.isEmpty && !w.figures.isEmpty, "\(w.name)")
         #expect(w.isServer == (w.client != nil), "\(w.name): a server workload needs a client, and only it")
     }
-    #expect(Set(Workload.all.map(\.name)) == ["sysbench-cpu", "sysbench-memory", "fio-randrw", "sysbench-oltp", "redis", "hpcc", "iperf3", "nuttcp", "qperf"])
+    #expect(Set(Workload.all.map(\.name)) == ["sysbench-cpu", "sysbench-memory", "fio-randrw", "sysbench-oltp", "sysbench-oltp-root", "redis", "hpcc", "iperf3", "nuttcp", "qperf"])
 }
 
 @Test func recipesDeclareWorkloads() throws {
