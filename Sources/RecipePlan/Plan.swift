@@ -31,9 +31,10 @@ public struct BuildPlan: Sendable {
     public var ignore: ContextIgnore
 
     /// `baseKey` names the base (the Debian root's key, "scratch", or an OCI manifest digest).
-    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key).
+    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key);
+    /// `imageKeys`: the key of each image a `COPY --from=IMAGE` names, by reference.
     public static func make(_ recipe: Recipe, baseKey: String, missingSources: MissingSources = .refused,
-                            stageKeys: [Int: String] = [:]) throws -> BuildPlan {
+                            stageKeys: [Int: String] = [:], imageKeys: [String: String] = [:]) throws -> BuildPlan {
         let ignore = try ContextIgnore.load(context: recipe.context)
         var key = digest(["imgbench-plan-v1", "base", baseKey])
         var planned: [PlannedStep] = []
@@ -47,6 +48,9 @@ public struct BuildPlan: Sendable {
             case .copy where step.copyFrom != nil:
                 // The files come from the stage: its last key stands for them.
                 parts.append("from-stage \(stageKeys[step.copyFrom!] ?? "unknown")")
+            case .copy where step.copyFromImage != nil:
+                // From an image: its base key (a manifest digest, a Debian root's key) stands for them.
+                parts.append("from-image \(imageKeys[step.copyFromImage!.reference] ?? "unknown")")
             case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
                 let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
                 (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)

@@ -48,8 +48,14 @@ extension RecipeParser {
         step.heredocs = i.line.heredocs
         step.inlineFiles = try inlineFiles(a, state: state)
         step.mounts = try runMounts(a.repeated["mount"] ?? [], state: state)
+        step.stage = state.stageNames.count - 1
         if let from = a.repeated["from"]?.last {
-            step.copyFrom = try copySource(from.text, at: from.at, state: state)
+            // A name no earlier stage has is an image, as docker reads it.
+            if let stage = try copySource(from.text, at: from.at, state: state, image: true) {
+                step.copyFrom = stage
+            } else {
+                step.copyFromImage = ImageSource(reference: from.text, base: try baseImage(from.text, at: from.at, what: "COPY --from"))
+            }
             guard step.inlineFiles.isEmpty else { throw RecipeError(from.at, "COPY --from takes no here-document") }
         }
         if let n = a.flags["network"] {
@@ -121,17 +127,20 @@ extension RecipeParser {
         return a
     }
 
-    /// `COPY --from=`: an earlier stage, by name or number.
-    func copySource(_ name: String, at loc: SourceLocation, state: State, flag: String = "COPY --from") throws -> Int {
+    /// `COPY --from=`: an earlier stage, by name or number; with `image`, nil for a name no
+    /// earlier stage has (an image), else that is an error.
+    func copySource(_ name: String, at loc: SourceLocation, state: State, flag: String = "COPY --from", image: Bool = false) throws -> Int? {
         let current = state.stageNames.count - 1
         if let n = Int(name) {
             guard n >= 0 && n < current else { throw RecipeError(loc, "\(flag)=\(n): no earlier stage has that number (this is stage \(current))") }
             return n
         }
-        guard let i = state.stageNames.firstIndex(of: name.lowercased()), i < current else {
-            throw RecipeError(loc, "\(flag)=\(name): no earlier stage of that name (an image is not supported: only this recipe's stages)")
+        if let i = state.stageNames.firstIndex(of: name.lowercased()) {
+            guard i < current else { throw RecipeError(loc, "\(flag)=\(name): that is this stage; only an earlier one can be read") }
+            return i
         }
-        return i
+        guard image else { throw RecipeError(loc, "\(flag)=\(name): no earlier stage of that name (an image is not supported here: only this recipe's stages)") }
+        return nil
     }
 
     /// The build a step is for: `--target=` (or `# imgbench: target=`), both when not given.

@@ -40,9 +40,10 @@ extension Builder {
     func buildStage(_ i: Int, in cache: BuildCache, built: [Int: StageBuild]) throws -> StageBuild {
         let stage = recipe.stages[i]
         let sub = Builder(recipe: stage, options: options, events: events)
+        sub.images = images
         let label = "stage \(stage.stageName ?? String(i))"
         let base = try BuildError.naming("\(stage.baseLocation): making the base of \(label)") { try sub.prepareBase(in: cache) }
-        let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key))
+        let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key), imageKeys: imageKeys)
         let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
                                      sourceDateEpoch: sourceDateEpoch, events: events)
         if let (layout, image) = base.image {
@@ -63,6 +64,16 @@ extension Builder {
             events.stepFinished(index: p.index, target: label, measure: m)
         }
         return StageBuild(pass: pass, key: plan.lastKey)
+    }
+
+    /// `COPY --from=IMAGE`: the sources are paths in the image's root (made now when no side
+    /// made it yet), copied as a stage's files are.
+    func copyFromImage(_ source: ImageSource, _ s: Step, sources: [String], in disk: Workspace, destination: String,
+                       chown: String?, chmod: String?) throws {
+        guard let image = images[source.reference] else { throw BuildError.invalid("\(s.location): COPY --from=\(source.reference): the image was not found") }
+        let root = try image.root.path()
+        let copy = ContextCopy(context: root, ignore: ContextIgnore(patterns: []), location: s.location)
+        try disk.copy(copy, sources: sources, destination: destination, chown: chown, chmod: chmod, add: false)
     }
 
     /// `COPY --from=STAGE`: the sources are paths in the stage's files, copied as context files

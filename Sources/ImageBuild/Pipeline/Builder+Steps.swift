@@ -86,6 +86,8 @@ extension Builder {
             let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
             if let from = s.copyFrom {
                 try copyFromStage(stages[from], s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
+            } else if let image = s.copyFromImage {
+                try copyFromImage(image, s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
             } else if !srcs.isEmpty {
                 let add = if case .add = s.instruction { true } else { false }
                 try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)

@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 14: a recipe built FROM an image an earlier build tagged (the local image store), a
+/// stage built FROM another stage, and `COPY --from=IMAGE`; both images of each, and the VM side
+/// continuing the other build's chain.
+extension BuildTests {
+    @Test func aRecipeBuildsFromAnotherBuiltImageByTagAndFromAStage() throws {
+        let dir = try TempDir("local-image", in: Self.scratch)
+        defer { dir.cleanup() }
+        // A name of its own: the store outlives this test's runs in the suite's cache.
+        let tag = "imgbench-e2e-parent-\(UUID().uuidString.prefix(8).lowercased()):v1"
+        let parent = try writeRecipe(dir, "parent", Self.head + "RUN echo parent > /parent.txt\n")
+        let p = try build(parent, output: dir.file("parent-out"), arguments: ["-t", tag])
+        try #require(p.status == 0, "\(p.output)")
+        let parentReport = try readReport(dir.file("parent-out"))
+        let parentChain = try #require(parentReport.outputs.vmChain).map { ($0 as NSString).lastPathComponent }
+
+        // FROM the tag: the container image has the parent's layers and one more; the VM chain
+        // is the parent's, finalisation included, with the child's links on top.
+        let child = try writeRecipe(dir, "child", "# vm-size=1G\n# vm-kernel=host\nFROM \(tag)\nRUN cat /parent.txt > /child.txt\n")
+        let c = try build(child, output: dir.file("child-out"))
+        try #require(c.status == 0, "\(c.output)")
+        #expect(c.stderr.contains("vm: continuing the chain of \(tag)"), "\(c.stderr.suffix(2000))")
+        let report = try readReport(dir.file("child-out"))
+        let chain = try #require(report.outputs.vmChain).map { ($0 as NSString).lastPathComponent }
+        #expect(Array(chain.prefix(parentChain.count)) == parentChain && chain.count == parentChain.count + 2, "\(chain) on \(parentChain)")
+        #expect(try String(contentsOfFile: dir.file("child-out") + "/bundle/rootfs/child.txt", encoding: .utf8) == "parent\n")
+        let raw = dir.file("child.raw")
+        try Qemu.imgOK("convert", "-O", "raw", dir.file("child-out") + "/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/child.txt").content == Data("parent\n".utf8))
+        try? FileManager.default.removeItem(atPath: raw)
+        let skopeo = try HostTool.run("skopeo", package: "skopeo", ["inspect", "oci:\(dir.file("child-out"))/oci:child"])
+        let layers = ((try? JSONSerialization.jsonObject(with: Data(skopeo.stdout.utf8))) as? [String: Any])?["Layers"] as? [String]
+        #expect(layers?.count == 3, "the parent's base and step layers and the child's: \(skopeo.output)")
+
+        // A stage FROM a stage, and COPY --from an image (the tag): both images get both files.
+        let staged = try writeRecipe(dir, "staged", """
+            # vm-size=1G
+            # vm-kernel=host
+            FROM debian:bookworm AS base
+            ENV WHO=stage
+            RUN echo "from $WHO" > /base.txt
+            FROM base
+            COPY --from=\(tag) /parent.txt /copied.txt
+            RUN cat /base.txt /copied.txt > /seen.txt
+            """)
+        let s = try build(staged, output: dir.file("staged-out"))
+        try #require(s.status == 0, "\(s.output)")
+        #expect(try String(contentsOfFile: dir.file("staged-out") + "/bundle/rootfs/seen.txt", encoding: .utf8) == "from stage\nparent\n")
+        try Qemu.imgOK("convert", "-O", "raw", dir.file("staged-out") + "/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/seen.txt").content == Data("from stage\nparent\n".utf8))
+        try? FileManager.default.removeItem(atPath: raw)
+
+        // A name nothing matches: exit 2 at the FROM line, naming the reference; nothing built.
+        let missing = try writeRecipe(dir, "missing", "# vm-size=1G\n# vm-kernel=host\nFROM imgbench-e2e-no-such:v9\nRUN true\n")
+        let m = try build(missing, output: dir.file("missing-out"))
+        #expect(m.status == 2, "\(m.output)")
+        #expect(m.stderr.contains("\(missing)/Containerfile:3:1: FROM imgbench-e2e-no-such:v9: no image imgbench-e2e-no-such:v9 in the local image store"), "\(m.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("missing-out")))
+    }
+
+    /// `--vm-backend guestfs` cannot mount: a VM step with `RUN --mount` is refused before
+    /// anything is built, at its line.
+    @Test func guestfsRefusesARunMountAtItsLine() throws {
+        let dir = try TempDir("guestfs-mount", in: Self.scratch)
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "gm", Self.head + "RUN true\nRUN --mount=type=tmpfs,target=/t true\n")
+        let r = try build(recipe, output: dir.file("out"), arguments: ["--vm-backend", "guestfs"])
+        #expect(r.status == 2, "\(r.output)")
+        #expect(r.stderr.contains("\(recipe)/Containerfile:5:1: RUN --mount needs --vm-backend loop"), "\(r.stderr)")
+        #expect(!r.stderr.contains("==> [container"), "a step ran before the refusal: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
+}
