@@ -438,6 +438,7 @@ struct Report: Decodable {
     }
 
     struct Phase: Decodable {
+        var description: String?
         var key: String
         var container: Measure?
         var vm: Measure?

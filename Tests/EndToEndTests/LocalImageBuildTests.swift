@@ -11,29 +11,40 @@ extension BuildTests {
         defer { dir.cleanup() }
         // A name of its own: the store outlives this test's runs in the suite's cache.
         let tag = "imgbench-e2e-parent-\(UUID().uuidString.prefix(8).lowercased()):v1"
-        let parent = try writeRecipe(dir, "parent", Self.head + "RUN echo parent > /parent.txt\n")
+        let parent = try writeRecipe(dir, "parent", Self.head + "RUN echo parent > /parent.txt\nONBUILD RUN echo trigger > /onbuild.txt\n")
         let p = try build(parent, output: dir.file("parent-out"), arguments: ["-t", tag])
         try #require(p.status == 0, "\(p.output)")
         let parentReport = try readReport(dir.file("parent-out"))
         let parentChain = try #require(parentReport.outputs.vmChain).map { ($0 as NSString).lastPathComponent }
 
-        // FROM the tag: the container image has the parent's layers and one more; the VM chain
-        // is the parent's, finalisation included, with the child's links on top.
+        // FROM the tag: the parent's ONBUILD trigger runs first; the container image has the
+        // parent's layers and the child's; the VM chain is the parent's, finalisation included,
+        // with the child's links on top.
         let child = try writeRecipe(dir, "child", "# vm-size=1G\n# vm-kernel=host\nFROM \(tag)\nRUN cat /parent.txt > /child.txt\n")
         let c = try build(child, output: dir.file("child-out"))
         try #require(c.status == 0, "\(c.output)")
         #expect(c.stderr.contains("vm: continuing the chain of \(tag)"), "\(c.stderr.suffix(2000))")
         let report = try readReport(dir.file("child-out"))
         let chain = try #require(report.outputs.vmChain).map { ($0 as NSString).lastPathComponent }
-        #expect(Array(chain.prefix(parentChain.count)) == parentChain && chain.count == parentChain.count + 2, "\(chain) on \(parentChain)")
+        #expect(Array(chain.prefix(parentChain.count)) == parentChain && chain.count == parentChain.count + 3, "\(chain) on \(parentChain)")
+        #expect(report.steps.map(\.instruction) == ["RUN echo trigger > /onbuild.txt", "RUN cat /parent.txt > /child.txt"])
         #expect(try String(contentsOfFile: dir.file("child-out") + "/bundle/rootfs/child.txt", encoding: .utf8) == "parent\n")
+        #expect(try String(contentsOfFile: dir.file("child-out") + "/bundle/rootfs/onbuild.txt", encoding: .utf8) == "trigger\n")
         let raw = dir.file("child.raw")
         try Qemu.imgOK("convert", "-O", "raw", dir.file("child-out") + "/vm/disk.qcow2", raw)
         #expect(try DiskFile.read(raw, "/child.txt").content == Data("parent\n".utf8))
+        #expect(try DiskFile.read(raw, "/onbuild.txt").content == Data("trigger\n".utf8))
         try? FileManager.default.removeItem(atPath: raw)
         let skopeo = try HostTool.run("skopeo", package: "skopeo", ["inspect", "oci:\(dir.file("child-out"))/oci:child"])
         let layers = ((try? JSONSerialization.jsonObject(with: Data(skopeo.stdout.utf8))) as? [String: Any])?["Layers"] as? [String]
-        #expect(layers?.count == 3, "the parent's base and step layers and the child's: \(skopeo.output)")
+        #expect(layers?.count == 4, "the parent's base and step layers and the child's two: \(skopeo.output)")
+        func onBuild(_ out: String, _ tag: String) throws -> [String]? {
+            let c = try HostTool.run("skopeo", package: "skopeo", ["inspect", "--config", "--raw", "oci:\(out)/oci:\(tag)"])
+            let doc = (try? JSONSerialization.jsonObject(with: Data(c.stdout.utf8))) as? [String: Any]
+            return (doc?["config"] as? [String: Any])?["OnBuild"] as? [String]
+        }
+        #expect(try onBuild(dir.file("parent-out"), tag) == ["RUN echo trigger > /onbuild.txt"])
+        #expect(try onBuild(dir.file("child-out"), "child") == nil, "the triggers ran here; they are not handed on")
 
         // A stage FROM a stage, and COPY --from an image (the tag): both images get both files.
         let staged = try writeRecipe(dir, "staged", """
@@ -72,5 +83,32 @@ extension BuildTests {
         #expect(r.stderr.contains("\(recipe)/Containerfile:5:1: RUN --mount needs --vm-backend loop"), "\(r.stderr)")
         #expect(!r.stderr.contains("==> [container"), "a step ran before the refusal: \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
+}
+
+extension BuildTests {
+    /// `FROM debian:SUITE-slim`: a base of its own without documentation (but copyright files),
+    /// man pages and locales, whose dpkg settings keep them out of what steps install later.
+    @Test func aSlimDebianBaseHasNoDocumentationManPagesOrLocales() throws {
+        let dir = try TempDir("slim", in: Self.scratch)
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "slim", "# vm-size=1G\n# vm-kernel=host\nFROM debian:bookworm-slim\nRUN true\n")
+        let r = try build(recipe, output: dir.file("out"), arguments: ["--images", "container"])
+        try #require(r.status == 0, "\(r.output)")
+        let root = dir.file("out") + "/bundle/rootfs"
+        let fm = FileManager.default
+        // Regular files: dpkg's path-exclude leaves folders and symlinks, as in Debian's slim images.
+        let docs = try fm.subpathsOfDirectory(atPath: "\(root)/usr/share/doc").filter { p in
+            var st = stat()
+            return !p.hasSuffix("/copyright") && lstat("\(root)/usr/share/doc/\(p)", &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+        }
+        #expect(docs.isEmpty, "documentation beyond copyright files: \(docs.prefix(10))")
+        #expect(fm.fileExists(atPath: "\(root)/usr/share/doc/dpkg/copyright"))
+        #expect(((try? fm.subpathsOfDirectory(atPath: "\(root)/usr/share/man")) ?? []).allSatisfy { !$0.hasSuffix(".gz") })
+        #expect(((try? fm.contentsOfDirectory(atPath: "\(root)/usr/share/locale")) ?? []).allSatisfy { $0 == "locale.alias" })
+        let cfg = try fm.contentsOfDirectory(atPath: "\(root)/etc/dpkg/dpkg.cfg.d").map { (try? String(contentsOfFile: "\(root)/etc/dpkg/dpkg.cfg.d/\($0)", encoding: .utf8)) ?? "" }.joined()
+        #expect(cfg.contains("path-exclude=/usr/share/man/*"), "\(cfg)")
+        let report = try readReport(dir.file("out"))
+        #expect(report.base.description?.contains("debian:bookworm-slim") == true)
     }
 }
