@@ -53,7 +53,11 @@ public struct BuildPlan: Sendable {
                 parts.append("from-image \(imageKeys[step.copyFromImage!.reference] ?? "unknown")")
             case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
                 let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
-                (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)
+                // A remote ADD source is keyed by what names it (its URL or repository and ref,
+                // and --checksum): its content is known only once it is fetched.
+                let remote = step.remoteSources
+                parts += remote.map { "remote \($0) \(step.flags["checksum"] ?? "") \(step.flags["keep-git-dir"] ?? "")" }
+                (sources, missing) = try expand(srcs.filter { !remote.contains($0) }, with: copy, missingSources: missingSources)
                 parts += try contentDigests(sources, context: recipe.context, ignore: ignore)
                 parts += missing.map { "missing \($0)" }
             case .run:

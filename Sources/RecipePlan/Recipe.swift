@@ -186,6 +186,12 @@ public struct Step: Equatable, Sendable {
     /// The stage the step is written in (its index in `Recipe.stages`).
     public var stage = 0
 
+    /// An ADD's sources that are fetched (URLs, git repositories), not read from the context.
+    public var remoteSources: [String] {
+        guard case let .add(srcs, _, _, _) = instruction else { return [] }
+        return srcs.filter { RemoteSource($0) != nil }
+    }
+
     /// The earlier stages the step reads: COPY --from's, and RUN --mount=type=bind,from='s.
     public var stagesRead: [Int] { (copyFrom.map { [$0] } ?? []) + mounts.compactMap(\.from) }
 
@@ -270,6 +276,36 @@ public struct InlineFile: Equatable, Sendable {
     public init(name: String, content: String) {
         self.name = name
         self.content = content
+    }
+}
+
+/// An ADD source that is not in the build context: a file at an http(s) URL, or a git repository
+/// (`https://HOST/REPO.git[#REF]`, `git@HOST:REPO[#REF]`, `git://HOST/REPO[#REF]`), as BuildKit
+/// tells them apart.
+public enum RemoteSource: Equatable, Sendable {
+    case http(String)
+    case git(repository: String, ref: String?)
+
+    /// The remote source `source` names, nil for a context path.
+    public init?(_ source: String) {
+        let lower = source.lowercased()
+        let (base, fragment) = source.firstIndex(of: "#").map { (String(source[..<$0]), String(source[source.index(after: $0)...])) } ?? (source, nil)
+        if lower.hasPrefix("git@") || lower.hasPrefix("git://") || lower.hasPrefix("ssh://")
+            || ((lower.hasPrefix("https://") || lower.hasPrefix("http://")) && base.lowercased().hasSuffix(".git")) {
+            self = .git(repository: base, ref: fragment.flatMap { $0.isEmpty ? nil : String($0.prefix { $0 != ":" }) })
+        } else if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
+            self = .http(source)
+        } else {
+            return nil
+        }
+    }
+
+    /// The file name an http source gets in a folder destination: the URL path's last part.
+    public var fileName: String {
+        guard case let .http(url) = self else { return "" }
+        let path = url.split(separator: "?", maxSplits: 1)[0].split(separator: "#", maxSplits: 1)[0]
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        return parts.count > 2 ? String(parts.last!) : "index.html"
     }
 }
 

@@ -90,6 +90,8 @@ extension RecipeParser {
         // Empty pieces kept: `FROM :` has an empty name, not no name at all (which trapped).
         let parts = ref.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts[0] == "debian" || parts[0] == "docker.io/library/debian" {
+            // `debian` alone is docker's debian:latest: only the local store may hold it (mmdebstrap needs a suite).
+            if parts.count == 1 { return .local("debian:latest") }
             guard parts.count == 2, !parts[1].isEmpty, parts[1].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
                 throw RecipeError(loc, "\(what) debian needs a suite, e.g. debian:bookworm")
             }

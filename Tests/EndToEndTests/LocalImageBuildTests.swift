@@ -112,3 +112,51 @@ extension BuildTests {
         #expect(report.base.description?.contains("debian:bookworm-slim") == true)
     }
 }
+
+extension BuildTests {
+    /// ADD of an http URL (from a server the test starts: this host may have no other network)
+    /// with and without --checksum, and of a git repository over git's dumb HTTP protocol; a
+    /// wrong checksum and a source that cannot be fetched stop the build at the line, naming it.
+    @Test func addFetchesAURLAndAGitRepositoryOrSaysWhyNot() throws {
+        let dir = try TempDir("add-remote", in: Self.scratch)
+        defer { dir.cleanup() }
+        let served = try dir.sub("served")
+        try "fetched over http\n".write(toFile: "\(served)/hello.txt", atomically: true, encoding: .utf8)
+        // A repository served as files: git's dumb HTTP protocol needs only GET.
+        let work = try dir.sub("work")
+        try "from git\n".write(toFile: "\(work)/README", atomically: true, encoding: .utf8)
+        for args in [["init", "-q", "-b", "main", work], ["-C", work, "add", "README"],
+                     ["-C", work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"],
+                     ["clone", "-q", "--bare", work, "\(served)/repo.git"], ["-C", "\(served)/repo.git", "update-server-info"]] {
+            let g = try HostTool.run("git", package: "git", args)
+            try #require(g.status == 0, "git \(args): \(g.output)")
+        }
+        let server = try LocalFileServer(root: served)
+        defer { server.stop() }
+        let sum = "sha256:" + String(try HostTool.run("sha256sum", package: "coreutils", ["\(served)/hello.txt"]).stdout.prefix(64))
+        let recipe = try writeRecipe(dir, "add", Self.head + """
+            ADD --checksum=\(sum) \(server.url("hello.txt")) /srv/
+            ADD \(server.url("hello.txt")) /srv/named.txt
+            ADD \(server.url("repo.git"))#main /src
+            RUN cat /srv/hello.txt /srv/named.txt /src/README > /seen.txt && stat -c %a /srv/hello.txt >> /seen.txt && test ! -e /src/.git
+            """)
+        let r = try build(recipe, output: dir.file("out"))
+        try #require(r.status == 0, "\(r.output)")
+        let expected = "fetched over http\nfetched over http\nfrom git\n600\n"
+        #expect(try String(contentsOfFile: dir.file("out") + "/bundle/rootfs/seen.txt", encoding: .utf8) == expected)
+        let raw = dir.file("disk.raw")
+        try Qemu.imgOK("convert", "-O", "raw", dir.file("out") + "/vm/disk.qcow2", raw)
+        #expect(try DiskFile.read(raw, "/seen.txt").content == Data(expected.utf8))
+        try? FileManager.default.removeItem(atPath: raw)
+
+        let wrong = "sha256:" + String(repeating: "0", count: 64)
+        let bad = try writeRecipe(dir, "bad", Self.head + "ADD --checksum=\(wrong) \(server.url("hello.txt")) /srv/\n")
+        let b = try build(bad, output: dir.file("bad-out"), arguments: ["--images", "container"])
+        #expect(b.status == 1 && b.stderr.contains("\(bad)/Containerfile:4:1: ADD \(server.url("hello.txt")): its content is \(sum), not --checksum=\(wrong)"), "\(b.stderr)")
+        let gone = "http://127.0.0.1:\(try LocalRegistry.freePort())/nothing.txt"
+        let unreachable = try writeRecipe(dir, "unreachable", Self.head + "ADD \(gone) /srv/\n")
+        let u = try build(unreachable, output: dir.file("u-out"), arguments: ["--images", "container"])
+        #expect(u.status == 1 && u.stderr.contains("\(unreachable)/Containerfile:4:1: ADD \(gone): cannot be fetched"), "\(u.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("u-out")))
+    }
+}

@@ -382,3 +382,26 @@ func containerfileRefusals(text: String, line: Int, column: Int, message: String
     #expect(child.steps.prefix(2).map(\.key) == base.steps.map(\.key) && child.steps.count == 3)
     #expect(child.rootKey == base.rootKey)
 }
+
+/// ADD of a URL or a git repository: fetched when the step runs, keyed by what names it.
+@Suite struct RemoteAddTests {
+    @Test func remoteSourcesAreToldApartAsBuildKitDoes() {
+        #expect(RemoteSource("https://example.org/a/b.tar.gz?x=1") == .http("https://example.org/a/b.tar.gz?x=1"))
+        #expect(RemoteSource("https://example.org/a/b.tar.gz?x=1")?.fileName == "b.tar.gz")
+        #expect(RemoteSource("https://example.org")?.fileName == "index.html")
+        #expect(RemoteSource("https://github.com/moby/buildkit.git#v0.12.0") == .git(repository: "https://github.com/moby/buildkit.git", ref: "v0.12.0"))
+        #expect(RemoteSource("git@github.com:moby/buildkit.git") == .git(repository: "git@github.com:moby/buildkit.git", ref: nil))
+        #expect(RemoteSource("src/app.tar") == nil && RemoteSource("http.txt") == nil)
+    }
+
+    @Test func anAddOfAURLIsParsedAndKeyedByItsURLAndChecksum() throws {
+        let sum = "sha256:" + String(repeating: "a", count: 64)
+        let r = try parse("FROM scratch\nADD --checksum=\(sum) https://example.org/x.txt /srv/\nADD https://example.org/y.git#main /src\n")
+        #expect(r.steps[0].remoteSources == ["https://example.org/x.txt"] && r.steps[0].flags["checksum"] == sum)
+        let plan = try BuildPlan.make(r, baseKey: "k", missingSources: .shown)
+        #expect(plan.steps[0].sources.isEmpty && plan.steps[0].missing.isEmpty, "a URL is not a context path")
+        var other = r
+        other.steps[0].flags["checksum"] = "sha256:" + String(repeating: "b", count: 64)
+        #expect(try BuildPlan.make(other, baseKey: "k").steps[0].key != plan.steps[0].key)
+    }
+}

@@ -90,7 +90,9 @@ extension Builder {
                 try copyFromImage(image, s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
             } else if !srcs.isEmpty {
                 let add = if case .add = s.instruction { true } else { false }
-                try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)
+                let remote = s.remoteSources, local = srcs.filter { !remote.contains($0) }
+                if !local.isEmpty { try disk.copy(copy, sources: local, destination: folder, chown: chown, chmod: chmod, add: add) }
+                if !remote.isEmpty { try addRemote(s, sources: remote, in: disk, destination: folder, chown: chown, chmod: chmod) }
             }
             try copyInlineFiles(s, in: disk, destination: folder, chown: chown, chmod: chmod)
         default:
