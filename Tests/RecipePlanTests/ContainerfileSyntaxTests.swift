@@ -405,3 +405,21 @@ func containerfileRefusals(text: String, line: Int, column: Int, message: String
         #expect(try BuildPlan.make(other, baseKey: "k").steps[0].key != plan.steps[0].key)
     }
 }
+
+/// What BuildKit's parser corpus (scripts/parser-corpus) found refused here and accepted there.
+@Suite struct CorpusFindingsTests {
+    @Test func labelTakesTheOlderKeyValueForm() throws {
+        let r = try parse("FROM scratch\nLABEL maintainer Erik Hollensbe <erik@example.org>\n")
+        #expect(r.steps[0].instruction == .label([KeyValue("maintainer", "Erik Hollensbe <erik@example.org>")]))
+    }
+
+    @Test func anEmptyExecFormClearsCmdAndEntrypoint() throws {
+        let r = try parse("FROM scratch\nCMD []\nENTRYPOINT []\n")
+        #expect(r.steps.map(\.instruction) == [.cmd(.exec([])), .entrypoint(.exec([]))])
+        #expect(throws: RecipeError.self) { try parse("FROM scratch\nRUN []\n") }
+    }
+
+    @Test func debianWithoutASuiteIsDockersLatestFromTheStore() throws {
+        #expect(try parse("FROM debian\n").base == .local("debian:latest"))
+    }
+}
