@@ -8,10 +8,13 @@ import RecipePlan
 final class StageBuild {
     let pass: ContainerPass
     let key: String
+    /// What each step of the stage cost (`BuildReport.stageSteps`).
+    let steps: [BuildReport.StepReport]
 
-    init(pass: ContainerPass, key: String) {
+    init(pass: ContainerPass, key: String, steps: [BuildReport.StepReport]) {
         self.pass = pass
         self.key = key
+        self.steps = steps
     }
 
     /// Runs `body` with the stage's files as a folder: a scratch layer of the driver on the
@@ -52,8 +55,13 @@ extension Builder {
             _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
         }
         var config = StepConfig()
+        var reports: [BuildReport.StepReport] = []
         for p in plan.steps {
             config.apply(p.step.instruction, environment: p.step.environment)
+            var r = BuildReport.StepReport(index: p.index, instruction: p.step.text, location: p.step.location.description,
+                                           target: p.step.target.rawValue, key: p.key, changesFiles: p.step.instruction.changesFiles,
+                                           stage: stageLabel(p.step.stage))
+            defer { reports.append(r) }
             guard p.step.instruction.changesFiles, p.step.target.includes(.container) else { continue }
             events.stepStarted(index: p.index, of: plan.steps.count, target: label, text: p.step.text)
             let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
@@ -61,9 +69,16 @@ extension Builder {
                     try sub.perform(p.step, in: LocalRoot(root: root), config: config, plan: plan, stages: built, onOutput: onOutput)
                 }
             }
+            r.container = m
             events.stepFinished(index: p.index, target: label, measure: m)
         }
-        return StageBuild(pass: pass, key: plan.lastKey)
+        return StageBuild(pass: pass, key: plan.lastKey, steps: reports)
+    }
+
+    /// A stage's name in the report (its number when it has none); nil in a recipe of one stage.
+    func stageLabel(_ i: Int) -> String? {
+        guard recipe.stages.count > 1, recipe.stages.indices.contains(i) else { return nil }
+        return recipe.stages[i].stageName ?? String(i)
     }
 
     /// `COPY --from=IMAGE`: the sources are paths in the image's root (made now when no side

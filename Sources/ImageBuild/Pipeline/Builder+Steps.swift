@@ -9,7 +9,8 @@ extension Builder {
         for p in state.plan.steps {
             let s = p.step
             var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
-                                           target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles)
+                                           target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles,
+                                           stage: stageLabel(s.stage))
             state.config.apply(s.instruction, environment: s.environment)
             if let container = state.container, s.target.includes(.container) {
                 if s.instruction.changesFiles {

@@ -257,6 +257,11 @@ public final class Builder {
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []
         var finalisation: BuildReport.Phase?
+
+        /// The earlier stages' steps, in stage order.
+        var stageSteps: [BuildReport.StepReport]? {
+            stages.isEmpty ? nil : stages.keys.sorted().flatMap { stages[$0]!.steps }
+        }
     }
 
     /// Hands a running command's output to the events.
