@@ -15,6 +15,8 @@ packages=(
   # container pass: the runtime that starts the bundle and every build step; rootless builds
   # (newuidmap/newgidmap map an image's users onto a user's subordinate ids)
   runc uidmap
+  # ADD of an http(s) URL (curl) or a git repository (git), fetched on the build host
+  curl git
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
   time bc libguestfs-tools
   # imgbench run: the workloads natively and their clients on the host
