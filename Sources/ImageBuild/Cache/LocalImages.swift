@@ -69,15 +69,13 @@ public enum LocalImages {
         let digest = try BuildCache.makingPartial(tmp) { try container.export(layout: tmp, tag: layoutTag, config: config) }
         let hex = String(digest.dropFirst("sha256:".count).prefix(32))
         let dir = "\(layouts)/\(hex)"
-        if (try? ImageLayout(opening: dir).resolve(tag: layoutTag))?.digest.description == digest {
-            try? FileSystem.removeTree(tmp)
-        } else {
-            try? FileSystem.removeTree(dir)
-            do { try FileSystem.rename(tmp, to: dir) } catch {
-                try? FileSystem.removeTree(tmp)
-                throw error
-            }
+        // A layout is renamed into place whole, so one that is there is complete: the same image
+        // registered before (or by another build at once), kept as it is.
+        do {
+            if !FileSystem.exists(dir) { try FileSystem.rename(tmp, to: dir) }
+        } catch where FileSystem.exists(dir) {
         }
+        try? FileSystem.removeTree(tmp)
         var chain: LocalImage.VMChain?
         if let vm {
             let rel = String(vm.folder.dropFirst(cache.count + 1))
@@ -88,9 +86,11 @@ public enum LocalImages {
         let path = refPath(cache: cache, name: name)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try BuildCache.makingPartial(path + ".partial") {
-            try enc.encode(image).write(to: URL(fileURLWithPath: path + ".partial"))
-            try FileSystem.rename(path + ".partial", to: path)
+        // A partial file of its own: two builds of one name may register at once (the last wins).
+        let partial = "\(path).partial-\(UUID().uuidString.lowercased())"
+        try BuildCache.makingPartial(partial) {
+            try enc.encode(image).write(to: URL(fileURLWithPath: partial))
+            try FileSystem.rename(partial, to: path)
         }
         return image
     }

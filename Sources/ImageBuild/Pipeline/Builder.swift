@@ -158,15 +158,20 @@ public final class Builder {
         let all = recipe.stages.isEmpty ? [recipe] : recipe.stages
         var used = Set(recipe.neededStages + [recipe.stageIndex]), parent = recipe.parentStage
         while let p = parent, used.insert(p).inserted { parent = all[p].parentStage }
+        // Only an image can have triggers: not scratch, nor a Debian root the store does not shadow.
+        let images = used.sorted().filter { i in
+            guard all[i].parentStage == nil else { return false }
+            switch all[i].base {
+            case .scratch: return false
+            case .debian: return LocalImages.find(RecipeParser.storeName(all[i].baseReference), cache: options.cache) != nil
+            default: return true
+            }
+        }
+        guard !images.isEmpty else { return nil }
         var triggers: [Int: [String]] = [:]
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
-        for i in used.sorted() where all[i].parentStage == nil {
-            switch all[i].base {
-            case .scratch: continue
-            case .debian: if LocalImages.find(RecipeParser.storeName(all[i].baseReference), cache: options.cache) == nil { continue }
-            default: break
-            }
+        for i in images {
             let base = try BuildError.naming("\(all[i].baseLocation): finding the base") {
                 try Builder(recipe: all[i], options: options, events: events).prepareBase(in: cache)
             }
