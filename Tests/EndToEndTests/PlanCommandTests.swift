@@ -158,4 +158,17 @@ struct ContainerfileBuildTests {
         #expect(steps[0]["key"] as? String == baseSteps[0]["key"] as? String)
         #expect((stages[2]["baseProblem"] as? String)?.contains("no image imgbench-plan-missing:v1 in the local image store") == true, "\(stages[2])")
     }
+
+    /// verify-repro reads --target as the stage and --images as the images, as build does.
+    @Test func verifyReproReadsTargetAsAStageAndImagesAsTheImages() throws {
+        let dir = try TempDir("repro-target")
+        defer { dir.cleanup() }
+        let path = try dir.sub("demo")
+        try "FROM scratch AS final\nRUN true\n".write(toFile: "\(path)/Containerfile", atomically: true, encoding: .utf8)
+        let r = try imgbench("verify-repro", path, "--target", "builder", "--cache", dir.file("cache"), "--output", dir.file("out"))
+        #expect(r.status == 2 && r.stderr.contains("--target builder: the recipe has no stage of that name (its stages: final)"), "\(r.output)")
+        let both = try imgbench("verify-repro", path, "--target", "vm", "--images", "container", "--cache", dir.file("cache"), "--output", dir.file("out"))
+        #expect(both.status != 0 && both.stderr.contains("give the images with --images only"), "\(both.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
 }
