@@ -17,6 +17,8 @@ packages=(
   runc uidmap
   # imgbench run --container-network bridge: a namespace, a veth pair, a bridge and NAT rules
   iproute2 iptables
+  # ADD of an http(s) URL (curl) or a git repository (git), fetched on the build host
+  curl git
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
   time bc libguestfs-tools
   # imgbench run: the workloads natively and their clients on the host

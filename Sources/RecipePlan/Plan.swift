@@ -31,9 +31,10 @@ public struct BuildPlan: Sendable {
     public var ignore: ContextIgnore
 
     /// `baseKey` names the base (the Debian root's key, "scratch", or an OCI manifest digest).
-    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key).
+    /// `stageKeys`: the last key of each earlier stage a `COPY --from` names (part of its key);
+    /// `imageKeys`: the key of each image a `COPY --from=IMAGE` names, by reference.
     public static func make(_ recipe: Recipe, baseKey: String, missingSources: MissingSources = .refused,
-                            stageKeys: [Int: String] = [:]) throws -> BuildPlan {
+                            stageKeys: [Int: String] = [:], imageKeys: [String: String] = [:]) throws -> BuildPlan {
         let ignore = try ContextIgnore.load(context: recipe.context)
         var key = digest(["imgbench-plan-v1", "base", baseKey])
         var planned: [PlannedStep] = []
@@ -47,9 +48,16 @@ public struct BuildPlan: Sendable {
             case .copy where step.copyFrom != nil:
                 // The files come from the stage: its last key stands for them.
                 parts.append("from-stage \(stageKeys[step.copyFrom!] ?? "unknown")")
+            case .copy where step.copyFromImage != nil:
+                // From an image: its base key (a manifest digest, a Debian root's key) stands for them.
+                parts.append("from-image \(imageKeys[step.copyFromImage!.reference] ?? "unknown")")
             case let .copy(srcs, _, _, _), let .add(srcs, _, _, _):
                 let copy = ContextCopy(context: recipe.context, ignore: ignore, location: step.location)
-                (sources, missing) = try expand(srcs, with: copy, missingSources: missingSources)
+                // A remote ADD source is keyed by what names it (its URL or repository and ref,
+                // and --checksum): its content is known only once it is fetched.
+                let remote = step.remoteSources
+                parts += remote.map { "remote \($0) \(step.flags["checksum"] ?? "") \(step.flags["keep-git-dir"] ?? "")" }
+                (sources, missing) = try expand(srcs.filter { !remote.contains($0) }, with: copy, missingSources: missingSources)
                 parts += try contentDigests(sources, context: recipe.context, ignore: ignore)
                 parts += missing.map { "missing \($0)" }
             case .run:

@@ -24,6 +24,11 @@ public struct Recipe: Equatable, Sendable {
     /// recipe is stage `stageIndex`, the one built (the last, or the one `--target` names).
     public var stages: [Recipe] = []
     public var stageIndex = 0
+    /// `FROM STAGE` (an earlier stage, by name or number): that stage's index. The base is then
+    /// the earlier stage's own (and `baseReference` its image), and `steps` start with that
+    /// stage's steps, `inheritedSteps` of them, so both images continue the stage's.
+    public var parentStage: Int?
+    public var inheritedSteps = 0
 
     /// The stage named `name` (or numbered, as `COPY --from=0`), as the recipe to build.
     public func stage(named name: String) -> Recipe? {
@@ -33,6 +38,9 @@ public struct Recipe: Equatable, Sendable {
         (r.stages, r.stageIndex) = (stages, i)
         return r
     }
+
+    /// The steps written in this stage (after those a `FROM STAGE` inherits).
+    public var ownSteps: ArraySlice<Step> { steps.dropFirst(inheritedSteps) }
 
     /// The earlier stages the build of this one needs (what its COPY --from name, and theirs).
     public var neededStages: [Int] {
@@ -73,14 +81,31 @@ public struct WorkloadName: Equatable, Sendable {
 
 /// Where the first layer comes from.
 public enum BaseImage: Equatable, Sendable {
-    /// A Debian root made with mmdebstrap from the host's apt sources.
-    case debian(suite: String, variant: String)
+    /// A Debian root made with mmdebstrap from the host's apt sources; `slim` (`debian:SUITE-slim`):
+    /// without documentation, man pages and locales, as Debian's slim images are.
+    case debian(suite: String, variant: String, slim: Bool = false)
     /// An empty root.
     case scratch
     /// An image from an OCI layout folder (path relative to the recipe's folder, or absolute).
     case ociLayout(path: String, tag: String?)
     /// An image in a registry (`REGISTRY/REPO:TAG`, `REPO@sha256:HEX`), pulled by digest.
     case registry(ImageReference)
+    /// `NAME[:TAG]` that only imgbench's local image store can hold (an image an earlier build
+    /// tagged so, `imgbench build -t NAME:TAG`); the store is asked first for every other
+    /// reference too but `scratch` and `oci:` (`Builder.localImage`).
+    case local(String)
+}
+
+/// An image named where docker takes a stage or an image (`COPY --from=IMAGE`): the reference
+/// as written and the base it names.
+public struct ImageSource: Equatable, Sendable {
+    public var reference: String
+    public var base: BaseImage
+
+    public init(reference: String, base: BaseImage) {
+        self.reference = reference
+        self.base = base
+    }
 }
 
 /// Which build a step belongs to.
@@ -156,6 +181,16 @@ public struct Step: Equatable, Sendable {
     public var mounts: [RunMount] = []
     /// `COPY --from=STAGE`: the index of the earlier stage (in `Recipe.stages`) the sources are in.
     public var copyFrom: Int?
+    /// `COPY --from=IMAGE` (a name no earlier stage has): the image the sources are in.
+    public var copyFromImage: ImageSource?
+    /// The stage the step is written in (its index in `Recipe.stages`).
+    public var stage = 0
+
+    /// An ADD's sources that are fetched (URLs, git repositories), not read from the context.
+    public var remoteSources: [String] {
+        guard case let .add(srcs, _, _, _) = instruction else { return [] }
+        return srcs.filter { RemoteSource($0) != nil }
+    }
 
     /// The earlier stages the step reads: COPY --from's, and RUN --mount=type=bind,from='s.
     public var stagesRead: [Int] { (copyFrom.map { [$0] } ?? []) + mounts.compactMap(\.from) }
@@ -241,6 +276,36 @@ public struct InlineFile: Equatable, Sendable {
     public init(name: String, content: String) {
         self.name = name
         self.content = content
+    }
+}
+
+/// An ADD source that is not in the build context: a file at an http(s) URL, or a git repository
+/// (`https://HOST/REPO.git[#REF]`, `git@HOST:REPO[#REF]`, `git://HOST/REPO[#REF]`), as BuildKit
+/// tells them apart.
+public enum RemoteSource: Equatable, Sendable {
+    case http(String)
+    case git(repository: String, ref: String?)
+
+    /// The remote source `source` names, nil for a context path.
+    public init?(_ source: String) {
+        let lower = source.lowercased()
+        let (base, fragment) = source.firstIndex(of: "#").map { (String(source[..<$0]), String(source[source.index(after: $0)...])) } ?? (source, nil)
+        if lower.hasPrefix("git@") || lower.hasPrefix("git://") || lower.hasPrefix("ssh://")
+            || ((lower.hasPrefix("https://") || lower.hasPrefix("http://")) && base.lowercased().hasSuffix(".git")) {
+            self = .git(repository: base, ref: fragment.flatMap { $0.isEmpty ? nil : String($0.prefix { $0 != ":" }) })
+        } else if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
+            self = .http(source)
+        } else {
+            return nil
+        }
+    }
+
+    /// The file name an http source gets in a folder destination: the URL path's last part.
+    public var fileName: String {
+        guard case let .http(url) = self else { return "" }
+        let path = url.split(separator: "?", maxSplits: 1)[0].split(separator: "#", maxSplits: 1)[0]
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        return parts.count > 2 ? String(parts.last!) : "index.html"
     }
 }
 

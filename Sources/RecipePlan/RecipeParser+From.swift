@@ -9,6 +9,8 @@ extension RecipeParser {
         var location: SourceLocation
         var reference: String
         var stageName: String?
+        /// `FROM STAGE`: the earlier stage's index.
+        var parentStage: Int?
     }
 
     /// An instruction before FROM: a global ARG (nil back), or FROM itself.
@@ -18,10 +20,11 @@ extension RecipeParser {
             try state.arg(i.args, loc: i.location, global: true, parser: self, line: i.line, offset: i.argsOffset)
             return nil
         case "FROM":
+            state.endStage()
             var from = try parseFrom(i.args, state: state, line: i.line, offset: i.argsOffset)
             from.location = i.location
             try recordStage(from.stageName, state: &state, at: i.location)
-            state.enterStage()
+            state.enterStage(inheriting: from.parentStage.map { state.stageEnds[$0] })
             return from
         default:
             throw RecipeError(i.location, "the recipe must start with FROM (only ARG may come before it), found \(i.keyword)")
@@ -44,10 +47,11 @@ extension RecipeParser {
     func parseFrom(_ args: String, state: State, line: LogicalLine, offset: Int) throws -> FromLine {
         let (image, stageName) = try fromWords(args, state: state, line: line, offset: offset)
         let ref = try substitute(image.text, state.fromVariables, line: line, offset: image.offset)
-        if state.stageNames.contains(ref.lowercased()) {
-            throw RecipeError(location(line, image.offset), "FROM a stage of this recipe ('\(ref)') is not supported yet: COPY --from=\(ref) copies its files")
+        // An earlier stage, by name (as BuildKit finds one) or by number.
+        if let i = state.stageNames.firstIndex(of: ref.lowercased()) ?? Int(ref).flatMap({ $0 >= 0 && $0 < state.stageNames.count ? $0 : nil }) {
+            return FromLine(base: .scratch, location: location(line, 0), reference: ref, stageName: stageName, parentStage: i)
         }
-        let base = try baseImage(ref, at: location(line, image.offset))
+        let base = try baseImage(ref, at: location(line, image.offset), what: "FROM")
         return FromLine(base: base, location: location(line, 0), reference: ref, stageName: stageName)
     }
 
@@ -69,9 +73,9 @@ extension RecipeParser {
         return (image, rest.last?.text)
     }
 
-    /// The base an image reference names.
-    func baseImage(_ ref: String, at loc: SourceLocation) throws -> BaseImage {
-        guard !ref.isEmpty else { throw RecipeError(loc, "FROM needs an image, not an empty name") }
+    /// The base an image reference names (`what`: the instruction, for errors).
+    func baseImage(_ ref: String, at loc: SourceLocation, what: String) throws -> BaseImage {
+        guard !ref.isEmpty else { throw RecipeError(loc, "\(what) needs an image, not an empty name") }
         if ref == "scratch" { return .scratch }
         if ref.hasPrefix("oci:") {
             let spec = String(ref.dropFirst(4))
@@ -82,23 +86,49 @@ extension RecipeParser {
             }
             return .ociLayout(path: spec, tag: nil)
         }
-        if let remote = try registryReference(ref, at: loc) { return .registry(remote) }
+        if let remote = try registryReference(ref, at: loc, what: what) { return .registry(remote) }
         // Empty pieces kept: `FROM :` has an empty name, not no name at all (which trapped).
         let parts = ref.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts[0] == "debian" || parts[0] == "docker.io/library/debian" {
+            // `debian` alone is docker's debian:latest: only the local store may hold it (mmdebstrap needs a suite).
+            if parts.count == 1 { return .local("debian:latest") }
             guard parts.count == 2, !parts[1].isEmpty, parts[1].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
-                throw RecipeError(loc, "FROM debian needs a suite, e.g. debian:bookworm")
+                throw RecipeError(loc, "\(what) debian needs a suite, e.g. debian:bookworm")
             }
+            if parts[1].hasSuffix("-slim") && parts[1].count > 5 { return .debian(suite: String(parts[1].dropLast(5)), variant: "minbase", slim: true) }
             return .debian(suite: parts[1], variant: "minbase")
         }
-        throw RecipeError(loc, "unsupported base '\(ref)': use debian:SUITE (built with mmdebstrap), scratch, oci:PATH[:TAG], REGISTRY/REPO[:TAG] or REPO@sha256:HEX")
+        guard RecipeParser.isLocalName(ref) else {
+            throw RecipeError(loc, "unsupported base '\(ref)': use NAME[:TAG] (an image built here with -t), debian:SUITE[-slim] (built with mmdebstrap), scratch, oci:PATH[:TAG], REGISTRY/REPO[:TAG] or REPO@sha256:HEX")
+        }
+        return .local(RecipeParser.storeName(ref))
+    }
+
+    /// A name the local image store may hold: `NAME[:TAG]`, NAME's components lowercase letters,
+    /// digits and `._-` separated by `/`, TAG as docker allows one.
+    static func isLocalName(_ ref: String) -> Bool {
+        let parts = ref.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let name = parts[0]
+        let nameOK = name.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { c in
+            c.first.map { $0.isLetter || $0.isNumber } ?? false
+        } && name.allSatisfy { ($0.isLowercase || $0.isNumber || "._-/".contains($0)) && $0.isASCII }
+        guard nameOK else { return false }
+        guard parts.count == 2 else { return true }
+        let tag = parts[1]
+        return !tag.isEmpty && tag.count <= 128 && tag.first != "." && tag.first != "-" && tag.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
+    /// The store's name of a reference: `NAME:TAG`, `latest` when no tag is given.
+    public static func storeName(_ ref: String) -> String {
+        let slash = ref.lastIndex(of: "/") ?? ref.startIndex
+        return ref[slash...].contains(":") ? ref.lowercased() : ref.lowercased() + ":latest"
     }
 
     /// A reference to a registry's image (`ImageReference.looksLikeRegistryReference`); nil for
     /// anything else (`debian:bookworm` stays the mmdebstrap base).
-    func registryReference(_ ref: String, at loc: SourceLocation) throws -> ImageReference? {
+    func registryReference(_ ref: String, at loc: SourceLocation, what: String) throws -> ImageReference? {
         guard ImageReference.looksLikeRegistryReference(ref) else { return nil }
-        do { return try ImageReference(parsing: ref) } catch { throw RecipeError(loc, "FROM \(ref): \(error)") }
+        do { return try ImageReference(parsing: ref) } catch { throw RecipeError(loc, "\(what) \(ref): \(error)") }
     }
 }
 
@@ -137,7 +167,7 @@ extension RecipeParser {
 extension BaseImage {
     /// A Debian base made with the variant `# base-variant=` names; other bases as they are.
     func with(variant: String) -> BaseImage {
-        if case let .debian(suite, _) = self { return .debian(suite: suite, variant: variant) }
+        if case let .debian(suite, _, slim) = self { return .debian(suite: suite, variant: variant, slim: slim) }
         return self
     }
 }

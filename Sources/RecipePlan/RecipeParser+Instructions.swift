@@ -48,8 +48,14 @@ extension RecipeParser {
         step.heredocs = i.line.heredocs
         step.inlineFiles = try inlineFiles(a, state: state)
         step.mounts = try runMounts(a.repeated["mount"] ?? [], state: state)
+        step.stage = state.stageNames.count - 1
         if let from = a.repeated["from"]?.last {
-            step.copyFrom = try copySource(from.text, at: from.at, state: state)
+            // A name no earlier stage has is an image, as docker reads it.
+            if let stage = try copySource(from.text, at: from.at, state: state, image: true) {
+                step.copyFrom = stage
+            } else {
+                step.copyFromImage = ImageSource(reference: from.text, base: try baseImage(from.text, at: from.at, what: "COPY --from"))
+            }
             guard step.inlineFiles.isEmpty else { throw RecipeError(from.at, "COPY --from takes no here-document") }
         }
         if let n = a.flags["network"] {
@@ -65,7 +71,7 @@ extension RecipeParser {
         switch i.upper {
         case "RUN": return InstructionSyntax(flags: ["target", "network", "mount"]) { a, _ in .run(try runCommand(a)) }
         case "COPY": return InstructionSyntax(flags: ["target", "chown", "chmod", "link", "from"]) { a, state in try parseCopy(a, state: state) }
-        case "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link"]) { a, state in try parseCopy(a, state: state) }
+        case "ADD": return InstructionSyntax(flags: ["target", "chown", "chmod", "link", "checksum", "keep-git-dir"]) { a, state in try parseCopy(a, state: state) }
         case "HEALTHCHECK":
             return InstructionSyntax(flags: Set(RecipeParser.healthDurations + ["retries"])) { a, _ in try parseHealthcheck(a) }
         case "ONBUILD": return InstructionSyntax { a, _ in try parseOnBuild(a) }
@@ -75,8 +81,9 @@ extension RecipeParser {
         case "ARG": return InstructionSyntax { a, state in try parseArg(a, state: &state) }
         case "WORKDIR": return InstructionSyntax { a, state in try parseWorkdir(a, state: &state) }
         case "USER": return InstructionSyntax { a, state in .user(try substitutedBody(a, state: state)) }
-        case "CMD": return InstructionSyntax { a, _ in .cmd(try command(a)) }
-        case "ENTRYPOINT": return InstructionSyntax { a, _ in .entrypoint(try command(a)) }
+        // `CMD []` and `ENTRYPOINT []` clear what the base image set, as in docker.
+        case "CMD": return InstructionSyntax { a, _ in .cmd(try command(a, emptyExec: true)) }
+        case "ENTRYPOINT": return InstructionSyntax { a, _ in .entrypoint(try command(a, emptyExec: true)) }
         case "EXPOSE": return InstructionSyntax { a, state in try parseExpose(a, state: state) }
         case "VOLUME": return InstructionSyntax { a, state in .volume(try jsonArray(a.body) ?? substitutedWords(a, state: state)) }
         case "SHELL": return InstructionSyntax(needsBody: false) { a, state in try parseShell(a, state: &state) }
@@ -121,17 +128,20 @@ extension RecipeParser {
         return a
     }
 
-    /// `COPY --from=`: an earlier stage, by name or number.
-    func copySource(_ name: String, at loc: SourceLocation, state: State, flag: String = "COPY --from") throws -> Int {
+    /// `COPY --from=`: an earlier stage, by name or number; with `image`, nil for a name no
+    /// earlier stage has (an image), else that is an error.
+    func copySource(_ name: String, at loc: SourceLocation, state: State, flag: String = "COPY --from", image: Bool = false) throws -> Int? {
         let current = state.stageNames.count - 1
         if let n = Int(name) {
             guard n >= 0 && n < current else { throw RecipeError(loc, "\(flag)=\(n): no earlier stage has that number (this is stage \(current))") }
             return n
         }
-        guard let i = state.stageNames.firstIndex(of: name.lowercased()), i < current else {
-            throw RecipeError(loc, "\(flag)=\(name): no earlier stage of that name (an image is not supported: only this recipe's stages)")
+        if let i = state.stageNames.firstIndex(of: name.lowercased()) {
+            guard i < current else { throw RecipeError(loc, "\(flag)=\(name): that is this stage; only an earlier one can be read") }
+            return i
         }
-        return i
+        guard image else { throw RecipeError(loc, "\(flag)=\(name): no earlier stage of that name (an image is not supported here: only this recipe's stages)") }
+        return nil
     }
 
     /// The build a step is for: `--target=` (or `# imgbench: target=`), both when not given.
@@ -155,8 +165,21 @@ extension RecipeParser {
             paths.removeAll { RecipeParser.isHeredocWord($0) }
         }
         guard paths.count + heredocs >= 2, !paths.isEmpty else { throw RecipeError(a.location, "\(a.upper) needs at least one source and a destination") }
-        for p in paths.dropLast() where a.upper == "ADD" && (p.contains("://") || p.hasPrefix("git@")) {
-            throw RecipeError(a.location, "ADD from a URL (\(p)) is not supported: the build reaches no network but the package mirrors; add the file to the recipe folder")
+        // ADD of a URL or a git repository: fetched when the step runs (`RemoteSource`).
+        let remote = a.upper == "ADD" ? paths.dropLast().compactMap(RemoteSource.init) : []
+        if let sum = a.flags["checksum"] {
+            guard remote.count == 1, case .http = remote[0], paths.count == 2 else {
+                throw RecipeError(a.location, "ADD --checksum applies to one http(s) source")
+            }
+            guard sum.hasPrefix("sha256:"), sum.count == 71, sum.dropFirst(7).allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                throw RecipeError(a.location, "ADD --checksum=\(sum): give sha256:HEX (64 lowercase hex digits)")
+            }
+        }
+        if let keep = a.flags["keep-git-dir"], keep != "true" && keep != "false" {
+            throw RecipeError(a.location, "--keep-git-dir must be true or false, not '\(keep)'")
+        }
+        for p in paths.dropLast() where a.upper == "ADD" && RemoteSource(p) == nil && p.contains("://") {
+            throw RecipeError(a.location, "ADD \(p): only http(s) URLs and git repositories are fetched")
         }
         let dest = paths.removeLast()
         let resolvedDest = dest.hasPrefix("/") ? dest : LexicalPath.join(state.workdir, dest) + (dest.hasSuffix("/") ? "/" : "")
@@ -228,10 +251,11 @@ extension RecipeParser {
         }
     }
 
-    /// RUN, CMD and ENTRYPOINT: exec form (a JSON array) or shell form.
-    func command(_ a: Arguments) throws -> CommandForm {
+    /// RUN, CMD and ENTRYPOINT: exec form (a JSON array) or shell form; `emptyExec`: `[]` is
+    /// allowed (CMD and ENTRYPOINT, which it clears).
+    func command(_ a: Arguments, emptyExec: Bool = false) throws -> CommandForm {
         if let exec = jsonArray(a.body) {
-            guard !exec.isEmpty else { throw RecipeError(location(a.line, a.offset), "the exec form needs at least one element") }
+            guard !exec.isEmpty || emptyExec else { throw RecipeError(location(a.line, a.offset), "the exec form needs at least one element") }
             return .exec(exec)
         }
         return .shell(a.body.trimmingCharacters(in: .whitespaces))
@@ -251,8 +275,9 @@ extension RecipeParser {
         let vars = state.variables
         let ws = try words(body, line: line, offset: offset, escape: state.escape)
         guard let first = ws.first else { throw RecipeError(location(line, offset), "\(keyword) needs KEY=VALUE") }
+        // The older `ENV KEY value with spaces` (and `LABEL key value`, which BuildKit reads alike).
         if !first.text.contains("=") {
-            guard keyword == "ENV", ws.count >= 2 else {
+            guard keyword == "ENV" || keyword == "LABEL", ws.count >= 2 else {
                 throw RecipeError(location(line, first.offset), "\(keyword) needs KEY=VALUE, found '\(first.text)'")
             }
             let valueStart = body.index(body.startIndex, offsetBy: first.end - offset)

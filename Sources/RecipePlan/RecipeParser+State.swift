@@ -33,15 +33,31 @@ extension RecipeParser {
         /// The names of the stages so far (lowercased; nil for a stage without one), in order.
         var stageNames: [String?] = []
 
-        /// A stage starts afresh: no ARG or ENV of an earlier stage, `/`, the default shell.
-        mutating func enterStage() {
+        /// What a stage hands on to a stage built FROM it: its image config's ENV, WORKDIR and SHELL.
+        struct StageEnd {
+            var env: [KeyValue]
+            var workdir: String
+            var shell: [String]
+        }
+
+        /// Each finished stage's end, in order (`FROM STAGE` starts from it).
+        var stageEnds: [StageEnd] = []
+
+        /// Records the end of the stage being parsed, if one is.
+        mutating func endStage() {
+            if stageEnds.count < stageNames.count { stageEnds.append(StageEnd(env: env, workdir: workdir, shell: shell)) }
+        }
+
+        /// A stage starts afresh: no ARG of an earlier stage; the ENV, WORKDIR and SHELL of the stage
+        /// it is built FROM (`inheriting`), else none, `/` and the default shell.
+        mutating func enterStage(inheriting parent: StageEnd? = nil) {
             args = []
             argValues = [:]
-            env = []
-            envValues = [:]
-            variables = [:]
-            workdir = "/"
-            shell = ["/bin/sh", "-c"]
+            env = parent?.env ?? []
+            envValues = Dictionary(env.map { ($0.key, $0.value) }) { $1 }
+            variables = envValues
+            workdir = parent?.workdir ?? "/"
+            shell = parent?.shell ?? ["/bin/sh", "-c"]
             bytes = (env + globalArgs.map { KeyValue($0.key, $0.value) }).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         }
 

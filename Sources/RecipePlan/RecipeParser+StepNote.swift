@@ -39,7 +39,7 @@ extension RecipeParser {
 
 extension RecipeParser {
     /// Flags written without a value: `--link` is `--link=true`.
-    static let booleanFlags: Set<String> = ["link"]
+    static let booleanFlags: Set<String> = ["link", "keep-git-dir"]
 
     /// Flags that may be given more than once: each value is kept (`Arguments.repeated`).
     static let repeatableFlags: Set<String> = ["mount"]

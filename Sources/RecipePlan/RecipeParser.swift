@@ -22,6 +22,9 @@ public struct RecipeParser {
     /// Values for ARG, as `--build-arg` gives them.
     public var buildArgs: [String: String]
     public var limits: RecipeLimits
+    /// The ONBUILD triggers of each stage's base image, by stage index: they run right after the
+    /// stage's FROM, as docker runs them (`Builder` reads them from the image's config).
+    public var triggers: [Int: [String]] = [:]
 
     public init(file: String, buildArgs: [String: String] = [:], limits: RecipeLimits = .standard) {
         self.file = file
@@ -100,6 +103,24 @@ public struct RecipeParser {
                                location: location(l, leading))
     }
 
+    /// An ONBUILD trigger of the stage's base image as a step, placed (and refused) at the FROM.
+    func trigger(_ text: String, from: FromLine, state: inout State) throws -> Step {
+        var l = LogicalLine()
+        l.text = Array(text)
+        l.positions = Array(repeating: (from.location.line, from.location.column), count: l.text.count)
+        l.startLine = from.location.line
+        let i = instruction(l)
+        let keyword = i.upper
+        guard RecipeParser.instructionNames.contains(keyword) else {
+            throw RecipeError(from.location, "the ONBUILD trigger '\(text)' of \(from.reference) is not an instruction a trigger may be")
+        }
+        do {
+            return try parseStep(i, state: &state)
+        } catch let e as RecipeError {
+            throw RecipeError(from.location, "the ONBUILD trigger '\(text)' of \(from.reference): \(e.message)")
+        }
+    }
+
     /// One stage: its FROM and its steps.
     struct StageLines {
         var from: FromLine
@@ -114,7 +135,10 @@ public struct RecipeParser {
         for l in lines {
             let i = instruction(l)
             if stages.isEmpty || i.upper == "FROM" {
-                if let from = try parseBeforeFrom(i, state: &state) { stages.append(StageLines(from: from)) }
+                if let from = try parseBeforeFrom(i, state: &state) {
+                    stages.append(StageLines(from: from))
+                    for t in triggers[stages.count - 1] ?? [] { stages[stages.count - 1].steps.append(try trigger(t, from: from, state: &state)) }
+                }
                 continue
             }
             guard count < limits.instructions else {
@@ -142,11 +166,19 @@ public struct RecipeParser {
             throw RecipeError(SourceLocation(file: file, line: max(1, physical.count), column: 1), "the recipe has no FROM")
         }
         let folder = (file as NSString).deletingLastPathComponent
-        let recipes = stages.map { stage in
-            Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
-                   base: stage.from.base.with(variant: directives.variant), baseLocation: stage.from.location,
-                   steps: stage.steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
-                   baseReference: stage.from.reference, stageName: stage.from.stageName)
+        var recipes: [Recipe] = []
+        for stage in stages {
+            var r = Recipe(name: RecipeParser.recipeName(folder: folder), file: file, context: folder, vm: directives.vm,
+                           base: stage.from.base.with(variant: directives.variant), baseLocation: stage.from.location,
+                           steps: stage.steps, declaredWorkloads: directives.workloads, globalArgs: state.globalDeclared,
+                           baseReference: stage.from.reference, stageName: stage.from.stageName)
+            // FROM STAGE: that stage's base (an earlier one, so resolved already), then its steps.
+            if let p = stage.from.parentStage {
+                let parent = recipes[p]
+                (r.base, r.baseReference, r.parentStage) = (parent.base, parent.baseReference, p)
+                (r.steps, r.inheritedSteps) = (parent.steps + r.steps, parent.steps.count)
+            }
+            recipes.append(r)
         }
         var recipe = recipes[recipes.count - 1]
         (recipe.stages, recipe.stageIndex) = (recipes, recipes.count - 1)

@@ -438,6 +438,7 @@ struct Report: Decodable {
     }
 
     struct Phase: Decodable {
+        var description: String?
         var key: String
         var container: Measure?
         var vm: Measure?
@@ -451,6 +452,7 @@ struct Report: Decodable {
         var key: String
         var container: Measure?
         var vm: Measure?
+        var stage: String?
     }
 
     struct Totals: Decodable {
@@ -473,6 +475,7 @@ struct Report: Decodable {
     var recipe: String
     var base: Phase
     var steps: [Step]
+    var stageSteps: [Step]?
     var finalisation: Phase?
     var totals: Totals
     var outputs: Outputs

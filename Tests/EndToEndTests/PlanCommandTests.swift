@@ -136,4 +136,39 @@ struct ContainerfileBuildTests {
         }
         return try blob((try blob(manifest["digest"])["config"] as? [String: Any])?["digest"])
     }
+
+    /// `FROM STAGE`: the stage's steps are listed first, marked as inherited from the stage they
+    /// are written in; an image only the local store could hold is a base problem, not fatal.
+    @Test func aStageFromAStageListsTheInheritedStepsAndAMissingImageIsShown() throws {
+        let dir = try TempDir("plan-stages")
+        defer { dir.cleanup() }
+        let folder = try dir.sub("stages")
+        try "FROM scratch AS base\nCOPY a /a\nFROM base AS final\nCOPY --from=imgbench-plan-missing:v1 /x /x\nFROM imgbench-plan-missing:v1\n"
+            .write(toFile: "\(folder)/Containerfile", atomically: true, encoding: .utf8)
+        try "a\n".write(toFile: "\(folder)/a", atomically: true, encoding: .utf8)
+        let r = try imgbench("plan", folder, "--cache", dir.file("cache"), "--format", "json", "--target", "final")
+        #expect(r.status == 0, "\(r.output)")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let stages = try #require(doc["stages"] as? [[String: Any]])
+        #expect(stages[1]["from"] as? String == "base" && (stages[1]["base"] as? String)?.hasPrefix("stage base, on scratch") == true)
+        #expect(stages[0]["built"] as? Bool == true, "the stage final is built FROM")
+        let steps = try #require(stages[1]["steps"] as? [[String: Any]])
+        #expect(steps.map { $0["inherited"] as? Bool } == [true, false] && steps.map { $0["stage"] as? Int } == [0, 1])
+        let baseSteps = try #require(stages[0]["steps"] as? [[String: Any]])
+        #expect(steps[0]["key"] as? String == baseSteps[0]["key"] as? String)
+        #expect((stages[2]["baseProblem"] as? String)?.contains("no image imgbench-plan-missing:v1 in the local image store") == true, "\(stages[2])")
+    }
+
+    /// verify-repro reads --target as the stage and --images as the images, as build does.
+    @Test func verifyReproReadsTargetAsAStageAndImagesAsTheImages() throws {
+        let dir = try TempDir("repro-target")
+        defer { dir.cleanup() }
+        let path = try dir.sub("demo")
+        try "FROM scratch AS final\nRUN true\n".write(toFile: "\(path)/Containerfile", atomically: true, encoding: .utf8)
+        let r = try imgbench("verify-repro", path, "--target", "builder", "--cache", dir.file("cache"), "--output", dir.file("out"))
+        #expect(r.status == 2 && r.stderr.contains("--target builder: the recipe has no stage of that name (its stages: final)"), "\(r.output)")
+        let both = try imgbench("verify-repro", path, "--target", "vm", "--images", "container", "--cache", dir.file("cache"), "--output", dir.file("out"))
+        #expect(both.status != 0 && both.stderr.contains("give the images with --images only"), "\(both.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
 }

@@ -76,6 +76,12 @@ extension BuildTests {
         #expect(try DiskFile.read(raw, "/seen.txt").content == Data("built in a stage\n".utf8))
         #expect(try DiskFile.read(raw, "/usr/local/bin/app").mode == "755")
         #expect(try DiskFile.read(raw, "/build-only.txt").content == nil && DiskFile.read(raw, "/out/app").content == nil)
+        // The report has the builder stage's step, marked with its stage, on the container side only.
+        let first = try readReport(out)
+        let stageSteps = try #require(first.stageSteps)
+        #expect(stageSteps.map(\.stage) == ["build"] && stageSteps[0].instruction.hasPrefix("RUN --mount=type=cache"))
+        #expect(stageSteps[0].container != nil && stageSteps[0].vm == nil)
+        #expect(first.steps.allSatisfy { $0.stage == "2" }, "the target stage has no name: its number")
         let again = try build(recipe, output: dir.file("again"), arguments: ["--format", "json"])
         #expect(again.status == 0, "\(again.output)")
         let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: dir.file("again") + "/report.json")))

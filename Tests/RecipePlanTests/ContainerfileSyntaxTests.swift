@@ -247,6 +247,48 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
         #expect(r.stages[2].steps[0].instruction == .copy(sources: ["/src/app"], destination: "/app", chown: nil, chmod: nil))
     }
 
+    /// `FROM STAGE` (by name, any case, or number): the stage's base and steps come first, and its
+    /// ENV, WORKDIR and SHELL are in force; ARGs are not.
+    @Test func aStageBuiltFromAnotherContinuesItsStepsAndConfig() throws {
+        let r = try parse("""
+            FROM debian:bookworm AS base
+            ARG LOCAL=1
+            ENV GREETING=hi
+            WORKDIR /app
+            RUN echo one
+            FROM BASE AS test
+            RUN echo $GREETING
+            FROM 1
+            COPY x y
+            """)
+        let test = r.stages[1]
+        #expect(test.parentStage == 0 && test.inheritedSteps == 4 && test.base == .debian(suite: "bookworm", variant: "minbase"))
+        #expect(test.steps.count == 5 && test.ownSteps.map(\.text) == ["RUN echo $GREETING"])
+        #expect(test.steps[4].environment == [KeyValue("GREETING", "hi")] && test.steps[4].buildArgs.isEmpty)
+        #expect(test.steps[4].stage == 1 && test.steps[0].stage == 0 && test.baseReference == "debian:bookworm")
+        #expect(r.parentStage == 1 && r.inheritedSteps == 5 && r.steps.count == 6)
+        #expect(r.steps[5].instruction == .copy(sources: ["x"], destination: "/app/y", chown: nil, chmod: nil), "WORKDIR is the stage's")
+        #expect(r.neededStages.isEmpty, "a stage built FROM is the target's first steps, not a stage built apart")
+    }
+
+    /// `COPY --from=NAME` where no earlier stage is NAME: an image, as docker reads it.
+    @Test func copyFromANameNoStageHasIsAnImage() throws {
+        let r = try parse("FROM scratch AS a\nFROM scratch\nCOPY --from=a /x /x\nCOPY --from=myapp:1.0 /bin/app /app\nCOPY --from=debian:bookworm-slim /etc/os-release /\n")
+        #expect(r.steps[0].copyFrom == 0 && r.steps[0].copyFromImage == nil)
+        #expect(r.steps[1].copyFrom == nil && r.steps[1].copyFromImage == ImageSource(reference: "myapp:1.0", base: .local("myapp:1.0")))
+        #expect(r.steps[2].copyFromImage?.base == .debian(suite: "bookworm", variant: "minbase", slim: true))
+        #expect(r.neededStages == [0])
+    }
+
+    @Test func namesOfTheLocalStore() throws {
+        #expect(try parse("FROM myapp\n").base == .local("myapp:latest"))
+        #expect(try parse("FROM team/app:v1.2\n").base == .local("team/app:v1.2"))
+        #expect(try parse("# base-variant=apt\nFROM debian:trixie-slim\n").base == .debian(suite: "trixie", variant: "apt", slim: true))
+        #expect(RecipeParser.storeName("app") == "app:latest" && RecipeParser.storeName("localhost:5000/app") == "localhost:5000/app:latest")
+        #expect(RecipeParser.storeName("app:1") == "app:1")
+        for bad in ["App", "app:", "app:-x", "/app", "app//x"] { #expect(!RecipeParser.isLocalName(bad), "\(bad)") }
+    }
+
     @Test func aStageIsChosenByNameOrNumber() throws {
         let r = try parse(text)
         let tools = try #require(r.stage(named: "TOOLS"))
@@ -285,7 +327,7 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
     ("FROM scratch\nRUN --mount=type=ssh true\n", 2, 5, "type=ssh is not supported"),
     ("FROM scratch\nRUN --mount=target=/x,rw true\n", 2, 5, "type=bind,rw is not supported"),
     ("FROM scratch\nRUN --mount=target=/x,source=../up true\n", 2, 5, "climbs out"),
-    ("FROM scratch AS a\nRUN --mount=target=/x,from=a true\n", 2, 5, "RUN --mount from=a: no earlier stage of that name"),
+    ("FROM scratch AS a\nRUN --mount=target=/x,from=a true\n", 2, 5, "RUN --mount from=a: that is this stage"),
     ("FROM scratch\nRUN --mount=type=secret true\n", 2, 5, "type=secret needs id=ID"),
     ("FROM scratch\nRUN true\nRUN --network=none --mount=type=cache true\n", 3, 20, "needs target=PATH"),
     ("FROM scratch\nRUN --mount=type=cache,target=/x,sharing=private true\n", 2, 5, "sharing=private"),
@@ -295,14 +337,89 @@ private func expectRefused(_ text: String, at line: Int, _ column: Int, saying m
     ("FROM scratch\nCOPY --mount=type=cache,target=/x a /a\n", 2, 6, "does not take --mount"),
     ("FROM scratch AS a\nFROM scratch AS A\n", 2, 1, "a stage named 'A' comes earlier"),
     ("FROM scratch AS 1st\n", 1, 1, "'1st' is not a stage name"),
-    ("FROM scratch AS a\nFROM a\n", 2, 6, "FROM a stage of this recipe ('a') is not supported yet"),
-    ("FROM scratch AS a\nCOPY --from=b /x /x\n", 2, 6, "COPY --from=b: no earlier stage of that name"),
-    ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: no earlier stage of that name"),
+    ("FROM scratch AS a\nFROM a AS a\n", 2, 1, "a stage named 'a' comes earlier"),
+    ("FROM scratch AS a\nCOPY --from=a /x /x\n", 2, 6, "COPY --from=a: that is this stage"),
     ("FROM scratch\nFROM scratch\nCOPY --from=1 /x /x\n", 3, 6, "COPY --from=1: no earlier stage has that number"),
-    ("FROM scratch\nCOPY --from=debian:bookworm /x /x\n", 2, 6, "an image is not supported"),
+    ("FROM scratch\nCOPY --from=Bad:Name /x /x\n", 2, 6, "unsupported base 'Bad:Name'"),
+    ("FROM scratch\nRUN --mount=target=/x,from=debian:bookworm true\n", 2, 5, "an image is not supported here"),
     ("FROM scratch AS a\nFROM scratch\nADD --from=a /x /x\n", 3, 5, "ADD does not take --from"),
     ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, 6, "COPY --from takes no here-document"),
 ])
 func containerfileRefusals(text: String, line: Int, column: Int, message: String) throws {
     try expectRefused(text, at: line, column, saying: message)
+}
+
+/// ONBUILD triggers of a base image (`RecipeParser.triggers`, read from its config by the
+/// build) run right after the stage's FROM, as docker runs them, and are refused at the FROM.
+@Suite struct OnBuildTriggerTests {
+    @Test func triggersAreTheFirstStepsOfTheirStage() throws {
+        var parser = RecipeParser(file: "recipes/demo/Containerfile")
+        parser.triggers = [1: ["ENV FROM_TRIGGER=1", "RUN echo $FROM_TRIGGER > /t"]]
+        let r = try parser.parse("FROM scratch AS a\nRUN a\nFROM app:v1\nRUN b\n")
+        #expect(r.stages[0].steps.map(\.text) == ["RUN a"])
+        #expect(r.steps.map(\.text) == ["ENV FROM_TRIGGER=1", "RUN echo $FROM_TRIGGER > /t", "RUN b"])
+        #expect(r.steps[0].location.line == 3 && r.steps[2].environment == [KeyValue("FROM_TRIGGER", "1")])
+    }
+
+    @Test func aTriggerThatIsNotAnInstructionIsRefusedAtTheFrom() throws {
+        var parser = RecipeParser(file: "recipes/demo/Containerfile")
+        parser.triggers = [0: ["FROM x"]]
+        #expect(throws: RecipeError.self) { try parser.parse("RUN x\n") }
+        do {
+            _ = try parser.parse("ARG A\nFROM app:v1\nRUN b\n")
+            Issue.record("accepted")
+        } catch let e as RecipeError {
+            #expect(e.location.line == 2 && e.message.contains("the ONBUILD trigger 'FROM x' of app:v1"), "\(e)")
+        }
+    }
+}
+
+/// A stage built FROM another keeps that stage's keys for the steps it inherits.
+@Test func aStageBuiltFromAnotherSharesItsKeys() throws {
+    let r = try parse("FROM debian:bookworm AS base\nRUN one\nRUN two\nFROM base\nRUN three\n")
+    let base = try BuildPlan.make(r.stages[0], baseKey: "k")
+    let child = try BuildPlan.make(r, baseKey: "k")
+    #expect(child.steps.prefix(2).map(\.key) == base.steps.map(\.key) && child.steps.count == 3)
+    #expect(child.rootKey == base.rootKey)
+}
+
+/// ADD of a URL or a git repository: fetched when the step runs, keyed by what names it.
+@Suite struct RemoteAddTests {
+    @Test func remoteSourcesAreToldApartAsBuildKitDoes() {
+        #expect(RemoteSource("https://example.org/a/b.tar.gz?x=1") == .http("https://example.org/a/b.tar.gz?x=1"))
+        #expect(RemoteSource("https://example.org/a/b.tar.gz?x=1")?.fileName == "b.tar.gz")
+        #expect(RemoteSource("https://example.org")?.fileName == "index.html")
+        #expect(RemoteSource("https://github.com/moby/buildkit.git#v0.12.0") == .git(repository: "https://github.com/moby/buildkit.git", ref: "v0.12.0"))
+        #expect(RemoteSource("git@github.com:moby/buildkit.git") == .git(repository: "git@github.com:moby/buildkit.git", ref: nil))
+        #expect(RemoteSource("src/app.tar") == nil && RemoteSource("http.txt") == nil)
+    }
+
+    @Test func anAddOfAURLIsParsedAndKeyedByItsURLAndChecksum() throws {
+        let sum = "sha256:" + String(repeating: "a", count: 64)
+        let r = try parse("FROM scratch\nADD --checksum=\(sum) https://example.org/x.txt /srv/\nADD https://example.org/y.git#main /src\n")
+        #expect(r.steps[0].remoteSources == ["https://example.org/x.txt"] && r.steps[0].flags["checksum"] == sum)
+        let plan = try BuildPlan.make(r, baseKey: "k", missingSources: .shown)
+        #expect(plan.steps[0].sources.isEmpty && plan.steps[0].missing.isEmpty, "a URL is not a context path")
+        var other = r
+        other.steps[0].flags["checksum"] = "sha256:" + String(repeating: "b", count: 64)
+        #expect(try BuildPlan.make(other, baseKey: "k").steps[0].key != plan.steps[0].key)
+    }
+}
+
+/// What BuildKit's parser corpus (scripts/parser-corpus) found refused here and accepted there.
+@Suite struct CorpusFindingsTests {
+    @Test func labelTakesTheOlderKeyValueForm() throws {
+        let r = try parse("FROM scratch\nLABEL maintainer Erik Hollensbe <erik@example.org>\n")
+        #expect(r.steps[0].instruction == .label([KeyValue("maintainer", "Erik Hollensbe <erik@example.org>")]))
+    }
+
+    @Test func anEmptyExecFormClearsCmdAndEntrypoint() throws {
+        let r = try parse("FROM scratch\nCMD []\nENTRYPOINT []\n")
+        #expect(r.steps.map(\.instruction) == [.cmd(.exec([])), .entrypoint(.exec([]))])
+        #expect(throws: RecipeError.self) { try parse("FROM scratch\nRUN []\n") }
+    }
+
+    @Test func debianWithoutASuiteIsDockersLatestFromTheStore() throws {
+        #expect(try parse("FROM debian\n").base == .local("debian:latest"))
+    }
 }

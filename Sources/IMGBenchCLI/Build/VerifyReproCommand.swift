@@ -19,7 +19,9 @@ struct VerifyReproCommand: ParsableCommand {
             """)
 
     @Argument(help: "A recipe folder holding a Containerfile, or a recipe file.", transform: absolutePath) var recipe: String
-    @Option(help: "container, vm or both.") var target: BuildCommand.BuildTarget = .both
+    @Option(help: "The images to build and compare: container, vm or both.") var images: BuildCommand.BuildTarget?
+    @Option(help: "The stage to build, as docker reads --target (--target container|vm|both, for a recipe without a stage of that name, is the older spelling of --images).")
+    var target: String?
     @Option(help: "Storage driver of the container builds.") var driver: StorageDriverKind = .overlay
     @Option(help: "How VM steps reach the disk: loop or guestfs (see imgbench build).") var vmBackend: VMPass.Backend = .loop
     @Option(help: "Output folder of the two builds (default out/NAME-repro).", transform: absolutePath) var output: String?
@@ -35,11 +37,11 @@ struct VerifyReproCommand: ParsableCommand {
 
     func run() throws {
         let args = BuildRunning.buildArgs(buildArgs)
-        let parsed = try BuildRunning.load(recipe, buildArgs: args)
+        let (chosen, parsed) = try BuildRunning.select(images, target: target, recipe: try BuildRunning.load(recipe, buildArgs: args))
         var options = BuildOptions(output: output ?? absolutePath("out/\(parsed.name)-repro"),
                                    cache: cache ?? absolutePath(BuildOptions.defaultCache))
         options.buildArgs = args
-        options.targets = target.targets
+        options.targets = chosen.targets
         options.driver = driver
         options.vmBackend = vmBackend
         let env = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"]

@@ -20,6 +20,10 @@ struct PlanDocument: Encodable {
 
     struct StepEntry: Encodable {
         var index: Int
+        /// The stage the step is written in; `inherited`: a step of the stage this one is built
+        /// FROM, which it builds on (both images continue that stage's).
+        var stage: Int
+        var inherited: Bool
         var instruction: String
         var line: Int
         var column: Int
@@ -79,28 +83,32 @@ struct PlanDocument: Encodable {
         self.recipe = recipe.file
         context = recipe.context
         args = recipe.globalArgs.map { Arg(name: $0.name, value: $0.value, line: $0.location.line, column: $0.location.column) }
-        stages = preview.stages.enumerated().map { i, s in PlanDocument.stage(s, index: i, target: i == preview.target) }
+        let names = preview.stages.enumerated().map { i, s in s.recipe.stageName ?? String(i) }
+        stages = preview.stages.enumerated().map { i, s in PlanDocument.stage(s, index: i, target: i == preview.target, names: names) }
     }
 
-    static func stage(_ s: PlanPreview.Stage, index: Int, target: Bool) -> Stage {
+    /// `names`: every stage's name (its number when it has none), for a stage built FROM another.
+    static func stage(_ s: PlanPreview.Stage, index: Int, target: Bool, names: [String]) -> Stage {
         let steps = zip(s.plan.steps, s.steps).map { p, hits in
-            StepEntry(index: p.index, instruction: String(p.step.text.prefix { $0 != " " }), line: p.step.location.line,
+            StepEntry(index: p.index, stage: p.step.stage, inherited: p.index <= s.recipe.inheritedSteps, instruction: String(p.step.text.prefix { $0 != " " }), line: p.step.location.line,
                       column: p.step.location.column, location: p.step.location.description, flags: p.step.flags,
                       arguments: PlanDocument.arguments(p.step), heredocs: p.step.heredocs.map(\.name), target: p.step.target.rawValue,
                       key: p.key, cache: Cache(container: hits.container, vm: hits.vm), sources: p.sources, missing: p.missing)
         }
-        return Stage(name: s.recipe.stageName, index: index, target: target, built: s.built, from: s.recipe.baseReference,
-                     base: PlanDocument.describe(s.recipe.base), line: s.recipe.baseLocation.line, baseKey: s.baseKey,
+        let parent = s.recipe.parentStage.map { names[$0] }
+        return Stage(name: s.recipe.stageName, index: index, target: target, built: s.built, from: parent ?? s.recipe.baseReference,
+                     base: (parent.map { "stage \($0), on " } ?? "") + PlanDocument.describe(s.recipe.base), line: s.recipe.baseLocation.line, baseKey: s.baseKey,
                      baseProblem: s.baseProblem, cache: Cache(container: s.base.container, vm: s.base.vm), steps: steps)
     }
 
     /// What the base is made from, as the build's report names it.
     static func describe(_ base: BaseImage) -> String {
         switch base {
-        case let .debian(suite, variant): return "debian:\(suite) \(variant) (mmdebstrap)"
+        case let .debian(suite, variant, slim): return "debian:\(suite)\(slim ? "-slim" : "") \(variant) (mmdebstrap)"
         case .scratch: return "scratch"
         case let .ociLayout(path, tag): return "oci:\(path)" + (tag.map { ":" + $0 } ?? "")
         case let .registry(reference): return "\(reference) (registry)"
+        case let .local(name): return "\(name) (local image store)"
         }
     }
 
@@ -135,7 +143,7 @@ struct PlanDocument: Encodable {
             t.rows.append(["base", "\(stage.line)", "FROM \(stage.from)", "both", String(stage.baseKey?.prefix(12) ?? "-"), mark(stage.cache.container), mark(stage.cache.vm)])
             for s in stage.steps {
                 let text = ([s.instruction] + s.flags.sorted { $0.key < $1.key }.map { "--\($0.key)=\($0.value)" } + s.arguments).joined(separator: " ")
-                t.rows.append(["\(s.index)", "\(s.line)", String(text.replacingOccurrences(of: "\n", with: "\\n").prefix(60)), s.target,
+                t.rows.append([s.inherited ? "(\(s.index))" : "\(s.index)", "\(s.line)", String(text.replacingOccurrences(of: "\n", with: "\\n").prefix(60)), s.target,
                                String(s.key.prefix(12)), mark(s.cache.container), mark(s.cache.vm)])
             }
             lines.append(t.render())

@@ -8,23 +8,42 @@ import QcowIO
 /// to the one the recipe asks for (`bookworm` → `bullseye`, `bookworm-updates` →
 /// `bullseye-updates`, `bookworm-security` → `bullseye-security`). Cached by suite, variant and
 /// sources: the same base is made once.
+///
+/// `slim` (`debian:SUITE-slim`) leaves out what Debian's slim images leave out (debuerreotype's
+/// slimify): documentation but each package's copyright file, man and info pages, groff's
+/// files, lintian overrides and locales but `locale.alias`, as dpkg `path-exclude` options
+/// (`mmdebstrap --dpkgopt`), which stay in the root's `/etc/dpkg/dpkg.cfg.d/` so that the
+/// packages a step installs later leave them out too.
 public struct DebianBase: Sendable {
     public var suite: String
     public var variant: String
+    public var slim: Bool
     /// The deb822 sources the root is made from.
     public var sources: String
 
-    public init(suite: String, variant: String, hostSources: String? = nil) throws {
+    public init(suite: String, variant: String, slim: Bool = false, hostSources: String? = nil) throws {
         self.suite = suite
         self.variant = variant
+        self.slim = slim
         sources = DebianBase.sources(forSuite: suite, host: try hostSources ?? DebianBase.readHostSources())
     }
 
-    /// The cache key: what the root depends on.
+    /// The suite as FROM names it (`bookworm`, `bookworm-slim`).
+    public var name: String { slim ? "\(suite)-slim" : suite }
+
+    /// The cache key: what the root depends on (a slim root is its own base).
     public var key: String {
-        let text = "debian\n\(suite)\n\(variant)\n\(sources)"
+        let text = "debian\n\(suite)\n\(variant)\n\(sources)" + (slim ? "\nslim\n" + DebianBase.slimOptions.joined(separator: "\n") : "")
         return Digest.of(Data(text.utf8)).hex
     }
+
+    /// The dpkg options of a slim root, in order (a later path-include wins over an earlier exclude).
+    public static let slimOptions = [
+        "path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright",
+        "path-exclude=/usr/share/man/*", "path-exclude=/usr/share/groff/*", "path-exclude=/usr/share/info/*",
+        "path-exclude=/usr/share/lintian/*", "path-exclude=/usr/share/linda/*",
+        "path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias",
+    ]
 
     /// The host's apt sources in deb822 form (`.sources` files; one-line `.list` entries converted).
     public static func readHostSources(etc: String = "/etc/apt") throws -> String {
@@ -91,11 +110,12 @@ public struct DebianBase: Sendable {
             try Data(sources.utf8).write(to: URL(fileURLWithPath: sourcesFile))
             defer { unlink(sourcesFile) }
             try BuildCache.makingPartial(tmp) {
+                let slimming = slim ? DebianBase.slimOptions.map { "--dpkgopt=\($0)" } : []
                 let r = try Command.run(["mmdebstrap", "--mode=root", "--variant=\(variant)", "--format=directory",
-                                         "--skip=output/dev", suite, tmp, sourcesFile],
+                                         "--skip=output/dev"] + slimming + [suite, tmp, sourcesFile],
                                         environment: ["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"], onOutput: onOutput)
                 guard r.status == 0 else {
-                    throw HostError.commandFailed(what: "making the debian:\(suite) base with mmdebstrap",
+                    throw HostError.commandFailed(what: "making the debian:\(name) base with mmdebstrap",
                                                    argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,
                                                    outputTail: Command.tail(r.output, lines: 20))
                 }

@@ -17,6 +17,9 @@ public struct BuildReport: Codable, Equatable, Sendable {
     public var startedAt: String
     public var base: Phase
     public var steps: [StepReport]
+    /// The steps of the earlier stages the target copies from (multi-stage recipes), each marked
+    /// with its stage: built on the container side only, not counted in `totals`; nil when none.
+    public var stageSteps: [StepReport]? = nil
     /// Making the VM disk bootable (kernel, initramfs, fstab, boot files).
     public var finalisation: Phase?
     public var totals: Totals
@@ -94,6 +97,9 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var changesFiles: Bool
         public var container: Measure?
         public var vm: Measure?
+        /// The stage the step is written in, by name (its number when it has none), in a recipe
+        /// of several stages; nil in a recipe of one.
+        public var stage: String? = nil
     }
 
     public struct Totals: Codable, Equatable, Sendable {

@@ -16,13 +16,27 @@ extension Builder {
         var description: String
         /// For FROM oci:: the layout and image, whose layers the container side keeps.
         var image: (ImageLayout, ImageLayout.Image)?
+        /// For FROM NAME:TAG of the local image store: the VM chain that build made (its cache
+        /// folder and link names), which the VM side continues when it can.
+        var vmChain: LocalImage.VMChain?
     }
 
-    /// The base root folder, made (and cached) when needed.
+    /// The base root folder, made (and cached) when needed. Every reference but `scratch` and
+    /// `oci:` is looked for in the local image store first (`LocalImages`), then read as it
+    /// is written: `debian:SUITE[-slim]` through mmdebstrap, a registry's reference.
     func prepareBase(in cache: BuildCache) throws -> Base {
         switch recipe.base {
-        case let .debian(suite, variant):
-            return try debianBase(suite: suite, variant: variant, in: cache)
+        case .scratch, .ociLayout: break
+        default:
+            if !recipe.baseReference.contains("@"), let image = LocalImages.find(RecipeParser.storeName(recipe.baseReference), cache: options.cache) {
+                return try localBase(image, in: cache)
+            }
+        }
+        switch recipe.base {
+        case let .local(name):
+            throw BuildError.recipe(RecipeError(recipe.baseLocation, "FROM \(recipe.baseReference): no image \(name) in the local image store (\(LocalImages.folder(cache: options.cache)): what builds with -t NAME[:TAG] made), and it is not debian:SUITE, oci:PATH or REGISTRY/REPO[:TAG]"))
+        case let .debian(suite, variant, slim):
+            return try debianBase(suite: suite, variant: variant, slim: slim, in: cache)
         case .scratch:
             let root = "\(options.cache)/bases/scratch/root"
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -34,15 +48,26 @@ extension Builder {
         }
     }
 
+    /// An image of the local store: its layout is the container side's base, as `FROM oci:`'s
+    /// is, and its VM chain goes with it. The key names both, so a rebuild of that name with
+    /// another image or chain gives other keys here.
+    func localBase(_ image: LocalImage, in cache: BuildCache) throws -> Base {
+        var base = try ociBase(path: "\(options.cache)/\(image.layout)", tag: LocalImages.layoutTag, label: image.reference, in: cache)
+        base.key = image.baseKey
+        base.description = "\(image.reference) (local image \(image.manifest))"
+        base.vmChain = image.vm
+        return base
+    }
+
     /// A root made by mmdebstrap, under the lock of its entry (two builds make it once).
-    func debianBase(suite: String, variant: String, in cache: BuildCache) throws -> Base {
-        let base = try DebianBase(suite: suite, variant: variant)
+    func debianBase(suite: String, variant: String, slim: Bool, in cache: BuildCache) throws -> Base {
+        let base = try DebianBase(suite: suite, variant: variant, slim: slim)
         let made = LazyRoot(naming: "\(recipe.baseLocation): making the base") { try self.debianRoot(base, in: cache) }
-        return Base(key: base.key, root: made, description: "debian:\(suite) \(variant) (mmdebstrap)")
+        return Base(key: base.key, root: made, description: "debian:\(base.name) \(variant) (mmdebstrap)")
     }
 
     func debianRoot(_ base: DebianBase, in cache: BuildCache) throws -> (path: String, hit: Bool) {
-        let (suite, variant) = (base.suite, base.variant)
+        let (suite, variant) = (base.name, base.variant)
         let dir = "\(options.cache)/bases/\(base.key.prefix(32))"
         let root = "\(dir)/root"
         // The entry's folder holds nothing but its root: made afresh, removed if the root is not made.
@@ -111,7 +136,11 @@ extension Builder {
             let m: BuildReport.Measure
             if let (layout, image) = base.image {
                 m = try container.base(image: image, layout: layout, rootSeconds: seconds)
-                if let c = image.config.config { state.config.image = c }
+                if let c = image.config.config {
+                    state.config.image = c
+                    // The triggers ran in this build (`withTriggers`); they are not handed on.
+                    state.config.image.onBuild = nil
+                }
             } else {
                 m = try base.root.counting {
                     try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
@@ -121,7 +150,14 @@ extension Builder {
             }
             state.base.container = m
         }
-        if let vm = state.vm {
+        if let vm = state.vm, let chain = base.vmChain,
+           let m = try vm.continueChain(folder: "\(options.cache)/\(chain.folder)", links: chain.links) {
+            events.note("vm: continuing the chain of \(recipe.baseReference) (\(chain.links.count) links)")
+            state.base.vm = m
+        } else if let vm = state.vm {
+            if base.vmChain != nil {
+                events.note("vm: the VM chain of \(recipe.baseReference) is of another disk layout (vm-size, filesystem, clusters, kernel) or no longer in the cache: a base disk is made from its image instead")
+            }
             var m = try base.root.counting {
                 try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
                     try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch, rootSeconds: seconds)

@@ -29,6 +29,7 @@ extension Builder {
                                  targets: StepTarget.allCases.filter { $0 != .both && options.targets.contains($0) }.map(\.rawValue),
                                  startedAt: ISO8601DateFormatter().string(from: started), base: state.base, steps: state.steps,
                                  finalisation: state.finalisation, totals: totals, outputs: outputs, provenance: .current())
+        report.stageSteps = state.stageSteps
         if state.container != nil {
             try report.addLayerWaste(layout: "\(partial)/oci", tag: imageName, listings: LayerListingCache.folder(cache: options.cache))
         }

@@ -8,10 +8,13 @@ import RecipePlan
 final class StageBuild {
     let pass: ContainerPass
     let key: String
+    /// What each step of the stage cost (`BuildReport.stageSteps`).
+    let steps: [BuildReport.StepReport]
 
-    init(pass: ContainerPass, key: String) {
+    init(pass: ContainerPass, key: String, steps: [BuildReport.StepReport]) {
         self.pass = pass
         self.key = key
+        self.steps = steps
     }
 
     /// Runs `body` with the stage's files as a folder: a scratch layer of the driver on the
@@ -41,9 +44,10 @@ extension Builder {
     func buildStage(_ i: Int, in cache: BuildCache, remote: RemoteCache?, built: [Int: StageBuild]) throws -> StageBuild {
         let stage = recipe.stages[i]
         let sub = Builder(recipe: stage, options: options, events: events)
+        sub.images = images
         let label = "stage \(stage.stageName ?? String(i))"
         let base = try BuildError.naming("\(stage.baseLocation): making the base of \(label)") { try sub.prepareBase(in: cache) }
-        let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key))
+        let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key), imageKeys: imageKeys)
         let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
                                      sourceDateEpoch: sourceDateEpoch, events: events)
         pass.remote = remote
@@ -53,8 +57,13 @@ extension Builder {
             _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
         }
         var config = StepConfig()
+        var reports: [BuildReport.StepReport] = []
         for p in plan.steps {
             config.apply(p.step.instruction, environment: p.step.environment)
+            var r = BuildReport.StepReport(index: p.index, instruction: p.step.text, location: p.step.location.description,
+                                           target: p.step.target.rawValue, key: p.key, changesFiles: p.step.instruction.changesFiles,
+                                           stage: stageLabel(p.step.stage))
+            defer { reports.append(r) }
             guard p.step.instruction.changesFiles, p.step.target.includes(.container) else { continue }
             events.stepStarted(index: p.index, of: plan.steps.count, target: label, text: p.step.text)
             let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
@@ -64,9 +73,26 @@ extension Builder {
                     }
                 }
             }
+            r.container = m
             events.stepFinished(index: p.index, target: label, measure: m)
         }
-        return StageBuild(pass: pass, key: plan.lastKey)
+        return StageBuild(pass: pass, key: plan.lastKey, steps: reports)
+    }
+
+    /// A stage's name in the report (its number when it has none); nil in a recipe of one stage.
+    func stageLabel(_ i: Int) -> String? {
+        guard recipe.stages.count > 1, recipe.stages.indices.contains(i) else { return nil }
+        return recipe.stages[i].stageName ?? String(i)
+    }
+
+    /// `COPY --from=IMAGE`: the sources are paths in the image's root (made now when no side
+    /// made it yet), copied as a stage's files are.
+    func copyFromImage(_ source: ImageSource, _ s: Step, sources: [String], in disk: Workspace, destination: String,
+                       chown: String?, chmod: String?) throws {
+        guard let image = images[source.reference] else { throw BuildError.invalid("\(s.location): COPY --from=\(source.reference): the image was not found") }
+        let root = try image.root.path()
+        let copy = ContextCopy(context: root, ignore: ContextIgnore(patterns: []), location: s.location)
+        try disk.copy(copy, sources: sources, destination: destination, chown: chown, chmod: chmod, add: false)
     }
 
     /// `COPY --from=STAGE`: the sources are paths in the stage's files, copied as context files

@@ -9,7 +9,8 @@ extension Builder {
         for p in state.plan.steps {
             let s = p.step
             var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
-                                           target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles)
+                                           target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles,
+                                           stage: stageLabel(s.stage))
             state.config.apply(s.instruction, environment: s.environment)
             if let container = state.container, s.target.includes(.container) {
                 if s.instruction.changesFiles {
@@ -86,9 +87,13 @@ extension Builder {
             let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest
             if let from = s.copyFrom {
                 try copyFromStage(stages[from], s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
+            } else if let image = s.copyFromImage {
+                try copyFromImage(image, s, sources: srcs, in: disk, destination: folder, chown: chown, chmod: chmod)
             } else if !srcs.isEmpty {
                 let add = if case .add = s.instruction { true } else { false }
-                try disk.copy(copy, sources: srcs, destination: folder, chown: chown, chmod: chmod, add: add)
+                let remote = s.remoteSources, local = srcs.filter { !remote.contains($0) }
+                if !local.isEmpty { try disk.copy(copy, sources: local, destination: folder, chown: chown, chmod: chmod, add: add) }
+                if !remote.isEmpty { try addRemote(s, sources: remote, in: disk, destination: folder, chown: chown, chmod: chmod) }
             }
             try copyInlineFiles(s, in: disk, destination: folder, chown: chown, chmod: chmod)
         default:

@@ -66,6 +66,10 @@ public final class Builder {
     public let recipe: Recipe
     public let options: BuildOptions
     let events: BuildEvents
+    /// The images `COPY --from=IMAGE` reads, by reference (`copyImages`).
+    var images: [String: Base] = [:]
+    /// Whether the recipe holds its base images' ONBUILD triggers already (`withTriggers`).
+    var triggersRead = false
 
     public init(recipe: Recipe, options: BuildOptions, events: BuildEvents) {
         self.recipe = recipe
@@ -76,6 +80,11 @@ public final class Builder {
     /// Builds into `OUTPUT.partial`, which replaces the output folder only when everything is
     /// written; on failure the partial folder is removed and the previous outputs stay as they were.
     public func run() throws -> BuildReport {
+        if !triggersRead, let recipe = try withTriggers() {
+            let b = Builder(recipe: recipe, options: options, events: events)
+            b.triggersRead = true
+            return try b.run()
+        }
         let fm = FileManager.default
         try OutputFolder.check(options.output, cache: options.cache)
         try BuildCache.prepare(options.cache)
@@ -104,8 +113,10 @@ public final class Builder {
     /// The phases in order: base, steps, finalisation, outputs (each in its `Builder+` file).
     func run(into partial: String, bundle stager: BundleStager?, restore: OutputRestore) throws -> BuildReport {
         let started = Date()
+        try refuseUnsupported()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
+        images = try copyImages(in: cache)
         // The earlier stages count in the build's total time, not in the base phase's.
         // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
         var remoteSettings = options.remoteCache
@@ -115,7 +126,7 @@ public final class Builder {
         defer { for s in stages.values { s.pass.close() } }
         let baseStart = Date()
         let base = try BuildError.naming("\(recipe.baseLocation): making the base") { try prepareBase(in: cache) }
-        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey, stageKeys: stages.mapValues(\.key))
+        let plan = try BuildPlan.make(recipe, baseKey: base.key + epochKey, stageKeys: stages.mapValues(\.key), imageKeys: imageKeys)
         let baseSeconds = Date().timeIntervalSince(baseStart)
         let vm = options.targets.contains(.vm)
             ? try VMPass(settings: recipe.vm, backend: options.vmBackend, cache: cache, noCache: options.noCache, events: events) : nil
@@ -132,9 +143,95 @@ public final class Builder {
         try buildBase(base, seconds: baseSeconds, into: &state)
         try buildSteps(into: &state)
         try finalise(into: &state)
-        return try BuildError.naming("writing the outputs into \(partial)") {
+        let report = try BuildError.naming("writing the outputs into \(partial)") {
             try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: restore)
         }
+        register(state)
+        return report
+    }
+
+    /// The recipe read again with the ONBUILD triggers of its stages' base images after their
+    /// FROM (docker runs them in the build FROM the image, right after the FROM); nil when no
+    /// base image the build uses has any. The bases are found as the build finds them, which
+    /// makes no root (a registry's image is pulled into the cache, as the build would).
+    func withTriggers() throws -> Recipe? {
+        let all = recipe.stages.isEmpty ? [recipe] : recipe.stages
+        var used = Set(recipe.neededStages + [recipe.stageIndex]), parent = recipe.parentStage
+        while let p = parent, used.insert(p).inserted { parent = all[p].parentStage }
+        // Only an image can have triggers: not scratch, nor a Debian root the store does not shadow.
+        let images = used.sorted().filter { i in
+            guard all[i].parentStage == nil else { return false }
+            switch all[i].base {
+            case .scratch: return false
+            case .debian: return LocalImages.find(RecipeParser.storeName(all[i].baseReference), cache: options.cache) != nil
+            default: return true
+            }
+        }
+        guard !images.isEmpty else { return nil }
+        var triggers: [Int: [String]] = [:]
+        let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
+        defer { cache.close() }
+        for i in images {
+            let base = try BuildError.naming("\(all[i].baseLocation): finding the base") {
+                try Builder(recipe: all[i], options: options, events: events).prepareBase(in: cache)
+            }
+            if let t = base.image?.1.config.config?.onBuild, !t.isEmpty { triggers[i] = t }
+        }
+        guard !triggers.isEmpty else { return nil }
+        events.note("running the ONBUILD triggers of " + triggers.keys.sorted().map { all[$0].baseReference }.joined(separator: ", "))
+        guard let data = FileManager.default.contents(atPath: recipe.file), let text = String(data: data, encoding: .utf8) else {
+            throw BuildError.invalid("\(recipe.file): cannot read the recipe again to add its base's ONBUILD triggers")
+        }
+        var parser = RecipeParser(file: recipe.file, buildArgs: options.buildArgs)
+        parser.triggers = triggers
+        let parsed = try parser.parse(text)
+        guard var r = parsed.stage(named: String(recipe.stageIndex)) else { throw BuildError.invalid("\(recipe.file): the stage to build is gone") }
+        (r.context, r.name) = (recipe.context, recipe.name)
+        r.stages = r.stages.map { var s = $0; (s.context, s.name) = (recipe.context, recipe.name); return s }
+        return r
+    }
+
+    /// Registers the image in the local image store under its name (`LocalImages`), so that a
+    /// later recipe's `FROM NAME:TAG` finds it; a build that made no container image registers
+    /// nothing. The outputs are written already: a failure here is a warning.
+    func register(_ state: State) {
+        guard let container = state.container else { return }
+        let name = RecipeParser.storeName(imageName)
+        do {
+            let image = try LocalImages.register(name: name, cache: options.cache, container: container, config: state.config.image,
+                                                 vm: state.vm, recipe: recipe.file)
+            events.note("local image store: \(name) is \(image.manifest)" + (image.vm == nil ? " (no VM chain: the VM disk was not built)" : " with its VM chain"))
+        } catch {
+            events.warning("the local image store could not register \(name): \(error)")
+        }
+    }
+
+    /// What the build cannot do, refused before anything is made, at the step's place:
+    /// `--vm-backend guestfs` mounts nothing, so a VM step with `RUN --mount` cannot run there.
+    func refuseUnsupported() throws {
+        guard options.vmBackend == .guestfs, options.targets.contains(.vm) else { return }
+        if let s = recipe.steps.first(where: { !$0.mounts.isEmpty && $0.target.includes(.vm) }) {
+            throw BuildError.recipe(RecipeError(s.location, "RUN --mount needs --vm-backend loop: the guestfs backend runs VM steps in libguestfs's appliance, where imgbench mounts nothing (build with --vm-backend loop, or --images container)"))
+        }
+    }
+
+    /// The key of each image `COPY --from=IMAGE` reads, by reference.
+    var imageKeys: [String: String] { images.mapValues(\.key) }
+
+    /// The images the target's steps and the stages it needs copy from (`COPY --from=IMAGE`),
+    /// found as FROM finds a base (the local store first), by reference; their roots are made
+    /// only when a step copies from them.
+    func copyImages(in cache: BuildCache) throws -> [String: Base] {
+        var out: [String: Base] = [:]
+        for s in recipe.steps + recipe.neededStages.flatMap({ recipe.stages[$0].steps }) {
+            guard let source = s.copyFromImage, out[source.reference] == nil else { continue }
+            var r = recipe
+            (r.base, r.baseReference, r.baseLocation) = (source.base, source.reference, s.location)
+            out[source.reference] = try BuildError.naming("\(s.location): COPY --from=\(source.reference)") {
+                try Builder(recipe: r, options: options, events: events).prepareBase(in: cache)
+            }
+        }
+        return out
     }
 
     /// The SOURCE_DATE_EPOCH of this build (the option, else the environment's): it changes what
@@ -165,6 +262,11 @@ public final class Builder {
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []
         var finalisation: BuildReport.Phase?
+
+        /// The earlier stages' steps, in stage order.
+        var stageSteps: [BuildReport.StepReport]? {
+            stages.isEmpty ? nil : stages.keys.sorted().flatMap { stages[$0]!.steps }
+        }
     }
 
     /// Hands a running command's output to the events.

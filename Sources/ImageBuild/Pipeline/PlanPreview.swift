@@ -33,7 +33,9 @@ public struct PlanPreview: Sendable {
     /// `cache`: the build cache folder; `sourceDateEpoch` as the build would use it.
     public static func make(_ recipe: Recipe, cache: String, sourceDateEpoch: Int?) throws -> PlanPreview {
         let all = recipe.stages.isEmpty ? [recipe] : recipe.stages
-        let needed = Set(recipe.neededStages + [recipe.stageIndex])
+        // A stage the target is built FROM is built as the target's first steps.
+        var needed = Set(recipe.neededStages + [recipe.stageIndex]), parent = recipe.parentStage
+        while let p = parent, needed.insert(p).inserted { parent = all[p].parentStage }
         let epoch = Builder.epochKey(sourceDateEpoch ?? CaptureOptions.environmentEpoch.map { Int($0) })
         var stages: [Stage] = [], keys: [Int: String] = [:]
         for (i, stage) in all.enumerated() {
@@ -47,15 +49,22 @@ public struct PlanPreview: Sendable {
     /// One stage's plan and hits; the VM side only for the target.
     static func preview(_ stage: Recipe, cache: String, epoch: String, stageKeys: [Int: String], vm: Bool, built: Bool) throws -> Stage {
         var baseKey: String?, problem: String?
-        do { baseKey = try PlanPreview.baseKey(stage) + epoch } catch { problem = "\(error)" }
-        let plan = try BuildPlan.make(stage, baseKey: baseKey ?? "unknown", missingSources: .shown, stageKeys: stageKeys)
+        do { baseKey = try PlanPreview.baseKey(stage, cache: cache) + epoch } catch { problem = "\(error)" }
+        var imageKeys: [String: String] = [:]
+        for s in stage.steps {
+            guard let source = s.copyFromImage else { continue }
+            var r = stage
+            (r.base, r.baseReference) = (source.base, source.reference)
+            imageKeys[source.reference] = try? PlanPreview.baseKey(r, cache: cache)
+        }
+        let plan = try BuildPlan.make(stage, baseKey: baseKey ?? "unknown", missingSources: .shown, stageKeys: stageKeys, imageKeys: imageKeys)
         let known = baseKey != nil
         let vmFolder = VMPass.folder(cache: cache, settings: stage.vm)
         let vmHas = { (key: String) in known && VMPass.checkLink(in: vmFolder, key: key, parent: nil) == .valid }
         // An OCI layout's layers are the container side's base as they are.
         let ociBase = switch stage.base {
-        case .ociLayout, .registry: true
-        default: false
+        case .ociLayout, .registry, .local: true
+        default: LocalImages.find(RecipeParser.storeName(stage.baseReference), cache: cache) != nil
         }
         let base = Hits(container: known && (ociBase || hasLayer(plan.rootKey, cache: cache)), vm: vm ? vmHas(plan.rootKey) : nil)
         let steps = plan.steps.map { p -> Hits in
@@ -67,9 +76,18 @@ public struct PlanPreview: Sendable {
     }
 
     /// The key the base phase gives the base (`Builder.prepareBase`), without making it.
-    static func baseKey(_ recipe: Recipe) throws -> String {
+    static func baseKey(_ recipe: Recipe, cache: String) throws -> String {
         switch recipe.base {
-        case let .debian(suite, variant): return try DebianBase(suite: suite, variant: variant).key
+        case .scratch, .ociLayout: break
+        default:
+            if !recipe.baseReference.contains("@"), let image = LocalImages.find(RecipeParser.storeName(recipe.baseReference), cache: cache) {
+                return image.baseKey
+            }
+        }
+        switch recipe.base {
+        case let .local(name):
+            throw BuildError.invalid("FROM \(recipe.baseReference): no image \(name) in the local image store")
+        case let .debian(suite, variant, slim): return try DebianBase(suite: suite, variant: variant, slim: slim).key
         case .scratch: return "scratch"
         case let .ociLayout(path, tag):
             let full = path.hasPrefix("/") ? path : "\(recipe.context)/\(path)"

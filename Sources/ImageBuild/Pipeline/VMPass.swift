@@ -33,8 +33,8 @@ public final class VMPass {
     let noCache: Bool
     let events: BuildEvents
     /// The newest link of the chain.
-    private(set) var top: String?
-    private(set) var chain: [String] = []
+    var top: String?
+    var chain: [String] = []
     /// Removes the scratch folder on Ctrl-C; registered first, so it runs after the unmounts.
     private var scratchCleanup: Int?
     /// The registry that links come from and go to (`--cache-from`, `--cache-to`).
