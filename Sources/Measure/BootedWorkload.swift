@@ -22,6 +22,13 @@ struct BootedWorkload {
     var timeout: Double
     var cpus = 2
     var memoryMiB = 1024
+    /// The root device: `/dev/vda3` for a `vm-boot=firmware` disk (`root(of:)`).
+    var root = "/dev/vda"
+
+    /// The root device a build's kernel command line names (report.json), else `/dev/vda`.
+    static func root(of commandLine: String?) -> String {
+        commandLine?.split(separator: " ").first { $0.hasPrefix("root=") }.map { String($0.dropFirst("root=".count)) } ?? "/dev/vda"
+    }
 
     struct Outcome {
         var seconds: Double
@@ -76,7 +83,7 @@ struct BootedWorkload {
         let probe = QemuInvocation.probeKVM(kernel: kernel)
         let accel = probe.ok ? "kvm" : "tcg"
         var qemu = QemuInvocation(kernel: kernel, initrd: initrd,
-                                  append: "root=/dev/vda rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
+                                  append: "root=\(root) rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
                                   accelerator: accel)
         qemu.memoryMiB = memoryMiB
         qemu.cpus = cpus

@@ -42,7 +42,10 @@ extension VMPass {
             let rootUUID = try Command.check("reading the root filesystem's UUID", ["blkid", "-s", "UUID", "-o", "value", "\(device)p3"])
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             try part("files") { try writeFiles(disk, root: root, rootUUID: rootUUID, config: config, hostname: hostname) }
-            try part("enable") { try enableUnits(disk, config: config, onOutput: onOutput) }
+            try part("enable") {
+                try enableUnits(disk, config: config, onOutput: onOutput)
+                try disableDuplicates(root: root, config: config)
+            }
             let installed = try VMPass.kernels(in: disk.list("/boot")).last
             guard let (vmlinuz, initrd) = kernel ?? installed else {
                 throw BuildError.invalid("vm: no kernel in /boot after finalisation")
@@ -184,6 +187,31 @@ extension VMPass {
         guard r.status == 0 else {
             throw HostError.commandFailed(what: "vm finalisation: enabling the VM's units", argv: ["systemctl", "enable"] + units,
                                            status: r.status, outputTail: Command.tail(r.output, lines: 20))
+        }
+    }
+
+    /// The image's server may also come with its package's own unit, enabled by the package
+    /// (mariadb.service runs mariadbd, as the image's CMD does): both would start and fight over
+    /// the port. A unit wanted by a target whose `ExecStart=` program has the name of the
+    /// command's program is disabled (its wants-link removed), and the build says so.
+    func disableDuplicates(root: String, config: ContainerConfig) throws {
+        guard let program = ((config.entrypoint ?? []) + (config.cmd ?? [])).first.map({ ($0 as NSString).lastPathComponent }) else { return }
+        let fm = FileManager.default
+        let system = try RootedPath.resolve("/etc/systemd/system", in: root)
+        for wants in ((try? fm.contentsOfDirectory(atPath: system)) ?? []).filter({ $0.hasSuffix(".wants") }).sorted() {
+            for unit in ((try? fm.contentsOfDirectory(atPath: "\(system)/\(wants)")) ?? []).sorted() where unit != ImageService.name {
+                let link = "\(system)/\(wants)/\(unit)"
+                guard let target = try? fm.destinationOfSymbolicLink(atPath: link),
+                      let file = try? RootedPath.resolve(target.hasPrefix("/") ? target : "/etc/systemd/system/\(wants)/\(target)", in: root),
+                      let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+                let programs = text.split(separator: "\n").filter { $0.hasPrefix("ExecStart=") }.compactMap { line in
+                    line.dropFirst("ExecStart=".count).drop { "-@:+!".contains($0) }.split(separator: " ").first.map { ($0 as NSString).lastPathComponent }
+                }
+                if programs.contains(program) {
+                    unlink(link)
+                    events.note("vm: disabled \(unit) (\(wants)): it runs \(program), which the image's command, \(ImageService.name), runs already")
+                }
+            }
         }
     }
 
