@@ -152,3 +152,17 @@ func theLibvirtDomainsValidateAgainstLibvirtsSchema() throws {
     #expect(throws: BuildError.self) { try VMFormats.parse("raw,ova") }
     #expect(throws: BuildError.self) { try VMFormats.parse("") }
 }
+
+@Test func theProgramsOfAUnitIncludeThoseItsShellWrapperExecs() {
+    let mariadb = """
+        [Service]
+        ExecStartPre=/usr/bin/install -m 755 -o mysql -g root -d /var/run/mysqld
+        ExecStart=/bin/sh -c "set -f; [ ! -e /usr/bin/galera_recovery ] && VAR= || \\
+         VAR=`/usr/bin/galera_recovery`; [ $? -eq 0 ] || exit 1; \\
+         exec /usr/sbin/mariadbd $MYSQLD_OPTS $_WSREP_NEW_CLUSTER $VAR"
+        ExecStartPost=!/etc/mysql/debian-start
+        """
+    let p = VMPass.startPrograms(unit: mariadb)
+    #expect(p.contains("mariadbd") && p.contains("sh") && !p.contains("install") && !p.contains("debian-start"))
+    #expect(VMPass.startPrograms(unit: "ExecStart=-/usr/sbin/nginx -g 'daemon off;'\n").contains("nginx"))
+}

@@ -70,7 +70,7 @@ extension Builder {
         events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: what)
         // A firmware disk's finalisation also writes the hostname, from the recipe's name.
         let hostname = VMPass.hostname(recipe.name)
-        let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v1", hostname]) : plan.finalKey
+        let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v2", hostname]) : plan.finalKey
         let m = try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
             let environment = plan.steps.last?.step.environment ?? []
             if vm.settings.boot == .firmware {

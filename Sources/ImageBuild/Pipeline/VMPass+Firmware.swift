@@ -54,15 +54,7 @@ extension VMPass {
                 try Bootloader.install(device: device, root: root, rootUUID: rootUUID, kernel: "/boot/\(vmlinuz)",
                                        initrd: initrd.map { "/boot/\($0)" }, scratch: scratch)
             }
-            // What the overlay holds before and after the filesystem's free blocks are discarded.
-            try FileSystem.syncFilesystem(root)
-            let partial = path(key) + ".partial"
-            record.allocatedBeforeTrim = try VMPass.allocated(partial)
-            let start = Date()
-            try Command.check("discarding the free blocks of the root filesystem", ["fstrim", root])
-            try FileSystem.syncFilesystem(root)
-            record.parts.append(.init(name: "trim", seconds: Date().timeIntervalSince(start), filesystemBytes: 0))
-            record.allocatedAfterTrim = try VMPass.allocated(partial)
+            try trim(root, partial: path(key) + ".partial", into: &record)
             finalisationRecord = record
             try BuildCache.makingPartial(bootDir + ".partial") {
                 try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
@@ -77,6 +69,20 @@ extension VMPass {
         }
         m.finalisation = finalisation(key)
         return m
+    }
+
+    /// Discards the free blocks of the filesystem mounted on `root` (fstrim, through the loop
+    /// device and qemu-storage-daemon's `discard=unmap`): blocks a part wrote and freed (apt's
+    /// downloads, its lists) then leave the overlay. Records the overlay's allocated bytes before
+    /// and after, and the part.
+    func trim(_ root: String, partial: String, into record: inout BuildReport.Finalisation) throws {
+        try FileSystem.syncFilesystem(root)
+        record.allocatedBeforeTrim = try VMPass.allocated(partial)
+        let start = Date()
+        try Command.check("discarding the free blocks of the root filesystem", ["fstrim", root])
+        try FileSystem.syncFilesystem(root)
+        record.parts.append(.init(name: "trim", seconds: Date().timeIntervalSince(start), filesystemBytes: 0))
+        record.allocatedAfterTrim = try VMPass.allocated(partial)
     }
 
     /// The guest bytes a qcow2 file allocates itself (not its backing chain).
@@ -204,15 +210,26 @@ extension VMPass {
                 guard let target = try? fm.destinationOfSymbolicLink(atPath: link),
                       let file = try? RootedPath.resolve(target.hasPrefix("/") ? target : "/etc/systemd/system/\(wants)/\(target)", in: root),
                       let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
-                let programs = text.split(separator: "\n").filter { $0.hasPrefix("ExecStart=") }.compactMap { line in
-                    line.dropFirst("ExecStart=".count).drop { "-@:+!".contains($0) }.split(separator: " ").first.map { ($0 as NSString).lastPathComponent }
-                }
-                if programs.contains(program) {
+                if VMPass.startPrograms(unit: text).contains(program) {
                     unlink(link)
                     events.note("vm: disabled \(unit) (\(wants)): it runs \(program), which the image's command, \(ImageService.name), runs already")
                 }
             }
         }
+    }
+
+    /// The names of the programs a unit's `ExecStart=` lines run, a shell wrapper's included
+    /// (mariadb.service's `ExecStart=/bin/sh -c "... exec /usr/sbin/mariadbd ..."`): every word
+    /// of the lines, continuations joined, by its last path component.
+    static func startPrograms(unit text: String) -> Set<String> {
+        let joined = text.replacingOccurrences(of: "\\\n", with: " ")
+        var out = Set<String>()
+        for line in joined.split(separator: "\n") where line.hasPrefix("ExecStart=") {
+            for word in line.dropFirst("ExecStart=".count).split(whereSeparator: { " \t\"';`|&".contains($0) }) {
+                out.insert((String(word.drop { "-@:+!".contains($0) }) as NSString).lastPathComponent)
+            }
+        }
+        return out
     }
 
     /// The VM's hostname from the recipe's name: lowercase letters, digits and dashes, at most 63.
