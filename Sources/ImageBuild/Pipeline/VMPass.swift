@@ -186,13 +186,8 @@ public final class VMPass {
     func finalise(key: String, environment: [KeyValue], onOutput: @escaping @Sendable (String) -> Void) throws -> BuildReport.Measure {
         let bootDir = "\(folder)/\(key).boot"
         let fm = FileManager.default
-        finalisationRecord = nil
-        defer { finalisationRecord = nil }
-        var m = try step(key: key, label: "finalise") { disk in
+        let m = try step(key: key, label: "finalise") { disk in
             let hasKernel = !VMPass.kernels(in: try disk.list("/boot")).isEmpty
-            let root = (disk as? LocalRoot)?.root
-            var record = BuildReport.Finalisation()
-            let start = Date(), before = try root.map { try Mounts.usedBytes($0) }
             if settings.kernel == .image && !hasKernel {
                 guard try disk.list("/usr/bin").contains("apt-get") else {
                     throw BuildError.invalid("vm: the image has no kernel in /boot and no apt-get to install one; add a `RUN --target=vm` step that installs a kernel and an initramfs, or use `# vm-kernel=host`")
@@ -206,15 +201,6 @@ public final class VMPass {
                 }
             }
             try disk.writeFile("/etc/fstab", "# written by imgbench: the disk is one \(settings.filesystem) filesystem on the whole virtio disk\n/dev/vda / \(settings.filesystem) defaults,errors=remount-ro 0 1\n")
-            // Through a loop mount, the blocks the kernel's install freed are discarded (the
-            // guestfs backend keeps them).
-            if let root, let before {
-                try FileSystem.syncFilesystem(root)
-                record.parts.append(.init(name: "kernel", seconds: Date().timeIntervalSince(start),
-                                          filesystemBytes: Int64(try Mounts.usedBytes(root)) - Int64(before)))
-                try trim(root, partial: path(key) + ".partial", into: &record)
-                finalisationRecord = record
-            }
             try BuildCache.makingPartial(bootDir + ".partial") {
                 try fm.createDirectory(atPath: bootDir + ".partial", withIntermediateDirectories: true)
                 try copyBootFiles(from: disk, into: bootDir + ".partial")
@@ -225,7 +211,6 @@ public final class VMPass {
         guard fm.fileExists(atPath: "\(bootDir)/vmlinuz") else {
             throw BuildError.invalid("vm: the cached finalisation \(key.prefix(12)) lacks its boot files; rebuild with --no-cache")
         }
-        m.finalisation = finalisation(key)
         return m
     }
 
