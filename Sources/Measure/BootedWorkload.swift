@@ -22,13 +22,8 @@ struct BootedWorkload {
     var timeout: Double
     var cpus = 2
     var memoryMiB = 1024
-    /// The root device: `/dev/vda3` for a `vm-boot=firmware` disk (`root(of:)`).
+    /// The root device: `/dev/vda3` for a `vm-boot=firmware` disk (`BootCheck.root(of:)`).
     var root = "/dev/vda"
-
-    /// The root device a build's kernel command line names (report.json), else `/dev/vda`.
-    static func root(of commandLine: String?) -> String {
-        commandLine?.split(separator: " ").first { $0.hasPrefix("root=") }.map { String($0.dropFirst("root=".count)) } ?? "/dev/vda"
-    }
 
     struct Outcome {
         var seconds: Double

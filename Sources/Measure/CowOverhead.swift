@@ -289,7 +289,7 @@ public struct CowMeasurement {
         let o = try BootedWorkload(disk: base.disk, kernel: "\(base.built.folder)/\(kernel)",
                                    initrd: report.outputs.initrd.map { "\(base.built.folder)/\($0)" },
                                    argv: work.argv, environment: work.environment, workdir: work.workdir, timeout: vmTimeout,
-                                   root: BootedWorkload.root(of: report.outputs.kernelCommandLine))
+                                   root: BootCheck.root(of: report.outputs.kernelCommandLine))
             .run(in: dir) { sink.output($0) }
         return (Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil), o.note, o.accelerator)
     }

@@ -44,17 +44,11 @@ struct BootCommand: ParsableCommand {
             throw ExitCode(1)
         }
         var check = BootCheck(disk: disk, kernel: k, initrd: i)
-        if let root = report?.outputs.kernelCommandLine?.split(separator: " ").first(where: { $0.hasPrefix("root=") }) {
-            check.root = String(root.dropFirst("root=".count))
-        }
+        check.root = BootCheck.root(of: report?.outputs.kernelCommandLine)
         check.timeout = timeout
         check.marker = marker
         check.accelerator = accel
-        let result: BootCheck.Result
-        do { result = try check.run() } catch let e where isReported(e) {
-            printErr("imgbench: error: \(e)")
-            throw ExitCode(1)
-        }
+        let result = try reportingErrors { try check.run() }
         switch format {
         case .json: printOut(try JSONOutput.string(result))
         case .table:
@@ -64,6 +58,14 @@ struct BootCommand: ParsableCommand {
                 : "not booted: no '\(marker)' within \(Int(timeout)) s (\(result.accelerator)); last console lines:\n\(result.consoleTail)")
         }
         if !result.reachedMarker { throw ExitCode(1) }
+    }
+
+    /// `body`'s result; an error imgbench reports becomes its one error line and exit 1.
+    func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e where isReported(e) {
+            printErr("imgbench: error: \(e)")
+            throw ExitCode(1)
+        }
     }
 
     /// A boot by the firmware: the login prompt, then the EXPOSEd TCP ports answering.
@@ -78,11 +80,7 @@ struct BootCommand: ParsableCommand {
         boot.ports = (report?.outputs.exposedPorts ?? []).compactMap { p in p.hasSuffix("/udp") ? nil : Int(p.split(separator: "/")[0]) }
         let k = kernel ?? report?.outputs.kernel.map { "\(image)/\($0)" }
         boot.probeKernel = k.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
-        let result: FirmwareBoot.Result
-        do { result = try boot.run() } catch let e where isReported(e) {
-            printErr("imgbench: error: \(e)")
-            throw ExitCode(1)
-        }
+        let result = try reportingErrors { try boot.run() }
         switch format {
         case .json: printOut(try JSONOutput.string(result))
         case .table:

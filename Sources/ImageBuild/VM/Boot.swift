@@ -19,6 +19,11 @@ public struct BootCheck: Sendable {
     /// The root device (`/dev/vda3` for a `vm-boot=firmware` disk: report.json's kernelCommandLine).
     public var root = "/dev/vda"
 
+    /// The root device a build's kernel command line names (report.json), else `/dev/vda`.
+    public static func root(of commandLine: String?) -> String {
+        commandLine?.split(separator: " ").first { $0.hasPrefix("root=") }.map { String($0.dropFirst("root=".count)) } ?? "/dev/vda"
+    }
+
     public init(disk: String, kernel: String, initrd: String?) {
         self.disk = disk
         self.kernel = kernel
