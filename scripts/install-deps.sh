@@ -10,6 +10,11 @@ packages=(
   qemu-utils qemu-system-x86 e2fsprogs
   # VM pass: Debian bases, loop mounts, a kernel to boot disks with (libguestfs needs one in /boot too)
   mmdebstrap util-linux mount linux-image-amd64 busybox-static
+  # vm-boot=firmware: GPT (sfdisk, partx), the ESP written without mounting it (mkfs.fat, mtools),
+  # GRUB's BIOS and UEFI modules (the -bin packages only: grub-pc would install GRUB on this host's
+  # disk), OVMF to boot it under UEFI, virt-xml-validate (and the xmllint it calls) for the
+  # libvirt domain XML
+  fdisk dosfstools mtools grub-pc-bin grub-efi-amd64-bin ovmf libvirt-clients libxml2-utils
   # layers: OCI reference tools, storage drivers, zstd
   libzstd-dev libdeflate-dev zstd skopeo umoci buildah fuse-overlayfs unionfs-fuse fuse3 btrfs-progs attr
   # container pass: the runtime that starts the bundle and every build step; rootless builds

@@ -84,6 +84,13 @@ public enum Mounts {
         return UInt64(fs.f_bavail) * UInt64(fs.f_bsize)
     }
 
+    /// The bytes in use on the filesystem holding `path` (statfs(2): all blocks less free ones).
+    public static func usedBytes(_ path: String) throws -> UInt64 {
+        var fs = statfs()
+        guard statfs(path, &fs) == 0 else { throw HostError.systemCall(path: path, operation: "statfs", errno: errno) }
+        return (UInt64(fs.f_blocks) - UInt64(fs.f_bfree)) * UInt64(fs.f_bsize)
+    }
+
     /// The filesystem type magic of the filesystem holding `path` (statfs(2) `f_type`).
     public static func filesystemType(_ path: String) throws -> Int {
         var fs = statfs()

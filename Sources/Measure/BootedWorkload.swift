@@ -22,6 +22,8 @@ struct BootedWorkload {
     var timeout: Double
     var cpus = 2
     var memoryMiB = 1024
+    /// The root device: `/dev/vda3` for a `vm-boot=firmware` disk (`BootCheck.root(of:)`).
+    var root = "/dev/vda"
 
     struct Outcome {
         var seconds: Double
@@ -76,7 +78,7 @@ struct BootedWorkload {
         let probe = QemuInvocation.probeKVM(kernel: kernel)
         let accel = probe.ok ? "kvm" : "tcg"
         var qemu = QemuInvocation(kernel: kernel, initrd: initrd,
-                                  append: "root=/dev/vda rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
+                                  append: "root=\(root) rw console=ttyS0 quiet loglevel=1 net.ifnames=0 panic=-1 init=/bin/sh -- /dev/vdb",
                                   accelerator: accel)
         qemu.memoryMiB = memoryMiB
         qemu.cpus = cpus

@@ -288,7 +288,8 @@ public struct CowMeasurement {
         let sink = events
         let o = try BootedWorkload(disk: base.disk, kernel: "\(base.built.folder)/\(kernel)",
                                    initrd: report.outputs.initrd.map { "\(base.built.folder)/\($0)" },
-                                   argv: work.argv, environment: work.environment, workdir: work.workdir, timeout: vmTimeout)
+                                   argv: work.argv, environment: work.environment, workdir: work.workdir, timeout: vmTimeout,
+                                   root: BootCheck.root(of: report.outputs.kernelCommandLine))
             .run(in: dir) { sink.output($0) }
         return (Sample(seconds: o.seconds, bytes: Double(o.bytes), copiedUp: nil), o.note, o.accelerator)
     }
@@ -327,7 +328,8 @@ public struct CowMeasurement {
         let overlay = "\(dir)/overlay.qcow2"
         try QcowImage.create(path: overlay, options: Qcow2CreateOptions(
             virtualSize: 0, backingFile: URL(fileURLWithPath: disk).standardizedFileURL.path, backingFormat: "qcow2")).close()
-        let seconds = try onMounted(try MountedDisk(image: overlay, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem), work)
+        let seconds = try onMounted(try MountedDisk(image: overlay, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem,
+                                                    target: try CowMeasurement.target(of: disk)), work)
         let img = try QcowImage(path: overlay)
         defer { try? img.close() }
         return Sample(seconds: seconds, bytes: Double(try AllocationMap.compute(img).chain[0].allocatedBytes), copiedUp: nil)
@@ -338,8 +340,17 @@ public struct CowMeasurement {
         let raw = "\(dir)/disk.raw"
         try Command.check("converting the base disk to raw", ["qemu-img", "convert", "-O", "raw", disk, raw])
         let before = try DiskUsage.allocatedBytes(raw)
-        let seconds = try onMounted(try MountedDisk(image: raw, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem, raw: true), work)
+        let seconds = try onMounted(try MountedDisk(image: raw, mountpoint: "\(dir)/mnt", workdir: dir, filesystem: filesystem, raw: true,
+                                                    target: try CowMeasurement.target(of: disk)), work)
         return Sample(seconds: seconds, bytes: Double(try DiskUsage.allocatedBytes(raw)) - Double(before), copiedUp: nil)
+    }
+
+    /// What of a built disk holds its root: the root partition of a `vm-boot=firmware` (GPT) disk,
+    /// else the filesystem at byte 0.
+    static func target(of disk: String) throws -> MountedDisk.Target {
+        let img = try QcowImage(path: disk)
+        defer { try? img.close() }
+        return try DiskLayout.read(img).map { .partition($0) } ?? .filesystem
     }
 
     /// Runs the workload on a mounted disk, which is released whatever happens.

@@ -156,12 +156,15 @@ public struct WastedMeasurement: Sendable {
         defer { try? FileManager.default.removeItem(atPath: workdir) }
         let raw = "\(workdir)/disk.raw"
         try Command.check("reading \(disk) as a raw disk", ["qemu-img", "convert", "-O", "raw", disk, raw])
-        let out = try Command.check("reading the free blocks of \(disk)", ["dumpe2fs", raw])
-        return try Self.parseFreeBlocks(out, disk: disk)
+        // A vm-boot=firmware disk: the filesystem is its root partition's, read at its offset.
+        let root = try DiskLayout.read(try RawImage(path: raw))
+        let out = try Command.check("reading the free blocks of \(disk)", ["dumpe2fs", root.map { "\(raw)?offset=\($0.offset)" } ?? raw])
+        return try Self.parseFreeBlocks(out, disk: disk, offset: root?.offset ?? 0)
     }
 
     /// The `Block size:` and every group's `Free blocks:` ranges of dumpe2fs's output.
-    static func parseFreeBlocks(_ text: String, disk: String) throws -> FreeRanges {
+    /// `offset`: where the filesystem starts on the disk.
+    static func parseFreeBlocks(_ text: String, disk: String, offset: UInt64 = 0) throws -> FreeRanges {
         var blockSize: UInt64?
         var ranges: [(UInt64, UInt64)] = []
         for line in text.split(separator: "\n") {
@@ -176,6 +179,6 @@ public struct WastedMeasurement: Sendable {
             }
         }
         guard let bs = blockSize else { throw BuildError.invalid("\(disk): dumpe2fs printed no block size: not an ext filesystem at offset 0") }
-        return FreeRanges(ranges: ranges.map { (start: $0.0 * bs, end: $0.1 * bs) })
+        return FreeRanges(ranges: ranges.map { (start: offset + $0.0 * bs, end: offset + $0.1 * bs) })
     }
 }

@@ -223,12 +223,18 @@ public struct KeyValue: Equatable, Sendable, Hashable {
 }
 
 /// How the VM disk is made; set by parser directives at the top of the recipe, for example
-/// `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel`, `# vm-kernel=image|host`.
+/// `# vm-size=4G`, `# vm-filesystem=ext4`, `# vm-boot=kernel|firmware`, `# vm-kernel=image|host`.
 public struct VMSettings: Equatable, Sendable {
     public enum Boot: String, Equatable, Sendable, CaseIterable {
         /// A filesystem-only disk booted with the image's own kernel and initramfs, given to qemu.
         case kernel
+        /// A GPT disk (BIOS boot partition, EFI system partition, ext4 root) with GRUB for BIOS
+        /// and UEFI and systemd as init: it boots on its own under OVMF or SeaBIOS.
+        case firmware
     }
+
+    /// The smallest disk `vm-boot=firmware` takes.
+    public static let firmwareMinimumSize: UInt64 = 512 << 20
 
     /// Where the kernel the disk boots with comes from.
     public enum Kernel: String, Equatable, Sendable, CaseIterable {

@@ -33,6 +33,7 @@ extension RecipeParser {
     func parseDirectives(_ physical: [Substring]) throws -> (directives: Directives, next: Int) {
         var directives = Directives()
         var seen = Set<String>()
+        var bootLocation: SourceLocation?
         var index = 0
         while index < physical.count, let d = directive(physical[index], number: index + 1) {
             // A directive-like comment of another tool is a comment, and ends the directives, as in BuildKit.
@@ -40,7 +41,18 @@ extension RecipeParser {
             if seen.contains(d.key) { throw RecipeError(d.location, "parser directive '\(d.key)' given twice") }
             seen.insert(d.key)
             try apply(d, to: &directives)
+            if d.key == "vm-boot" { bootLocation = d.location }
             index += 1
+        }
+        if directives.vm.boot == .firmware, let loc = bootLocation {
+            // The layout needs 128 MiB before the root partition (BIOS boot and ESP) and room for
+            // the kernel, systemd and GRUB after it; only ext4 is populated at an offset (mkfs -d).
+            guard directives.vm.size >= VMSettings.firmwareMinimumSize else {
+                throw RecipeError(loc, "vm-boot=firmware needs vm-size of at least 512M (the disk holds a 128M ESP and boot partition before the root)")
+            }
+            guard directives.vm.filesystem == "ext4" else {
+                throw RecipeError(loc, "vm-boot=firmware makes ext4 root partitions only, not vm-filesystem=\(directives.vm.filesystem)")
+            }
         }
         return (directives, index)
     }

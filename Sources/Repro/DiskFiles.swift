@@ -2,7 +2,8 @@ import Foundation
 import Host
 import Layers
 
-/// The files of VM disks' filesystems (ext4 on the whole disk, as the build makes it), read
+/// The files of VM disks' filesystems (ext4 on the whole disk, or a `vm-boot=firmware` disk's
+/// root partition, as the build makes them), read
 /// from raw copies through debugfs's `rdump`: no root, no mount, no appliance. Each disk's tree
 /// is copied out into `scratch`, read as a `LayerInventory` and removed (on Ctrl-C too).
 public enum DiskFiles {

@@ -43,10 +43,11 @@ struct Ext4Layout: Equatable {
         case data
     }
 
-    /// The layout of the ext4 filesystem on `disk`, or nil when the disk does not hold one.
-    static func read(_ disk: DiskImage) throws -> Ext4Layout? {
-        guard disk.virtualSize >= 2048 else { return nil }
-        let sb = try disk.read(count: 1024, at: 1024)
+    /// The layout of the ext4 filesystem on `disk` from byte `offset` (a partition's start;
+    /// block numbers are the filesystem's), or nil when the disk does not hold one there.
+    static func read(_ disk: DiskImage, at offset: UInt64 = 0) throws -> Ext4Layout? {
+        guard disk.virtualSize >= offset + 2048 else { return nil }
+        let sb = try disk.read(count: 1024, at: offset + 1024)
         guard le16(sb, 0x38) == 0xEF53 else { return nil }
         let log = le32(sb, 0x18)
         guard log <= 6 else { return nil }
@@ -64,8 +65,8 @@ struct Ext4Layout: Equatable {
         guard groupCount > 0, groupCount <= 1 << 20 else { return nil }
         let descBytes = groupCount * descSize
         let gdtStart = (firstData + 1) * UInt64(blockSize)
-        guard gdtStart + UInt64(descBytes) <= disk.virtualSize else { return nil }
-        let gdt = try disk.read(count: descBytes, at: gdtStart)
+        guard offset + gdtStart + UInt64(descBytes) <= disk.virtualSize else { return nil }
+        let gdt = try disk.read(count: descBytes, at: offset + gdtStart)
         var groups: [Group] = []
         for g in 0..<groupCount {
             let o = g * descSize

@@ -168,7 +168,9 @@ public enum Reproducibility {
     static func compareVM(_ pa: String, _ pb: String, scratch: String) throws -> ReproReport.VMSide {
         let a = try DiskImages.open(pa), b = try DiskImages.open(pb)
         let cluster = UInt64((a as? QcowImage)?.geometry.clusterSize ?? 65536)
-        let layout = try Ext4Layout.read(a)
+        // A vm-boot=firmware disk: the filesystem is its root partition's.
+        let root = try DiskLayout.read(a)
+        let layout = try Ext4Layout.read(a, at: root?.offset ?? 0)
         let blockSize = UInt64(layout?.blockSize ?? 4096)
         let size = max(a.virtualSize, b.virtualSize)
         let chunk = max(cluster, 4 << 20)
@@ -201,7 +203,7 @@ public enum Reproducibility {
                                       virtualSize: size, differingClusters: clusters, differingBlocks: blocks.count,
                                       blockSize: Int(blockSize), owners: [], links: [])
         if !blocks.isEmpty {
-            side.owners = try owners(of: blocks, a: a, b: b, pa: pa, pb: pb, layout: layout, cluster: cluster, scratch: scratch)
+            side.owners = try owners(of: blocks, a: a, b: b, pa: pa, pb: pb, layout: layout, root: root, cluster: cluster, scratch: scratch)
         }
         return side
     }
@@ -241,7 +243,7 @@ public enum Reproducibility {
     /// differing inode-table slots and owners of data blocks through debugfs (icheck, ncheck) on
     /// raw copies of both disks.
     static func owners(of blocks: [UInt64], a: DiskImage, b: DiskImage, pa: String, pb: String, layout: Ext4Layout?,
-                       cluster: UInt64, scratch: String) throws -> [ReproReport.Owner] {
+                       root: DiskLayout.Partition? = nil, cluster: UInt64, scratch: String) throws -> [ReproReport.Owner] {
         var tally: [String: (blocks: Int, clusters: Set<UInt64>)] = [:]
         func count(_ what: String, _ block: UInt64, _ bs: UInt64) {
             tally[what, default: (0, [])].blocks += 1
@@ -252,10 +254,18 @@ public enum Reproducibility {
             return summarise(tally)
         }
         let bs = UInt64(layout.blockSize)
+        // Blocks are the disk's; the filesystem's start `first` blocks later (a firmware disk's
+        // root partition), and what lies outside it is the partition table, the BIOS boot
+        // partition (GRUB's core.img) or the ESP.
+        let first = (root?.offset ?? 0) / bs, past = root.map { $0.end / bs } ?? UInt64.max
         var dataBlocks: [UInt64] = []
         var inodeSlots: [(UInt64, UInt64)] = []  // (block, inode)
         for blk in blocks {
-            switch layout.region(of: blk) {
+            guard blk >= first && blk < past else {
+                count("outside the root filesystem: partition table, BIOS boot partition or ESP", blk, bs)
+                continue
+            }
+            switch layout.region(of: blk - first) {
             case let .superblock(g): count(g == 0 ? "superblock and group descriptors" : "backup superblock and descriptors (group \(g))", blk, bs)
             case let .blockBitmap(g): count("block bitmap (group \(g))", blk, bs)
             case let .inodeBitmap(g): count("inode bitmap (group \(g))", blk, bs)
@@ -274,13 +284,13 @@ public enum Reproducibility {
         let fs = try Ext4Names(disks: [pa, pb], scratch: scratch)
         defer { fs.remove() }
         let inodes = Set(inodeSlots.map(\.1))
-        let icheck = try fs.icheck(dataBlocks)
+        let icheck = try fs.icheck(dataBlocks.map { $0 - first })
         let names = try fs.ncheck(inodes.union(icheck.flatMap { $0.values }))
         for (blk, ino) in inodeSlots {
             count("inode table: \(fs.describe(ino, names: names))", blk, bs)
         }
         for blk in dataBlocks {
-            let owners = (0..<2).map { icheck[$0][blk] }
+            let owners = (0..<2).map { icheck[$0][blk - first] }
             let text: String
             if owners[0] == owners[1] {
                 text = owners[0].map { "data of \(fs.describe($0, names: names))" } ?? "free space (no inode uses the block)"
@@ -314,11 +324,18 @@ final class Ext4Names {
             for (d, raw) in zip(disks, names) {
                 try Command.check("a raw copy of \(d) for debugfs", ["qemu-img", "convert", "-O", "raw", d, raw])
             }
+            // debugfs reads a firmware disk's root partition at its offset.
+            devices = try names.map { raw in try DiskLayout.read(try RawImage(path: raw)).map { "\(raw)?offset=\($0.offset)" } ?? raw }
         } catch {
             remove()
             throw error
         }
     }
+
+    /// What debugfs opens for each raw copy: the copy, or its root partition (`raw?offset=N`).
+    private var devices: [String] = []
+
+    func device(_ raw: String) -> String { raws.firstIndex(of: raw).map { devices[$0] } ?? raw }
 
     func remove() { Cleanup.run(cleanup) }
 
@@ -327,9 +344,9 @@ final class Ext4Names {
         let cmdFile = raw + ".cmds"
         try Data((commands.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: cmdFile))
         defer { unlink(cmdFile) }
-        let r = try Command.run(["debugfs", "-f", cmdFile, raw], outputLimit: 64 << 20)
+        let r = try Command.run(["debugfs", "-f", cmdFile, device(raw)], outputLimit: 64 << 20)
         guard r.status == 0 else {
-            throw HostError.commandFailed(what: what, argv: ["debugfs", "-f", cmdFile, raw], status: r.status,
+            throw HostError.commandFailed(what: what, argv: ["debugfs", "-f", cmdFile, device(raw)], status: r.status,
                                            outputTail: Command.tail(r.output, lines: 10))
         }
         return r.output.split(separator: "\n")

@@ -158,3 +158,17 @@ func refusedWithFileLineColumn(text: String, line: Int, column: Int, message: St
     #expect(!ig.isIgnored("src/main.c"))
     #expect(!ig.isIgnored("sub/debug.log"))
 }
+
+@Test func vmBootFirmwareIsOptInAndNeedsAnExt4DiskOfHalfAGigabyte() throws {
+    #expect(try parse("FROM debian:bookworm\nRUN true\n").vm.boot == .kernel)
+    let r = try parse("# vm-size=1G\n# vm-boot=firmware\nFROM debian:bookworm\nRUN true\n")
+    #expect(r.vm.boot == .firmware)
+    // The size check does not depend on the order of the directives.
+    let small = parseError("# vm-boot=firmware\n# vm-size=256M\nFROM debian:bookworm\n")
+    #expect(small?.description.contains("recipes/demo/Containerfile:1:1") == true)
+    #expect(small?.description.contains("at least 512M") == true)
+    let xfs = parseError("# vm-size=1G\n# vm-filesystem=xfs\n# vm-boot=firmware\nFROM debian:bookworm\n")
+    #expect(xfs?.description.contains("Containerfile:3:1") == true)
+    #expect(xfs?.description.contains("ext4") == true)
+    #expect(parseError("# vm-boot=uefi\nFROM debian:bookworm\n")?.description.contains("kernel, firmware") == true)
+}

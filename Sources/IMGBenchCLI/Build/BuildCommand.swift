@@ -27,6 +27,8 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Storage driver of the container build (see imgbench drivers; default overlay, vfs when rootless).") var driver: StorageDriverKind?
     @Option(help: "How VM steps reach the disk: loop (qemu-storage-daemon FUSE export and a loop mount; root) or guestfs (libguestfs's appliance; no root, slower; the default when rootless).")
     var vmBackend: VMPass.Backend?
+    @Option(help: "Formats of the flattened VM disk, comma-separated: qcow2 (always written), raw, vmdk, vhdx, containerdisk (KubeVirt); converted at the end and checked with qemu-img.")
+    var vmFormat: String?
     @Flag(help: "Build in a user namespace over your subordinate ids (/etc/subuid), without root; the default when not run as root. See README, Security.")
     var rootless = false
     @Option(help: "Output folder (default out/NAME).", transform: absolutePath) var output: String?
@@ -54,6 +56,9 @@ struct BuildCommand: ParsableCommand {
         try BuildRunning.validate(buildArgs: buildArgs)
         _ = try BuildRunning.secrets(secret)
         if let tag, try parseReference(tag).digest != nil { throw ValidationError("-t \(tag): a name and tag, without a digest") }
+        if let vmFormat {
+            do { _ = try VMFormats.parse(vmFormat) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     /// The repositories of --cache-from and --cache-to (a tag or digest is refused: entries are tagged by key).
@@ -83,6 +88,7 @@ struct BuildCommand: ParsableCommand {
         options.targets = chosen.targets
         options.driver = driver ?? (rootless ? .vfs : .overlay)
         options.vmBackend = vmBackend ?? (rootless ? .guestfs : .loop)
+        if let vmFormat { options.vmFormats = try VMFormats.parse(vmFormat) }
         options.network = network
         options.registry = registry.clientOptions
         options.remoteCache = try remoteCache()

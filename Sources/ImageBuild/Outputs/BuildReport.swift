@@ -49,11 +49,28 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var qcow2DiskBytes: UInt64?
         /// Bytes this step carries that the finished image does not use.
         public var wasted: Waste?
+        /// The finalisation of a `vm-boot=firmware` disk: what making a container root into a VM
+        /// that boots on its own costs, part by part.
+        public var finalisation: Finalisation?
 
         public init(seconds: Double, cacheHit: Bool) {
             self.seconds = seconds
             self.cacheHit = cacheHit
         }
+    }
+
+    /// What the finalisation of a `vm-boot=firmware` disk adds, part by part, and the bytes its
+    /// overlay allocated before and after freed blocks were discarded (fstrim).
+    public struct Finalisation: Codable, Equatable, Sendable {
+        public struct Part: Codable, Equatable, Sendable {
+            public var name: String
+            public var seconds: Double
+            /// The root filesystem's used bytes after the part less those before it (statvfs).
+            public var filesystemBytes: Int64
+        }
+        public var parts: [Part] = []
+        public var allocatedBeforeTrim: UInt64?
+        public var allocatedAfterTrim: UInt64?
     }
 
     /// Bytes a step or an image carries but does not use, by cause: an object, so that other
@@ -136,6 +153,25 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var kernel: String?
         public var initrd: String?
         public var kernelCommandLine: String?
+        /// How the disk boots: `kernel` (QEMU is given the kernel) or `firmware` (GPT, GRUB for
+        /// BIOS and UEFI, systemd: it boots on its own).
+        public var vmBoot: String?
+        /// A firmware disk's EXPOSEd ports (`8080/tcp`), which its service is expected to serve.
+        public var exposedPorts: [String]?
+        /// The disk in the other formats asked for (`--vm-format`).
+        public var vmFormats: [VMFormatOutput]?
+        /// libvirt domain XML beside a firmware disk, by firmware (`uefi`, `bios`).
+        public var libvirtDomains: [String: String]?
+    }
+
+    /// One format of the flattened disk (`VMFormats`).
+    public struct VMFormatOutput: Codable, Equatable, Sendable {
+        public var format: String
+        /// Relative to the output folder: a file, or the containerDisk's OCI layout folder.
+        public var path: String
+        /// Bytes it occupies on disk.
+        public var diskBytes: UInt64
+        public var seconds: Double
     }
 }
 

@@ -18,6 +18,21 @@ extension Builder {
         var bundleKey: String?
         if let vm = state.vm {
             try exportVM(vm, into: partial, previous: previous, outputs: &outputs, totals: &totals, restore: restore)
+            if vm.settings.boot == .firmware {
+                let ports = (state.config.image.exposedPorts ?? [:]).keys.sorted()
+                outputs.exposedPorts = ports
+                var domains: [String: String] = [:]
+                for f in LibvirtDomain.Firmware.allCases {
+                    let rel = "vm/libvirt-\(f.rawValue).xml"
+                    let xml = LibvirtDomain.xml(name: recipe.name, disk: LexicalPath.absolute("\(out)/vm/disk.qcow2"), firmware: f, exposedPorts: ports)
+                    try Data(xml.utf8).write(to: URL(fileURLWithPath: "\(partial)/\(rel)"))
+                    domains[f.rawValue] = rel
+                }
+                outputs.libvirtDomains = domains
+            }
+            if !options.vmFormats.filter({ $0 != .qcow2 }).isEmpty {
+                outputs.vmFormats = try VMFormats.write(options.vmFormats, folder: partial, name: recipe.name, tag: imageName, events: events)
+            }
         }
         if let container = state.container, let stager {
             bundleKey = try exportContainer(container, state: state, into: partial, bundle: stager, previous: previous,
@@ -58,8 +73,11 @@ extension Builder {
         if fm.fileExists(atPath: "\(partial)/vm/boot/vmlinuz") {
             outputs.kernel = "vm/boot/vmlinuz"
             outputs.initrd = fm.fileExists(atPath: "\(partial)/vm/boot/initrd.img") ? "vm/boot/initrd.img" : nil
-            outputs.kernelCommandLine = "root=/dev/vda rw console=ttyS0"
+            // A firmware disk's root is its third partition; GRUB boots it by UUID, the direct
+            // kernel boot (`imgbench run`, the hand-off) by this.
+            outputs.kernelCommandLine = vm.settings.boot == .firmware ? "root=/dev/vda3 rw console=ttyS0" : "root=/dev/vda rw console=ttyS0"
         }
+        outputs.vmBoot = vm.settings.boot.rawValue
         totals.vmFlattenedAllocatedBytes = e.flattened.chain[0].allocatedBytes
         totals.vmFlattenedDiskBytes = e.flattened.chain[0].diskBytes
         totals.vmVirtualSize = e.flattened.virtualSize

@@ -67,12 +67,21 @@ extension Builder {
     func finalise(into state: inout State) throws {
         guard let vm = state.vm else { return }
         let plan = state.plan
-        events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: "finalise: kernel, initramfs, fstab, boot files")
+        let what = vm.settings.boot == .firmware ? "finalise: systemd, kernel, the image's service, GRUB for BIOS and UEFI" : "finalise: kernel, initramfs, fstab, boot files"
+        events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: what)
+        // A firmware disk's finalisation also writes the hostname, from the recipe's name.
+        let hostname = VMPass.hostname(recipe.name)
+        let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v2", hostname]) : plan.finalKey
         let m = try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
-            try vm.finalise(key: plan.finalKey, environment: plan.steps.last?.step.environment ?? [], onOutput: onOutput)
+            let environment = plan.steps.last?.step.environment ?? []
+            if vm.settings.boot == .firmware {
+                return try vm.finaliseFirmware(key: key, environment: environment, config: state.config.image,
+                                               hostname: hostname, onOutput: onOutput)
+            }
+            return try vm.finalise(key: plan.finalKey, environment: environment, onOutput: onOutput)
         }
         events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
-        state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: plan.finalKey, container: nil, vm: m)
+        state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: key, container: nil, vm: m)
     }
 
     /// Carries out a step that changes files, in a workspace.

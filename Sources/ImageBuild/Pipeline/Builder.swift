@@ -31,6 +31,8 @@ public struct BuildOptions: Sendable {
     public var driver = StorageDriverKind.overlay
     /// How the VM pass reaches the disk: loop (root) or guestfs (libguestfs's appliance).
     public var vmBackend = VMPass.Backend.loop
+    /// The formats of the flattened disk besides qcow2 (`--vm-format`).
+    public var vmFormats: [VMFormats.Format] = []
     public var buildArgs: [String: String] = [:]
     /// The network of RUN steps that do not say (`RUN --network=`): the host's, or none.
     public var network = Sandbox.Network.host

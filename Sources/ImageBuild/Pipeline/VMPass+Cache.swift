@@ -18,6 +18,8 @@ extension VMPass {
         /// Seconds from the start of the phase or step that made the link until it was recorded
         /// (the report's `builtSeconds`); nil in records written before it was kept.
         var builtSeconds: Double? = nil
+        /// The finalisation of a `vm-boot=firmware` disk: what each of its parts added.
+        var finalisation: BuildReport.Finalisation? = nil
     }
 
     func lockPath(_ key: String) -> String { "\(folder)/\(key).lock" }
@@ -26,6 +28,11 @@ extension VMPass {
     /// What making the link `key` cost, as its record keeps it (nil when it does not).
     func builtSeconds(_ key: String) -> Double? {
         FileManager.default.contents(atPath: recordPath(key)).flatMap { try? JSONDecoder().decode(LinkRecord.self, from: $0) }?.builtSeconds
+    }
+
+    /// The finalisation measures the record of the link `key` keeps.
+    func finalisation(_ key: String) -> BuildReport.Finalisation? {
+        FileManager.default.contents(atPath: recordPath(key)).flatMap { try? JSONDecoder().decode(LinkRecord.self, from: $0) }?.finalisation
     }
 
     /// Whether the link `key` may be used (`VMPass.checkLink(in:key:parent:)`).
@@ -77,6 +84,7 @@ extension VMPass {
         var record = try known ?? VMPass.record(of: p, parent: parent.map { ($0 as NSString).lastPathComponent })
         let seconds = known?.builtSeconds ?? before + Date().timeIntervalSince(started)
         record.builtSeconds = seconds
+        if known == nil, let f = finalisationRecord { record.finalisation = f }
         try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: tmp))
         try FileSystem.rename(tmp, to: recordPath(key))
         return seconds

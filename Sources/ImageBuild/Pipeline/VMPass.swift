@@ -39,8 +39,16 @@ public final class VMPass {
     private var scratchCleanup: Int?
     /// The registry that links come from and go to (`--cache-from`, `--cache-to`).
     var remote: RemoteCache?
+    /// While a whole-disk step runs: the loop device of the disk (`MountedDisk.Target.wholeDisk`).
+    var device: String?
+    /// What the finalisation of a firmware disk measured, kept in its link's record.
+    var finalisationRecord: BuildReport.Finalisation?
 
     init(settings: VMSettings, backend: Backend, cache: BuildCache, noCache: Bool, events: BuildEvents) throws {
+        // Refused before any step runs rather than at the finalisation.
+        if settings.boot == .firmware && backend == .guestfs {
+            throw BuildError.invalid("vm-boot=firmware: the finalisation installs GRUB through a loop device; use --vm-backend loop (as root) or # vm-boot=kernel")
+        }
         self.settings = settings
         self.backend = backend
         self.cache = cache
@@ -88,7 +96,7 @@ public final class VMPass {
 
     /// Runs `work` on a new overlay of the current top, reached through the backend; the overlay
     /// becomes the link `key`.
-    func step(key: String, label: String, _ work: (_ disk: Workspace) throws -> Void) throws -> BuildReport.Measure {
+    func step(key: String, label: String, wholeDisk: Bool = false, _ work: (_ disk: Workspace) throws -> Void) throws -> BuildReport.Measure {
         guard let parent = top else { throw BuildError.invalid("vm: no base disk") }
         let start = Date()
         let p = path(key)
@@ -102,7 +110,7 @@ public final class VMPass {
                     virtualSize: 0, clusterSize: settings.clusterSize,
                     backingFile: (parent as NSString).lastPathComponent, backingFormat: "qcow2")).close()
                 try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-                try run(on: partial, key: key, work)
+                try run(on: partial, key: key, wholeDisk: wholeDisk, work)
                 try VMPass.checkWritten(partial)
             }
         }
@@ -112,14 +120,23 @@ public final class VMPass {
         return try measure(p, key: key, seconds: made ?? Date().timeIntervalSince(start), hit: hit || fetched)
     }
 
+    /// The root partition of a `vm-boot=firmware` disk (its place does not depend on the seed,
+    /// which only names the GUIDs).
+    var rootPartition: DiskLayout.Partition { DiskLayout.plan(size: settings.size, seed: "").root }
+
     /// `work` on the overlay `partial`, through the backend; everything it mounted or started is
-    /// released when it ends.
-    func run(on partial: String, key: String, _ work: (_ disk: Workspace) throws -> Void) throws {
+    /// released when it ends. A step of a `vm-boot=firmware` disk mounts the root partition only;
+    /// with `wholeDisk`, the disk is a loop device with its partitions (`device` while `work`
+    /// runs), for the bootloader.
+    func run(on partial: String, key: String, wholeDisk: Bool = false, _ work: (_ disk: Workspace) throws -> Void) throws {
         switch backend {
         case .loop:
             let mnt = "\(scratch)/mnt-\(key.prefix(12))"
+            let target: MountedDisk.Target = wholeDisk ? .wholeDisk(root: 3) : settings.boot == .firmware ? .partition(rootPartition) : .filesystem
             let disk = try MountedDisk(image: partial, mountpoint: mnt, workdir: scratch, filesystem: settings.filesystem,
-                                       options: MountedDisk.buildOptions(filesystem: settings.filesystem))
+                                       options: MountedDisk.buildOptions(filesystem: settings.filesystem), target: target)
+            device = disk.device
+            defer { device = nil }
             do {
                 try work(LocalRoot(root: mnt))
                 try written(partial) { try FileSystem.syncFilesystem(mnt) }
@@ -130,7 +147,10 @@ public final class VMPass {
             }
             rmdir(mnt)
         case .guestfs:
-            let disk = try GuestfsDisk(image: partial)
+            guard !wholeDisk else {
+                throw BuildError.invalid("vm-boot=firmware: the finalisation installs GRUB through a loop device; use --vm-backend loop (as root) or # vm-boot=kernel")
+            }
+            let disk = try GuestfsDisk(image: partial, partitioned: settings.boot == .firmware)
             do {
                 try work(GuestfsWorkspace(disk: disk, scratch: scratch))
                 try disk.close()
@@ -173,7 +193,7 @@ public final class VMPass {
                     throw BuildError.invalid("vm: the image has no kernel in /boot and no apt-get to install one; add a `RUN --target=vm` step that installs a kernel and an initramfs, or use `# vm-kernel=host`")
                 }
                 events.note("vm: installing linux-image-amd64 to make the disk bootable")
-                let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/*"],
+                let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"],
                                      environment: environment, workdir: "/", user: nil, network: .host, mounts: StepMounts(), onOutput: onOutput)
                 guard r.status == 0 else {
                     throw HostError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],

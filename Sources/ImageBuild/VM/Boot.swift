@@ -16,6 +16,13 @@ public struct BootCheck: Sendable {
     public var memoryMiB = 1024
     public var cpus = 2
     public var accelerator = Accelerator.auto
+    /// The root device (`/dev/vda3` for a `vm-boot=firmware` disk: report.json's kernelCommandLine).
+    public var root = "/dev/vda"
+
+    /// The root device a build's kernel command line names (report.json), else `/dev/vda`.
+    public static func root(of commandLine: String?) -> String {
+        commandLine?.split(separator: " ").first { $0.hasPrefix("root=") }.map { String($0.dropFirst("root=".count)) } ?? "/dev/vda"
+    }
 
     public init(disk: String, kernel: String, initrd: String?) {
         self.disk = disk
@@ -39,7 +46,7 @@ public struct BootCheck: Sendable {
     /// does not show it: only the root filesystem's echo can.
     public var commandLine: String {
         let escaped = marker.utf8.map { String(format: "\\x%02x", $0) }.joined()
-        return "root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/echo -- -e \(escaped)"
+        return "root=\(root) rw console=ttyS0 panic=-1 init=/bin/echo -- -e \(escaped)"
     }
 
     /// The QEMU invocation: the disk as a snapshot (the check writes nothing into it).

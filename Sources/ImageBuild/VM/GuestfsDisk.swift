@@ -14,8 +14,9 @@ public final class GuestfsDisk {
     public let image: String
 
     /// Starts the appliance on `image` (qcow2, writable) with the network on (for apt) and mounts
-    /// the filesystem-only disk at the appliance's /sysroot.
-    public init(image: String) throws {
+    /// the filesystem-only disk (or, with `partitioned`, the GPT disk's root partition, the
+    /// third) at the appliance's /sysroot.
+    public init(image: String, partitioned: Bool = false) throws {
         self.image = image
         // libguestfs reads its backend from the environment; the direct backend with forced TCG
         // is what works on these hosts (KVM aborts).
@@ -39,7 +40,8 @@ public final class GuestfsDisk {
         }
         try check(rc, "add_drive \(image)")
         try check(guestfs_launch(h), "launch")
-        try check(guestfs_mount(h, "/dev/sda", "/"), "mount /dev/sda")
+        let device = partitioned ? "/dev/sda3" : "/dev/sda"
+        try check(guestfs_mount(h, device, "/"), "mount \(device)")
     }
 
     deinit {

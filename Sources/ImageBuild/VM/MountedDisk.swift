@@ -15,12 +15,26 @@ public final class MountedDisk: @unchecked Sendable {
     let exportFile: String
     let pidFile: String
     private var tokens: [Int] = []
+    /// With `.wholeDisk`: the loop device of the whole disk, its partitions added (`DEVpN`).
+    public private(set) var device: String?
+
+    /// What of the image is mounted.
+    public enum Target: Sendable {
+        /// The filesystem at byte 0 (a filesystem-only disk).
+        case filesystem
+        /// The filesystem of one partition, through a loop device over its byte range.
+        case partition(DiskLayout.Partition)
+        /// A loop device of the whole disk with its partitions (`partx -a`, as the host kernel
+        /// may not parse GPT itself), partition `root` mounted: for tools such as grub-install
+        /// that need the disk and its partitions as block devices.
+        case wholeDisk(root: Int)
+    }
 
     /// Mounts `image` on `mountpoint` (made if missing); `workdir` holds the export file. With
     /// `raw`, the image is a raw disk image, loop-mounted as it is (no qemu-storage-daemon).
     /// `options` are mount options besides `loop` (a build's `buildOptions`).
     public init(image: String, mountpoint: String, workdir: String, filesystem: String = "ext4", raw: Bool = false,
-                options: [String] = []) throws {
+                options: [String] = [], target: Target = .filesystem) throws {
         guard getuid() == 0 else { throw BuildError.needsRoot("mounting a qcow2 disk through a loop device") }
         // Absolute: the daemon changes to / before it serves the export (and releases it from
         // there), and the mount table that tells what is still mounted holds absolute paths.
@@ -42,7 +56,27 @@ public final class MountedDisk: @unchecked Sendable {
                 try startExport()
             }
             let mp = mountpoint
-            try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", (["loop"] + options).joined(separator: ","), exportFile, mountpoint])
+            switch target {
+            case .filesystem:
+                try Command.check("mounting \(image)", ["mount", "-t", filesystem, "-o", (["loop"] + options).joined(separator: ","), exportFile, mountpoint])
+            case let .partition(p):
+                try Command.check("mounting \(image)'s partition at \(p.offset)", ["mount", "-t", filesystem, "-o",
+                    (["loop", "offset=\(p.offset)", "sizelimit=\(p.size)"] + options).joined(separator: ","), exportFile, mountpoint])
+            case let .wholeDisk(root):
+                let file = exportFile
+                // -P sets PARTSCAN, so that detaching the device also drops the partitions partx adds.
+                let dev = try Command.check("attaching \(image) to a loop device", ["losetup", "-P", "-f", "--show", exportFile])
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                device = dev
+                tokens.append(Cleanup.register("detach \(dev)") {
+                    _ = try? Command.run(["partx", "-d", dev])
+                    MountedDisk.detachLoops(of: file)
+                })
+                if !FileManager.default.fileExists(atPath: "\(dev)p\(root)") {
+                    try Command.check("adding the partitions of \(dev)", ["partx", "-a", dev])
+                }
+                try Command.check("mounting \(image)'s partition \(root)", ["mount", "-t", filesystem, "-o", options.isEmpty ? "defaults" : options.joined(separator: ","), "\(dev)p\(root)", mountpoint])
+            }
             tokens.append(Cleanup.register("unmount \(mp)") { MountedDisk.unmount(mp) })
         } catch {
             release()
@@ -71,8 +105,9 @@ public final class MountedDisk: @unchecked Sendable {
         })
         try Command.check("exporting \(image) through FUSE", [
             "qemu-storage-daemon",
-            "--blockdev", "driver=file,node-name=file0,filename=\(MountedDisk.escape(image)),aio=threads",
-            "--blockdev", "driver=qcow2,node-name=disk0,file=file0",
+            // discard=unmap: fstrim in the guest filesystem frees the overlay's clusters.
+            "--blockdev", "driver=file,node-name=file0,filename=\(MountedDisk.escape(image)),aio=threads,discard=unmap",
+            "--blockdev", "driver=qcow2,node-name=disk0,file=file0,discard=unmap",
             "--export", "type=fuse,id=exp0,node-name=disk0,mountpoint=\(MountedDisk.escape(exportFile)),writable=on",
             "--pidfile", pidFile, "--daemonize",
         ], timeout: 60, logFile: pidFile + ".log")

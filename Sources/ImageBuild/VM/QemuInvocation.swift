@@ -5,7 +5,9 @@ import Host
 /// suite's VM side, a measured workload in a booted VM): qemu-system-x86_64 on q35 with the
 /// image's kernel and initramfs passed directly, no display, no default devices, the serial
 /// console on stdio and `-no-reboot` (so a guest that panics or powers off ends QEMU); then the
-/// virtio drives and an optional user-mode network. The process is started by `Command`.
+/// virtio drives and an optional user-mode network. A firmware boot (`Firmware.bios`, `.uefi`)
+/// has no `-kernel`: SeaBIOS or OVMF boots the first disk as a user's VM does. The process is
+/// started by `Command`.
 public struct QemuInvocation: Sendable {
     /// What a caller asks for; `auto` is KVM when it really runs a guest here, else TCG.
     public enum Accelerator: String, Sendable, CaseIterable { case auto, kvm, tcg }
@@ -17,43 +19,78 @@ public struct QemuInvocation: Sendable {
         /// Writes go to a temporary overlay (in TMPDIR), not into the file.
         public var snapshot = false
         public var readOnly = false
+        /// The firmware boots from the drive with the lowest index (a firmware boot's disk).
+        public var bootIndex: Int?
 
-        public init(file: String, format: String, snapshot: Bool = false, readOnly: Bool = false) {
+        public init(file: String, format: String, snapshot: Bool = false, readOnly: Bool = false, bootIndex: Int? = nil) {
             self.file = file
             self.format = format
             self.snapshot = snapshot
             self.readOnly = readOnly
+            self.bootIndex = bootIndex
         }
 
-        var argument: String {
-            "file=\(file),if=virtio,format=\(format)" + (snapshot ? ",snapshot=on" : "") + (readOnly ? ",readonly=on" : "")
+        var options: String {
+            "file=\(file),format=\(format)" + (snapshot ? ",snapshot=on" : "") + (readOnly ? ",readonly=on" : "")
         }
+
+        /// The arguments of the `n`th drive.
+        func arguments(_ n: Int) -> [String] {
+            guard let bootIndex else { return ["-drive", "file=\(file),if=virtio,format=\(format)" + (snapshot ? ",snapshot=on" : "") + (readOnly ? ",readonly=on" : "")] }
+            return ["-drive", "if=none,id=vd\(n),\(options)", "-device", "virtio-blk-pci,drive=vd\(n),bootindex=\(bootIndex)"]
+        }
+    }
+
+    /// What starts the guest.
+    public enum Firmware: Sendable, Equatable {
+        /// QEMU loads the kernel and initramfs itself (`-kernel`, `-initrd`, `-append`).
+        case direct
+        /// SeaBIOS, QEMU's default firmware, boots the disk's MBR.
+        case bios
+        /// OVMF boots the disk's ESP: its code read-only, its variables a copy per boot.
+        case uefi(code: String, vars: String)
     }
 
     /// QEMU's user-mode network on a virtio NIC (the guest is 10.0.2.15, the host 10.0.2.2).
     public struct UserNetwork: Sendable {
         /// Host TCP ports on 127.0.0.1 forwarded to the same port in the guest.
         public var forwardedPorts: [Int] = []
-        /// Host UDP ports on 127.0.0.1 forwarded likewise.
+        /// Host UDP ports on 127.0.0.1 forwarded to the same port in the guest.
         public var forwardedUDPPorts: [Int] = []
-        /// The NIC's option ROM (`""`: none, which a direct kernel boot does not need).
+        /// Host ports on 127.0.0.1 forwarded to other ports in the guest.
+        public var forwards: [Forward] = []
+        /// The NIC's option ROM (`""`: none, which a direct kernel boot does not need, and which
+        /// keeps the firmware from trying a network boot).
         public var romfile: String?
 
-        public init(forwardedPorts: [Int] = [], forwardedUDPPorts: [Int] = [], romfile: String? = nil) {
+        public struct Forward: Sendable, Equatable {
+            public var host: Int
+            public var guest: Int
+            public init(host: Int, guest: Int) {
+                self.host = host
+                self.guest = guest
+            }
+        }
+
+        public init(forwardedPorts: [Int] = [], forwardedUDPPorts: [Int] = [], forwards: [Forward] = [], romfile: String? = nil) {
             self.forwardedPorts = forwardedPorts
             self.forwardedUDPPorts = forwardedUDPPorts
+            self.forwards = forwards
             self.romfile = romfile
         }
 
         var arguments: [String] {
-            let netdev = (["user,id=n0"] + forwardedPorts.map { "hostfwd=tcp:127.0.0.1:\($0)-:\($0)" }
+            let all = forwardedPorts.map { Forward(host: $0, guest: $0) } + forwards
+            let netdev = (["user,id=n0"] + all.map { "hostfwd=tcp:127.0.0.1:\($0.host)-:\($0.guest)" }
                 + forwardedUDPPorts.map { "hostfwd=udp:127.0.0.1:\($0)-:\($0)" }).joined(separator: ",")
             return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0" + (romfile.map { ",romfile=\($0)" } ?? "")]
         }
     }
 
-    public var kernel: String
+    /// The kernel of a direct boot (nil with `firmware` bios or uefi).
+    public var kernel: String?
     public var initrd: String?
+    public var firmware = Firmware.direct
     /// The kernel command line.
     public var append: String
     /// "kvm" or "tcg" (a resolved `Accelerator`: see `choose`).
@@ -70,14 +107,32 @@ public struct QemuInvocation: Sendable {
         self.accelerator = accelerator
     }
 
+    /// A boot by the firmware from the first drive whose `bootIndex` is set.
+    public init(firmware: Firmware, accelerator: String) {
+        self.kernel = nil
+        self.initrd = nil
+        self.append = ""
+        self.firmware = firmware
+        self.accelerator = accelerator
+    }
+
     /// The command line, program first.
     public var argv: [String] {
         var a = ["qemu-system-x86_64", "-machine", "q35,accel=\(accelerator)", "-m", "\(memoryMiB)", "-smp", "\(cpus)",
-                 "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                 "-kernel", kernel, "-append", append]
-        for d in drives { a += ["-drive", d.argument] }
+                 "-nographic", "-nodefaults", "-serial", "stdio"]
+        switch firmware {
+        case .direct:
+            // A guest that panics or powers off ends QEMU; a firmware may reset on purpose.
+            a.append("-no-reboot")
+            if let kernel { a += ["-kernel", kernel, "-append", append] }
+        case .bios:
+            break
+        case let .uefi(code, vars):
+            a += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=\(code)", "-drive", "if=pflash,format=raw,unit=1,file=\(vars)"]
+        }
+        for (n, d) in drives.enumerated() { a += d.arguments(n) }
         if accelerator == "kvm" { a += ["-cpu", "host"] }
-        if let initrd { a += ["-initrd", initrd] }
+        if firmware == .direct, let initrd { a += ["-initrd", initrd] }
         if let network { a += network.arguments }
         return a
     }

@@ -24,13 +24,20 @@ public enum ContainerDisk {
         public var initrd: String?
         /// The disk's name in `/disk/` (the recipe's name).
         public var name: String
+
+        public init(disk: String, kernel: String, initrd: String?, name: String) {
+            self.disk = disk
+            self.kernel = kernel
+            self.initrd = initrd
+            self.name = name
+        }
     }
 
     /// The path of the disk inside the image.
     public static func diskPath(name: String) -> String { "\(diskFolder)/\(name).qcow2" }
 
     /// Writes the image into a layout (tagged `tag`) and returns its manifest's descriptor.
-    static func write(_ files: Files, into layout: ImageLayout, tag: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> Descriptor {
+    public static func write(_ files: Files, into layout: ImageLayout, tag: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> Descriptor {
         var options = CaptureOptions(compression: .none, sourceDateEpoch: CaptureOptions.environmentEpoch, threads: 1)
         options.progress = progress
         let layer = try LayerCapture.write(entries(files), into: layout.blobs, options: options)
