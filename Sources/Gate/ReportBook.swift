@@ -107,14 +107,9 @@ public struct ReportBook: Sendable {
             throw BuildError.invalid("\(path): not an imgbench result (kind \(k); expected a build report.json, a measure result or imgbench run results)")
         }
         sources.append((path, kind!.rawValue))
-        let made: Provenance? = switch kind! {
-        case .clone: clones.last?.provenance
-        case .cow: cows.last?.provenance
-        case .wasted: wasted.last?.provenance
-        case .run: runs.last?.provenance
-        case .build: builds.last?.provenance
-        }
-        if let made { provenances.append(made) }
+        // Every kind of result keeps where it was made under the same key.
+        struct Made: Decodable { var provenance: Provenance? }
+        if let made = try? dec.decode(Made.self, from: data).provenance { provenances.append(made) }
         tables = makeTables()
     }
 

@@ -27,7 +27,7 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .compressed: return c?.layerCompressedBytes
         case .uncompressed: return c?.layerUncompressedBytes
         case .vmAllocated: return v?.qcow2AllocatedBytes
-        case .wasted: return c?.wasted.flatMap(GateFigure.wasteSum)
+        case .wasted: return c?.wasted?.total
         case .updateContainer, .updateVM: return nil
         }
     }
@@ -46,13 +46,10 @@ public enum GateFigure: String, CaseIterable, Codable, Sendable, Comparable {
         case .compressed: return t.imageCompressedBytes
         case .uncompressed: return t.imageUncompressedBytes
         case .vmAllocated: return t.vmFlattenedAllocatedBytes
-        case .wasted: return t.wasted.flatMap(GateFigure.wasteSum)
+        case .wasted: return t.wasted?.total
         case .updateContainer, .updateVM: return nil
         }
     }
-
-    /// Every cause of waste the report gives, summed (nil when it gives none).
-    static func wasteSum(_ w: BuildReport.Waste) -> UInt64? { w.total }
 }
 
 /// How a step of the report relates to the baseline's steps.

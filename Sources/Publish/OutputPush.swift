@@ -84,10 +84,9 @@ public struct OutputPush: Sendable, Transfer {
             defer { Cleanup.run(id) }
             let (vmLayout, d) = try makeContainerDisk(handoff, disk, dir: dir, scratch: scratch)
             async let blobs = client.pushImage(vmLayout, manifest: d, to: repository, mountFrom: settings.mountFrom, progress: progress)
-            let made = (try vmLayout.blobs.read(d), d)
-            result.artifacts = try await pushArtifacts(handoff, dir: dir, image: image, vm: made.1, client: client)
+            vm = (try vmLayout.blobs.read(d), d)
+            result.artifacts = try await pushArtifacts(handoff, dir: dir, image: image, vm: d, client: client)
             vmBlobs = try await blobs
-            vm = made
             result.vmReference = reference.tagged(tag + vmTagSuffix).description
             result.vmDigest = d.digest.description
         } else {

@@ -10,15 +10,17 @@ enum Payload: Sendable {
     case file(FilePart)
 }
 
-/// `count` bytes of a file from `offset`, as the chunks a request body streams: read 1 MiB at
-/// a time while the connection takes them, with `progress` told the bytes sent so far. A file
-/// shorter than the part is an error naming it.
+/// `count` bytes of a blob's file from `offset`, as the chunks a request body streams: read 1 MiB
+/// at a time while the connection takes them, with `progress` told the blob's bytes done so far
+/// (`offset` plus those sent). A file shorter than the part is an error naming it.
 struct FilePart: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     var path: String
     var offset: Int64
     var count: Int64
-    var progress: (@Sendable (_ sent: Int64) -> Void)?
+    /// The blob the part belongs to, for `progress`.
+    var blob: Descriptor
+    var progress: TransferProgress?
     static let readSize = 1 << 20
 
     func makeAsyncIterator() -> Iterator { Iterator(part: self) }
@@ -47,7 +49,7 @@ struct FilePart: AsyncSequence, Sendable {
                 throw RegistryError.settings(path: part.path, message: "blob is shorter than its descriptor says (\(part.offset + sent) bytes)")
             }
             sent += Int64(data.count)
-            part.progress?(sent)
+            part.progress?(part.blob.digest, part.offset + sent, part.blob.size)
             return ByteBuffer(data: data)
         }
 

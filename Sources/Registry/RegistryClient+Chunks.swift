@@ -17,9 +17,7 @@ extension RegistryClient {
         var failures = 0
         while offset < d.size {
             let count = min(Int64(options.chunkSize), d.size - offset)
-            let start = offset
-            var body = FilePart(path: file, offset: offset, count: count)
-            if let progress { body.progress = { sent in progress(d.digest, start + sent, d.size) } }
+            let body = FilePart(path: file, offset: offset, count: count, blob: d, progress: progress)
             do {
                 location = try await patch(repository, d, body: body, location: location)
                 offset += count

@@ -42,8 +42,7 @@ extension RegistryClient {
             try await uploadChunks(repository, d, file: file, location: location, progress: progress)
             return .uploaded
         }
-        var part = FilePart(path: file, offset: 0, count: d.size)
-        if let progress { part.progress = { sent in progress(d.digest, sent, d.size) } }
+        let part = FilePart(path: file, offset: 0, count: d.size, blob: d, progress: progress)
         return try await pushWhole(repository, d, body: .file(part), mountFrom: mountFrom, progress: progress)
     }
 

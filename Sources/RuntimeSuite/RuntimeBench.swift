@@ -515,15 +515,12 @@ public final class RuntimeBench {
     /// connection when it has one (0 for a workload that is no server).
     static func ports(for w: Workload) throws -> ServerPorts {
         guard w.isServer else { return ServerPorts(control: 0) }
-        let control = try freePort()
+        let control = try TCPPort.free()
         guard w.dataPort != nil else { return ServerPorts(control: control) }
-        var data = try freePort()
-        while data == control { data = try freePort() }
+        var data = try TCPPort.free()
+        while data == control { data = try TCPPort.free() }
         return ServerPorts(control: control, data: data)
     }
-
-    /// A TCP port on 127.0.0.1 nothing listens on now.
-    static func freePort() throws -> Int { try TCPPort.free() }
 
     static func host() -> RunReport.Host {
         let p = Provenance.current()

@@ -247,7 +247,7 @@ extension Workload {
             tools: ["nuttcp"], shape: .server(readyLine: listeningLine),
             figures: [FigureSpec(name: "received", unit: "Gbit/s")],
             notes: [clientNote("nuttcp -t")],
-            body: { _ in listening("P") + #"nuttcp -1 --nofork -P "$P" -p "$Q" >> "$W/server.log" 2>&1 &"# },
+            body: { _ in listening + #"nuttcp -1 --nofork -P "$P" -p "$Q" >> "$W/server.log" 2>&1 &"# },
             client: { p, host, ports in
                 ["nuttcp", "-t", "-P", "\(ports.control)", "-p", "\(ports.data ?? ports.control + 1)", "-T", "\(max(1, p.durationSeconds))", "-fparse", host]
             },
@@ -259,7 +259,7 @@ extension Workload {
             tools: ["qperf"], shape: .server(readyLine: listeningLine),
             figures: [FigureSpec(name: "TCP latency", unit: "us", higherIsBetter: false), FigureSpec(name: "UDP latency", unit: "us", higherIsBetter: false)],
             notes: [clientNote("qperf tcp_lat udp_lat"), "half a round trip, as qperf reports latency; lower is better"],
-            body: { _ in listening("P") + #"qperf -lp "$P" >> "$W/server.log" 2>&1 &"# },
+            body: { _ in listening + #"qperf -lp "$P" >> "$W/server.log" 2>&1 &"# },
             client: { p, host, ports in
                 ["qperf", "-lp", "\(ports.control)", "-ip", "\(ports.data ?? ports.control + 1)", "-t", "\(max(1, p.durationSeconds))", host, "tcp_lat", "udp_lat"]
             },
@@ -315,17 +315,15 @@ extension Workload {
     static let listeningLine = "imgbench: the server listens"
 
     /// A shell snippet for a server that says nothing when it is ready: in the background, waits
-    /// until a socket listens on the port in `$VAR` (/proc/net/tcp and tcp6, state 0A), then
-    /// writes `listeningLine` into the server's log. Put before the server's own line, whose
-    /// process must be the script's last background job.
-    static func listening(_ variable: String) -> String {
-        """
-        ( h=$(printf '%04X' "$\(variable)")
+    /// until a socket listens on the port `$P` (/proc/net/tcp and tcp6, state 0A), then writes
+    /// `listeningLine` into the server's log. Put before the server's own line, whose process
+    /// must be the script's last background job.
+    static let listening = """
+        ( h=$(printf '%04X' "$P")
           until grep -qE ":$h [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null; do sleep 0.1; done
           echo "\(listeningLine)" >> "$W/server.log" ) &
 
         """
-    }
 }
 
 extension Workload {
