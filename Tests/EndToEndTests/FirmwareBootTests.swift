@@ -115,19 +115,16 @@ extension BuildTests {
 }
 
 extension BuildTests {
-    /// Recipes/mysql with `# vm-boot=firmware` added (the recipe itself stays on the direct
-    /// kernel boot its benchmarks measure): the finalisation installs Debian's cloud kernel,
+    /// Recipes/mysql (`# vm-boot=firmware`): the finalisation installs Debian's cloud kernel,
     /// systemd and GRUB; mariadb.service, enabled by the package, is disabled because the image's
     /// command runs mariadbd already; the VM boots under OVMF and MariaDB greets on 3306.
+    /// Measured here (TCG, 2 shared cores, 2026-11-30): the build 2 min 10 s with the Debian base
+    /// cached (the finalisation 50 s), the boot to MariaDB's greeting 37 s.
     @Test func mysqlBootsOnItsOwnAndMariaDBAnswers() throws {
         let dir = try TempDir("build-mysql-firmware", in: Self.scratch)
-        let source = URL(fileURLWithPath: Self.tiny).deletingLastPathComponent().appendingPathComponent("mysql").path
-        let recipe = try dir.sub("recipes/mysql")
-        for f in try FileManager.default.contentsOfDirectory(atPath: source) {
-            try FileManager.default.copyItem(atPath: "\(source)/\(f)", toPath: "\(recipe)/\(f)")
-        }
+        let recipe = URL(fileURLWithPath: Self.tiny).deletingLastPathComponent().appendingPathComponent("mysql").path
         let text = try String(contentsOfFile: "\(recipe)/Containerfile", encoding: .utf8)
-        try ("# vm-boot=firmware\n" + text).write(toFile: "\(recipe)/Containerfile", atomically: true, encoding: .utf8)
+        try #require(text.hasPrefix("# vm-boot=firmware\n"), "Recipes/mysql no longer makes a firmware disk")
         let out = dir.file("mysql")
         let r = try build(recipe, output: out)
         try #require(r.status == 0, "imgbench build: exit \(r.status)\n\(r.stderr.suffix(3000))")
