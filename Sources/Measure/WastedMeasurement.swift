@@ -11,9 +11,10 @@ import QcowIO
 ///   lists left in the image, the largest offenders by path, and an efficiency figure (the share of
 ///   all layers' file bytes that a container sees and needs). See `WastedBytes`.
 /// - VM chain, per link: clusters the link allocated that a later link overwrote (the guest reads
-///   the later link's copy: allocated minus visible), and clusters still visible from it that the
-///   final filesystem has freed (files a later step deleted; read from the ext4 block bitmaps of
-///   the flattened chain with dumpe2fs).
+///   the later link's copy: allocated minus visible), and clusters of it that the final filesystem
+///   has freed (files a later step deleted; read from the ext4 block bitmaps of the flattened chain
+///   with dumpe2fs): still visible from it, or hidden by a later link's zero marking where a trim
+///   discarded them (qcow2's zero flag over a backing file's data), which is freeing, not overwriting.
 public struct WastedMeasurement: Sendable {
     public var image: BuiltImage
     /// Scratch space for a raw copy of the disk (removed after).
@@ -50,7 +51,7 @@ public struct WastedMeasurement: Sendable {
         public var allocatedBytes: UInt64
         /// Allocated here, then overwritten by a later link.
         public var overwrittenBytes: UInt64
-        /// Still visible from here, but free in the final filesystem.
+        /// Free in the final filesystem: still visible from here, or discarded by a later trim.
         public var freedBytes: UInt64
     }
 
@@ -114,9 +115,21 @@ public struct WastedMeasurement: Sendable {
         let map = try AllocationMap.compute(img)
         let free = try freeRanges(of: tip)
         var freed = [UInt64](repeating: 0, count: map.chain.count)
-        for e in map.extents where e.data {
+        // Of each link's allocated bytes that a later link hides, those hidden by a zero marking
+        // over blocks the final filesystem has free: discarded (a trim), so freed, not overwritten.
+        var discarded = [UInt64](repeating: 0, count: map.chain.count)
+        let images = img.chain
+        for e in map.extents {
             guard let d = e.depth else { continue }
-            freed[d] += free.overlap(e.start, e.length)
+            if e.data {
+                freed[d] += free.overlap(e.start, e.length)
+            } else if let below = images[d].backingImage {
+                try Self.dataBelow(below, depth: d + 1, from: e.start, length: e.length) { depth, start, length in
+                    let n = free.overlap(start, length)
+                    freed[depth] += n
+                    discarded[depth] += n
+                }
+            }
         }
         // Link names by the report: base, each step on the VM side, finalisation.
         var labels = ["base"] + image.report.steps.filter { $0.vm != nil }.map { "step \($0.index): \($0.instruction)" }
@@ -128,13 +141,26 @@ public struct WastedMeasurement: Sendable {
             links.append(VMLink(path: chain.indices.contains(position) ? chain[position] : link.path,
                                 step: labels.indices.contains(position) ? labels[position] : "link \(position)",
                                 allocatedBytes: link.allocatedBytes,
-                                overwrittenBytes: own > link.visibleBytes ? min(link.allocatedBytes, own - link.visibleBytes) : 0,
+                                overwrittenBytes: own > link.visibleBytes + discarded[depth] ? min(link.allocatedBytes, own - link.visibleBytes - discarded[depth]) : 0,
                                 freedBytes: freed[depth]))
         }
         let allocated = links.reduce(0) { $0 + $1.allocatedBytes }
         let wasted = links.reduce(0) { $0 + $1.overwrittenBytes + $1.freedBytes }
         return VM(links: links, allocatedBytes: allocated, wastedBytes: wasted,
                   efficiency: allocated == 0 ? 1 : 1 - Double(wasted) / Double(allocated))
+    }
+
+    /// The runs of `[start, start+length)` that `image` (at `depth` in the chain) or an image below
+    /// it holds as data, each with the depth that holds it: what a zero marking above hides.
+    static func dataBelow(_ image: DiskImage, depth: Int, from start: UInt64, length: UInt64,
+                          _ body: (Int, UInt64, UInt64) throws -> Void) throws {
+        let end = min(start + length, image.virtualSize)
+        var at = start
+        while at < end {
+            let s = try image.blockStatus(at: at, length: end - at)
+            if case let .data(d) = s.kind { try body(depth + d, at, s.length) }
+            at += s.length
+        }
     }
 
     /// Byte ranges of the disk that its ext4 filesystem has free.

@@ -105,8 +105,9 @@ public struct BuildPlan: Sendable {
         return (parts, found, missing)
     }
 
-    /// The key of the finalisation that makes the VM disk bootable, after the last step.
-    public var finalKey: String { BuildPlan.digest([steps.last?.key ?? BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]), "finalise-v1"]) }
+    /// The key of the finalisation that makes the VM disk bootable, after the last step (v2: it
+    /// discards the blocks its install freed, so a link made before is not reused).
+    public var finalKey: String { BuildPlan.digest([steps.last?.key ?? BuildPlan.digest(["imgbench-plan-v1", "base", baseKey]), "finalise-v2"]) }
 
     /// The key of the stage as a whole: its last step's (the base's when it has none).
     public var lastKey: String { steps.last?.key ?? rootKey }

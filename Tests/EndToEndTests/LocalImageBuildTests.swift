@@ -84,6 +84,19 @@ extension BuildTests {
         #expect(!r.stderr.contains("==> [container"), "a step ran before the refusal: \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
     }
+
+    /// A `vm-boot=firmware` finalisation installs GRUB through a loop device: `--vm-backend
+    /// guestfs` (and so a rootless build) refuses it before anything is built, at the directive.
+    @Test func guestfsRefusesAFirmwareDiskAtItsDirective() throws {
+        let dir = try TempDir("guestfs-firmware", in: Self.scratch)
+        defer { dir.cleanup() }
+        let recipe = try writeRecipe(dir, "gf", "# vm-size=1G\n# vm-kernel=host\n# vm-boot=firmware\nFROM debian:bookworm\nRUN true\n")
+        let r = try build(recipe, output: dir.file("out"), arguments: ["--vm-backend", "guestfs"])
+        #expect(r.status == 2, "\(r.output)")
+        #expect(r.stderr.contains("\(recipe)/Containerfile:3:3: vm-boot=firmware needs --vm-backend loop"), "\(r.stderr)")
+        #expect(!r.stderr.contains("==> [container"), "a step ran before the refusal: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
 }
 
 extension BuildTests {

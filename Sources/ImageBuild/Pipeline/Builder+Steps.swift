@@ -69,14 +69,15 @@ extension Builder {
         let plan = state.plan
         let what = vm.settings.boot == .firmware ? "finalise: systemd, kernel, the image's service, GRUB for BIOS and UEFI" : "finalise: kernel, initramfs, fstab, boot files"
         events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: what)
-        // A firmware disk's finalisation also writes the hostname, from the recipe's name.
+        // A firmware disk's finalisation also writes the hostname, from the recipe's name (v3: the
+        // ESP dated by SOURCE_DATE_EPOCH).
         let hostname = VMPass.hostname(recipe.name)
-        let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v2", hostname]) : plan.finalKey
+        let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v3", hostname]) : plan.finalKey
         let m = try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
             let environment = plan.steps.last?.step.environment ?? []
             if vm.settings.boot == .firmware {
                 return try vm.finaliseFirmware(key: key, environment: environment, config: state.config.image,
-                                               hostname: hostname, onOutput: onOutput)
+                                               hostname: hostname, sourceDateEpoch: sourceDateEpoch, onOutput: onOutput)
             }
             return try vm.finalise(key: plan.finalKey, environment: environment, onOutput: onOutput)
         }

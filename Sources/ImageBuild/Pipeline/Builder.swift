@@ -208,13 +208,30 @@ public final class Builder {
         }
     }
 
-    /// What the build cannot do, refused before anything is made, at the step's place:
-    /// `--vm-backend guestfs` mounts nothing, so a VM step with `RUN --mount` cannot run there.
+    /// What the build cannot do, refused before anything is made, at the step's or directive's
+    /// place: `--vm-backend guestfs` mounts nothing, so a VM step with `RUN --mount` cannot run
+    /// there, and a `vm-boot=firmware` finalisation installs GRUB through a loop device.
     func refuseUnsupported() throws {
         guard options.vmBackend == .guestfs, options.targets.contains(.vm) else { return }
+        if recipe.vm.boot == .firmware {
+            throw BuildError.recipe(RecipeError(directiveLocation("vm-boot"), "vm-boot=firmware needs --vm-backend loop: its finalisation installs GRUB through a loop device (grub-install writes the disk's MBR and BIOS boot partition), which the guestfs backend (and so a rootless build) does not have (build as root with --vm-backend loop, or use # vm-boot=kernel)"))
+        }
         if let s = recipe.steps.first(where: { !$0.mounts.isEmpty && $0.target.includes(.vm) }) {
             throw BuildError.recipe(RecipeError(s.location, "RUN --mount needs --vm-backend loop: the guestfs backend runs VM steps in libguestfs's appliance, where imgbench mounts nothing (build with --vm-backend loop, or --images container)"))
         }
+    }
+
+    /// Where the parser directive `key` (`# KEY=VALUE`, at the top) is in the recipe file.
+    func directiveLocation(_ key: String) -> SourceLocation {
+        let lines = (try? String(contentsOfFile: recipe.file, encoding: .utf8))?.split(separator: "\n", omittingEmptySubsequences: false) ?? []
+        for (i, line) in lines.enumerated() {
+            let text = line.drop { $0 == " " || $0 == "\t" }
+            guard text.hasPrefix("#") else { break }
+            if let r = text.range(of: key), text[text.index(after: text.startIndex)..<r.lowerBound].allSatisfy({ $0 == " " || $0 == "\t" }) {
+                return SourceLocation(file: recipe.file, line: i + 1, column: line.distance(from: line.startIndex, to: r.lowerBound) + 1)
+            }
+        }
+        return SourceLocation(file: recipe.file, line: 1, column: 1)
     }
 
     /// The key of each image `COPY --from=IMAGE` reads, by reference.

@@ -18,7 +18,7 @@ import RecipePlan
 ///    UEFI (`\EFI\BOOT\BOOTX64.EFI` on the ESP, written with mtools), from the host's GRUB;
 /// 6. trim: freed blocks discarded, so the overlay keeps only what the filesystem uses.
 extension VMPass {
-    func finaliseFirmware(key: String, environment: [KeyValue], config: ContainerConfig, hostname: String,
+    func finaliseFirmware(key: String, environment: [KeyValue], config: ContainerConfig, hostname: String, sourceDateEpoch: Int?,
                           onOutput: @escaping @Sendable (String) -> Void) throws -> BuildReport.Measure {
         let bootDir = "\(folder)/\(key).boot"
         let fm = FileManager.default
@@ -52,7 +52,7 @@ extension VMPass {
             }
             try part("bootloader") {
                 try Bootloader.install(device: device, root: root, rootUUID: rootUUID, kernel: "/boot/\(vmlinuz)",
-                                       initrd: initrd.map { "/boot/\($0)" }, scratch: scratch)
+                                       initrd: initrd.map { "/boot/\($0)" }, sourceDateEpoch: sourceDateEpoch, scratch: scratch)
             }
             try trim(root, partial: path(key) + ".partial", into: &record)
             finalisationRecord = record

@@ -38,8 +38,10 @@ public enum Bootloader {
     }
 
     /// Installs GRUB on the disk `device` (a loop device whose partitions are `DEVp1`..`DEVp3`),
-    /// whose root partition is mounted on `root`.
-    public static func install(device: String, root: String, rootUUID: String, kernel: String, initrd: String?, scratch: String) throws {
+    /// whose root partition is mounted on `root`. `sourceDateEpoch` dates the ESP's folders and
+    /// file (mtools reads SOURCE_DATE_EPOCH; otherwise it stamps them with the current time).
+    public static func install(device: String, root: String, rootUUID: String, kernel: String, initrd: String?,
+                               sourceDateEpoch: Int?, scratch: String) throws {
         let fm = FileManager.default
         let grubDir = try RootedPath.resolve("/boot/grub", in: root)
         try fm.createDirectory(atPath: grubDir, withIntermediateDirectories: true)
@@ -61,7 +63,8 @@ public enum Bootloader {
             "-c", "\(work)/early.cfg", "-o", "\(work)/BOOTX64.EFI",
         ] + efiModules)
         let esp = "\(device)p2"
-        let env = ["MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        var env = ["MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        env["SOURCE_DATE_EPOCH"] = sourceDateEpoch.map(String.init)
         try Command.check("writing the EFI system partition", ["mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"], environment: env)
         try Command.check("writing the EFI system partition", ["mcopy", "-i", esp, "\(work)/BOOTX64.EFI", "::/EFI/BOOT/BOOTX64.EFI"], environment: env)
     }
