@@ -90,6 +90,28 @@ extension BuildTests {
         try expectPageRendersInChromium(results: [results, "\(out)/report.json"], in: dir)
     }
 
+    /// A disk that boots on its own: the VM's start-up also to the login prompt and to its
+    /// EXPOSEd port answering, through imgbench boot's firmware boot (SeaBIOS).
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/bin/busybox"), "needs busybox-static (scripts/install-deps.sh)"))
+    func startupOfADiskThatBootsOnItsOwnReachesItsService() throws {
+        let dir = try TempDir("run-startup-firmware", in: Self.scratch)
+        let out = dir.file("out")
+        let b = try build(try firmwareRecipe(dir), output: out, progress: "none")
+        try #require(b.status == 0, "imgbench build: exit \(b.status)\n\(b.stderr.suffix(3000))")
+        let results = dir.file("startup.json")
+        let r = try imgbenchRun(["\(out)/handoff.json", "--workload", "startup", "--on", "vm", "--timeout", "240",
+                                 "--output", results, "--progress", "none"])
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let vm = side(try readJSON(results), "startup", "vm")
+        #expect(vm["status"] as? String == "ok", "\(vm)")
+        let ready = try #require(figure(vm, "ready"), "\(vm)")
+        let login = try #require(figure(vm, "firmware boot: login"), "\(vm)")
+        let service = try #require(figure(vm, "firmware boot: service"), "\(vm)")
+        #expect(ready.value > 0 && login.value > ready.value && service.value >= login.value,
+                "direct boot to the agent \(ready.value) s, firmware to login \(login.value) s, to the port \(service.value) s")
+        try expectNoRunLeft(out)
+    }
+
     @Test func densityCountsIdleInstancesUpToItsCapAndLeavesNothing() throws {
         let dir = try TempDir("run-density", in: Self.scratch)
         let out = try buildTiny(dir)
