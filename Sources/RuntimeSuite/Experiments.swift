@@ -276,8 +276,10 @@ extension RuntimeBench {
         guard let pid = ready(watch) else {
             let ended = Date() < deadline
             instance.stop()
+            let (result, error) = done.wait()
+            let how = error.map { ": \($0)" } ?? result.map { " (exit \($0.status))" } ?? ""
             throw InstanceError(status: ended ? .failed : .timedOut,
-                                message: ended ? "\(what) ended before its first line" : "\(what): no first line within \(Int(options.timeout)) s: stopped",
+                                message: ended ? "\(what) ended before its first line\(how)" : "\(what): no first line within \(Int(options.timeout)) s: stopped",
                                 output: watch.output)
         }
         instance.startSeconds = Date().timeIntervalSince(start)
