@@ -36,7 +36,8 @@ public struct ReportBook: Sendable {
         func format(_ v: Double?) -> String {
             guard let v, v.isFinite else { return "-" }
             switch unit {
-            case .seconds: return String(format: "%.1f s", v)
+            // A start-up of a few milliseconds keeps its figures rather than "0.0 s".
+            case .seconds: return v != 0 && abs(v) < 0.1 ? "\(Self.significant(v)) s" : String(format: "%.1f s", v)
             case .bytes: return (v < 0 ? "-" : "") + ByteCount.format(Self.wholeBytes(abs(v)))
             case .ratio: return String(format: "%.2fx", v)
             case .percent: return String(format: "%.1f%%", v)
@@ -201,11 +202,45 @@ public struct ReportBook: Sendable {
         var figures = Table(title: "Runtime workloads", unit: .figure, columns: ["native", "container", vm], rows: rows,
                             note: "The same workload natively, in the container (runc) and in the VM (QEMU), in one run of imgbench run (\(settings.joined(separator: "; "))), as Felter et al. (IBM 2014) compared them; a dash is a side not run or failed; each row has its own unit, so the chart is of the ratios below.\(caveat)")
         figures.ranges = spreads
-        return [
+        var out = [
             figures,
             Table(title: "Runtime relative to native", unit: .ratio, columns: ["container", vm], rows: ratios,
                   note: "Each figure over the native one of the same run; 1.0x is native.\(caveat)"),
         ]
+        // Sharma et al.'s start-up and footprint, charted in their own units.
+        if let t = experimentTable(Experiment.startup.name, title: "Start-up time", unit: .seconds, scale: 1, vm: vm,
+                                   note: "From the built image to an idle instance's first line (imgbench run --workload startup), as Sharma et al. (Middleware 2016) measured it: natively a shell's start on the host (the floor), in the container runc create plus runc start, in the VM QEMU's direct kernel boot to the agent; medians, error bars the rounds' lowest and highest.\(caveat)") {
+            out.append(t)
+        }
+        if let t = experimentTable(Experiment.footprint.name, title: "Idle footprint", unit: .bytes, scale: Double(1 << 20), vm: vm,
+                                   note: "The host memory one idle instance costs (imgbench run --workload footprint), as Sharma et al. (Middleware 2016) compared it: PSS and RSS of its host processes (the shell natively, the container's process tree, QEMU's process), and the VM guest's own MemTotal - MemAvailable.\(caveat)") {
+            out.append(t)
+        }
+        return out
+    }
+
+    /// The figures of one experiment over every run holding it: a row per figure, a column per
+    /// side, error bars from the rounds; values times `scale` (MiB to bytes).
+    func experimentTable(_ name: String, title: String, unit: Unit, scale: Double, vm: String, note: String) -> Table? {
+        var rows: [(label: String, values: [Double?])] = []
+        var spreads: [[ClosedRange<Double>?]] = []
+        for run in runs {
+            for w in run.results where w.workload == name {
+                for f in w.figures {
+                    let sides = [w.native, w.container, w.vm].map { s in s?.status == .ok ? s?.figures.first(where: { $0.name == f.name }) : nil }
+                    guard sides.contains(where: { $0 != nil }) else { continue }
+                    rows.append(("\(run.recipe): \(f.name)", sides.map { $0.map { $0.value * scale } }))
+                    spreads.append(sides.map { s in
+                        guard let v = s?.samples, let lo = v.min(), let hi = v.max() else { return nil }
+                        return (lo * scale)...(hi * scale)
+                    })
+                }
+            }
+        }
+        guard !rows.isEmpty else { return nil }
+        var t = Table(title: title, unit: unit, columns: ["native", "container", vm], rows: rows, note: note)
+        t.ranges = spreads
+        return t
     }
 
     func ordered(_ names: [String]) -> [String] {

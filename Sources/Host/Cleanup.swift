@@ -12,13 +12,35 @@ public enum Cleanup {
     private static let settled = NSCondition()
     nonisolated(unsafe) private static var running = 0
 
+    /// Set by `runAllAndClose`: the process is about to exit.
+    nonisolated(unsafe) private static var closed = false
+
+    /// Registers `run`. Once `runAllAndClose` has begun, an action registered by another thread
+    /// (a program it started while the interruption was being handled) is run at once instead,
+    /// so that it is not left behind; what a cleanup action itself starts (`runc delete`) is
+    /// registered as usual, or it would be stopped before it did its work.
     @discardableResult
     public static func register(_ label: String, _ run: @escaping () -> Void) -> Int {
-        lock.withLock {
+        let cleaning = Thread.current.threadDictionary[cleaningKey] != nil
+        let (id, now) = lock.withLock { () -> (Int, Bool) in
             next += 1
-            actions.append((next, label, run))
-            return next
+            let now = closed && !cleaning
+            if !now { actions.append((next, label, run)) }
+            return (next, now)
         }
+        if now { whileCleaning(run) }
+        return id
+    }
+
+    private static let cleaningKey = "imgbench.cleanup.cleaning"
+
+    /// Runs `body` with this thread marked as running a cleanup action.
+    private static func whileCleaning<T>(_ body: () -> T) -> T {
+        let dictionary = Thread.current.threadDictionary
+        let outer = dictionary[cleaningKey] != nil
+        dictionary[cleaningKey] = true
+        defer { if !outer { dictionary.removeObject(forKey: cleaningKey) } }
+        return body()
     }
 
     public static func unregister(_ id: Int) {
@@ -37,6 +59,14 @@ public enum Cleanup {
     /// Runs every registered action, newest first, and returns their labels.
     @discardableResult
     public static func runAll() -> [String] { run { _ in true } }
+
+    /// `runAll` for a process about to exit on an interruption: what registers afterwards is
+    /// undone at once rather than left behind.
+    @discardableResult
+    public static func runAllAndClose() -> [String] {
+        lock.withLock { closed = true }
+        return whileCleaning { runAll() }
+    }
 
     /// Runs the registered actions whose label matches, newest first, and returns their labels.
     @discardableResult

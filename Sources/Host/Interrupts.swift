@@ -78,7 +78,7 @@ public enum Interrupts {
                     let pending = lock.withLock { interrupted = true; return paths }
                     // What writes, mounts or runs is stopped and released first, so that nothing
                     // writes into a half-written output while it is removed.
-                    let released = Cleanup.runAll()
+                    let released = Cleanup.runAllAndClose()
                     let undone = pending.map(remove) + released.map { "released \($0)" }
                     FileHandle.standardError.write(Data("\nimgbench: interrupted; \(undone.isEmpty ? "nothing to undo" : undone.joined(separator: ", "))\n".utf8))
                     exit(128 + sig)

@@ -24,6 +24,11 @@ public final class RuntimeBench {
         /// The container's network: the host's (as the build steps run), or a bridge with NAT
         /// as Docker's default (`BridgeNetwork`).
         public var containerNetwork = ContainerNetwork.host
+        /// The density experiment: the host memory the idle instances may take (their PSS), the
+        /// share by which the probe figure (one more instance's start-up) may drop, and a cap.
+        public var densityMemoryBytes: UInt64 = 2 << 30
+        public var densityDrop = 0.5
+        public var densityMax = 4
 
         public init() {}
     }
@@ -56,6 +61,8 @@ public final class RuntimeBench {
         guard options.memoryBytes >= 128 << 20 else { throw BuildError.invalid("--memory must be at least 128M") }
         guard options.durationSeconds >= 1 else { throw BuildError.invalid("--duration must be at least 1 second") }
         guard options.repeats >= 1 else { throw BuildError.invalid("--repeat must be at least 1") }
+        guard options.densityDrop > 0, options.densityDrop < 1 else { throw BuildError.invalid("--density-drop must be between 0 and 1 (a share, e.g. 0.1)") }
+        guard options.densityMax >= 1 else { throw BuildError.invalid("--density-max must be at least 1") }
         if options.sides.contains(.container) && h.container == nil {
             throw BuildError.invalid("\(manifest): the build has no container image (built with --images vm?)")
         }
@@ -75,13 +82,15 @@ public final class RuntimeBench {
 
     /// Runs each workload on each side asked for, in the order native, container, VM.
     public func run(workloads names: [String]) throws -> RunReport {
-        let workloads = try names.map { n -> Workload in
-            guard let w = Workload.named(n) else {
-                throw BuildError.invalid("unknown workload '\(n)' (known: \(Workload.all.map(\.name).joined(separator: ", ")))")
-            }
-            return w
+        let jobs = try names.map { n -> Job in
+            if let w = Workload.named(n) { return .workload(w) }
+            if let e = Experiment.named(n) { return .experiment(e) }
+            throw BuildError.invalid("unknown workload '\(n)' (known: \((Workload.all.map(\.name) + Experiment.all.map(\.name)).joined(separator: ", ")))")
         }
-        try checkHost(workloads)
+        try checkHost(jobs.compactMap { job -> Workload? in
+            if case let .workload(w) = job { return w }
+            return nil
+        })
         let started = Date()
         // Scratch beside the bundle (the same filesystem as the container's files): the work
         // folders, the runtime bundle copy, the VM's agent disk.
@@ -92,28 +101,41 @@ public final class RuntimeBench {
 
         var accel: (name: String, note: String?)?
         var results: [RunReport.WorkloadResult] = []
-        for w in workloads {
-            var r = RunReport.WorkloadResult(workload: w.name, summary: w.summary, declared: handoff.recipe.workloads.contains(w.name),
+        for job in jobs {
+            var r: RunReport.WorkloadResult
+            switch job {
+            case let .workload(w):
+                r = RunReport.WorkloadResult(workload: w.name, summary: w.summary, declared: handoff.recipe.workloads.contains(w.name),
                                              figures: w.figures, notes: w.notes)
-            if !r.declared { r.notes.append("the recipe does not declare \(w.name) (# workloads=)") }
+                if !r.declared { r.notes.append("the recipe does not declare \(w.name) (# workloads=)") }
+            case let .experiment(e):
+                // Needs nothing in the image but a shell: always runs, declared or not.
+                r = RunReport.WorkloadResult(workload: e.name, summary: e.summary, declared: true, figures: e.figures, notes: e.notes)
+            }
+            let name = r.workload
+            // Density runs once: each round would start every instance again.
+            let repeats = name == Experiment.density.name ? 1 : options.repeats
             var rounds: [Side: [RunReport.SideResult]] = [:]
             var stopped = Set<Side>()
-            rounds: for round in 1...options.repeats {
+            rounds: for round in 1...repeats {
                 for side in Side.allCases where options.sides.contains(side) && !stopped.contains(side) {
-                    progress("\(w.name): \(side.rawValue)" + (options.repeats > 1 ? " (round \(round) of \(options.repeats))" : ""))
-                    let work = "\(scratch)/\(side.rawValue)-\(w.name)"
+                    if name == Experiment.density.name && side == .native { continue }
+                    progress("\(name): \(side.rawValue)" + (repeats > 1 ? " (round \(round) of \(repeats))" : ""))
+                    let work = "\(scratch)/\(side.rawValue)-\(name)"
                     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
                     var result: RunReport.SideResult
-                    switch side {
-                    case .native:
+                    if side == .vm && accel == nil { accel = chooseAccelerator() }
+                    switch (job, side) {
+                    case let (.experiment(e), _):
+                        result = measure(e, side: side, work: work, accelerator: side == .vm ? accel?.name : nil)
+                    case let (.workload(w), .native):
                         result = try runNative(w, work: work)
-                    case .container:
+                    case let (.workload(w), .container):
                         result = try runContainer(w, work: work)
-                    case .vm:
-                        if accel == nil { accel = chooseAccelerator() }
+                    case let (.workload(w), .vm):
                         result = try runVM(w, work: work, accelerator: accel!.name)
-                        if let n = accel?.note { result.limits += "; \(n)" }
                     }
+                    if side == .vm, let n = accel?.note { result.limits += "; \(n)" }
                     try? FileManager.default.removeItem(atPath: work)
                     rounds[side, default: []].append(result)
                     if result.status != .ok { stopped.insert(side) }
@@ -131,6 +153,11 @@ public final class RuntimeBench {
             r.vm = RuntimeBench.combine(rounds[.vm])
             r.container?.ratios = RuntimeBench.ratios(rounds[.container], to: rounds[.native])
             r.vm?.ratios = RuntimeBench.ratios(rounds[.vm], to: rounds[.native])
+            // An experiment's figure no side gave (the firmware boot of a disk QEMU boots with
+            // its kernel) is not a row; all stay when no side succeeded.
+            if case .experiment = job, r.sides.contains(where: { $0.1.status == .ok }) {
+                r.figures = r.figures.filter { spec in r.sides.contains { $0.1.figures.contains { $0.name == spec.name } } }
+            }
             if let vm = r.vm, vm.emulated == true {
                 r.notes.append("the VM ran under software emulation (TCG): its figures are not comparable to native")
             }
@@ -142,6 +169,12 @@ public final class RuntimeBench {
                                          durationSeconds: options.durationSeconds, timeoutSeconds: options.timeout,
                                          repeats: options.repeats),
                          results: results, provenance: .current(accelerator: accel?.name))
+    }
+
+    /// What `run` is asked for: a workload, or one of Sharma et al.'s experiments.
+    enum Job {
+        case workload(Workload)
+        case experiment(Experiment)
     }
 
     /// One side's rounds as one result: the last round's when it did not succeed, else each
@@ -323,16 +356,8 @@ public final class RuntimeBench {
         let agent = RuntimeBench.agentScript(id: id, network: w.isServer,
                                              workload: w.script(id: id, parameters: parameters, work: guestWork, port: port, rootWork: "/var/lib/imgbench"))
         let agentDisk = work + ".agent.img"
-        var bytes = Data(agent.utf8)
-        bytes.append(Data(repeating: UInt8(ascii: "\n"), count: (512 - bytes.count % 512) % 512))
-        try bytes.write(to: URL(fileURLWithPath: agentDisk))
         defer { try? FileManager.default.removeItem(atPath: agentDisk) }
-        var qemu = QemuInvocation(kernel: path(vm.boot.kernel), initrd: vm.boot.initrd.map(path),
-                                  append: vm.boot.commandLine + " " + RuntimeBench.agentCommandLine, accelerator: accelerator)
-        qemu.memoryMiB = Int(options.memoryBytes >> 20)
-        qemu.cpus = options.cpus
-        qemu.drives = [.init(file: path(vm.disk), format: vm.diskFormat, snapshot: true),
-                       .init(file: agentDisk, format: "raw", readOnly: true)]
+        var qemu = try agentVM(vm, agent: agent, disk: agentDisk, accelerator: accelerator)
         if w.isServer {
             qemu.network = .init(forwardedPorts: [port.control] + [port.data].compactMap { $0 },
                                  forwardedUDPPorts: w.dataPort == .tcpAndUDP ? [port.data].compactMap { $0 } : [])
@@ -346,6 +371,21 @@ public final class RuntimeBench {
         r.emulated = accelerator == "tcg"
         r.limits = "\(options.cpus) vCPU\(options.cpus == 1 ? "" : "s") (-smp, QEMU pinned to CPU \(cpuList)), \(options.memoryBytes >> 20) MiB (-m)"
         return r
+    }
+
+    /// QEMU booting a snapshot of the flattened disk with the image's kernel, `agent` written to
+    /// `disk` (a raw, read-only second drive) as PID 1's script; the run's CPUs and memory.
+    func agentVM(_ vm: Handoff.VM, agent: String, disk agentDisk: String, accelerator: String) throws -> QemuInvocation {
+        var bytes = Data(agent.utf8)
+        bytes.append(Data(repeating: UInt8(ascii: "\n"), count: (512 - bytes.count % 512) % 512))
+        try bytes.write(to: URL(fileURLWithPath: agentDisk))
+        var qemu = QemuInvocation(kernel: path(vm.boot.kernel), initrd: vm.boot.initrd.map(path),
+                                  append: vm.boot.commandLine + " " + RuntimeBench.agentCommandLine, accelerator: accelerator)
+        qemu.memoryMiB = Int(options.memoryBytes >> 20)
+        qemu.cpus = options.cpus
+        qemu.drives = [.init(file: path(vm.disk), format: vm.diskFormat, snapshot: true),
+                       .init(file: agentDisk, format: "raw", readOnly: true)]
+        return qemu
     }
 
     /// Appended to the image's kernel command line: quiet console, eth0 keeps its name, and PID 1
@@ -563,12 +603,32 @@ final class ProtocolWatch: @unchecked Sendable {
         return ready
     }
 
+    /// Waits until a whole line holds `marker` (what follows it returned), the side ends, or the
+    /// deadline passes.
+    func wait(for marker: String, until deadline: Date) -> String? {
+        cond.lock()
+        defer { cond.unlock() }
+        while true {
+            if let v = line(after: marker) { return v }
+            if closed || !cond.wait(until: deadline) { return line(after: marker) }
+        }
+    }
+
+    /// Everything the side printed so far (its last 4 MiB at least).
+    var output: String { cond.withLock { text } }
+
     /// What follows `marker` on the first line holding it (a console may put escape sequences
     /// before it on the same line).
     private func after(_ marker: String) -> String? {
         cond.lock()
         defer { cond.unlock() }
-        guard let line = text.split(separator: "\n").first(where: { $0.contains(marker) }),
+        return line(after: marker)
+    }
+
+    /// `after` with the lock held; only whole lines count.
+    private func line(after marker: String) -> String? {
+        let whole = text[..<(text.lastIndex(of: "\n") ?? text.startIndex)]
+        guard let line = whole.split(separator: "\n").first(where: { $0.contains(marker) }),
               let r = line.range(of: marker) else { return nil }
         return line[r.upperBound...].trimmingCharacters(in: .whitespaces)
     }

@@ -338,6 +338,8 @@ extension Workload {
         static func end(_ id: String) -> String { "IMGBENCH-END \(id)" }
         static func ready(_ id: String) -> String { "IMGBENCH-READY \(id)" }
         static func missing(_ id: String) -> String { "IMGBENCH-MISSING \(id)" }
+        /// An idle VM's used memory in KiB, as its guest sees it.
+        static func memory(_ id: String) -> String { "IMGBENCH-MEMORY \(id)" }
     }
 
     /// The script every side runs with `/bin/sh`: the variables, a check that the image carries

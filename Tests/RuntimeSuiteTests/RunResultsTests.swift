@@ -59,3 +59,10 @@ private func encoded<T: Encodable>(_ v: T) throws -> Any {
     #expect(RuntimeBench.ratios([side(50)], to: [side(0, .failed)]) == nil, "no ratios without a native figure")
     #expect(RuntimeBench.median([4, 1, 3, 2]) == 2.5)
 }
+
+@Test func theSchemaNamesEveryWorkloadAndExperiment() throws {
+    let s = try documentedSchema("run-schema.json")
+    let workload = ((s["$defs"] as? [String: Any])?["workload"] as? [String: Any])?["properties"] as? [String: Any]
+    let names = (workload?["workload"] as? [String: Any])?["enum"] as? [String] ?? []
+    #expect(Set(names) == Set(Workload.all.map(\.name) + Experiment.all.map(\.name)), "\(names)")
+}

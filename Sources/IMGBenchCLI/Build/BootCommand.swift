@@ -77,7 +77,7 @@ struct BootCommand: ParsableCommand {
         var boot = FirmwareBoot(disk: disk, kind: kind)
         boot.timeout = timeout
         boot.accelerator = accel
-        boot.ports = (report?.outputs.exposedPorts ?? []).compactMap { p in p.hasSuffix("/udp") ? nil : Int(p.split(separator: "/")[0]) }
+        boot.ports = FirmwareBoot.tcpPorts(exposed: report?.outputs.exposedPorts ?? [])
         let k = kernel ?? report?.outputs.kernel.map { "\(image)/\($0)" }
         boot.probeKernel = k.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
         let result = try reportingErrors { try boot.run() }

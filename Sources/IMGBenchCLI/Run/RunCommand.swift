@@ -15,7 +15,11 @@ struct RunCommand: ParsableCommand {
             on the bundle's rootfs, read-only; the VM boots a snapshot of the flattened disk with QEMU \
             (KVM when it really runs a guest here, otherwise software emulation, marked as such). \
             Workloads: \(Workload.all.map(\.name).joined(separator: ", ")); `declared` runs the ones the \
-            recipe declares (# workloads=). Exit status: 0 every side gave its figures, 1 a side failed, \
+            recipe declares (# workloads=). Sharma et al.'s (Middleware 2016) experiments, named as \
+            workloads: startup (from the built image to an idle instance's first line: runc create and \
+            start; QEMU to the agent's first line), footprint (the host memory, PSS and RSS, of one idle \
+            instance; the VM's guest view too) and density (idle instances that fit in --density-memory \
+            before one more starts --density-drop slower, at most --density-max). Exit status: 0 every side gave its figures, 1 a side failed, \
             timed out or lacks a tool (named on stderr).
             """)
 
@@ -31,6 +35,10 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("on"), help: "Sides to run, comma-separated: native, container, vm.") var sides = "native,container,vm"
     @Option(help: "The container's network: host (the host's, as build steps run) or bridge (a namespace on a bridge with NAT, as Docker's default; the server's ports reached by DNAT), as Felter et al. compared them.")
     var containerNetwork: RuntimeBench.ContainerNetwork = .host
+    @Option(help: "density: the host memory the idle instances may take (their PSS summed), e.g. 2G.") var densityMemory = "2G"
+    @Option(help: "density: the share by which one more instance's start-up may be slower than the first's before the count stops, e.g. 0.5.")
+    var densityDrop = 0.5
+    @Option(help: "density: at most this many instances per side.") var densityMax = 4
     @Option(help: "table or json (on stdout).") var format: OutputFormat = .table
     @Option(help: "Also write the JSON results to this file.", transform: absolutePath) var output: String?
     @Option(help: "auto (a live display on a terminal, plain lines otherwise), plain, tty or quiet.") var progress: ProgressMode = .auto
@@ -42,6 +50,9 @@ struct RunCommand: ParsableCommand {
         if ByteSize(argument: memory) == nil { throw ValidationError("--memory: '\(memory)' is not a size (e.g. 512M, 2G)") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if `repeat` < 1 { throw ValidationError("--repeat must be at least 1") }
+        if ByteSize(argument: densityMemory) == nil { throw ValidationError("--density-memory: '\(densityMemory)' is not a size (e.g. 512M, 2G)") }
+        if !(densityDrop > 0 && densityDrop < 1) { throw ValidationError("--density-drop must be between 0 and 1 (a share, e.g. 0.5)") }
+        if densityMax < 1 { throw ValidationError("--density-max must be at least 1") }
     }
 
     var sideList: [String] { sides.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -56,6 +67,9 @@ struct RunCommand: ParsableCommand {
         options.accelerator = accel
         options.sides = sideList.compactMap(Side.init(rawValue:))
         options.containerNetwork = containerNetwork
+        options.densityMemoryBytes = ByteSize(argument: densityMemory)?.bytes ?? options.densityMemoryBytes
+        options.densityDrop = densityDrop
+        options.densityMax = densityMax
         let show = !progress.isQuiet
         let report: RunReport
         do {

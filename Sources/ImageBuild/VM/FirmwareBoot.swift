@@ -60,6 +60,11 @@ public struct FirmwareBoot: Sendable {
         return .uefi(code: code, vars: copy)
     }
 
+    /// The TCP ports of a build's EXPOSEd ones (`8080/tcp`, `53/udp`): what its service answers on.
+    public static func tcpPorts(exposed: [String]) -> [Int] {
+        exposed.compactMap { p in p.hasSuffix("/udp") ? nil : Int(p.split(separator: "/")[0]) }
+    }
+
     func invocation(accel: String, firmware: QemuInvocation.Firmware, forwards: [QemuInvocation.UserNetwork.Forward]) -> QemuInvocation {
         var q = QemuInvocation(firmware: firmware, accelerator: accel)
         q.memoryMiB = memoryMiB
