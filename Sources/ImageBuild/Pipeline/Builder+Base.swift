@@ -76,7 +76,7 @@ extension Builder {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 events.note("base: making debian:\(suite) (\(variant)) with mmdebstrap from the host's apt sources")
                 do {
-                    try base.make(at: root, onOutput: { [events] in events.output($0) })
+                    try base.make(at: root, environment: packages?.baseEnvironment ?? [:], onOutput: { [events] in events.output($0) })
                 } catch {
                     throw BuildError.invalid("\(recipe.baseLocation): the base debian:\(suite) cannot be made: \(error)")
                 }

@@ -30,13 +30,13 @@ extension Builder {
     func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
-        let m = try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
+        let m = try countingPackages(.container) { try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
             try storing(s, in: container.remote) {
                 try container.step(key: p.key, text: s.text) { root in
-                    try self.perform(s, in: LocalRoot(root: root), config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+                    try self.perform(s, in: LocalRoot(root: root), side: .container, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
                 }
             }
-        }
+        } }
         events.stepFinished(index: p.index, target: "container", measure: m)
         return m
     }
@@ -45,14 +45,23 @@ extension Builder {
     func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, state: State) throws -> BuildReport.Measure {
         let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
-        let m = try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
+        let m = try countingPackages(.vm) { try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
             try storing(s, in: vm.remote) {
                 try vm.step(key: p.key, label: s.text) { disk in
-                    try self.perform(s, in: disk, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
+                    try self.perform(s, in: disk, side: .vm, config: config, plan: plan, stages: state.stages, onOutput: onOutput)
                 }
             }
-        }
+        } }
         events.stepFinished(index: p.index, target: "vm", measure: m)
+        return m
+    }
+
+    /// `body`'s measure with what `side`'s apt fetched through the package cache meanwhile (each
+    /// side has its own proxy, so the two sides never count each other's).
+    func countingPackages(_ side: StepTarget, _ body: () throws -> BuildReport.Measure) throws -> BuildReport.Measure {
+        let before = packages?.proxy(side).current
+        var m = try body()
+        if let before, let now = packages?.proxy(side).current { m.packages = BuildReport.PackageTraffic(now.since(before)) }
         return m
     }
 
@@ -72,25 +81,25 @@ extension Builder {
         // A firmware disk's finalisation also writes the hostname, from the recipe's name.
         let hostname = VMPass.hostname(recipe.name)
         let key = vm.settings.boot == .firmware ? BuildPlan.digest([plan.finalKey, "firmware-v2", hostname]) : plan.finalKey
-        let m = try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
+        let m = try countingPackages(.vm) { try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
             let environment = plan.steps.last?.step.environment ?? []
             if vm.settings.boot == .firmware {
                 return try vm.finaliseFirmware(key: key, environment: environment, config: state.config.image,
                                                hostname: hostname, onOutput: onOutput)
             }
             return try vm.finalise(key: plan.finalKey, environment: environment, onOutput: onOutput)
-        }
+        } }
         events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
         state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: key, container: nil, vm: m)
     }
 
     /// Carries out a step that changes files, in a workspace.
-    func perform(_ s: Step, in disk: Workspace, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
+    func perform(_ s: Step, in disk: Workspace, side: StepTarget, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
                  onOutput: @escaping @Sendable (String) -> Void) throws {
         let copy = ContextCopy(context: recipe.context, ignore: plan.ignore, location: s.location)
         switch s.instruction {
         case let .run(cmd):
-            try runStep(s, cmd, in: disk, config: config, plan: plan, stages: stages, onOutput: onOutput)
+            try runStep(s, cmd, in: disk, side: side, config: config, plan: plan, stages: stages, onOutput: onOutput)
         case let .copy(srcs, dest, chown, chmod), let .add(srcs, dest, chown, chmod):
             // Several sources, here-documents counted, make the destination a folder.
             let folder = srcs.count + s.inlineFiles.count > 1 && !dest.hasSuffix("/") ? dest + "/" : dest

@@ -48,6 +48,9 @@ public struct BuildOptions: Sendable {
     public var secrets: [String: String] = [:]
     /// A previous build's output folder: the report then carries the update delta from it.
     public var baseline: String?
+    /// Whether apt's downloads go through the package cache (`PackageCache`); `--no-package-cache`
+    /// makes every step download as it would alone.
+    public var packageCache = true
 
     public init(output: String, cache: String) {
         self.output = output
@@ -72,6 +75,8 @@ public final class Builder {
     var images: [String: Base] = [:]
     /// Whether the recipe holds its base images' ONBUILD triggers already (`withTriggers`).
     var triggersRead = false
+    /// The package cache apt's downloads go through while the build runs (nil: none).
+    var packages: PackageCache?
 
     public init(recipe: Recipe, options: BuildOptions, events: BuildEvents) {
         self.recipe = recipe
@@ -118,6 +123,10 @@ public final class Builder {
         try refuseUnsupported()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
+        if options.packageCache {
+            packages = try PackageCache(cache: options.cache)
+        }
+        defer { packages?.close() }
         images = try copyImages(in: cache)
         // The earlier stages count in the build's total time, not in the base phase's.
         // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
@@ -140,6 +149,7 @@ public final class Builder {
         container?.bundle = stager
         container?.remote = remote
         vm?.remote = remote
+        vm?.packages = packages
         var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
         try buildBase(base, seconds: baseSeconds, into: &state)
