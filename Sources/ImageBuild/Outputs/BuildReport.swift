@@ -161,6 +161,9 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var vmVirtualSize: UInt64?
         /// The image's wasted bytes, summed over its layers.
         public var wasted: Waste?
+        /// How the two sides ran: "concurrent" (at the same time, sharing the machine: each side's
+        /// seconds are its own, taken beside the other) or "serial" (`--serial`, or one side only).
+        public var sides: String?
         /// apt's downloads of the whole build through the package cache (base, stages, steps and
         /// finalisation, both sides); nil without the cache.
         public var packages: PackageTraffic?

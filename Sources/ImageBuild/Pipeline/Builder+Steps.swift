@@ -2,33 +2,77 @@ import Foundation
 import Host
 import RecipePlan
 
-/// The steps phase: each step of the plan on the container side and on the VM side (a cached
-/// step is a hit and does not run), then the VM finalisation that makes the disk bootable.
+/// The sides of a build after the base root: the container side (its base layer, then each step
+/// in a writable root of the storage driver) and the VM side (its base disk, each step on a new
+/// overlay, then the finalisation that makes the disk bootable). They share nothing but the base
+/// root, the cache and the package cache, so they run at the same time (`BuildSides`), unless
+/// `--serial` asks for one after the other. A cached step is a hit and does not run.
 extension Builder {
-    func buildSteps(into state: inout State) throws {
+    func buildSides(_ base: Base, seconds: Double, into state: inout State) throws {
+        startConfig(base, into: &state)
+        // The configuration each step runs with: the metadata steps before it applied, in order.
+        var configs: [StepConfig] = []
         for p in state.plan.steps {
+            state.config.apply(p.step.instruction, environment: p.step.environment)
+            configs.append(state.config)
+        }
+        let snapshot = state
+        let sides = BuildSides(serial: options.serial || state.container == nil || state.vm == nil)
+        let (c, v) = try sides.run({ stop in
+            try snapshot.container.map { try self.containerSide($0, base: base, seconds: seconds, state: snapshot, configs: configs, stop: stop) }
+        }, { stop in
+            try snapshot.vm.map { try self.vmSide($0, base: base, seconds: seconds, state: snapshot, configs: configs, stop: stop) }
+        })
+        state.base.container = c?.base
+        state.base.vm = v?.base
+        state.finalisation = v?.finalisation
+        state.concurrent = !sides.serial
+        state.steps = state.plan.steps.enumerated().map { i, p in
             let s = p.step
             var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
                                            target: s.target.rawValue, key: p.key, changesFiles: s.instruction.changesFiles,
                                            stage: stageLabel(s.stage))
-            state.config.apply(s.instruction, environment: s.environment)
-            if let container = state.container, s.target.includes(.container) {
-                if s.instruction.changesFiles {
-                    r.container = try containerStep(p, on: container, state: state)
-                } else {
-                    container.metadata(s.text)
-                }
-            }
-            if let vm = state.vm, s.target.includes(.vm), s.instruction.changesFiles {
-                r.vm = try vmStep(p, on: vm, state: state)
-            }
-            state.steps.append(r)
+            r.container = c?.steps[i]
+            r.vm = v?.steps[i]
+            return r
         }
     }
 
+    /// What one side measured: its base, each step by its place in the plan, its finalisation.
+    struct SideMeasures {
+        var base: BuildReport.Measure
+        var steps: [Int: BuildReport.Measure] = [:]
+        var finalisation: BuildReport.Phase?
+    }
+
+    func containerSide(_ container: ContainerPass, base: Base, seconds: Double, state: State, configs: [StepConfig],
+                       stop: BuildSides.Stop) throws -> SideMeasures {
+        var out = SideMeasures(base: try containerBase(base, seconds: seconds, on: container, state: state))
+        for (i, p) in state.plan.steps.enumerated() where p.step.target.includes(.container) {
+            try stop.check()
+            if p.step.instruction.changesFiles {
+                out.steps[i] = try containerStep(p, on: container, config: configs[i], state: state)
+            } else {
+                container.metadata(p.step.text)
+            }
+        }
+        return out
+    }
+
+    func vmSide(_ vm: VMPass, base: Base, seconds: Double, state: State, configs: [StepConfig], stop: BuildSides.Stop) throws -> SideMeasures {
+        var out = SideMeasures(base: try vmBase(base, seconds: seconds, on: vm, state: state))
+        for (i, p) in state.plan.steps.enumerated() where p.step.target.includes(.vm) && p.step.instruction.changesFiles {
+            try stop.check()
+            out.steps[i] = try vmStep(p, on: vm, config: configs[i], state: state)
+        }
+        try stop.check()
+        out.finalisation = try finalise(vm, state: state, config: configs.last ?? state.config)
+        return out
+    }
+
     /// A step that changes files, run in a writable root of the storage driver.
-    func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
-        let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
+    func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, config: StepConfig, state: State) throws -> BuildReport.Measure {
+        let s = p.step, plan = state.plan, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
         let m = try countingPackages(.container) { try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
             try storing(s, in: container.remote) {
@@ -42,8 +86,8 @@ extension Builder {
     }
 
     /// A step that changes files, run on a new overlay of the VM disk.
-    func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, state: State) throws -> BuildReport.Measure {
-        let s = p.step, plan = state.plan, config = state.config, onOutput = self.onOutput
+    func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, config: StepConfig, state: State) throws -> BuildReport.Measure {
+        let s = p.step, plan = state.plan, onOutput = self.onOutput
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
         let m = try countingPackages(.vm) { try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
             try storing(s, in: vm.remote) {
@@ -73,8 +117,7 @@ extension Builder {
     }
 
     /// The finalisation of the VM side: kernel, initramfs, fstab and boot files.
-    func finalise(into state: inout State) throws {
-        guard let vm = state.vm else { return }
+    func finalise(_ vm: VMPass, state: State, config: StepConfig) throws -> BuildReport.Phase {
         let plan = state.plan
         let what = vm.settings.boot == .firmware ? "finalise: systemd, kernel, the image's service, GRUB for BIOS and UEFI" : "finalise: kernel, initramfs, fstab, boot files"
         events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: what)
@@ -84,13 +127,13 @@ extension Builder {
         let m = try countingPackages(.vm) { try BuildError.naming("\(recipe.file): making the VM disk bootable (the finalisation link)") {
             let environment = plan.steps.last?.step.environment ?? []
             if vm.settings.boot == .firmware {
-                return try vm.finaliseFirmware(key: key, environment: environment, config: state.config.image,
+                return try vm.finaliseFirmware(key: key, environment: environment, config: config.image,
                                                hostname: hostname, onOutput: onOutput)
             }
             return try vm.finalise(key: plan.finalKey, environment: environment, onOutput: onOutput)
         } }
         events.stepFinished(index: plan.steps.count + 1, target: "vm", measure: m)
-        state.finalisation = BuildReport.Phase(description: "make the VM disk bootable", key: key, container: nil, vm: m)
+        return BuildReport.Phase(description: "make the VM disk bootable", key: key, container: nil, vm: m)
     }
 
     /// Carries out a step that changes files, in a workspace.

@@ -51,6 +51,9 @@ public struct BuildOptions: Sendable {
     /// Whether apt's downloads go through the package cache (`PackageCache`); `--no-package-cache`
     /// makes every step download as it would alone.
     public var packageCache = true
+    /// The container side, then the VM side, one after the other (`--serial`), for measurements
+    /// that need one side alone on the machine; by default they run at the same time.
+    public var serial = false
 
     public init(output: String, cache: String) {
         self.output = output
@@ -148,13 +151,13 @@ public final class Builder {
         defer { container?.close() }
         container?.bundle = stager
         container?.remote = remote
-        vm?.remote = remote
+        // Each side stores with a remote cache of its own: a step that mounts a secret turns
+        // storing off for its side only while it runs.
+        vm?.remote = remote == nil ? nil : RemoteCache(settings: remoteSettings, events: events)
         vm?.packages = packages
         var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
-        try buildBase(base, seconds: baseSeconds, into: &state)
-        try buildSteps(into: &state)
-        try finalise(into: &state)
+        try buildSides(base, seconds: baseSeconds, into: &state)
         let report = try BuildError.naming("writing the outputs into \(partial)") {
             try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: restore)
         }
@@ -274,6 +277,8 @@ public final class Builder {
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []
         var finalisation: BuildReport.Phase?
+        /// Whether the two sides ran at the same time (`BuildSides`).
+        var concurrent = false
 
         /// The earlier stages' steps, in stage order.
         var stageSteps: [BuildReport.StepReport]? {
