@@ -62,6 +62,33 @@ final class BuildSides: @unchecked Sendable {
     }
 }
 
+/// A side's output with the side's mark at the start of each line, handed on as it comes.
+final class SideLines: @unchecked Sendable {
+    let prefix: String
+    let sink: BuildEvents
+    private let lock = NSLock()
+    private var atLineStart = true
+
+    init(prefix: String, sink: BuildEvents) {
+        self.prefix = prefix
+        self.sink = sink
+    }
+
+    func add(_ text: String) {
+        guard !text.isEmpty else { return }
+        let marked: String = lock.withLock {
+            var out = ""
+            for c in text {
+                if atLineStart { out += prefix }
+                out.append(c)
+                atLineStart = c == "\n"
+            }
+            return out
+        }
+        sink.output(marked)
+    }
+}
+
 /// A closure handed to another thread; `BuildSides` joins that thread before it returns.
 private struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T

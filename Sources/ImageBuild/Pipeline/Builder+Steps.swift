@@ -38,6 +38,15 @@ extension Builder {
         }
     }
 
+    /// What a side's commands print: as it comes when the sides run one after the other; with
+    /// each line marked with its side (`[vm] `) when they run at the same time, so that a log
+    /// of the two reads apart.
+    func output(of side: StepTarget, state: State) -> @Sendable (String) -> Void {
+        guard state.container != nil, state.vm != nil, !options.serial else { return onOutput }
+        let lines = SideLines(prefix: "[\(side.rawValue)] ", sink: events)
+        return { lines.add($0) }
+    }
+
     /// What one side measured: its base, each step by its place in the plan, its finalisation.
     struct SideMeasures {
         var base: BuildReport.Measure
@@ -72,7 +81,7 @@ extension Builder {
 
     /// A step that changes files, run in a writable root of the storage driver.
     func containerStep(_ p: BuildPlan.PlannedStep, on container: ContainerPass, config: StepConfig, state: State) throws -> BuildReport.Measure {
-        let s = p.step, plan = state.plan, onOutput = self.onOutput
+        let s = p.step, plan = state.plan, onOutput = output(of: .container, state: state)
         events.stepStarted(index: p.index, of: plan.steps.count, target: "container", text: s.text)
         let m = try countingPackages(.container) { try BuildError.naming("\(s.location): making the container layer of \(s.text)") {
             try storing(s, in: container.remote) {
@@ -87,7 +96,7 @@ extension Builder {
 
     /// A step that changes files, run on a new overlay of the VM disk.
     func vmStep(_ p: BuildPlan.PlannedStep, on vm: VMPass, config: StepConfig, state: State) throws -> BuildReport.Measure {
-        let s = p.step, plan = state.plan, onOutput = self.onOutput
+        let s = p.step, plan = state.plan, onOutput = output(of: .vm, state: state)
         events.stepStarted(index: p.index, of: plan.steps.count, target: "vm", text: s.text)
         let m = try countingPackages(.vm) { try BuildError.naming("\(s.location): making the VM disk's link of \(s.text)") {
             try storing(s, in: vm.remote) {
@@ -118,7 +127,7 @@ extension Builder {
 
     /// The finalisation of the VM side: kernel, initramfs, fstab and boot files.
     func finalise(_ vm: VMPass, state: State, config: StepConfig) throws -> BuildReport.Phase {
-        let plan = state.plan
+        let plan = state.plan, onOutput = output(of: .vm, state: state)
         let what = vm.settings.boot == .firmware ? "finalise: systemd, kernel, the image's service, GRUB for BIOS and UEFI" : "finalise: kernel, initramfs, fstab, boot files"
         events.stepStarted(index: plan.steps.count + 1, of: plan.steps.count, target: "vm", text: what)
         // A firmware disk's finalisation also writes the hostname, from the recipe's name.
