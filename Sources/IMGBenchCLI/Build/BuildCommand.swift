@@ -34,6 +34,10 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Output folder (default out/NAME).", transform: absolutePath) var output: String?
     @Option(help: "Cache folder (default $XDG_CACHE_HOME/imgbench or ~/.cache/imgbench).", transform: absolutePath) var cache: String?
     @Flag(help: "Ignore the cache (and replace what it holds for these steps).") var noCache = false
+    @Flag(help: "Do not send apt's downloads through the package cache (CACHE/packages): every step downloads what it installs, as a build alone would.")
+    var noPackageCache = false
+    @Flag(help: "Build the container side, then the VM side, one after the other: each side's timings are then taken alone on the machine (by default the two sides run at the same time).")
+    var serial = false
     @Option(name: .customLong("build-arg"), help: "KEY=VALUE for an ARG, or KEY to take its value from the environment; may repeat.")
     var buildArgs: [String] = []
     @Option(help: "id=ID,src=FILE: a file RUN --mount=type=secret,id=ID mounts while a step runs (never in a layer, a disk or the report); may repeat.")
@@ -84,6 +88,8 @@ struct BuildCommand: ParsableCommand {
         options.tag = tag
         options.secrets = try BuildRunning.secrets(secret)
         options.noCache = noCache
+        options.packageCache = !noPackageCache
+        options.serial = serial
         options.buildArgs = args
         options.targets = chosen.targets
         options.driver = driver ?? (rootless ? .vfs : .overlay)
@@ -157,12 +163,16 @@ enum BuildReportTable {
         if let f = r.finalisation { row("final", f.description, "vm", nil, f.vm) }
         var lines = [t.render(), ""]
         lines.append(String(format: "total %.1f s, %d cached, %d built", r.totals.seconds, r.totals.cacheHits, r.totals.cacheMisses)
+                     + (r.totals.sides == "concurrent" ? " (the two sides at the same time)" : "")
                      + (r.totals.cacheHits == 0 ? "" : builtCost(r.totals)))
         if let c = r.totals.imageCompressedBytes, let u = r.totals.imageUncompressedBytes {
             lines.append("container: image \(ByteSize.format(c)) compressed, \(ByteSize.format(u)) uncompressed" + (r.outputs.imageDigest.map { ", \($0)" } ?? ""))
         }
         if let a = r.totals.vmChainAllocatedBytes, let f = r.totals.vmFlattenedAllocatedBytes, let v = r.totals.vmVirtualSize {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
+        }
+        if let p = r.totals.packages {
+            lines.append("packages: \(ByteSize.format(p.downloadedBytes)) downloaded, \(ByteSize.format(p.fromCacheBytes)) from the package cache (\(p.fromCacheFiles) files)")
         }
         if let u = r.update { lines.append("update from \(u.baseline): \(u.summary)") }
         lines.append("outputs in \(r.outputs.folder)/")

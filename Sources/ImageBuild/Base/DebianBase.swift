@@ -103,7 +103,8 @@ public struct DebianBase: Sendable {
 
     /// Makes the root at `path` (which must not exist) as `path.partial`, renamed when complete;
     /// a failure or an interruption leaves nothing, and a dead maker's leftover is removed first.
-    public func make(at path: String, onOutput: (@Sendable (String) -> Void)? = nil) throws {
+    /// `environment` is added to mmdebstrap's (the package cache's `http_proxy`, which apt reads).
+    public func make(at path: String, environment: [String: String] = [:], onOutput: (@Sendable (String) -> Void)? = nil) throws {
         let tmp = path + ".partial"
         let sourcesFile = tmp + ".sources"
         try BuildCache.makingPartial(sourcesFile) {
@@ -113,7 +114,7 @@ public struct DebianBase: Sendable {
                 let slimming = slim ? DebianBase.slimOptions.map { "--dpkgopt=\($0)" } : []
                 let r = try Command.run(["mmdebstrap", "--mode=root", "--variant=\(variant)", "--format=directory",
                                          "--skip=output/dev"] + slimming + [suite, tmp, sourcesFile],
-                                        environment: ["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"], onOutput: onOutput)
+                                        environment: environment.merging(["PATH": Sandbox.defaultPath, "LC_ALL": "C.UTF-8"]) { $1 }, onOutput: onOutput)
                 guard r.status == 0 else {
                     throw HostError.commandFailed(what: "making the debian:\(name) base with mmdebstrap",
                                                    argv: ["mmdebstrap", "--variant=\(variant)", suite], status: r.status,

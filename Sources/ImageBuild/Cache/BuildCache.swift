@@ -38,11 +38,13 @@ import Host
 /// Every entry is checked when it is read (a record written last, blobs and links by digest); a
 /// bad entry is made again. A lock file's modification time is its entry's last use, and its
 /// lines name the recipes that used it (`imgbench cache du`, `prune --keep-days`).
-public final class BuildCache {
+public final class BuildCache: @unchecked Sendable {
     public let root: String
     let recipe: String
     let events: BuildEvents?
     private var held: [String: FileLock] = [:]
+    /// Guards `held`: the two sides of a build use the cache at the same time.
+    private let heldLock = NSLock()
 
     /// What a check of an entry found.
     enum Check: Equatable {
@@ -78,13 +80,13 @@ public final class BuildCache {
     /// of a multi-stage recipe share their base) is used as it is, `noCache` or not: making it
     /// again would pull it from under what this build stacked on it.
     func entry(_ what: String, lock: String, noCache: Bool = false, check: () -> Check, make: () throws -> Void) throws -> Bool {
-        if held[lock] != nil { return true }
+        if heldLock.withLock({ held[lock] != nil }) { return true }
         if !noCache {
             let shared = try FileLock(lock, mode: .shared, onWait: { _ in self.events?.note("cache: waiting for another build making \(what)") })
             if check() == .valid { return use(shared, hit: true) }
             shared.unlock()
         }
-        held[lock] = nil
+        heldLock.withLock { held[lock] = nil }
         let exclusive = try FileLock(lock, mode: .exclusive, onWait: { _ in self.events?.note("cache: waiting for another build using or making \(what)") })
         if !noCache {
             switch check() {
@@ -105,7 +107,7 @@ public final class BuildCache {
     private func use(_ l: FileLock, hit: Bool) -> Bool {
         l.touch()
         BuildCache.addUser(recipe, to: l.path)
-        held[l.path] = l
+        heldLock.withLock { held[l.path] = l }
         return hit
     }
 
@@ -119,8 +121,8 @@ public final class BuildCache {
 
     /// Releases every lock this build holds.
     public func close() {
-        for l in held.values { l.unlock() }
-        held = [:]
+        let all = heldLock.withLock { defer { held = [:] }; return Array(held.values) }
+        for l in all { l.unlock() }
     }
 
     /// Records that `recipe` used the entry: one line per recipe in its lock file.

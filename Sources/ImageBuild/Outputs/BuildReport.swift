@@ -52,10 +52,33 @@ public struct BuildReport: Codable, Equatable, Sendable {
         /// The finalisation of a `vm-boot=firmware` disk: what making a container root into a VM
         /// that boots on its own costs, part by part.
         public var finalisation: Finalisation?
+        /// What its apt fetched through the package cache, and what the cache saved it; nil when
+        /// nothing went through the cache (a cache hit, a step without apt).
+        public var packages: PackageTraffic?
 
         public init(seconds: Double, cacheHit: Bool) {
             self.seconds = seconds
             self.cacheHit = cacheHit
+        }
+    }
+
+    /// apt's downloads through the package cache (`PackageCache`).
+    public struct PackageTraffic: Codable, Equatable, Sendable {
+        /// Bytes that came from the archive: packages and by-hash indexes fetched (and kept), and
+        /// what is never kept (InRelease files).
+        public var downloadedBytes: UInt64
+        /// Packages and indexes served from the cache: downloads saved.
+        public var fromCacheBytes: UInt64
+        public var downloadedFiles: Int
+        public var fromCacheFiles: Int
+
+        /// nil when nothing went through the cache.
+        init?(_ c: PackageProxy.Counts) {
+            guard c.fetchedBytes + c.passedBytes + c.reusedBytes > 0 else { return nil }
+            downloadedBytes = c.fetchedBytes + c.passedBytes
+            fromCacheBytes = c.reusedBytes
+            downloadedFiles = c.fetchedFiles
+            fromCacheFiles = c.reusedFiles
         }
     }
 
@@ -138,6 +161,12 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var vmVirtualSize: UInt64?
         /// The image's wasted bytes, summed over its layers.
         public var wasted: Waste?
+        /// How the two sides ran: "concurrent" (at the same time, sharing the machine: each side's
+        /// seconds are its own, taken beside the other) or "serial" (`--serial`, or one side only).
+        public var sides: String?
+        /// apt's downloads of the whole build through the package cache (base, stages, steps and
+        /// finalisation, both sides); nil without the cache.
+        public var packages: PackageTraffic?
     }
 
     public struct Outputs: Codable, Equatable, Sendable {

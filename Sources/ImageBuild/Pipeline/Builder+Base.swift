@@ -76,7 +76,7 @@ extension Builder {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 events.note("base: making debian:\(suite) (\(variant)) with mmdebstrap from the host's apt sources")
                 do {
-                    try base.make(at: root, onOutput: { [events] in events.output($0) })
+                    try base.make(at: root, environment: packages?.baseEnvironment ?? [:], onOutput: { [events] in events.output($0) })
                 } catch {
                     throw BuildError.invalid("\(recipe.baseLocation): the base debian:\(suite) cannot be made: \(error)")
                 }
@@ -129,49 +129,52 @@ extension Builder {
         return FileManager.default.fileExists(atPath: root, isDirectory: &isDir) && isDir.boolValue ? .valid : .missing
     }
 
-    /// The base on each target. The time spent making the base root counts on every side that
-    /// needed it, also when another side made it first.
-    func buildBase(_ base: Base, seconds: Double, into state: inout State) throws {
-        if let container = state.container {
-            let m: BuildReport.Measure
-            if let (layout, image) = base.image {
-                m = try container.base(image: image, layout: layout, rootSeconds: seconds)
-                if let c = image.config.config {
-                    state.config.image = c
-                    // The triggers ran in this build (`withTriggers`); they are not handed on.
-                    state.config.image.onBuild = nil
-                }
-            } else {
-                m = try base.root.counting {
-                    try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
-                        try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
-                    }
-                }
-            }
-            state.base.container = m
+    /// The image configuration the steps start from: the base image's, without its ONBUILD
+    /// triggers (they ran in this build, `withTriggers`, and are not handed on).
+    func startConfig(_ base: Base, into state: inout State) {
+        guard let c = base.image?.1.config.config else { return }
+        state.config.image = c
+        state.config.image.onBuild = nil
+    }
+
+    /// The container side's base: the base image's layers, or the root captured as the first
+    /// layer. The time spent making the base root counts on every side that needed it, also when
+    /// another side made it first.
+    func containerBase(_ base: Base, seconds: Double, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
+        if let (layout, image) = base.image {
+            return try container.base(image: image, layout: layout, rootSeconds: seconds)
         }
-        if let vm = state.vm, let chain = base.vmChain,
-           let m = try vm.continueChain(folder: "\(options.cache)/\(chain.folder)", links: chain.links) {
+        return try base.root.counting {
+            try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
+                try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
+            }
+        }
+    }
+
+    /// The VM side's base: the chain of the image it continues, or a base disk made of the root.
+    func vmBase(_ base: Base, seconds: Double, on vm: VMPass, state: State) throws -> BuildReport.Measure {
+        if let chain = base.vmChain, let m = try vm.continueChain(folder: "\(options.cache)/\(chain.folder)", links: chain.links) {
             events.note("vm: continuing the chain of \(recipe.baseReference) (\(chain.links.count) links)")
-            state.base.vm = m
-        } else if let vm = state.vm {
-            if base.vmChain != nil {
-                events.note("vm: the VM chain of \(recipe.baseReference) is of another disk layout (vm-size, filesystem, clusters, kernel) or no longer in the cache: a base disk is made from its image instead")
-            }
-            var m = try base.root.counting {
-                try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
-                    try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch, rootSeconds: seconds)
-                }
-            }
-            m.cacheHit = m.cacheHit && base.root.hit
-            state.base.vm = m
+            return m
         }
+        if base.vmChain != nil {
+            events.note("vm: the VM chain of \(recipe.baseReference) is of another disk layout (vm-size, filesystem, clusters, kernel) or no longer in the cache: a base disk is made from its image instead")
+        }
+        var m = try base.root.counting {
+            try BuildError.naming("\(recipe.baseLocation): making the VM base disk") {
+                try vm.base(key: state.plan.rootKey, root: base.root.path, sourceDateEpoch: sourceDateEpoch, rootSeconds: seconds)
+            }
+        }
+        m.cacheHit = m.cacheHit && base.root.hit
+        return m
     }
 }
 
 /// A base root folder made on first use, once (`Builder.Base.root`).
-final class LazyRoot {
+final class LazyRoot: @unchecked Sendable {
     private let make: () throws -> (path: String, hit: Bool)
+    /// Held while the root is made: the side that asks second waits for it.
+    private let lock = NSLock()
     private var made: (path: String, hit: Bool)?
     /// The time making it took.
     private(set) var seconds = 0.0
@@ -187,24 +190,26 @@ final class LazyRoot {
 
     /// The folder, made now if no side asked for it before.
     func path() throws -> String {
-        uses += 1
-        if let made { return made.path }
-        let start = Date()
-        let m = try make()
-        seconds = Date().timeIntervalSince(start)
-        made = m
-        return m.path
+        try lock.withLock {
+            uses += 1
+            if let made { return made.path }
+            let start = Date()
+            let m = try make()
+            seconds = Date().timeIntervalSince(start)
+            made = m
+            return m.path
+        }
     }
 
     /// Whether the root was found in the cache (or never needed).
-    var hit: Bool { made?.hit ?? true }
+    var hit: Bool { lock.withLock { made?.hit ?? true } }
 
     /// A side's base measure, which counts the making of the root when the side used it, also
     /// when an earlier side made it (the time `work` itself measured covers only its own making).
     func counting(_ work: () throws -> BuildReport.Measure) throws -> BuildReport.Measure {
-        let (before, usesBefore) = (seconds, uses)
+        let (before, usesBefore) = lock.withLock { (seconds, uses) }
         var m = try work()
-        if uses > usesBefore { m.seconds += before }
+        if lock.withLock({ uses }) > usesBefore { m.seconds += before }
         return m
     }
 }

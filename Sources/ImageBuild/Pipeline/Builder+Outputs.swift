@@ -117,6 +117,10 @@ extension Builder {
             + state.steps.flatMap { [$0.container, $0.vm].compactMap { $0 } }
         totals.cacheHits = measures.filter(\.cacheHit).count
         totals.cacheMisses = measures.count - totals.cacheHits
+        totals.sides = state.concurrent ? "concurrent" : "serial"
+        if let p = packages {
+            totals.packages = BuildReport.PackageTraffic(p.container.current.adding(p.vm.current))
+        }
         if state.vm != nil {
             // The VM side's own measures only (the container side's are in containerSeconds).
             let vmm = [state.base.vm, state.finalisation?.vm].compactMap { $0 } + state.steps.compactMap(\.vm)

@@ -4,7 +4,7 @@ import RecipePlan
 
 // RUN: the command in the step's sandbox, with what its `--mount=` options mount.
 extension Builder {
-    func runStep(_ s: Step, _ cmd: CommandForm, in disk: Workspace, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
+    func runStep(_ s: Step, _ cmd: CommandForm, in disk: Workspace, side: StepTarget, config: StepConfig, plan: BuildPlan, stages: [Int: StageBuild],
                  onOutput: @escaping @Sendable (String) -> Void) throws {
         let network: Sandbox.Network = switch s.network {
         case .default: options.network
@@ -12,9 +12,11 @@ extension Builder {
         case .host: .host
         }
         try withStageRoots(Array(Set(s.mounts.compactMap(\.from))).sorted()[...], stages: stages, roots: [:]) { roots in
-            let (mounts, locks) = try stepMounts(s, plan: plan, stageRoots: roots)
+            var (mounts, locks) = try stepMounts(s, plan: plan, stageRoots: roots)
             defer { for l in locks { l.unlock() } }
-            let r = try disk.run(cmd.argv(shell: config.shell), environment: s.buildArgs + s.environment,
+            var environment = s.buildArgs + s.environment
+            packages?.add(side, disk: disk, network: network, mounts: &mounts, environment: &environment)
+            let r = try disk.run(cmd.argv(shell: config.shell), environment: environment,
                                  workdir: config.workdir, user: config.user, network: network, mounts: mounts, onOutput: onOutput)
             guard r.status == 0 else {
                 throw BuildError.stepFailed(step: s.text, location: s.location, status: r.status, outputTail: Command.tail(r.output, lines: 25))

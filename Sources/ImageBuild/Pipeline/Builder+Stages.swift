@@ -45,6 +45,7 @@ extension Builder {
         let stage = recipe.stages[i]
         let sub = Builder(recipe: stage, options: options, events: events)
         sub.images = images
+        sub.packages = packages
         let label = "stage \(stage.stageName ?? String(i))"
         let base = try BuildError.naming("\(stage.baseLocation): making the base of \(label)") { try sub.prepareBase(in: cache) }
         let plan = try BuildPlan.make(stage, baseKey: base.key + epochKey, stageKeys: built.mapValues(\.key), imageKeys: imageKeys)
@@ -69,7 +70,7 @@ extension Builder {
             let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
                 try storing(p.step, in: remote) {
                     try pass.step(key: p.key, text: p.step.text) { root in
-                        try sub.perform(p.step, in: LocalRoot(root: root), config: config, plan: plan, stages: built, onOutput: onOutput)
+                        try sub.perform(p.step, in: LocalRoot(root: root), side: .container, config: config, plan: plan, stages: built, onOutput: onOutput)
                     }
                 }
             }

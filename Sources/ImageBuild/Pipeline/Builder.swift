@@ -48,6 +48,12 @@ public struct BuildOptions: Sendable {
     public var secrets: [String: String] = [:]
     /// A previous build's output folder: the report then carries the update delta from it.
     public var baseline: String?
+    /// Whether apt's downloads go through the package cache (`PackageCache`); `--no-package-cache`
+    /// makes every step download as it would alone.
+    public var packageCache = true
+    /// The container side, then the VM side, one after the other (`--serial`), for measurements
+    /// that need one side alone on the machine; by default they run at the same time.
+    public var serial = false
 
     public init(output: String, cache: String) {
         self.output = output
@@ -72,6 +78,8 @@ public final class Builder {
     var images: [String: Base] = [:]
     /// Whether the recipe holds its base images' ONBUILD triggers already (`withTriggers`).
     var triggersRead = false
+    /// The package cache apt's downloads go through while the build runs (nil: none).
+    var packages: PackageCache?
 
     public init(recipe: Recipe, options: BuildOptions, events: BuildEvents) {
         self.recipe = recipe
@@ -118,6 +126,10 @@ public final class Builder {
         try refuseUnsupported()
         let cache = try BuildCache(root: options.cache, recipe: recipe.name, events: events)
         defer { cache.close() }
+        if options.packageCache {
+            packages = try PackageCache(cache: options.cache)
+        }
+        defer { packages?.close() }
         images = try copyImages(in: cache)
         // The earlier stages count in the build's total time, not in the base phase's.
         // --no-cache builds every step, as docker's does: nothing is taken from --cache-from either.
@@ -139,12 +151,13 @@ public final class Builder {
         defer { container?.close() }
         container?.bundle = stager
         container?.remote = remote
-        vm?.remote = remote
+        // Each side stores with a remote cache of its own: a step that mounts a secret turns
+        // storing off for its side only while it runs.
+        vm?.remote = remote == nil ? nil : RemoteCache(settings: remoteSettings, events: events)
+        vm?.packages = packages
         var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
-        try buildBase(base, seconds: baseSeconds, into: &state)
-        try buildSteps(into: &state)
-        try finalise(into: &state)
+        try buildSides(base, seconds: baseSeconds, into: &state)
         let report = try BuildError.naming("writing the outputs into \(partial)") {
             try writeOutputs(of: state, into: partial, bundle: stager, started: started, restore: restore)
         }
@@ -281,6 +294,8 @@ public final class Builder {
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []
         var finalisation: BuildReport.Phase?
+        /// Whether the two sides ran at the same time (`BuildSides`).
+        var concurrent = false
 
         /// The earlier stages' steps, in stage order.
         var stageSteps: [BuildReport.StepReport]? {

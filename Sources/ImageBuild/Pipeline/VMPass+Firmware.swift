@@ -104,8 +104,10 @@ extension VMPass {
         }
         events.note("vm: installing \(packages.joined(separator: " ")) to make the disk boot on its own")
         let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \(packages.joined(separator: " ")) && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
-        let r = try disk.run(["/bin/sh", "-c", script], environment: environment, workdir: "/", user: nil, network: .host,
-                             mounts: StepMounts(), onOutput: onOutput)
+        var (mounts, env) = (StepMounts(), environment)
+        self.packages?.add(.vm, disk: disk, network: .host, mounts: &mounts, environment: &env)
+        let r = try disk.run(["/bin/sh", "-c", script], environment: env, workdir: "/", user: nil, network: .host,
+                             mounts: mounts, onOutput: onOutput)
         guard r.status == 0 else {
             throw HostError.commandFailed(what: "vm finalisation: installing \(packages.joined(separator: " "))", argv: ["apt-get", "install"] + packages,
                                            status: r.status, outputTail: Command.tail(r.output, lines: 20))

@@ -39,6 +39,8 @@ public final class VMPass {
     private var scratchCleanup: Int?
     /// The registry that links come from and go to (`--cache-from`, `--cache-to`).
     var remote: RemoteCache?
+    /// The package cache the finalisation's apt goes through, as the steps' does.
+    var packages: PackageCache?
     /// While a whole-disk step runs: the loop device of the disk (`MountedDisk.Target.wholeDisk`).
     var device: String?
     /// What the finalisation of a firmware disk measured, kept in its link's record.
@@ -200,8 +202,10 @@ public final class VMPass {
                     throw BuildError.invalid("vm: the image has no kernel in /boot and no apt-get to install one; add a `RUN --target=vm` step that installs a kernel and an initramfs, or use `# vm-kernel=host`")
                 }
                 events.note("vm: installing linux-image-amd64 to make the disk bootable")
+                var (mounts, env) = (StepMounts(), environment)
+                packages?.add(.vm, disk: disk, network: .host, mounts: &mounts, environment: &env)
                 let r = try disk.run(["/bin/sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"],
-                                     environment: environment, workdir: "/", user: nil, network: .host, mounts: StepMounts(), onOutput: onOutput)
+                                     environment: env, workdir: "/", user: nil, network: .host, mounts: mounts, onOutput: onOutput)
                 guard r.status == 0 else {
                     throw HostError.commandFailed(what: "vm finalisation: installing a kernel", argv: ["apt-get", "install", "linux-image-amd64"],
                                                    status: r.status, outputTail: Command.tail(r.output, lines: 20))

@@ -124,7 +124,9 @@ public struct Sandbox: Sendable {
             mounts.append(["destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]])
         }
         for b in binds {
-            try b.isFile ? made.file(b.inside) : made.directory(b.inside)
+            // Under /dev runc makes the mount point in the container's own /dev (a tmpfs): nothing
+            // is made in the root.
+            if !(b.isFile && b.inside.hasPrefix("/dev/")) { try b.isFile ? made.file(b.inside) : made.directory(b.inside) }
             mounts.append(["destination": b.inside, "type": "bind", "source": b.host, "options": ["rbind", b.readOnly ? "ro" : "rw", "nosuid", "nodev"]])
         }
         for t in tmpfs {

@@ -1,0 +1,438 @@
+import Foundation
+
+/// An HTTP proxy on 127.0.0.1 through which apt fetches, so that a build downloads each package
+/// once: the files of a Debian archive that never change under their name (a package in `pool/`,
+/// an index under `by-hash/`) are kept in `folder`, by host and path as apt-cacher-ng keeps them,
+/// and served from there the next time any build asks for them; everything else (InRelease, which
+/// changes) is passed through.
+///
+/// Only what the archive sent is kept: a file is written from the upstream response, to a
+/// `.partial` name renamed when all its `Content-Length` bytes came (a `by-hash` index only when
+/// its SHA-256 is the one its name says), never from what a step wrote. apt still checks every
+/// file against the signed Release, as without the proxy. A file being fetched is locked
+/// (`FileLock`), so two builds, or the two sides of one, that ask for it at once download it once.
+///
+/// The counts say what the clients of this proxy downloaded and what the folder saved them.
+public final class PackageProxy: @unchecked Sendable {
+    public let folder: String
+    public private(set) var port = 0
+    private var listener: Int32 = -1
+    private let lock = NSLock()
+    private var counts = Counts()
+    private var stopped = false
+
+    /// Bytes by what happened to them.
+    public struct Counts: Sendable, Equatable {
+        /// Kept files fetched from the archive now (and kept).
+        public var fetchedBytes: UInt64 = 0
+        /// Kept files served from the folder: a download saved.
+        public var reusedBytes: UInt64 = 0
+        /// Files that are never kept (InRelease, a request with a range), passed through.
+        public var passedBytes: UInt64 = 0
+        public var fetchedFiles = 0
+        public var reusedFiles = 0
+
+        public init() {}
+
+        /// These counts and `other`'s together.
+        public func adding(_ other: Counts) -> Counts {
+            var c = self
+            c.fetchedBytes += other.fetchedBytes
+            c.reusedBytes += other.reusedBytes
+            c.passedBytes += other.passedBytes
+            c.fetchedFiles += other.fetchedFiles
+            c.reusedFiles += other.reusedFiles
+            return c
+        }
+
+        /// What happened between `earlier` and these counts.
+        public func since(_ earlier: Counts) -> Counts {
+            var c = Counts()
+            c.fetchedBytes = fetchedBytes - earlier.fetchedBytes
+            c.reusedBytes = reusedBytes - earlier.reusedBytes
+            c.passedBytes = passedBytes - earlier.passedBytes
+            c.fetchedFiles = fetchedFiles - earlier.fetchedFiles
+            c.reusedFiles = reusedFiles - earlier.reusedFiles
+            return c
+        }
+    }
+
+    public init(folder: String) {
+        self.folder = folder
+    }
+
+    /// The counts so far.
+    public var current: Counts { lock.withLock { counts } }
+
+    /// Listens on a free port of 127.0.0.1 and serves each connection on a thread of its own.
+    public func start() throws {
+        try FileSystem.makeDirectories(folder, mode: 0o755)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HostError.systemCall(path: "socket", operation: "socket", errno: errno) }
+        var addr = TCPPort.loopback(port: 0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok, listen(fd, 64) == 0 else {
+            let e = errno
+            close(fd)
+            throw HostError.systemCall(path: "127.0.0.1", operation: "listen", errno: e)
+        }
+        listener = fd
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let t = Thread { [self] in acceptLoop(fd) }
+        t.name = "imgbench package proxy"
+        t.start()
+    }
+
+    /// Stops listening; a connection under way ends when its client closes it.
+    public func stop() {
+        let fd = lock.withLock { () -> Int32 in
+            stopped = true
+            defer { listener = -1 }
+            return listener
+        }
+        guard fd >= 0 else { return }
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    deinit { stop() }
+
+    /// The apt configuration that sends apt's http requests here.
+    public var aptConfiguration: String {
+        "// imgbench's package cache (imgbench build): apt's http downloads go through it, so that\n"
+            + "// each package is downloaded once; it is not part of the image.\n"
+            + "Acquire::http::Proxy \"http://127.0.0.1:\(port)/\";\n"
+    }
+
+    private func acceptLoop(_ fd: Int32) {
+        while true {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            PackageProxy.setTimeout(client, seconds: 300)
+            let t = Thread { [self] in
+                serve(client)
+                close(client)
+            }
+            t.name = "imgbench package proxy connection"
+            t.start()
+        }
+    }
+
+    static func setTimeout(_ fd: Int32, seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Requests of one connection, one after the other (apt pipelines them), until the client
+    /// closes it or a response ends it.
+    private func serve(_ client: Int32) {
+        var reader = SocketReader(fd: client)
+        while let head = reader.readHead() {
+            guard let request = Request(head) else {
+                _ = PackageProxy.send(client, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            }
+            guard request.method == "GET" || request.method == "HEAD", let target = request.target else {
+                _ = PackageProxy.send(client, "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            }
+            let keepAlive: Bool
+            if request.method == "GET", request.header("range") == nil, let file = keptPath(target) {
+                keepAlive = serveKept(request, target: target, file: file, to: client)
+            } else {
+                keepAlive = pass(request, target: target, to: client)
+            }
+            if !keepAlive { return }
+        }
+    }
+
+    /// Where a file that never changes under its name is kept; nil for one that may change.
+    func keptPath(_ t: Target) -> String? {
+        let segments = t.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard !segments.contains(where: { $0 == ".." || $0 == "." }), !t.path.contains("%"), !t.path.contains("?") else { return nil }
+        let isPackage = segments.contains("pool") && (t.path.hasSuffix(".deb") || t.path.hasSuffix(".udeb"))
+        let isByHash = segments.count >= 3 && segments[segments.count - 3] == "by-hash" && segments[segments.count - 2] == "SHA256"
+        guard isPackage || isByHash else { return nil }
+        return "\(folder)/\(t.host)\(t.port == 80 ? "" : "_\(t.port)")\(t.path)"
+    }
+
+    /// A kept file: from the folder, or fetched, kept and sent at once. Under the file's lock, so
+    /// that whoever asks second waits and reads the folder.
+    private func serveKept(_ request: Request, target: Target, file: String, to client: Int32) -> Bool {
+        if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
+        let dir = (file as NSString).deletingLastPathComponent
+        guard (try? FileSystem.makeDirectories(dir, mode: 0o755)) != nil, let held = try? FileLock(file + ".lock", mode: .exclusive) else {
+            return pass(request, target: target, to: client)
+        }
+        defer { held.unlock(); unlink(file + ".lock") }
+        if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
+        return fetch(request, target: target, keepingAt: file, to: client)
+    }
+
+    private func sendKept(_ file: String, size: UInt64, to client: Int32) -> Bool {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            return PackageProxy.send(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n") && false
+        }
+        defer { close(fd) }
+        guard PackageProxy.send(client, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(size)\r\nConnection: keep-alive\r\n\r\n") else { return false }
+        var offset: off_t = 0
+        while UInt64(offset) < size {
+            let n = sendfile(client, fd, &offset, Int(min(size - UInt64(offset), 1 << 24)))
+            if n <= 0 { return false }
+        }
+        lock.withLock { counts.reusedBytes += size; counts.reusedFiles += 1 }
+        return true
+    }
+
+    /// Fetches a file to keep: the response goes to the client as it comes, and into
+    /// `FILE.partial`, renamed to `file` when it is whole.
+    private func fetch(_ request: Request, target: Target, keepingAt file: String, to client: Int32) -> Bool {
+        guard let upstream = PackageProxy.connect(host: target.host, port: target.port) else { return badGateway(client, target) }
+        defer { close(upstream) }
+        guard PackageProxy.send(upstream, request.upstream(target, keepRange: false)) else { return badGateway(client, target) }
+        var reader = SocketReader(fd: upstream)
+        guard let head = reader.readHead(), let response = Response(head) else { return badGateway(client, target) }
+        guard response.status == 200, let length = response.contentLength, response.header("transfer-encoding") == nil else {
+            return relay(response, from: &reader, request: request, to: client)
+        }
+        let partial = "\(file).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let out = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        defer { if out >= 0 { close(out) }; unlink(partial) }
+        guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { return false }
+        var left = length, clientOK = true
+        while left > 0 {
+            guard let chunk = reader.read(max: Int(min(left, 1 << 20))) else { return false }
+            left -= UInt64(chunk.count)
+            if clientOK { clientOK = PackageProxy.send(client, chunk) }
+            if out >= 0 { _ = chunk.withUnsafeBytes { write(out, $0.baseAddress, $0.count) } }
+        }
+        if out >= 0, fsync(out) == 0, PackageProxy.isWhole(partial, path: target.path), rename(partial, file) == 0 {
+            lock.withLock { counts.fetchedBytes += length; counts.fetchedFiles += 1 }
+        } else {
+            lock.withLock { counts.passedBytes += length }
+        }
+        return clientOK
+    }
+
+    /// Whether a fetched file may be kept: a `by-hash` index only when its SHA-256 is the one its
+    /// name says (a package's name holds no hash: apt checks it against the signed index).
+    static func isWhole(_ file: String, path: String) -> Bool {
+        guard path.contains("/by-hash/SHA256/") else { return true }
+        guard let r = try? Command.run(["sha256sum", file]), r.status == 0 else { return false }
+        return r.output.split(separator: " ").first.map(String.init) == (path as NSString).lastPathComponent.lowercased()
+    }
+
+    /// A request passed through: the archive's answer relayed to the client.
+    private func pass(_ request: Request, target: Target, to client: Int32) -> Bool {
+        guard let upstream = PackageProxy.connect(host: target.host, port: target.port) else { return badGateway(client, target) }
+        defer { close(upstream) }
+        guard PackageProxy.send(upstream, request.upstream(target, keepRange: true)) else { return badGateway(client, target) }
+        var reader = SocketReader(fd: upstream)
+        guard let head = reader.readHead(), let response = Response(head) else { return badGateway(client, target) }
+        return relay(response, from: &reader, request: request, to: client)
+    }
+
+    /// A response relayed as it is framed: by its Content-Length (the connection stays open), or
+    /// to the archive's end of stream (chunked or unframed: the connection then closes).
+    private func relay(_ response: Response, from reader: inout SocketReader, request: Request, to client: Int32) -> Bool {
+        let bodiless = request.method == "HEAD" || response.status == 204 || response.status == 304 || (100..<200).contains(response.status)
+        if bodiless {
+            return PackageProxy.send(client, response.forwardHead(keepAlive: true))
+        }
+        if let length = response.contentLength, response.header("transfer-encoding") == nil {
+            guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { return false }
+            var left = length
+            while left > 0 {
+                guard let chunk = reader.read(max: Int(min(left, 1 << 20))), PackageProxy.send(client, chunk) else { return false }
+                left -= UInt64(chunk.count)
+            }
+            lock.withLock { counts.passedBytes += length }
+            return true
+        }
+        guard PackageProxy.send(client, response.forwardHead(keepAlive: false)) else { return false }
+        while let chunk = reader.read(max: 1 << 20) {
+            guard PackageProxy.send(client, chunk) else { return false }
+            lock.withLock { counts.passedBytes += UInt64(chunk.count) }
+        }
+        return false
+    }
+
+    private func badGateway(_ client: Int32, _ target: Target) -> Bool {
+        let body = "imgbench's package cache could not reach \(target.host):\(target.port)\n"
+        _ = PackageProxy.send(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        return false
+    }
+
+    /// The size of a regular file; nil when there is none.
+    static func regularFileSize(_ path: String) -> UInt64? {
+        guard let st = try? FileSystem.lstatIfExists(path), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return UInt64(st.st_size)
+    }
+
+    static func send(_ fd: Int32, _ text: String) -> Bool { send(fd, Array(text.utf8)) }
+
+    static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { return false }
+            sent += n
+        }
+        return true
+    }
+
+    /// A TCP connection to the archive, by name (IPv4 or IPv6), or nil.
+    static func connect(host: String, port: Int) -> Int32? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(first) }
+        var a: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = a {
+            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+            if fd >= 0 {
+                setTimeout(fd, seconds: 120)
+                if Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 { return fd }
+                close(fd)
+            }
+            a = ai.pointee.ai_next
+        }
+        return nil
+    }
+
+    /// Where an absolute-form request goes.
+    struct Target {
+        var host: String
+        var port: Int
+        var path: String
+    }
+
+    struct Request {
+        var method: String
+        var uri: String
+        var headers: [(String, String)]
+
+        init?(_ head: String) {
+            var lines = head.components(separatedBy: "\r\n")
+            let first = lines.removeFirst().split(separator: " ").map(String.init)
+            guard first.count == 3, first[2].hasPrefix("HTTP/1.") else { return nil }
+            (method, uri) = (first[0], first[1])
+            headers = lines.compactMap { l in
+                guard let c = l.firstIndex(of: ":") else { return nil }
+                return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
+            }
+        }
+
+        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
+
+        /// An `http://HOST[:PORT]/PATH` request's host, port and path; nil for any other.
+        var target: Target? {
+            guard uri.hasPrefix("http://") else { return nil }
+            let rest = uri.dropFirst("http://".count)
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let authority = String(rest[..<slash])
+            let path = slash == rest.endIndex ? "/" : String(rest[slash...])
+            var host = authority, port = 80
+            if let c = authority.lastIndex(of: ":"), let p = Int(authority[authority.index(after: c)...]) {
+                host = String(authority[..<c])
+                port = p
+            }
+            guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }), (1...65535).contains(port) else { return nil }
+            return Target(host: host.lowercased(), port: port, path: path)
+        }
+
+        /// The request as the archive gets it: origin form, one request per connection.
+        func upstream(_ t: Target, keepRange: Bool) -> String {
+            let dropped = Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "host", "te", "upgrade"])
+                .union(keepRange ? [] : ["range", "if-range", "if-modified-since", "if-none-match"])
+            var s = "\(method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
+            for (k, v) in headers where !dropped.contains(k.lowercased()) { s += "\(k): \(v)\r\n" }
+            return s + "Connection: close\r\n\r\n"
+        }
+    }
+
+    struct Response {
+        var status: Int
+        var statusLine: String
+        var headers: [(String, String)]
+
+        init?(_ head: String) {
+            var lines = head.components(separatedBy: "\r\n")
+            statusLine = lines.removeFirst()
+            let parts = statusLine.split(separator: " ", maxSplits: 2)
+            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let s = Int(parts[1]) else { return nil }
+            status = s
+            headers = lines.compactMap { l in
+                guard let c = l.firstIndex(of: ":") else { return nil }
+                return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
+            }
+        }
+
+        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
+
+        var contentLength: UInt64? { header("content-length").flatMap { UInt64($0) } }
+
+        func forwardHead(keepAlive: Bool) -> String {
+            var s = statusLine + "\r\n"
+            for (k, v) in headers where !["connection", "keep-alive", "proxy-connection"].contains(k.lowercased()) { s += "\(k): \(v)\r\n" }
+            return s + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        }
+    }
+}
+
+/// Reads a socket: an HTTP head up to its blank line, then bodies, keeping what was read past it.
+struct SocketReader {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// The head up to (not with) its blank line; nil at the end of stream or past 64 KiB.
+    mutating func readHead() -> String? {
+        while true {
+            if let end = SocketReader.find([13, 10, 13, 10], in: buffer) {
+                let head = String(decoding: buffer[..<end], as: UTF8.self)
+                buffer.removeFirst(end + 4)
+                return head
+            }
+            guard buffer.count < 65536, fill() else { return nil }
+        }
+    }
+
+    /// Up to `max` bytes; nil at the end of stream.
+    mutating func read(max: Int) -> [UInt8]? {
+        if buffer.isEmpty, !fill() { return nil }
+        let n = min(max, buffer.count)
+        let out = Array(buffer[..<n])
+        buffer.removeFirst(n)
+        return out
+    }
+
+    private mutating func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return false }
+            buffer += chunk[..<n]
+            return true
+        }
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
+        return nil
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+import TestSupport
+
+// The package cache (issue 17): apt's downloads go through imgbench's cache, once for both sides,
+// every step and later builds, and nothing of it reaches the image.
+extension BuildTests {
+    /// A step's package traffic on one side, from report.json.
+    struct Traffic {
+        var downloadedFiles = 0, fromCacheFiles = 0
+        init(_ m: Any?) {
+            let p = (m as? [String: Any])?["packages"] as? [String: Any]
+            downloadedFiles = p?["downloadedFiles"] as? Int ?? 0
+            fromCacheFiles = p?["fromCacheFiles"] as? Int ?? 0
+        }
+    }
+
+    @Test func aPackageIsDownloadedOnceForBothSidesAndForALaterBuildOfAChangedStep() throws {
+        let dir = try TempDir("build-packages", in: Self.scratch)
+        let word = "\(UInt32.random(in: 0...UInt32.max))"
+        for round in 1...2 {
+            let recipe = try writeRecipe(dir, "r\(round)/packaged", Self.head + """
+                RUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/* && echo \(word)-\(round) > /etc/round && echo "apt config: $APT_CONFIG"
+
+                """)
+            let r = try build(recipe, output: dir.file("out-\(round)"))
+            try #require(r.status == 0, "build \(round): \(r.stderr.suffix(3000))")
+            #expect(r.stderr.contains("apt config: /dev/imgbench-package-cache.conf"), "the step names the cache's configuration")
+            let report = try readJSON(dir.file("out-\(round)/report.json"))
+            let step = try #require((report["steps"] as? [[String: Any]])?.last)
+            let (c, v) = (Traffic(step["container"]), Traffic(step["vm"]))
+            if round == 1 {
+                // Each kept file the step asks for is downloaded by one side at most (or came from
+                // an earlier build): never twice.
+                let asked = c.downloadedFiles + c.fromCacheFiles + v.downloadedFiles + v.fromCacheFiles
+                #expect(asked >= 2 && 2 * (c.downloadedFiles + v.downloadedFiles) <= asked, "container \(c), vm \(v)")
+            } else {
+                // The same packages for a step that changed: all from the cache, on both sides.
+                #expect(c.downloadedFiles == 0 && v.downloadedFiles == 0 && c.fromCacheFiles >= 1 && v.fromCacheFiles >= 1, "container \(c), vm \(v)")
+            }
+            // Nothing of the cache in the layer: no /dev entry, no configuration file.
+            let listing = try layerListing(dir.file("out-\(round)"))
+            #expect(listing.contains("usr/bin/hello") && !listing.contains { $0.hasPrefix("dev/") || $0.contains("imgbench-package-cache") }, "\(listing.prefix(20))")
+        }
+        // Without the cache: the step downloads as a build alone would, and says so nowhere.
+        let recipe = try writeRecipe(dir, "r3/packaged", Self.head + "RUN apt-get update && apt-get install -y --no-install-recommends hello && echo \(word)-3 && echo \"apt config: [$APT_CONFIG]\"\n")
+        let r = try build(recipe, output: dir.file("out-3"), arguments: ["--no-package-cache"])
+        try #require(r.status == 0, "\(r.stderr.suffix(3000))")
+        #expect(r.stderr.contains("apt config: []"))
+        let report = try readJSON(dir.file("out-3/report.json"))
+        #expect((report["totals"] as? [String: Any])?["packages"] == nil)
+    }
+
+    /// The paths of the image's last layer.
+    func layerListing(_ out: String) throws -> [String] {
+        let index = try readJSON("\(out)/oci/index.json")
+        let manifest = try #require(((index["manifests"] as? [[String: Any]])?.first?["digest"] as? String)?.dropFirst("sha256:".count))
+        let layers = try #require(try readJSON("\(out)/oci/blobs/sha256/\(manifest)")["layers"] as? [[String: Any]])
+        let last = try #require((layers.last?["digest"] as? String)?.dropFirst("sha256:".count))
+        let r = try sh("tar tzf '\(out)/oci/blobs/sha256/\(last)'")
+        return r.output.split(separator: "\n").map(String.init)
+    }
+}
