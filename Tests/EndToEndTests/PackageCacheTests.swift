@@ -61,3 +61,41 @@ extension BuildTests {
         return r.output.split(separator: "\n").map(String.init)
     }
 }
+
+// Both images at once (issue 17): a failure on one side stops the other, and --serial keeps one
+// side after the other.
+extension BuildTests {
+    @Test func aStepThatFailsOnOneSideStopsTheOtherAndLeavesNothing() throws {
+        let dir = try TempDir("build-sides", in: Self.scratch)
+        let mark = "sides-\(UInt32.random(in: 0...UInt32.max))"
+        let recipe = try writeRecipe(dir, "sides", Self.head + """
+            RUN echo \(mark) > /etc/mark
+            RUN --target=container echo failing-on-the-container-side && exit 7
+            RUN echo after > /etc/after
+
+            """)
+        let out = dir.file("out")
+        let r = try build(recipe, output: out)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("Containerfile:5"), "the failed step is named at its line: \(r.stderr.suffix(1500))")
+        #expect(r.stderr.contains("[container 2/3]"))
+        // The VM side stopped before its next step: it never reached the last step or the
+        // finalisation (its base disk and first step take longer than the container's two steps).
+        #expect(!r.stderr.contains("[vm 3/3]") && !r.stderr.contains("[vm final]"), "\(r.stderr.suffix(2000))")
+        #expect(!FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
+        expectNothingLeft(under: [Self.cache, dir.path], marker: mark)
+        #expect(!Self.runcContainers().contains { $0.contains("-\(getpid())-") })
+
+        // --serial: the container side's steps all come before the VM side's, and the report says so.
+        let ok = try writeRecipe(dir, "serial", Self.head + "RUN echo \(mark)-serial > /etc/mark\n")
+        let s = try build(ok, output: dir.file("serial-out"), arguments: ["--serial"])
+        try #require(s.status == 0, "\(s.stderr.suffix(2000))")
+        let c = try #require(s.stderr.range(of: "[container 1/1]")), v = try #require(s.stderr.range(of: "[vm 1/1]"))
+        #expect(c.lowerBound < v.lowerBound && !s.stderr.contains("[vm] "), "serial output is not marked by side")
+        let report = try readJSON(dir.file("serial-out/report.json"))
+        #expect((report["totals"] as? [String: Any])?["sides"] as? String == "serial")
+        let both = try build(ok, output: dir.file("both-out"))
+        try #require(both.status == 0)
+        #expect((try readJSON(dir.file("both-out/report.json"))["totals"] as? [String: Any])?["sides"] as? String == "concurrent")
+    }
+}
