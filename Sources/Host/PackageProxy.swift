@@ -318,6 +318,14 @@ public final class PackageProxy: @unchecked Sendable {
         var path: String
     }
 
+    /// A head's header lines as (name, value), in order.
+    static func headers(_ lines: [String]) -> [(String, String)] {
+        lines.compactMap { l in
+            guard let c = l.firstIndex(of: ":") else { return nil }
+            return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
     struct Request {
         var method: String
         var uri: String
@@ -328,10 +336,7 @@ public final class PackageProxy: @unchecked Sendable {
             let first = lines.removeFirst().split(separator: " ").map(String.init)
             guard first.count == 3, first[2].hasPrefix("HTTP/1.") else { return nil }
             (method, uri) = (first[0], first[1])
-            headers = lines.compactMap { l in
-                guard let c = l.firstIndex(of: ":") else { return nil }
-                return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
-            }
+            headers = PackageProxy.headers(lines)
         }
 
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
@@ -373,10 +378,7 @@ public final class PackageProxy: @unchecked Sendable {
             let parts = statusLine.split(separator: " ", maxSplits: 2)
             guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let s = Int(parts[1]) else { return nil }
             status = s
-            headers = lines.compactMap { l in
-                guard let c = l.firstIndex(of: ":") else { return nil }
-                return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
-            }
+            headers = PackageProxy.headers(lines)
         }
 
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
