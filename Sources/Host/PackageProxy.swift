@@ -132,9 +132,13 @@ public final class PackageProxy: @unchecked Sendable {
     }
 
     /// Requests of one connection, one after the other (apt pipelines them), until the client
-    /// closes it or a response ends it.
+    /// closes it or a response ends it. The connection to the archive stays open between them, as
+    /// apt keeps its own open without a proxy: a new TCP connection per package made mmdebstrap's
+    /// downloads half again as slow.
     private func serve(_ client: Int32) {
         var reader = SocketReader(fd: client)
+        var upstream = Upstream()
+        defer { upstream.close() }
         while let head = reader.readHead() {
             guard let request = Request(head) else {
                 _ = PackageProxy.send(client, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -146,35 +150,80 @@ public final class PackageProxy: @unchecked Sendable {
             }
             let keepAlive: Bool
             if request.method == "GET", request.header("range") == nil, let file = keptPath(target) {
-                keepAlive = serveKept(request, target: target, file: file, to: client)
+                keepAlive = serveKept(request, target: target, file: file, upstream: &upstream, to: client)
             } else {
-                keepAlive = pass(request, target: target, to: client)
+                keepAlive = pass(request, target: target, upstream: &upstream, to: client)
             }
             if !keepAlive { return }
         }
     }
 
+    /// The connection to the archive a client connection uses, kept open while the archive
+    /// allows it.
+    struct Upstream {
+        private var key: String?
+        private var fd: Int32 = -1
+        var reader = SocketReader(fd: -1)
+
+        /// Sends the request (on the open connection to its host, else a new one) and reads the
+        /// answer's head. An open connection the archive closed meanwhile is made again, once.
+        mutating func exchange(_ request: Request, _ t: Target, keepRange: Bool) -> Response? {
+            let text = request.upstream(t, keepRange: keepRange)
+            let wanted = "\(t.host):\(t.port)"
+            for attempt in 0..<2 {
+                let reused = key == wanted && fd >= 0
+                if !reused {
+                    close()
+                    guard let c = PackageProxy.connect(host: t.host, port: t.port) else { return nil }
+                    (fd, key, reader) = (c, wanted, SocketReader(fd: c))
+                }
+                if PackageProxy.send(fd, text), let head = reader.readHead(), let response = Response(head) { return response }
+                close()
+                if !reused || attempt == 1 { return nil }
+            }
+            return nil
+        }
+
+        /// After a response: the connection stays open only when its body ended by its length and
+        /// the archive did not say it closes.
+        mutating func settle(_ response: Response, bodyRead: Bool) {
+            if !bodyRead || response.header("connection")?.lowercased() == "close" { close() }
+        }
+
+        mutating func close() {
+            if fd >= 0 { Glibc.close(fd) }
+            (fd, key) = (-1, nil)
+        }
+    }
+
     /// Where a file that never changes under its name is kept; nil for one that may change.
+    /// apt writes a version's `+`, `~` and epoch `:` percent-encoded (`1.2%2bdeb12u1`): the
+    /// segments are decoded, and one that decodes to a separator, `.`, `..` or NUL is never kept.
     func keptPath(_ t: Target) -> String? {
-        let segments = t.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard !segments.contains(where: { $0 == ".." || $0 == "." }), !t.path.contains("%"), !t.path.contains("?") else { return nil }
-        let isPackage = segments.contains("pool") && (t.path.hasSuffix(".deb") || t.path.hasSuffix(".udeb"))
+        guard !t.path.contains("?") else { return nil }
+        var segments: [String] = []
+        for raw in t.path.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let d = String(raw).removingPercentEncoding, d != ".", d != "..", !d.contains("/"), !d.contains("\0") else { return nil }
+            segments.append(d)
+        }
+        let path = segments.joined(separator: "/")
+        let isPackage = segments.contains("pool") && (path.hasSuffix(".deb") || path.hasSuffix(".udeb"))
         let isByHash = segments.count >= 3 && segments[segments.count - 3] == "by-hash" && segments[segments.count - 2] == "SHA256"
         guard isPackage || isByHash else { return nil }
-        return "\(folder)/\(t.host)\(t.port == 80 ? "" : "_\(t.port)")\(t.path)"
+        return "\(folder)/\(t.host)\(t.port == 80 ? "" : "_\(t.port)")\(path)"
     }
 
     /// A kept file: from the folder, or fetched, kept and sent at once. Under the file's lock, so
     /// that whoever asks second waits and reads the folder.
-    private func serveKept(_ request: Request, target: Target, file: String, to client: Int32) -> Bool {
+    private func serveKept(_ request: Request, target: Target, file: String, upstream: inout Upstream, to client: Int32) -> Bool {
         if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
         let dir = (file as NSString).deletingLastPathComponent
         guard (try? FileSystem.makeDirectories(dir, mode: 0o755)) != nil, let held = try? FileLock(file + ".lock", mode: .exclusive) else {
-            return pass(request, target: target, to: client)
+            return pass(request, target: target, upstream: &upstream, to: client)
         }
         defer { held.unlock(); unlink(file + ".lock") }
         if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
-        return fetch(request, target: target, keepingAt: file, to: client)
+        return fetch(request, target: target, keepingAt: file, upstream: &upstream, to: client)
     }
 
     private func sendKept(_ file: String, size: UInt64, to client: Int32) -> Bool {
@@ -195,14 +244,10 @@ public final class PackageProxy: @unchecked Sendable {
 
     /// Fetches a file to keep: the response goes to the client as it comes, and into
     /// `FILE.partial`, renamed to `file` when it is whole.
-    private func fetch(_ request: Request, target: Target, keepingAt file: String, to client: Int32) -> Bool {
-        guard let upstream = PackageProxy.connect(host: target.host, port: target.port) else { return badGateway(client, target) }
-        defer { close(upstream) }
-        guard PackageProxy.send(upstream, request.upstream(target, keepRange: false)) else { return badGateway(client, target) }
-        var reader = SocketReader(fd: upstream)
-        guard let head = reader.readHead(), let response = Response(head) else { return badGateway(client, target) }
+    private func fetch(_ request: Request, target: Target, keepingAt file: String, upstream: inout Upstream, to client: Int32) -> Bool {
+        guard let response = upstream.exchange(request, target, keepRange: false) else { return badGateway(client, target) }
         guard response.status == 200, let length = response.contentLength, response.header("transfer-encoding") == nil else {
-            return relay(response, from: &reader, request: request, to: client)
+            return relay(response, upstream: &upstream, request: request, to: client)
         }
         let partial = "\(file).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let out = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -210,7 +255,7 @@ public final class PackageProxy: @unchecked Sendable {
         guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { return false }
         var left = length, clientOK = true
         while left > 0 {
-            guard let chunk = reader.read(max: Int(min(left, 1 << 20))) else { return false }
+            guard let chunk = upstream.reader.read(max: Int(min(left, 1 << 20))) else { upstream.close(); return false }
             left -= UInt64(chunk.count)
             if clientOK { clientOK = PackageProxy.send(client, chunk) }
             if out >= 0 { _ = chunk.withUnsafeBytes { write(out, $0.baseAddress, $0.count) } }
@@ -220,6 +265,7 @@ public final class PackageProxy: @unchecked Sendable {
         } else {
             lock.withLock { counts.passedBytes += length }
         }
+        upstream.settle(response, bodyRead: true)
         return clientOK
     }
 
@@ -232,34 +278,36 @@ public final class PackageProxy: @unchecked Sendable {
     }
 
     /// A request passed through: the archive's answer relayed to the client.
-    private func pass(_ request: Request, target: Target, to client: Int32) -> Bool {
-        guard let upstream = PackageProxy.connect(host: target.host, port: target.port) else { return badGateway(client, target) }
-        defer { close(upstream) }
-        guard PackageProxy.send(upstream, request.upstream(target, keepRange: true)) else { return badGateway(client, target) }
-        var reader = SocketReader(fd: upstream)
-        guard let head = reader.readHead(), let response = Response(head) else { return badGateway(client, target) }
-        return relay(response, from: &reader, request: request, to: client)
+    private func pass(_ request: Request, target: Target, upstream: inout Upstream, to client: Int32) -> Bool {
+        guard let response = upstream.exchange(request, target, keepRange: true) else { return badGateway(client, target) }
+        return relay(response, upstream: &upstream, request: request, to: client)
     }
 
     /// A response relayed as it is framed: by its Content-Length (the connection stays open), or
     /// to the archive's end of stream (chunked or unframed: the connection then closes).
-    private func relay(_ response: Response, from reader: inout SocketReader, request: Request, to client: Int32) -> Bool {
+    private func relay(_ response: Response, upstream: inout Upstream, request: Request, to client: Int32) -> Bool {
         let bodiless = request.method == "HEAD" || response.status == 204 || response.status == 304 || (100..<200).contains(response.status)
         if bodiless {
+            upstream.settle(response, bodyRead: true)
             return PackageProxy.send(client, response.forwardHead(keepAlive: true))
         }
         if let length = response.contentLength, response.header("transfer-encoding") == nil {
-            guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { return false }
+            guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { upstream.close(); return false }
             var left = length
             while left > 0 {
-                guard let chunk = reader.read(max: Int(min(left, 1 << 20))), PackageProxy.send(client, chunk) else { return false }
+                guard let chunk = upstream.reader.read(max: Int(min(left, 1 << 20))), PackageProxy.send(client, chunk) else {
+                    upstream.close()
+                    return false
+                }
                 left -= UInt64(chunk.count)
             }
             lock.withLock { counts.passedBytes += length }
+            upstream.settle(response, bodyRead: true)
             return true
         }
+        defer { upstream.close() }
         guard PackageProxy.send(client, response.forwardHead(keepAlive: false)) else { return false }
-        while let chunk = reader.read(max: 1 << 20) {
+        while let chunk = upstream.reader.read(max: 1 << 20) {
             guard PackageProxy.send(client, chunk) else { return false }
             lock.withLock { counts.passedBytes += UInt64(chunk.count) }
         }
@@ -357,13 +405,13 @@ public final class PackageProxy: @unchecked Sendable {
             return Target(host: host.lowercased(), port: port, path: path)
         }
 
-        /// The request as the archive gets it: origin form, one request per connection.
+        /// The request as the archive gets it: origin form, on a connection kept open.
         func upstream(_ t: Target, keepRange: Bool) -> String {
             let dropped = Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "host", "te", "upgrade"])
                 .union(keepRange ? [] : ["range", "if-range", "if-modified-since", "if-none-match"])
             var s = "\(method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
             for (k, v) in headers where !dropped.contains(k.lowercased()) { s += "\(k): \(v)\r\n" }
-            return s + "Connection: close\r\n\r\n"
+            return s + "Connection: keep-alive\r\n\r\n"
         }
     }
 

@@ -15,7 +15,8 @@ import TestSupport
     @Test func aPackageIsFetchedOnceAndServedFromTheFolderEvenWithTheArchiveGone() throws {
         let dir = try TempDir()
         let archive = dir.file("archive")
-        let deb = "/debian/pool/main/h/hello/hello_2.10-3_amd64.deb"
+        // apt writes a version's `+` percent-encoded; the file is kept under its decoded name.
+        let deb = "/debian/pool/main/h/hello/hello_2.10-3+b1_amd64.deb"
         try FileManager.default.createDirectory(atPath: archive + "/debian/pool/main/h/hello", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: archive + "/debian/dists/bookworm", withIntermediateDirectories: true)
         let content = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
@@ -27,7 +28,8 @@ import TestSupport
         defer { proxy.stop() }
 
         // The package and the InRelease over one connection: the package kept, InRelease passed.
-        let r = try curl(proxy, [server.url(String(deb.dropFirst())), server.url("debian/dists/bookworm/InRelease")], into: dir.path)
+        let encoded = deb.replacingOccurrences(of: "+", with: "%2b")
+        let r = try curl(proxy, [server.url(String(encoded.dropFirst())), server.url("debian/dists/bookworm/InRelease")], into: dir.path)
         #expect(r.status == 0, "\(r.output)")
         #expect(FileManager.default.contents(atPath: dir.file("got-0")) == content)
         #expect(FileManager.default.contents(atPath: dir.file("got-1")) == Data("Origin: Debian\n".utf8))
@@ -39,7 +41,7 @@ import TestSupport
 
         // The archive gone: the package still comes, from the folder; InRelease cannot.
         server.stop()
-        let again = try curl(proxy, [server.url(String(deb.dropFirst()))], into: dir.path)
+        let again = try curl(proxy, [server.url(String(encoded.dropFirst()))], into: dir.path)
         #expect(again.status == 0, "\(again.output)")
         #expect(FileManager.default.contents(atPath: dir.file("got-0")) == content)
         c = proxy.current

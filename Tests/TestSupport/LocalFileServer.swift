@@ -21,7 +21,9 @@ public final class LocalFileServer: @unchecked Sendable {
             let head = LocalRegistry.readHead(fd)
             let words = head.split(separator: " ", maxSplits: 2)
             guard words.count >= 2, words[0] == "GET" else { return LocalRegistry.respond(fd, status: "405 Method Not Allowed") }
-            let path = String(words[1].split(separator: "?", maxSplits: 1)[0])
+            // Percent-encoding decoded, as a web server reads a path (apt encodes a version's `+`).
+            let raw = String(words[1].split(separator: "?", maxSplits: 1)[0])
+            let path = raw.removingPercentEncoding ?? raw
             guard !path.contains(".."), let body = FileManager.default.contents(atPath: root + path) else {
                 return LocalRegistry.respond(fd, status: "404 Not Found")
             }
