@@ -44,13 +44,35 @@ final class RemoteCache {
     let settings: RemoteCacheSettings
     let events: BuildEvents
     /// Whether the `--cache-from` registry gave an error; no entry is asked for after one.
-    private(set) var fetchFailed = false
-    /// False while a step that saw a secret runs.
+    /// Shared by the two sides' remote caches of a build, so that it is said once.
+    private let failure: FetchFailure
+    var fetchFailed: Bool { failure.failed }
+    /// False while a step that saw a secret runs (on this side: each side has its own).
     private(set) var storing = true
 
     init(settings: RemoteCacheSettings, events: BuildEvents) {
         self.settings = settings
         self.events = events
+        failure = FetchFailure()
+    }
+
+    private init(_ other: RemoteCache) {
+        settings = other.settings
+        events = other.events
+        failure = other.failure
+    }
+
+    /// The remote cache of the build's other side, which runs at the same time: its own storing
+    /// switch, the same `--cache-from` state.
+    func forOtherSide() -> RemoteCache { RemoteCache(self) }
+
+    /// Whether `--cache-from` gave an error, set by the first side that met one.
+    final class FetchFailure: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        var failed: Bool { lock.withLock { value } }
+        /// Marks the failure; true for the first caller only.
+        func set() -> Bool { lock.withLock { defer { value = true }; return !value } }
     }
 
     /// `use` of the files of entry `tag`, fetched into the folder `dir` by name (made afresh, and
@@ -73,8 +95,9 @@ final class RemoteCache {
                 try await Self.fetch(tag, from: from.repository, into: dir, client: client)
             }
         } catch {
-            fetchFailed = true
-            events.warning("--cache-from \(from): \(tag) cannot be fetched, so this build uses its local cache only: \(HostError.line(error))")
+            if failure.set() {
+                events.warning("--cache-from \(from): \(tag) cannot be fetched, so this build uses its local cache only: \(HostError.line(error))")
+            }
             return nil
         }
     }

@@ -153,7 +153,7 @@ public final class Builder {
         container?.remote = remote
         // Each side stores with a remote cache of its own: a step that mounts a secret turns
         // storing off for its side only while it runs.
-        vm?.remote = remote == nil ? nil : RemoteCache(settings: remoteSettings, events: events)
+        vm?.remote = remote?.forOtherSide()
         vm?.packages = packages
         var state = State(plan: plan, container: container, vm: vm, stages: stages,
                           base: BuildReport.Phase(description: base.description, key: plan.rootKey, container: nil, vm: nil))
