@@ -177,9 +177,18 @@ public final class PackageProxy: @unchecked Sendable {
                     guard let c = PackageProxy.connect(host: t.host, port: t.port) else { return nil }
                     (fd, key, reader) = (c, wanted, SocketReader(fd: c))
                 }
-                if PackageProxy.send(fd, text), let head = reader.readHead(), let response = Response(head) { return response }
+                if PackageProxy.send(fd, text), let response = finalResponse() { return response }
                 close()
                 if !reused || attempt == 1 { return nil }
+            }
+            return nil
+        }
+
+        /// The answer's head, past any interim (1xx) answer.
+        private mutating func finalResponse() -> Response? {
+            while let head = reader.readHead(), let r = Response(head) {
+                if (100..<200).contains(r.status), r.status != 101 { continue }
+                return r
             }
             return nil
         }
@@ -218,12 +227,23 @@ public final class PackageProxy: @unchecked Sendable {
     private func serveKept(_ request: Request, target: Target, file: String, upstream: inout Upstream, to client: Int32) -> Bool {
         if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
         let dir = (file as NSString).deletingLastPathComponent
-        guard (try? FileSystem.makeDirectories(dir, mode: 0o755)) != nil, let held = try? FileLock(file + ".lock", mode: .exclusive) else {
+        guard (try? FileSystem.makeDirectories(dir, mode: 0o755)) != nil, let held = PackageProxy.lock(file + ".lock") else {
             return pass(request, target: target, upstream: &upstream, to: client)
         }
         defer { held.unlock(); unlink(file + ".lock") }
         if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
         return fetch(request, target: target, keepingAt: file, upstream: &upstream, to: client)
+    }
+
+    /// The file's lock, waited for while another side or build fetches it, but no longer than
+    /// apt waits for an answer without giving up (its timeout is 30 s): then nil, and the request
+    /// is passed through (downloaded a second time) rather than failing the step.
+    static func lock(_ path: String) -> FileLock? {
+        for _ in 0..<200 {
+            if let l = FileLock(trying: path, mode: .exclusive) { return l }
+            usleep(100_000)
+        }
+        return nil
     }
 
     private func sendKept(_ file: String, size: UInt64, to client: Int32) -> Bool {
@@ -246,21 +266,26 @@ public final class PackageProxy: @unchecked Sendable {
     /// `FILE.partial`, renamed to `file` when it is whole.
     private func fetch(_ request: Request, target: Target, keepingAt file: String, upstream: inout Upstream, to client: Int32) -> Bool {
         guard let response = upstream.exchange(request, target, keepRange: false) else { return badGateway(client, target) }
-        guard response.status == 200, let length = response.contentLength, response.header("transfer-encoding") == nil else {
+        // Only the file itself is kept: not a compressed answer, nor one framed otherwise.
+        guard response.status == 200, let length = response.contentLength, response.header("transfer-encoding") == nil,
+              response.header("content-encoding") == nil else {
             return relay(response, upstream: &upstream, request: request, to: client)
         }
-        let partial = "\(file).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let out = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        // One partial name per file, written under its lock: what a killed fetch left is
+        // overwritten by the next one, never piled up.
+        let partial = "\(file).partial"
+        let out = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
         defer { if out >= 0 { close(out) }; unlink(partial) }
+        var written = out >= 0
         guard PackageProxy.send(client, response.forwardHead(keepAlive: true)) else { return false }
         var left = length, clientOK = true
         while left > 0 {
             guard let chunk = upstream.reader.read(max: Int(min(left, 1 << 20))) else { upstream.close(); return false }
             left -= UInt64(chunk.count)
             if clientOK { clientOK = PackageProxy.send(client, chunk) }
-            if out >= 0 { _ = chunk.withUnsafeBytes { write(out, $0.baseAddress, $0.count) } }
+            if written { written = (try? chunk.withUnsafeBytes { try FileSystem.writeAll(out, $0, path: partial) }) != nil }
         }
-        if out >= 0, fsync(out) == 0, PackageProxy.isWhole(partial, path: target.path), rename(partial, file) == 0 {
+        if written, fsync(out) == 0, PackageProxy.isWhole(partial, path: target.path), rename(partial, file) == 0 {
             lock.withLock { counts.fetchedBytes += length; counts.fetchedFiles += 1 }
         } else {
             lock.withLock { counts.passedBytes += length }
@@ -278,8 +303,11 @@ public final class PackageProxy: @unchecked Sendable {
     }
 
     /// A request passed through: the archive's answer relayed to the client.
+    /// It asks the archive to close the connection after it: such an answer may be chunked, which
+    /// `relay` reads to the end of the stream.
     private func pass(_ request: Request, target: Target, upstream: inout Upstream, to client: Int32) -> Bool {
         guard let response = upstream.exchange(request, target, keepRange: true) else { return badGateway(client, target) }
+        defer { upstream.close() }
         return relay(response, upstream: &upstream, request: request, to: client)
     }
 
@@ -401,17 +429,23 @@ public final class PackageProxy: @unchecked Sendable {
                 host = String(authority[..<c])
                 port = p
             }
-            guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }), (1...65535).contains(port) else { return nil }
+            guard !host.isEmpty, !host.hasPrefix("."), !host.contains(".."), host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }),
+                  (1...65535).contains(port) else { return nil }
             return Target(host: host.lowercased(), port: port, path: path)
         }
 
         /// The request as the archive gets it: origin form, on a connection kept open.
+        /// A GET or HEAD has no body: the client's body framing and expectations never reach the
+        /// archive, so no answer on the connection belongs to anything but this request. A kept
+        /// file (`keepRange` false) is asked for whole and uncompressed; a passed-through request
+        /// asks the archive to close after its answer.
         func upstream(_ t: Target, keepRange: Bool) -> String {
-            let dropped = Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "host", "te", "upgrade"])
-                .union(keepRange ? [] : ["range", "if-range", "if-modified-since", "if-none-match"])
+            let dropped = Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "host", "te", "upgrade",
+                               "content-length", "transfer-encoding", "expect", "trailer"])
+                .union(keepRange ? [] : ["range", "if-range", "if-modified-since", "if-none-match", "accept-encoding"])
             var s = "\(method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
             for (k, v) in headers where !dropped.contains(k.lowercased()) { s += "\(k): \(v)\r\n" }
-            return s + "Connection: keep-alive\r\n\r\n"
+            return s + "Connection: \(keepRange ? "close" : "keep-alive")\r\n\r\n"
         }
     }
 

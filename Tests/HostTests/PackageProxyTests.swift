@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import Host
+@testable import Host
 import TestSupport
 
 /// The package cache's proxy against a real HTTP server (the test's own): what it keeps, what it
@@ -74,5 +74,23 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: keptFolder + goodHash))
         #expect(!FileManager.default.fileExists(atPath: keptFolder + liar), "a file whose hash is not its name is passed on, never kept")
         #expect(FileManager.default.contents(atPath: dir.file("got-1")) == Data("not what the name says\n".utf8))
+    }
+
+    /// What a step could ask the proxy for on purpose: nothing outside the folder, and nothing of
+    /// its request's framing reaches the archive.
+    @Test func aHostileRequestNeitherLeavesTheFolderNorFramesTheArchivesAnswer() throws {
+        let proxy = PackageProxy(folder: "/cache/packages")
+        for uri in ["http://../debian/pool/x.deb", "http://./pool/x.deb", "http://.hidden/pool/x.deb", "http://a..b/pool/x.deb"] {
+            #expect(PackageProxy.Request("GET \(uri) HTTP/1.1")?.target == nil, "\(uri)")
+        }
+        let ok = try #require(PackageProxy.Request("GET http://deb.debian.org/debian/pool/main/a/%2e%2e/x.deb HTTP/1.1")?.target)
+        #expect(proxy.keptPath(ok) == nil, "a segment that decodes to .. is never kept")
+        let encoded = try #require(PackageProxy.Request("GET http://deb.debian.org/debian/pool/main/l/libx/libx_1%3a2.0%2bb1_amd64.deb HTTP/1.1")?.target)
+        #expect(proxy.keptPath(encoded) == "/cache/packages/deb.debian.org/debian/pool/main/l/libx/libx_1:2.0+b1_amd64.deb")
+        let r = try #require(PackageProxy.Request("GET http://deb.debian.org/debian/pool/x.deb HTTP/1.1\r\nContent-Length: 40\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\nAccept-Encoding: gzip\r\nUser-Agent: apt"))
+        let kept = r.upstream(try #require(r.target), keepRange: false).lowercased()
+        #expect(!kept.contains("content-length") && !kept.contains("expect") && !kept.contains("transfer-encoding") && !kept.contains("accept-encoding"))
+        #expect(kept.contains("user-agent: apt") && kept.hasSuffix("connection: keep-alive\r\n\r\n"))
+        #expect(r.upstream(try #require(r.target), keepRange: true).hasSuffix("Connection: close\r\n\r\n"), "passed through: closed after its answer")
     }
 }
