@@ -29,20 +29,22 @@ final class BuildSides: @unchecked Sendable {
     /// This side stopped because the other failed: never the error a build reports.
     struct Stopped: Error {}
 
-    /// A value handed between threads.
-    private final class Box<T>: @unchecked Sendable {
-        var value: Result<T, Error>?
+    /// The second side's work and its result, handed to its thread and back; the thread is
+    /// joined before the result is read.
+    private final class Handoff<T>: @unchecked Sendable {
+        let work: (Stop) throws -> T
+        var result: Result<T, Error>?
+        init(_ work: @escaping (Stop) throws -> T) { self.work = work }
     }
 
     func run<A, B>(_ first: (Stop) throws -> A, _ second: @escaping (Stop) throws -> B) throws -> (A, B) {
         let stop = Stop()
         if serial { return (try first(stop), try second(stop)) }
-        let box = Box<B>()
+        let handoff = Handoff(second)
         let done = DispatchSemaphore(value: 0)
-        let work = UncheckedSendable(second)
         let thread = Thread {
-            box.value = Result { try work.value(stop) }
-            if case .failure = box.value { stop.set() }
+            handoff.result = Result { try handoff.work(stop) }
+            if case .failure = handoff.result { stop.set() }
             done.signal()
         }
         thread.name = "imgbench vm side"
@@ -51,7 +53,7 @@ final class BuildSides: @unchecked Sendable {
         let a = Result { try first(stop) }
         if case .failure = a { stop.set() }
         done.wait()
-        let b = box.value!
+        let b = handoff.result!
         // The side that failed first is the one to report: the other only stopped.
         switch (a, b) {
         case let (.success(x), .success(y)): return (x, y)
@@ -87,10 +89,4 @@ final class SideLines: @unchecked Sendable {
         }
         sink.output(marked)
     }
-}
-
-/// A closure handed to another thread; `BuildSides` joins that thread before it returns.
-private struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

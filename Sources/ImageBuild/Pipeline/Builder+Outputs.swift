@@ -117,7 +117,7 @@ extension Builder {
             + state.steps.flatMap { [$0.container, $0.vm].compactMap { $0 } }
         totals.cacheHits = measures.filter(\.cacheHit).count
         totals.cacheMisses = measures.count - totals.cacheHits
-        totals.sides = state.concurrent ? "concurrent" : "serial"
+        totals.sides = sidesAtOnce(state) ? "concurrent" : "serial"
         if let p = packages {
             totals.packages = BuildReport.PackageTraffic(p.container.current.adding(p.vm.current))
         }

@@ -17,7 +17,7 @@ extension Builder {
             configs.append(state.config)
         }
         let snapshot = state
-        let sides = BuildSides(serial: options.serial || state.container == nil || state.vm == nil)
+        let sides = BuildSides(serial: !sidesAtOnce(state))
         let (c, v) = try sides.run({ stop in
             try snapshot.container.map { try self.containerSide($0, base: base, seconds: seconds, state: snapshot, configs: configs, stop: stop) }
         }, { stop in
@@ -26,7 +26,6 @@ extension Builder {
         state.base.container = c?.base
         state.base.vm = v?.base
         state.finalisation = v?.finalisation
-        state.concurrent = !sides.serial
         state.steps = state.plan.steps.enumerated().map { i, p in
             let s = p.step
             var r = BuildReport.StepReport(index: p.index, instruction: s.text, location: s.location.description,
@@ -38,11 +37,16 @@ extension Builder {
         }
     }
 
+    /// Whether the two sides run at the same time: both are built and `--serial` was not asked for.
+    func sidesAtOnce(_ state: State) -> Bool {
+        state.container != nil && state.vm != nil && !options.serial
+    }
+
     /// What a side's commands print: as it comes when the sides run one after the other; with
     /// each line marked with its side (`[vm] `) when they run at the same time, so that a log
     /// of the two reads apart.
     func output(of side: StepTarget, state: State) -> @Sendable (String) -> Void {
-        guard state.container != nil, state.vm != nil, !options.serial else { return onOutput }
+        guard sidesAtOnce(state) else { return onOutput }
         let lines = SideLines(prefix: "[\(side.rawValue)] ", sink: events)
         return { lines.add($0) }
     }

@@ -294,8 +294,6 @@ public final class Builder {
         var base: BuildReport.Phase
         var steps: [BuildReport.StepReport] = []
         var finalisation: BuildReport.Phase?
-        /// Whether the two sides ran at the same time (`BuildSides`).
-        var concurrent = false
 
         /// The earlier stages' steps, in stage order.
         var stageSteps: [BuildReport.StepReport]? {
