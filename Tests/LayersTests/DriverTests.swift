@@ -64,6 +64,7 @@ struct DriverTests {
         let t = try TempDir("drivers"); defer { t.cleanup() }
         let base = try t.sub("base")
         try makeDriverBase(base)
+        let baseBefore = try describeTree(base, includeDirectoryTimes: true)
         let options = CaptureOptions(compression: .gzip, sourceDateEpoch: 1_700_000_000)
         var reports: [String: DriverReport] = [:]
         for name in StorageDrivers.names where StorageDrivers.probe(name).works {
@@ -89,6 +90,9 @@ struct DriverTests {
         // Every mount released.
         let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
         #expect(!mounts.contains(t.path))
+        // Each driver's base layer is the tree copied in (importTree): the step never wrote into
+        // the tree itself.
+        #expect(try describeTree(base, includeDirectoryTimes: true) == baseBefore)
 
         let vfs = try #require(reports["vfs"])
         let expectedEntries = [

@@ -39,6 +39,10 @@ public struct BuildReport: Codable, Equatable, Sendable {
         /// What it cost when it was made, kept with its cache entry: `seconds` when it was made
         /// now; nil for a cache entry recorded before the cost was kept.
         public var builtSeconds: Double?
+        /// A container base layer made now: the seconds of its making that ran beside the first
+        /// steps (the capture and compression of its blob, once its driver layer was ready). In
+        /// `builtSeconds`, not in `seconds`, which is what the side waited for.
+        public var besideStepsSeconds: Double?
         /// Container: the layer's bytes, compressed (as stored) and uncompressed (the tar).
         public var layerCompressedBytes: UInt64?
         public var layerUncompressedBytes: UInt64?

@@ -137,18 +137,28 @@ extension Builder {
         state.config.image.onBuild = nil
     }
 
-    /// The container side's base: the base image's layers, or the root captured as the first
-    /// layer. The time spent making the base root counts on every side that needed it, also when
-    /// another side made it first.
-    func containerBase(_ base: Base, seconds: Double, on container: ContainerPass, state: State) throws -> BuildReport.Measure {
+    /// The container side's base, and `steps` run on it: the base image's layers, or the root
+    /// captured as the first layer, whose capture goes on beside `steps` once its driver layer is
+    /// ready (`ContainerPass.startBase`). The time spent making the base root counts on every
+    /// side that needed it, also when another side made it first. A failure of `steps` is the one
+    /// thrown when both fail: the base's capture is waited for either way.
+    func containerBase<T>(_ base: Base, seconds: Double, on container: ContainerPass, state: State,
+                          then steps: () throws -> T) throws -> (base: BuildReport.Measure, steps: T) {
         if let (layout, image) = base.image {
-            return try container.base(image: image, layout: layout, rootSeconds: seconds)
+            return (try container.base(image: image, layout: layout, rootSeconds: seconds), try steps())
         }
-        return try base.root.counting {
-            try BuildError.naming("\(recipe.baseLocation): capturing the base as the first container layer") {
-                try container.base(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
+        let naming = "\(recipe.baseLocation): capturing the base as the first container layer"
+        let (_, rootSeconds) = try base.root.counted {
+            try BuildError.naming(naming) {
+                try container.startBase(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
             }
         }
+        let done = Result { try steps() }
+        let captured = Result { try BuildError.naming(naming) { try container.finishBase() } }
+        let result = try done.get()
+        var m = try captured.get()
+        m.seconds += rootSeconds
+        return (m, result)
     }
 
     /// The VM side's base: the chain of the image it continues, or a base disk made of the root.
@@ -207,9 +217,16 @@ final class LazyRoot: @unchecked Sendable {
     /// A side's base measure, which counts the making of the root when the side used it, also
     /// when an earlier side made it (the time `work` itself measured covers only its own making).
     func counting(_ work: () throws -> BuildReport.Measure) throws -> BuildReport.Measure {
-        let (before, usesBefore) = lock.withLock { (seconds, uses) }
-        var m = try work()
-        if lock.withLock({ uses }) > usesBefore { m.seconds += before }
+        var (m, before) = try counted(work)
+        m.seconds += before
         return m
+    }
+
+    /// `work`'s result, and the seconds of the root's making that it did not measure itself: the
+    /// time an earlier side spent making the root, when `work` used it.
+    func counted<T>(_ work: () throws -> T) throws -> (T, Double) {
+        let (before, usesBefore) = lock.withLock { (seconds, uses) }
+        let r = try work()
+        return (r, lock.withLock({ uses }) > usesBefore ? before : 0)
     }
 }

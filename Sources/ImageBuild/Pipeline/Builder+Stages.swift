@@ -52,11 +52,22 @@ extension Builder {
         let pass = try ContainerPass(driver: options.driver.rawValue, cache: cache, noCache: options.noCache,
                                      sourceDateEpoch: sourceDateEpoch, events: events)
         pass.remote = remote
+        // The base's capture goes on beside the stage's first steps.
         if let (layout, image) = base.image {
             _ = try pass.base(image: image, layout: layout, rootSeconds: 0)
         } else {
-            _ = try pass.base(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
+            try pass.startBase(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
         }
+        let steps = Result { try stageSteps(plan, of: sub, label: label, on: pass, remote: remote, built: built) }
+        let captured = Result { if base.image == nil { _ = try BuildError.naming("\(stage.baseLocation): capturing the base of \(label)") { try pass.finishBase() } } }
+        let reports = try steps.get()
+        try captured.get()
+        return StageBuild(pass: pass, key: plan.lastKey, steps: reports)
+    }
+
+    /// A stage's steps that change files, each on the container side.
+    func stageSteps(_ plan: BuildPlan, of sub: Builder, label: String, on pass: ContainerPass, remote: RemoteCache?,
+                    built: [Int: StageBuild]) throws -> [BuildReport.StepReport] {
         var config = StepConfig()
         var reports: [BuildReport.StepReport] = []
         for p in plan.steps {
@@ -66,6 +77,7 @@ extension Builder {
                                            stage: stageLabel(p.step.stage))
             defer { reports.append(r) }
             guard p.step.instruction.changesFiles, p.step.target.includes(.container) else { continue }
+            try pass.checkBase()
             events.stepStarted(index: p.index, of: plan.steps.count, target: label, text: p.step.text)
             let m = try BuildError.naming("\(p.step.location): building \(label): \(p.step.text)") {
                 try storing(p.step, in: remote) {
@@ -77,7 +89,7 @@ extension Builder {
             r.container = m
             events.stepFinished(index: p.index, target: label, measure: m)
         }
-        return StageBuild(pass: pass, key: plan.lastKey, steps: reports)
+        return reports
     }
 
     /// A stage's name in the report (its number when it has none); nil in a recipe of one stage.

@@ -60,16 +60,20 @@ extension Builder {
 
     func containerSide(_ container: ContainerPass, base: Base, seconds: Double, state: State, configs: [StepConfig],
                        stop: BuildSides.Stop) throws -> SideMeasures {
-        var out = SideMeasures(base: try containerBase(base, seconds: seconds, on: container, state: state))
-        for (i, p) in state.plan.steps.enumerated() where p.step.target.includes(.container) {
-            try stop.check()
-            if p.step.instruction.changesFiles {
-                out.steps[i] = try containerStep(p, on: container, config: configs[i], state: state)
-            } else {
-                container.metadata(p.step.text)
+        let (baseMeasure, steps) = try containerBase(base, seconds: seconds, on: container, state: state) {
+            var steps: [Int: BuildReport.Measure] = [:]
+            for (i, p) in state.plan.steps.enumerated() where p.step.target.includes(.container) {
+                try stop.check()
+                try container.checkBase()
+                if p.step.instruction.changesFiles {
+                    steps[i] = try containerStep(p, on: container, config: configs[i], state: state)
+                } else {
+                    container.metadata(p.step.text)
+                }
             }
+            return steps
         }
-        return out
+        return SideMeasures(base: baseMeasure, steps: steps)
     }
 
     func vmSide(_ vm: VMPass, base: Base, seconds: Double, state: State, configs: [StepConfig], stop: BuildSides.Stop) throws -> SideMeasures {

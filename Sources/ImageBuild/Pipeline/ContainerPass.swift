@@ -83,25 +83,78 @@ final class ContainerPass {
 
     var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
-    /// The base: the root folder captured as the first layer and unpacked into the driver;
-    /// `root` is asked for only when the layer is made here. `rootSeconds`, the time spent
-    /// making the base before, counts in the base's time.
-    func base(key: String, root: () throws -> String, description: String, rootSeconds: Double) throws -> BuildReport.Measure {
-        let start = Date()
-        let (record, hit) = try cachedLayer(key, what: "the base", started: start, before: rootSeconds) {
-            events.note("container: capturing the base root as the first layer")
-            let layer = try capture("the base") { try LayerCapture.capture(.tree(try root()), into: blobs, options: captureOptions, tee: $0).layer }
-            try inNewLayer(key, parent: nil) { writable in
-                _ = try LayerApply.apply(layer: blobs.path(of: layer.descriptor.digest), to: writable, expecting: layer.descriptor.digest)
-            }
-            return layer
+    /// Starts the base: the root folder becomes the first layer. When the layer is made here, its
+    /// driver layer is the root linked in (`StorageDriver.importTree`), and this returns as soon
+    /// as that is done: the capture and compression of the layer's blob go on on a thread of
+    /// their own, beside the first steps, which run on the driver layer. A cached layer (here or
+    /// in the registry of `--cache-from`) is ready when this returns. `root` is asked for only
+    /// when the layer is made. `rootSeconds`, the time spent making the base before, counts in
+    /// the base's time.
+    func startBase(key: String, root: @escaping () throws -> String, description: String, rootSeconds: Double) throws {
+        let start = Date(), created = newCreated
+        let making = BaseCapture(key: key, start: start, rootSeconds: rootSeconds)
+        pendingBase = making
+        // The pass is used from both threads: until `ready`, this one waits; after it, the other
+        // touches only the base's own entry, the blob store and the bundle, which take their locks.
+        nonisolated(unsafe) let pass = self, makeRoot = root
+        let thread = Thread {
+            making.finish(Result {
+                try pass.cachedLayer(key, what: "the base", started: start, before: rootSeconds, created: created, storing: false) {
+                    pass.events.note("container: the base root linked into the storage driver; its layer is captured beside the first steps")
+                    let tree = try makeRoot()
+                    try pass.driver.importTree(key, from: tree)
+                    do {
+                        return try pass.capture("the base") { tee in
+                            // The driver layer is whole, and the bundle takes this layer before any step's.
+                            making.ready()
+                            return try LayerCapture.capture(.tree(tree), into: pass.blobs, options: pass.captureOptions, tee: tee).layer
+                        }
+                    } catch {
+                        making.failing(error)
+                        throw error
+                    }
+                }
+            })
+        }
+        thread.name = "imgbench base layer"
+        thread.stackSize = 8 << 20
+        thread.start()
+        making.waitReady()
+        if let failure = making.failure {
+            pendingBase = nil
+            throw failure
         }
         top = key
-        layers = [record.layer]
-        created = createdTime(of: record, key: key)
-        history = [History(created: created, createdBy: "imgbench: base \(description)", emptyLayer: nil)]
-        return measure(record, seconds: rootSeconds + Date().timeIntervalSince(start), hit: hit)
+        layers = []
+        self.created = making.record.map { createdTime(of: $0, key: key) } ?? created
+        history = [History(created: self.created, createdBy: "imgbench: base \(description)", emptyLayer: nil)]
     }
+
+    /// Waits for the base layer `startBase` began, and returns its measure. Its `seconds` are
+    /// what the container side waited for (the root, the driver layer); the capture that ran
+    /// beside the steps after it is in `builtSeconds` and `besideStepsSeconds`. Throws the
+    /// capture's failure: the base's blob is then missing, and the build fails.
+    func finishBase() throws -> BuildReport.Measure {
+        guard let making = pendingBase else { throw BuildError.invalid("container: no base layer was started") }
+        pendingBase = nil
+        making.release()
+        let (record, hit) = try making.wait()
+        try storeLayer(making.key, record)
+        layers.insert(record.layer, at: 0)
+        var m = measure(record, seconds: making.readySeconds, hit: hit)
+        if !hit, let built = record.builtSeconds {
+            m.seconds = making.readySeconds
+            m.besideStepsSeconds = max(0, built - m.seconds)
+        }
+        return m
+    }
+
+    /// The base layer being made beside the first steps (`startBase`, `finishBase`).
+    private var pendingBase: BaseCapture?
+
+    /// Throws once the capture of the base layer beside the steps has failed: asked before each
+    /// step, so that a build whose image cannot be whole stops early.
+    func checkBase() throws { try pendingBase?.check() }
 
     /// The base from an OCI image: its layers, unpacked into the driver by chain ID (each under
     /// its own lock, recorded like a step's layer), become the first layers; its history is kept,
@@ -217,7 +270,9 @@ final class ContainerPass {
     /// SIGINT/SIGTERM while it is made remove the unfinished driver layer.
     /// A layer from the registry of `--cache-from` is a hit too; whichever it was, it is then
     /// stored in the registry of `--cache-to`.
-    func cachedLayer(_ key: String, what: String, started: Date, before: Double = 0,
+    /// `created`: the time the record keeps when it is made here (else the time it is recorded);
+    /// `storing`: false when the caller stores it in the `--cache-to` registry itself.
+    func cachedLayer(_ key: String, what: String, started: Date, before: Double = 0, created: String? = nil, storing: Bool = true,
                      make: () throws -> StoredLayer) throws -> (record: LayerRecord, hit: Bool) {
         var found: LayerRecord?
         var fetched = false
@@ -237,14 +292,14 @@ final class ContainerPass {
                     return layer
                 }
                 let layer = try make()
-                let record = LayerRecord(layer: layer, created: newCreated, builtSeconds: before + Date().timeIntervalSince(started))
+                let record = LayerRecord(layer: layer, created: created ?? newCreated, builtSeconds: before + Date().timeIntervalSince(started))
                 try save(record, key: key)
                 return record
             }
         }
         // An entry this build already held is used without a check: its record is read here.
         guard let record = found ?? (local ? check(key).1 : nil) else { throw BuildError.invalid("container: no layer recorded for \(what)") }
-        try storeLayer(key, record)
+        if storing { try storeLayer(key, record) }
         let hit = local || fetched
         if hit { bundle?.add(blob: blobs.path(of: record.layer.descriptor.digest)) }
         return (record, hit)

@@ -27,7 +27,7 @@ public struct DriverReport: Codable, Sendable {
 
 public enum DriverTrial {
     /// Runs the trial on one driver in `store` (made and left empty). `base` is a directory copied
-    /// in as the first layer; `script` runs in the step's writable root. Every mount is released
+    /// in as the first layer (`importTree`, as a build's base); `script` runs in the step's writable root. Every mount is released
     /// before this returns, whatever happens. Errors go into the report, except an interruption,
     /// which is thrown.
     public static func run(driver name: String, store: String, base: String, options: CaptureOptions,
@@ -41,9 +41,7 @@ public enum DriverTrial {
                 for id in ["clone", "step", "base"] { try? driver.remove(id) }
                 try? driver.close()
             }
-            let baseRoot = try driver.prepare("base", parent: nil)
-            try FileSystem.copyTree(from: base, to: baseRoot)
-            try driver.release("base")
+            try driver.importTree("base", from: base)
 
             var t = Date()
             let root = try driver.prepare("step", parent: "base")

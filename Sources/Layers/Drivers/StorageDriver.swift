@@ -35,6 +35,12 @@ public protocol StorageDriver: AnyObject {
     func writableBytes(_ id: String) throws -> UInt64
     /// Releases everything the driver holds (mounts, loop devices).
     func close() throws
+    /// Makes a released layer `id` without a parent whose content is a copy of the folder `tree`
+    /// (`FileSystem.copyTree`): what applying the tree's layer blob gives, without decompressing
+    /// and parsing the blob, so a build need not wait for the blob first. A copy, not hard
+    /// links: a link changes the source inode's ctime, and `mkfs.ext4 -d` writes a base root's
+    /// times into the VM's base disk, which must come out the same bit for bit.
+    func importTree(_ id: String, from tree: String) throws
 }
 
 extension StorageDriver {
@@ -72,6 +78,18 @@ extension StorageDriver {
 
     /// Makes `STORE/<driver>/layers`, where the layers go.
     func createLayersDir() throws { try FileSystem.makeDirectories(root + "/layers") }
+
+    /// A parentless layer prepared, `tree` copied into its writable root, released.
+    public func importTree(_ id: String, from tree: String) throws {
+        let root = try prepare(id, parent: nil)
+        do {
+            try FileSystem.copyTree(from: tree, to: root)
+            try release(id)
+        } catch {
+            try? remove(id)
+            throw error
+        }
+    }
 
     /// Whether the driver holds a layer of this id.
     public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
@@ -119,6 +137,20 @@ extension UnionMountDriver {
     }
 
     func release(_ id: String) throws { try Mounts.unmount(mergedDir(id)) }
+
+    /// The tree copied into the layer's `diff` directly, never mounted: a parentless layer's
+    /// content is its `diff`, and writing it through a union mount would only add the mount.
+    func importTree(_ id: String, from tree: String) throws {
+        try createLayerDir(id, parent: nil)
+        let dir = layerDir(id)
+        do {
+            for d in ["diff"] + scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
+            try FileSystem.copyTree(from: tree, to: diffDir(id))
+        } catch {
+            try? FileSystem.removeTree(dir)
+            throw error
+        }
+    }
 
     func remove(_ id: String) throws {
         try release(id)
