@@ -1,4 +1,5 @@
 import Foundation
+import Host
 @testable import ImageBuild
 import OCI
 import QcowIO
@@ -78,4 +79,30 @@ private let layer = StoredLayer(
     #expect(Set(repaired.map(\.name)) == ["vm/s/a", "vm/s/b", "vm/s/c"] && repaired.allSatisfy(\.removed), "\(repaired)")
     #expect(inventory.verify(repair: false).findings.isEmpty)
     #expect(inventory.entries().isEmpty)
+}
+
+// A blob a killed build was writing is removed by the next container pass, but only while no
+// build writes blobs (one holding the blob lock may be writing it now).
+@Test func aKilledCapturesBlobTemporaryIsRemovedOnlyWhenNoBuildWritesBlobs() throws {
+    let dir = try TempDir("blob-temporaries")
+    defer { dir.cleanup() }
+    let cache = try BuildCache(root: dir.file("cache"), recipe: "test", events: nil)
+    let blobs = BlobStore(root: "\(cache.root)/containers")
+    try FileManager.default.createDirectory(atPath: blobs.directory, withIntermediateDirectories: true)
+    let tmp = "\(blobs.directory)/.tmp-killed"
+    FileManager.default.createFile(atPath: tmp, contents: Data("half a layer".utf8))
+    let writing = try FileLock("\(cache.root)/containers/blobs.lock", mode: .shared)
+    _ = try ContainerPass(driver: "vfs", cache: cache, noCache: false, sourceDateEpoch: nil, events: SilentEvents())
+    #expect(FileManager.default.fileExists(atPath: tmp), "removed while another build held the blob lock")
+    writing.unlock()
+    _ = try ContainerPass(driver: "vfs", cache: cache, noCache: false, sourceDateEpoch: nil, events: SilentEvents())
+    #expect(!FileManager.default.fileExists(atPath: tmp))
+}
+
+/// Events nobody reads.
+private struct SilentEvents: BuildEvents {
+    func note(_ message: String) {}
+    func stepStarted(index: Int, of total: Int, target: String, text: String) {}
+    func stepFinished(index: Int, target: String, measure: BuildReport.Measure) {}
+    func output(_ text: String) {}
 }

@@ -36,6 +36,9 @@ final class ContainerPass {
         self.cache = cache
         try FileManager.default.createDirectory(atPath: blobs.directory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: records, withIntermediateDirectories: true)
+        // Blobs a killed build was writing (a capture runs beside the steps, so a kill often lands
+        // in one): removed when no build writes blobs, as `cache verify --repair` does.
+        _ = CacheInventory(root: cache.root).blobTemporaries(remove: true)
         self.noCache = noCache
         self.events = events
         self.sourceDateEpoch = sourceDateEpoch.map(Int64.init)
