@@ -14,3 +14,8 @@ static inline int imgbench_syncfs(int fd) {
 static inline int imgbench_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buffer) {
     return (int)syscall(SYS_statx, dirfd, path, flags, mask, buffer);
 }
+
+/* gettid(2): the C library declares it only under _GNU_SOURCE. */
+static inline int imgbench_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}

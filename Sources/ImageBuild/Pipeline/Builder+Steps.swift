@@ -16,6 +16,7 @@ extension Builder {
             state.config.apply(p.step.instruction, environment: p.step.environment)
             configs.append(state.config)
         }
+        state.container?.sharesMachine = sidesAtOnce(state)
         let snapshot = state
         let sides = BuildSides(serial: !sidesAtOnce(state))
         let (c, v) = try sides.run({ stop in

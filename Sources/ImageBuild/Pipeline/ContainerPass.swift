@@ -48,6 +48,12 @@ final class ContainerPass {
         CaptureOptions(compression: .gzip, sourceDateEpoch: sourceDateEpoch ?? CaptureOptions.environmentEpoch)
     }
 
+    /// Set when the other side of the build runs at the same time: the base layer's capture,
+    /// which runs beside the steps, then compresses on its own thread alone, at a low priority,
+    /// so that it takes no CPU time from either side's steps (the same blob: the compressed
+    /// bytes do not depend on the thread count).
+    var sharesMachine = false
+
     /// What the cache holds for `key`, and its record when that is usable. A record is read only
     /// with its driver layer (and the chain below it) and a blob whose digest and size match.
     func check(_ key: String) -> (BuildCache.Check, LayerRecord?) {
@@ -103,14 +109,19 @@ final class ContainerPass {
         let thread = Thread {
             making.finish(Result {
                 try pass.cachedLayer(key, what: "the base", started: start, before: rootSeconds, created: created, storing: false) {
-                    pass.events.note("container: the base root linked into the storage driver; its layer is captured beside the first steps")
                     let tree = try makeRoot()
+                    pass.events.note("container: the base root copied into the storage driver; its layer is captured beside the first steps")
                     try pass.driver.importTree(key, from: tree)
                     do {
                         return try pass.capture("the base") { tee in
                             // The driver layer is whole, and the bundle takes this layer before any step's.
                             making.ready()
-                            return try LayerCapture.capture(.tree(tree), into: pass.blobs, options: pass.captureOptions, tee: tee).layer
+                            var options = pass.captureOptions
+                            if pass.sharesMachine {
+                                options.threads = 1
+                                Processors.lowerThisThread(to: 10)
+                            }
+                            return try LayerCapture.capture(.tree(tree), into: pass.blobs, options: options, tee: tee).layer
                         }
                     } catch {
                         making.failing(error)
