@@ -93,7 +93,7 @@ final class ContainerPass {
     var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
     /// Starts the base: the root folder becomes the first layer. When the layer is made here, its
-    /// driver layer is the root linked in (`StorageDriver.importTree`), and this returns as soon
+    /// driver layer is the root copied in (`StorageDriver.importTree`), and this returns as soon
     /// as that is done: the capture and compression of the layer's blob go on on a thread of
     /// their own, beside the first steps, which run on the driver layer. A cached layer (here or
     /// in the registry of `--cache-from`) is ready when this returns. `root` is asked for only
