@@ -22,25 +22,23 @@ final class BaseCapture: @unchecked Sendable {
     }
 
     /// The driver layer is whole: the steps may start on it.
-    func ready() {
-        let first = lock.withLock {
-            defer { signalledReady = true }
-            if !signalledReady { readyAt = Date() }
-            return !signalledReady
-        }
-        if first { readySignal.signal() }
-    }
+    func ready() { signalReady {} }
 
     /// The making ended: ready too, if it never got that far.
     func finish(_ r: Result<(record: ContainerPass.LayerRecord, hit: Bool), Error>) {
+        signalReady { result = r }
+        doneSignal.signal()
+    }
+
+    /// Runs `update` under the lock, and marks the side ready (its time kept) if it was not yet.
+    private func signalReady(_ update: () -> Void) {
         let first = lock.withLock {
-            result = r
+            update()
             defer { signalledReady = true }
             if !signalledReady { readyAt = Date() }
             return !signalledReady
         }
         if first { readySignal.signal() }
-        doneSignal.signal()
     }
 
     func waitReady() { readySignal.wait() }

@@ -155,10 +155,11 @@ final class ContainerPass {
         let (record, hit) = try making.wait()
         try storeLayer(making.key, record)
         layers.insert(record.layer, at: 0)
-        var m = measure(record, seconds: making.readySeconds, hit: hit)
+        let waited = making.readySeconds
+        var m = measure(record, seconds: waited, hit: hit)
         if !hit, let built = record.builtSeconds {
-            m.seconds = making.readySeconds
-            m.besideStepsSeconds = max(0, built - m.seconds)
+            m.seconds = waited
+            m.besideStepsSeconds = max(0, built - waited)
         }
         return m
     }
