@@ -12,9 +12,14 @@ import Foundation
 /// file against the signed Release, as without the proxy. A file being fetched is locked
 /// (`FileLock`), so two builds, or the two sides of one, that ask for it at once download it once.
 ///
+/// The archive is reached directly, or through the HTTP proxy the build was given (`http_proxy`,
+/// as apt, curl and buildah take it): a site's apt-cacher-ng or a company's proxy.
+///
 /// The counts say what the clients of this proxy downloaded and what the folder saved them.
 public final class PackageProxy: @unchecked Sendable {
     public let folder: String
+    /// The proxy the archive is reached through; nil: directly.
+    public let through: UpstreamProxy?
     public private(set) var port = 0
     private var listener: Int32 = -1
     private let lock = NSLock()
@@ -57,8 +62,74 @@ public final class PackageProxy: @unchecked Sendable {
         }
     }
 
-    public init(folder: String) {
+    public init(folder: String, through: UpstreamProxy? = nil) {
         self.folder = folder
+        self.through = through
+    }
+
+    /// An HTTP proxy between this one and the archive.
+    public struct UpstreamProxy: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        /// `Proxy-Authorization` for a proxy URL with a user (`http://USER:PASSWORD@HOST:PORT`).
+        var authorization: String?
+        /// `no_proxy`'s entries: hosts reached directly (`*`: all of them).
+        public var directHosts: [String]
+
+        public init(host: String, port: Int, authorization: String? = nil, directHosts: [String] = []) {
+            (self.host, self.port, self.authorization, self.directHosts) = (host, port, authorization, directHosts)
+        }
+
+        /// The proxy `http_proxy` (or `HTTP_PROXY`) names, with `no_proxy` (or `NO_PROXY`); nil when
+        /// none is set. Only an `http://` proxy: apt's packages come over http, and a proxy
+        /// spoken to over TLS would need a TLS client this proxy does not have.
+        public static func from(environment: [String: String]) throws -> UpstreamProxy? {
+            guard let (name, value) = [("http_proxy", environment["http_proxy"]), ("HTTP_PROXY", environment["HTTP_PROXY"])]
+                .first(where: { !($0.1 ?? "").trimmingCharacters(in: .whitespaces).isEmpty }).map({ ($0.0, $0.1!) }) else { return nil }
+            func bad(_ why: String) -> HostError {
+                HostError.io(path: name, message: "'\(value)' \(why); the package cache reaches the archive through an http://HOST[:PORT] proxy")
+            }
+            var rest = Substring(value.trimmingCharacters(in: .whitespaces))
+            if let scheme = rest.range(of: "://") {
+                guard rest[..<scheme.lowerBound].lowercased() == "http" else { throw bad("is not an http:// proxy") }
+                rest = rest[scheme.upperBound...]
+            }
+            if let slash = rest.firstIndex(of: "/") {
+                guard rest[slash...].allSatisfy({ $0 == "/" }) else { throw bad("has a path") }
+                rest = rest[..<slash]
+            }
+            var authorization: String?
+            if let at = rest.lastIndex(of: "@") {
+                let user = String(rest[..<at]).removingPercentEncoding ?? String(rest[..<at])
+                authorization = "Basic " + Data(user.utf8).base64EncodedString()
+                rest = rest[rest.index(after: at)...]
+            }
+            var host = String(rest), port = 80
+            if let c = rest.lastIndex(of: ":"), !rest.hasSuffix("]") {
+                guard let p = Int(rest[rest.index(after: c)...]), (1...65535).contains(p) else { throw bad("has no valid port") }
+                (host, port) = (String(rest[..<c]), p)
+            }
+            host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" }) else { throw bad("names no host") }
+            let noProxy = environment["no_proxy"] ?? environment["NO_PROXY"] ?? ""
+            let direct = noProxy.split(separator: ",").map { entry -> String in
+                var e = entry.trimmingCharacters(in: .whitespaces).lowercased()
+                if let c = e.lastIndex(of: ":"), !e.contains("]"), e.filter({ $0 == ":" }).count == 1 { e = String(e[..<c]) }
+                return e
+            }.filter { !$0.isEmpty }
+            return UpstreamProxy(host: host.lowercased(), port: port, authorization: authorization, directHosts: direct)
+        }
+
+        /// Whether a request for `host` goes through this proxy: not when `no_proxy` names the
+        /// host or a domain it is in (`example.org` and `.example.org` both cover `a.example.org`).
+        public func carries(_ host: String) -> Bool {
+            let h = host.lowercased()
+            return !directHosts.contains { d in
+                d == "*" || h == d || h.hasSuffix(d.hasPrefix(".") ? d : "." + d)
+            }
+        }
+
+        public var description: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)/" }
     }
 
     /// The counts so far.
@@ -137,7 +208,7 @@ public final class PackageProxy: @unchecked Sendable {
     /// downloads half again as slow.
     private func serve(_ client: Int32) {
         var reader = SocketReader(fd: client)
-        var upstream = Upstream()
+        var upstream = Upstream(through: through)
         defer { upstream.close() }
         while let head = reader.readHead() {
             guard let request = Request(head) else {
@@ -160,21 +231,28 @@ public final class PackageProxy: @unchecked Sendable {
 
     /// The connection to the archive a client connection uses, kept open while the archive
     /// allows it.
+    /// Through an upstream proxy, the connection is to that proxy, and the request names the
+    /// archive in absolute form.
     struct Upstream {
+        let through: UpstreamProxy?
         private var key: String?
         private var fd: Int32 = -1
         var reader = SocketReader(fd: -1)
 
+        init(through: UpstreamProxy? = nil) { self.through = through }
+
         /// Sends the request (on the open connection to its host, else a new one) and reads the
         /// answer's head. An open connection the archive closed meanwhile is made again, once.
         mutating func exchange(_ request: Request, _ t: Target, keepRange: Bool) -> Response? {
-            let text = request.upstream(t, keepRange: keepRange)
-            let wanted = "\(t.host):\(t.port)"
+            let proxy = through.flatMap { $0.carries(t.host) ? $0 : nil }
+            let text = request.upstream(t, keepRange: keepRange, through: proxy)
+            let (host, port) = proxy.map { ($0.host, $0.port) } ?? (t.host, t.port)
+            let wanted = "\(proxy == nil ? "" : "proxy ")\(host):\(port)"
             for attempt in 0..<2 {
                 let reused = key == wanted && fd >= 0
                 if !reused {
                     close()
-                    guard let c = PackageProxy.connect(host: t.host, port: t.port) else { return nil }
+                    guard let c = PackageProxy.connect(host: host, port: port) else { return nil }
                     (fd, key, reader) = (c, wanted, SocketReader(fd: c))
                 }
                 if PackageProxy.send(fd, text), let response = finalResponse() { return response }
@@ -343,7 +421,8 @@ public final class PackageProxy: @unchecked Sendable {
     }
 
     private func badGateway(_ client: Int32, _ target: Target) -> Bool {
-        let body = "imgbench's package cache could not reach \(target.host):\(target.port)\n"
+        let via = through.flatMap { $0.carries(target.host) ? " through the proxy \($0) (http_proxy)" : nil } ?? ""
+        let body = "imgbench's package cache could not reach \(target.host):\(target.port)\(via)\n"
         _ = PackageProxy.send(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
         return false
     }
@@ -434,16 +513,19 @@ public final class PackageProxy: @unchecked Sendable {
             return Target(host: host.lowercased(), port: port, path: path)
         }
 
-        /// The request as the archive gets it: origin form, on a connection kept open.
+        /// The request as the archive gets it: origin form, on a connection kept open (absolute
+        /// form, with the proxy's own credentials, through an upstream proxy).
         /// A GET or HEAD has no body: the client's body framing and expectations never reach the
         /// archive, so no answer on the connection belongs to anything but this request. A kept
         /// file (`keepRange` false) is asked for whole and uncompressed; a passed-through request
         /// asks the archive to close after its answer.
-        func upstream(_ t: Target, keepRange: Bool) -> String {
+        func upstream(_ t: Target, keepRange: Bool, through proxy: UpstreamProxy? = nil) -> String {
             let dropped = Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "host", "te", "upgrade",
                                "content-length", "transfer-encoding", "expect", "trailer"])
                 .union(keepRange ? [] : ["range", "if-range", "if-modified-since", "if-none-match", "accept-encoding"])
-            var s = "\(method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
+            let authority = "\(t.host)\(t.port == 80 ? "" : ":\(t.port)")"
+            var s = "\(method) \(proxy == nil ? "" : "http://" + authority)\(t.path) HTTP/1.1\r\nHost: \(authority)\r\n"
+            if let auth = proxy?.authorization { s += "Proxy-Authorization: \(auth)\r\n" }
             for (k, v) in headers where !dropped.contains(k.lowercased()) { s += "\(k): \(v)\r\n" }
             return s + "Connection: \(keepRange ? "close" : "keep-alive")\r\n\r\n"
         }

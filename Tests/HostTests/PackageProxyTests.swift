@@ -93,4 +93,86 @@ import TestSupport
         #expect(kept.contains("user-agent: apt") && kept.hasSuffix("connection: keep-alive\r\n\r\n"))
         #expect(r.upstream(try #require(r.target), keepRange: true).hasSuffix("Connection: close\r\n\r\n"), "passed through: closed after its answer")
     }
+
+    /// Behind a site's apt-cacher-ng or a company's proxy (`http_proxy`): the archive is reached
+    /// through it, a kept file still comes from the folder the next time, and `no_proxy`'s hosts
+    /// are reached directly. The upstream proxy here is a second PackageProxy, a real HTTP proxy
+    /// that counts what went through it.
+    @Test func theArchiveIsReachedThroughTheUpstreamProxyUnlessNoProxyNamesIt() throws {
+        let dir = try TempDir()
+        let archive = dir.file("archive")
+        let deb = "/debian/pool/main/h/hello/hello_2.10-3_amd64.deb"
+        try FileManager.default.createDirectory(atPath: archive + "/debian/pool/main/h/hello", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: archive + "/debian/dists/bookworm", withIntermediateDirectories: true)
+        let content = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        try content.write(to: URL(fileURLWithPath: archive + deb))
+        try Data("Origin: Debian\n".utf8).write(to: URL(fileURLWithPath: archive + "/debian/dists/bookworm/InRelease"))
+        let server = try LocalFileServer(root: archive)
+        defer { server.stop() }
+        let site = PackageProxy(folder: dir.file("site"))
+        try site.start()
+        defer { site.stop() }
+        let through = try #require(try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": "http://127.0.0.1:\(site.port)/"]))
+        let proxy = PackageProxy(folder: dir.file("packages"), through: through)
+        try proxy.start()
+        defer { proxy.stop() }
+
+        let r = try curl(proxy, [server.url(String(deb.dropFirst())), server.url("debian/dists/bookworm/InRelease")], into: dir.path)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(FileManager.default.contents(atPath: dir.file("got-0")) == content)
+        #expect(FileManager.default.contents(atPath: dir.file("got-1")) == Data("Origin: Debian\n".utf8))
+        #expect(proxy.current.fetchedFiles == 1 && proxy.current.passedBytes == 15, "\(proxy.current)")
+        #expect(site.current.fetchedFiles == 1 && site.current.passedBytes == 15, "both went through the upstream proxy: \(site.current)")
+        // Kept by the archive's host and path, as without the upstream proxy.
+        #expect(FileManager.default.contents(atPath: dir.file("packages/127.0.0.1_\(server.port)\(deb)")) == content)
+
+        // Kept: the next request never reaches the upstream proxy.
+        let again = try curl(proxy, [server.url(String(deb.dropFirst()))], into: dir.path)
+        #expect(again.status == 0, "\(again.output)")
+        #expect(proxy.current.reusedFiles == 1 && site.current.fetchedFiles == 1 && site.current.reusedFiles == 0, "\(site.current)")
+
+        // no_proxy names the archive's host: reached directly, the upstream proxy sees nothing.
+        let direct = PackageProxy(folder: dir.file("direct"), through: try PackageProxy.UpstreamProxy.from(
+            environment: ["http_proxy": "127.0.0.1:\(site.port)", "no_proxy": "localhost, 127.0.0.1"]))
+        try direct.start()
+        defer { direct.stop() }
+        let before = site.current
+        let d = try curl(direct, [server.url(String(deb.dropFirst()))], into: dir.path)
+        #expect(d.status == 0 && FileManager.default.contents(atPath: dir.file("got-0")) == content, "\(d.output)")
+        #expect(site.current == before && direct.current.fetchedFiles == 1)
+
+        // The upstream proxy gone: a clear 502 that names it.
+        site.stop()
+        let gone = PackageProxy(folder: dir.file("gone"), through: through)
+        try gone.start()
+        defer { gone.stop() }
+        let g = try Command.run(["curl", "-sS", "-x", "http://127.0.0.1:\(gone.port)", server.url("debian/dists/bookworm/InRelease")], timeout: 60)
+        #expect(g.output.contains("through the proxy http://127.0.0.1:\(site.port)/ (http_proxy)"), "\(g.output)")
+    }
+
+    @Test func httpProxyIsReadAsAptAndCurlReadIt() throws {
+        #expect(try PackageProxy.UpstreamProxy.from(environment: [:]) == nil)
+        #expect(try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": " "]) == nil)
+        let p = try #require(try PackageProxy.UpstreamProxy.from(environment: [
+            "HTTP_PROXY": "http://ci:p%40ss@Cache.Example:3142/", "NO_PROXY": "localhost,.internal, 10.0.0.1:8080"]))
+        #expect(p.host == "cache.example" && p.port == 3142 && p.description == "http://cache.example:3142/")
+        #expect(p.authorization == "Basic " + Data("ci:p@ss".utf8).base64EncodedString())
+        #expect(p.carries("deb.debian.org") && !p.carries("mirror.internal") && !p.carries("localhost") && !p.carries("10.0.0.1"))
+        #expect(try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": "proxy.example"])?.port == 80)
+        #expect(try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": "x:3128", "no_proxy": "*"])?.carries("deb.debian.org") == false)
+        for bad in ["https://proxy.example:3128", "socks5://proxy:1080", "http://proxy:port", "http://proxy:3128/path", "http://:3128"] {
+            #expect(throws: HostError.self, "\(bad)") { try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": bad]) }
+        }
+        do {
+            _ = try PackageProxy.UpstreamProxy.from(environment: ["http_proxy": "https://proxy.example:3128"])
+        } catch {
+            #expect("\(error)".hasPrefix("http_proxy: 'https://proxy.example:3128' is not an http:// proxy"), "\(error)")
+        }
+        // Through it, a request names the archive in absolute form with the proxy's credentials,
+        // and never the client's own.
+        let r = try #require(PackageProxy.Request("GET http://deb.debian.org/debian/pool/x.deb HTTP/1.1\r\nProxy-Authorization: Basic c3RlcDpzdGVw"))
+        let text = r.upstream(try #require(r.target), keepRange: false, through: p)
+        #expect(text.hasPrefix("GET http://deb.debian.org/debian/pool/x.deb HTTP/1.1\r\nHost: deb.debian.org\r\nProxy-Authorization: Basic Y2k6cEBzcw==\r\n"), "\(text)")
+        #expect(!text.contains("c3RlcDpzdGVw"))
+    }
 }

@@ -172,7 +172,8 @@ enum BuildReportTable {
             lines.append("vm: chain allocates \(ByteSize.format(a)); flattened disk \(ByteSize.format(f)) allocated of \(ByteSize.format(v)) virtual")
         }
         if let p = r.totals.packages {
-            lines.append("packages: \(ByteSize.format(p.downloadedBytes)) downloaded (\(p.downloadedFiles) files kept), \(ByteSize.format(p.fromCacheBytes)) from the package cache (\(p.fromCacheFiles) files)")
+            lines.append("packages: \(ByteSize.format(p.downloadedBytes)) downloaded (\(p.downloadedFiles) files kept), \(ByteSize.format(p.fromCacheBytes)) from the package cache (\(p.fromCacheFiles) files)"
+                + (r.totals.packagesThrough.map { "; the archive reached through \($0)" } ?? ""))
         }
         if let u = r.update { lines.append("update from \(u.baseline): \(u.summary)") }
         lines.append("outputs in \(r.outputs.folder)/")

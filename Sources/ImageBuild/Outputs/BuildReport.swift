@@ -171,6 +171,9 @@ public struct BuildReport: Codable, Equatable, Sendable {
         /// apt's downloads of the whole build through the package cache (base, stages, steps and
         /// finalisation, both sides); nil without the cache.
         public var packages: PackageTraffic?
+        /// The HTTP proxy the package cache reached the archive through (`http_proxy`, without
+        /// its credentials); nil: directly.
+        public var packagesThrough: String?
     }
 
     public struct Outputs: Codable, Equatable, Sendable {

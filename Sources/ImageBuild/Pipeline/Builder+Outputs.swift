@@ -120,6 +120,7 @@ extension Builder {
         totals.sides = sidesAtOnce(state) ? "concurrent" : "serial"
         if let p = packages {
             totals.packages = BuildReport.PackageTraffic(p.container.current.adding(p.vm.current))
+            totals.packagesThrough = p.container.through?.description
         }
         if state.vm != nil {
             // The VM side's own measures only (the container side's are in containerSeconds).

@@ -23,10 +23,13 @@ final class PackageCache: @unchecked Sendable {
     /// Where the apt configuration appears in the step's container: on its /dev tmpfs.
     static let configInside = "/dev/imgbench-package-cache.conf"
 
-    init(cache: String) throws {
+    /// `environment`'s `http_proxy` and `no_proxy`, when set, are the way to the archive: a site's
+    /// apt-cacher-ng, or the proxy a company's network needs.
+    init(cache: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         folder = "\(cache)/packages"
-        container = PackageProxy(folder: folder)
-        vm = PackageProxy(folder: folder)
+        let through = try PackageProxy.UpstreamProxy.from(environment: environment)
+        container = PackageProxy(folder: folder, through: through)
+        vm = PackageProxy(folder: folder, through: through)
         configFolder = try TemporaryFolder.make(prefix: "imgbench-package-cache")
         let made = configFolder
         cleanup = Cleanup.register("remove the package cache's apt configuration") { try? FileSystem.removeTree(made) }
