@@ -25,7 +25,8 @@ packages=(
   # ADD of an http(s) URL (curl) or a git repository (git), fetched on the build host
   curl git
   # benchmarks (virt-customize: bench/build-mysql's VM reference)
-  time bc libguestfs-tools
+  # (apt-cacher-ng: bench/build-from-nothing serves every contender from a local mirror)
+  time bc libguestfs-tools apt-cacher-ng
   # imgbench run: the workloads natively and their clients on the host
   sysbench fio hpcc redis-server redis-tools iperf3 mariadb-server nuttcp qperf
   # registry tests: a real registry (distribution), htpasswd for its basic auth, openssl for its CA
