@@ -51,6 +51,31 @@ extension BuildTests {
         #expect((report["totals"] as? [String: Any])?["packages"] == nil)
     }
 
+    /// Behind a site's apt-cacher-ng (`http_proxy`): the package cache reaches the archive
+    /// through it and the report says so; a proxy it cannot speak to is refused before anything
+    /// is built.
+    @Test(.enabled(if: AptCacherNg.isAvailable, "needs apt-cacher-ng (scripts/install-deps.sh)"))
+    func theArchiveIsReachedThroughASitesAptCacherNg() throws {
+        let site = try AptCacherNg()
+        defer { site.stop() }
+        let dir = try TempDir("build-upstream-proxy", in: Self.scratch)
+        let word = "through-\(UInt32.random(in: 0...UInt32.max))"
+        let recipe = try writeRecipe(dir, "through/proxied", Self.head
+            + "RUN apt-get update && apt-get download hello && ls hello_*.deb && rm hello_*.deb && rm -rf /var/lib/apt/lists/* && echo \(word)\n")
+        let r = try build(recipe, output: dir.file("out"), environment: ["http_proxy": site.url, "no_proxy": ""], arguments: ["--images", "container"])
+        try #require(r.status == 0, "\(r.stderr.suffix(3000))\n\(site.output)")
+        let totals = try #require(try readJSON(dir.file("out/report.json"))["totals"] as? [String: Any])
+        #expect(totals["packagesThrough"] as? String == site.url)
+        // InRelease is never kept by imgbench's cache: every apt-get update asks the site's proxy.
+        let transfers = site.transfers
+        #expect(transfers.contains { $0.hasSuffix("|deb.debian.org/debian/dists/bookworm/InRelease") }, "\(transfers.suffix(10))")
+
+        let bad = try build(recipe, output: dir.file("bad"), environment: ["http_proxy": "https://proxy.example:3128"], arguments: ["--images", "container"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("http_proxy: 'https://proxy.example:3128' is not an http:// proxy"), "\(bad.stderr.suffix(1500))")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("bad/report.json")))
+    }
+
     /// The paths of the image's last layer.
     func layerListing(_ out: String) throws -> [String] {
         let index = try readJSON("\(out)/oci/index.json")
