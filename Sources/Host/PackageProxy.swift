@@ -308,7 +308,9 @@ public final class PackageProxy: @unchecked Sendable {
         guard (try? FileSystem.makeDirectories(dir, mode: 0o755)) != nil, let held = PackageProxy.lock(file + ".lock") else {
             return pass(request, target: target, upstream: &upstream, to: client)
         }
-        defer { held.unlock(); unlink(file + ".lock") }
+        // The lock file goes while it is held: unlinked after the unlock, a build that took the
+        // old one in between and one that made a new one would both hold "the" lock.
+        defer { unlink(file + ".lock"); held.unlock() }
         if let size = PackageProxy.regularFileSize(file) { return sendKept(file, size: size, to: client) }
         return fetch(request, target: target, keepingAt: file, upstream: &upstream, to: client)
     }
@@ -317,8 +319,11 @@ public final class PackageProxy: @unchecked Sendable {
     /// apt waits for an answer without giving up (its timeout is 30 s): then nil, and the request
     /// is passed through (downloaded a second time) rather than failing the step.
     static func lock(_ path: String) -> FileLock? {
+        let dir = (path as NSString).deletingLastPathComponent
         for _ in 0..<200 {
             if let l = FileLock(trying: path, mode: .exclusive) { return l }
+            // `imgbench cache prune` removes folders it emptied: made again.
+            if !FileSystem.exists(dir) { try? FileSystem.makeDirectories(dir, mode: 0o755) }
             usleep(100_000)
         }
         return nil
@@ -330,6 +335,8 @@ public final class PackageProxy: @unchecked Sendable {
             return PackageProxy.send(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n") && false
         }
         defer { close(fd) }
+        // Its mtime is its last use: what `imgbench cache prune` goes by.
+        futimens(fd, nil)
         guard PackageProxy.send(client, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(size)\r\nConnection: keep-alive\r\n\r\n") else { return false }
         var offset: off_t = 0
         while UInt64(offset) < size {

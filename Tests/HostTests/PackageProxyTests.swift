@@ -39,13 +39,17 @@ import TestSupport
         var c = proxy.current
         #expect(c.fetchedBytes == UInt64(content.count) && c.fetchedFiles == 1 && c.reusedBytes == 0 && c.passedBytes == 15, "\(c)")
 
-        // The archive gone: the package still comes, from the folder; InRelease cannot.
+        // The archive gone: the package still comes, from the folder; InRelease cannot. Serving
+        // it touches it: its mtime is its last use, what `imgbench cache prune` goes by.
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -90 * 86_400)], ofItemAtPath: kept)
         server.stop()
         let again = try curl(proxy, [server.url(String(encoded.dropFirst()))], into: dir.path)
         #expect(again.status == 0, "\(again.output)")
         #expect(FileManager.default.contents(atPath: dir.file("got-0")) == content)
         c = proxy.current
         #expect(c.reusedBytes == UInt64(content.count) && c.reusedFiles == 1 && c.fetchedFiles == 1, "\(c)")
+        let served = try #require(try FileManager.default.attributesOfItem(atPath: kept)[.modificationDate] as? Date)
+        #expect(served.timeIntervalSinceNow > -3600, "\(served)")
         let gone = try curl(proxy, [server.url("debian/dists/bookworm/InRelease")], into: dir.path)
         #expect(gone.status != 0, "InRelease is never kept: with the archive gone it fails")
         let leftovers = try Command.run(["find", dir.file("packages"), "-name", "*.partial-*", "-o", "-name", "*.lock"]).output

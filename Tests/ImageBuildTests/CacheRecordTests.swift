@@ -106,3 +106,54 @@ private struct SilentEvents: BuildEvents {
     func stepFinished(index: Int, target: String, measure: BuildReport.Measure) {}
     func output(_ text: String) {}
 }
+
+/// The package cache in `imgbench cache du|verify|prune`: kept files counted, a changed by-hash
+/// index and a killed build's partial download found, files not served for --keep-days days
+/// pruned, and nothing a build holds the lock of touched.
+@Test func thePackageCacheIsSizedCheckedAndPrunedByLastServed() throws {
+    let dir = try TempDir("package-inventory")
+    let pool = dir.file("packages/deb.debian.org/debian/pool/main/h/hello")
+    let hashes = dir.file("packages/deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256")
+    let other = dir.file("packages/deb.debian.org/debian/pool/main/o/old")
+    for d in [pool, hashes, other] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+    func write(_ path: String, _ text: String, daysAgo: Double = 0) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        let t = Date().addingTimeInterval(-daysAgo * 86_400)
+        try FileManager.default.setAttributes([.modificationDate: t], ofItemAtPath: path)
+    }
+    let good = "Package: hello\n"
+    try write("\(hashes)/\(Digest.of(Data(good.utf8)).hex)", good, daysAgo: 2)
+    let changed = "\(hashes)/\(String(repeating: "ab", count: 32))"
+    try write(changed, "not what the name says\n", daysAgo: 2)
+    try write("\(pool)/hello_2.10-3_amd64.deb", "fresh", daysAgo: 1)
+    try write("\(other)/old_1.0_amd64.deb", "old", daysAgo: 40)
+    try write("\(pool)/held_1.0_amd64.deb", "old but a build fetches it", daysAgo: 40)
+    try write("\(pool)/killed_1.0_amd64.deb.partial", "half")
+    try write("\(pool)/busy_1.0_amd64.deb.partial", "being fetched")
+    try write("\(pool)/dead_1.0_amd64.deb.lock", "")
+    let busy = try #require(FileLock(trying: "\(pool)/busy_1.0_amd64.deb.lock", mode: .exclusive))
+    let held = try #require(FileLock(trying: "\(pool)/held_1.0_amd64.deb.lock", mode: .exclusive))
+    defer { busy.unlock(); held.unlock() }
+    let inventory = CacheInventory(root: dir.path)
+
+    let row = try #require(inventory.usage().kinds.first { $0.name == "packages" })
+    #expect(row.entries == 5 && row.bytes > 0, "\(row)")
+
+    let checked = inventory.verify(repair: false)
+    let names = Set(checked.findings.map(\.name))
+    #expect(checked.checked == 5)
+    #expect(names == ["packages/deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/\(String(repeating: "ab", count: 32))",
+                      "packages/deb.debian.org/debian/pool/main/h/hello/killed_1.0_amd64.deb.partial"], "\(names)")
+    #expect(checked.findings.allSatisfy { !$0.removed } && FileSystem.exists(changed))
+
+    let pruned = inventory.prune(keepDays: 30)
+    let prunedNames = Set(pruned.map(\.name))
+    #expect(prunedNames.contains("packages/deb.debian.org/debian/pool/main/o/old/old_1.0_amd64.deb"), "\(prunedNames)")
+    #expect(prunedNames.isSuperset(of: names), "prune removes what verify found: \(prunedNames)")
+    #expect(!FileSystem.exists(other), "the folder it emptied goes")
+    #expect(FileSystem.exists("\(pool)/hello_2.10-3_amd64.deb"), "served a day ago: kept")
+    #expect(FileSystem.exists("\(pool)/held_1.0_amd64.deb"), "its lock is held: kept, however old")
+    #expect(FileSystem.exists("\(pool)/busy_1.0_amd64.deb.partial"), "being fetched: kept")
+    #expect(!FileSystem.exists("\(pool)/dead_1.0_amd64.deb.lock"), "a lock no one holds goes")
+    #expect(inventory.verify(repair: false).findings.isEmpty)
+}

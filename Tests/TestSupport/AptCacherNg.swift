@@ -75,7 +75,9 @@ public final class AptCacherNg: @unchecked Sendable {
     public func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning { p.terminate() }
+        // SIGKILL: it inherits the test thread's signal mask, in which SIGTERM is blocked, and
+        // it never ends on terminate(); the cache it leaves is the test's to remove.
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
     }
 

@@ -3,7 +3,7 @@ import ImageBuild
 
 struct CacheDu: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "du", abstract: "Bytes the cache holds per kind (bases, container layers, blobs, vm links, boot files) and per recipe.")
+        commandName: "du", abstract: "Bytes the cache holds per kind (bases, container layers, blobs, vm links, boot files, packages) and per recipe.")
 
     @OptionGroup var folder: CacheFolderOption
     @Option(help: "table or json.") var format: OutputFormat = .table

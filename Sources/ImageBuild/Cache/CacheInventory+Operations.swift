@@ -35,6 +35,8 @@ extension CacheInventory {
         }
         let blobBytes = Dictionary(uniqueKeysWithValues: ((try? blobs.list()) ?? []).map { ($0, bytes(blobs.path(of: $0))) })
         add("blobs", blobBytes.values.reduce(0, +), entries: blobBytes.count)
+        let packages = packageUsage()
+        if packages.files > 0 { add("packages", packages.bytes, entries: packages.files) }
         for e in entries() {
             let boot = e.files.filter { $0.hasSuffix(".boot") }.map(bytes).reduce(0, +)
             let own = e.files.map(bytes).reduce(0, +) - boot
@@ -71,12 +73,14 @@ extension CacheInventory {
             }
             pass = removedAny ? entries() : []
         }
-        findings += badBlobs(repair: repair) + leftovers(remove: repair)
-        return (all.count + ((try? blobs.list()) ?? []).count, findings)
+        let packages = packageFindings(repair: repair)
+        findings += badBlobs(repair: repair) + leftovers(remove: repair) + packages.findings
+        return (all.count + ((try? blobs.list()) ?? []).count + packages.checked, findings)
     }
 
     /// Removes the entries not used for `keepDays` days (and none that an entry kept is made
-    /// on), what dead builds left, and blobs no record refers to; returns what it removed.
+    /// on), what dead builds left, blobs no record refers to, and the package cache's files not
+    /// served for as long; returns what it removed.
     public func prune(keepDays: Int, now: Date = Date()) -> [Finding] {
         let cutoff = now.addingTimeInterval(-Double(keepDays) * 86_400)
         let all = entries()
@@ -94,7 +98,7 @@ extension CacheInventory {
                 removed.append(Finding(name: e.name, problem: "not used since \(ISO8601DateFormatter().string(from: e.lastUse))", removed: true))
             }
         }
-        return removed + leftovers(remove: true) + unreferencedBlobs()
+        return removed + leftovers(remove: true) + unreferencedBlobs() + prunePackages(before: cutoff)
     }
 
     /// Removes an entry's files, then its lock file, while its lock is held.
