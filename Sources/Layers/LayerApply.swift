@@ -43,14 +43,17 @@ public enum LayerApply {
     /// while it compresses it, so that the layer is unpacked without being decompressed again.
     /// Takes ownership of `fd`. `name` stands for the stream in errors. Whatever happens, the
     /// stream is read to its end, so that its writer is never left blocked on a full pipe.
+    /// `listing`: also return the layer's entries (`ApplyResult.listing`), read on the way.
     @discardableResult
-    public static func apply(stream fd: Int32, named name: String, to root: String, stop: (@Sendable () -> Bool)? = nil) throws -> ApplyResult {
+    public static func apply(stream fd: Int32, named name: String, to root: String, stop: (@Sendable () -> Bool)? = nil,
+                             listing: Bool = false) throws -> ApplyResult {
         // The reader gets a duplicate, which it closes itself however it ends; this one is read
         // to its end here, then closed.
         defer { discard(stream: fd) }
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else { throw HostError.systemCall(path: name, operation: "dup", errno: errno) }
-        return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0, stop: stop)
+        return try apply(try ArchiveReader(fd: copy, name: name), to: root, expecting: nil, progress: nil, asRoot: getuid() == 0, stop: stop,
+                         listing: listing)
     }
 
     /// Reads a stream to its end without applying it, and closes it (its writer goes on).

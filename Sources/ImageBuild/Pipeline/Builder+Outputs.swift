@@ -48,6 +48,10 @@ extension Builder {
         if state.container != nil {
             try report.addLayerWaste(layout: "\(partial)/oci", tag: imageName, listings: LayerListingCache.folder(cache: options.cache))
         }
+        // The whole build up to its report: the wasted bytes too, which read a layer's blob when
+        // its listing was not kept while the bundle took it (a layer from the cache of an older
+        // imgbench).
+        report.totals.seconds = Date().timeIntervalSince(started)
         if let baseline = options.baseline { report.update = try UpdateDelta.from(baseline: baseline, to: report, in: partial) }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -150,6 +150,7 @@ public final class Builder {
                                 sourceDateEpoch: sourceDateEpoch, events: events) : nil
         defer { container?.close() }
         container?.bundle = stager
+        stager?.listings = LayerListingCache.folder(cache: options.cache)
         container?.remote = remote
         // Each side stores with a remote cache of its own: a step that mounts a secret turns
         // storing off for its side only while it runs.

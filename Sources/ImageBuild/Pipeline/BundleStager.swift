@@ -25,6 +25,10 @@ final class BundleStager: @unchecked Sendable {
     private var cancelled = false
     private let idle = DispatchGroup()
     private var cleanupID: Int?
+    /// Where the listings of the layers it applies from a capture are kept
+    /// (`LayerListingCache`), so that the report's wasted bytes do not read those layers again;
+    /// nil: not kept.
+    var listings: String?
 
     /// A piece of work, and what to do instead once an earlier one has failed.
     struct Job: Sendable {
@@ -79,8 +83,9 @@ final class BundleStager: @unchecked Sendable {
     }
 
     /// Runs `capture` with a sink that takes the uncompressed tar of the layer it writes; the
-    /// tar is applied as it arrives (after the layers before it). Starts the stager.
-    func capturing<T>(_ name: String, _ capture: (ByteSink) throws -> T) throws -> T {
+    /// tar is applied as it arrives (after the layers before it), and its listing is kept under
+    /// the digest `digest` gives of the capture's result. Starts the stager.
+    func capturing<T>(_ name: String, digest: (T) -> Digest, _ capture: (ByteSink) throws -> T) throws -> T {
         start()
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HostError.io(path: bundle, message: "pipe: \(String(cString: strerror(errno)))") }
@@ -90,13 +95,38 @@ final class BundleStager: @unchecked Sendable {
         let sink = DescriptorSink(fd: fds[1], name: label)
         // The writer must never block on a pipe nobody reads: a stream that is not applied
         // (an earlier layer failed) is read to its end and dropped.
+        let listing = listings.map(ListingHandoff.init(folder:))
         lock.withLock {
             let stop = stopCheck
-            submit(Job(run: { try LayerApply.apply(stream: readEnd, named: label, to: root, stop: stop) },
-                       skip: { LayerApply.discard(stream: readEnd) }))
+            submit(Job(run: {
+                let applied = try LayerApply.apply(stream: readEnd, named: label, to: root, stop: stop, listing: listing != nil)
+                listing?.applied(applied.listing ?? [])
+            }, skip: { LayerApply.discard(stream: readEnd) }))
         }
         defer { try? sink.finish() }
-        return try capture(sink)
+        let result = try capture(sink)
+        listing?.captured(digest(result))
+        return result
+    }
+
+    /// A captured layer's listing, kept once both halves are known: the entries (from the
+    /// apply, on the stager's queue) and the blob's digest (from the capture), whichever comes
+    /// second. A capture that fails gives no digest, and nothing is kept.
+    final class ListingHandoff: @unchecked Sendable {
+        let folder: String
+        private let lock = NSLock()
+        private var entries: [LayerEntry]?
+        private var digest: Digest?
+
+        init(folder: String) { self.folder = folder }
+
+        func applied(_ e: [LayerEntry]) { keep(lock.withLock { entries = e; return digest.map { ($0, e) } }) }
+
+        func captured(_ d: Digest) { keep(lock.withLock { digest = d; return entries.map { (d, $0) } }) }
+
+        private func keep(_ both: (Digest, [LayerEntry])?) {
+            if let (d, e) = both { LayerListingCache.store(e, digest: d, cache: folder) }
+        }
     }
 
     /// Waits for every layer to be applied; throws the first failure.

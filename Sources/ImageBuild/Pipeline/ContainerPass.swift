@@ -337,7 +337,7 @@ final class ContainerPass {
     /// Runs a capture, handing it the bundle's tee when there is a bundle.
     func capture(_ name: String, _ body: (ByteSink?) throws -> StoredLayer) throws -> StoredLayer {
         guard let bundle else { return try body(nil) }
-        return try bundle.capturing(name) { try body($0) }
+        return try bundle.capturing(name, digest: \.descriptor.digest) { try body($0) }
     }
 
     /// A layer made now took the seconds its record keeps; a cached one took `seconds` to look up.
