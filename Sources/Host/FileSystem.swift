@@ -25,6 +25,13 @@ public enum FileSystem {
         return st
     }
 
+    /// stat(2): what `path` names, through a symbolic link.
+    public static func statFollowing(_ path: String) throws -> stat {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw HostError.systemCall(path: path, operation: "stat", errno: errno) }
+        return st
+    }
+
     public static func lstatIfExists(_ path: String) throws -> stat? {
         var st = stat()
         if Glibc.lstat(path, &st) == 0 { return st }

@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Issue 17, the base at the floor: a container base made now is its root copied into the storage
-/// driver, so that the first step starts at once; the base layer's capture and compression run
-/// beside it, and the image, the bundle and a failed build are as they were.
+/// Issue 17, the base at the floor: a container base made now is the base root itself, the
+/// lowest branch of the steps' overlays (nothing copied), so that the first step starts at once;
+/// the base layer's capture and compression run beside it, and the image, the bundle and a
+/// failed build are as they were.
 extension BuildTests {
-    @Test func aFreshBaseLayerIsTheRootCopiedInAndIsCapturedBesideTheFirstStep() throws {
+    @Test func aFreshBaseLayerIsTheRootItselfAndIsCapturedBesideTheFirstStep() throws {
         let dir = try TempDir("base-layer", in: Self.scratch)
         defer { dir.cleanup() }
         // A cache of its own, holding only the base root: the base layer is made in it.
@@ -22,15 +23,17 @@ extension BuildTests {
         let beside = try #require(base["besideStepsSeconds"] as? Double, "a base made now says how long its capture ran beside the steps: \(base)")
         #expect(beside > 0 && abs(built - (seconds + beside)) < 0.05, "seconds \(seconds) + beside \(beside) = built \(built)")
 
-        // The base's driver layer (the one without a parent) is the root copied in: the same
-        // entries as the layer's tar, which was captured from the root beside the first step.
+        // The base's driver layer (the one without a parent) is the base root in the cache, by
+        // reference: the same entries as the layer's tar, captured from it beside the first step.
         let layers = "\(cache)/containers/overlay/layers"
         let ids = try FileManager.default.contentsOfDirectory(atPath: layers)
         let baseLayer = try #require(ids.first { !FileManager.default.fileExists(atPath: "\(layers)/\($0)/parent") })
         let blob = try #require(base["layerDigest"] as? String).replacingOccurrences(of: "sha256:", with: "")
         let listed = try HostTool.run("tar", package: "tar", ["-tzf", "\(out)/oci/blobs/sha256/\(blob)"])
         #expect(listed.status == 0)
-        let find = try HostTool.run("find", package: "findutils", ["\(layers)/\(baseLayer)/diff", "-mindepth", "1"])
+        let diff = try FileManager.default.destinationOfSymbolicLink(atPath: "\(layers)/\(baseLayer)/diff")
+        #expect(diff.hasPrefix("\(cache)/bases/") && diff.hasSuffix("/root"), "\(diff)")
+        let find = try HostTool.run("find", package: "findutils", ["-H", "\(layers)/\(baseLayer)/diff", "-mindepth", "1"])
         let (inTar, inLayer) = (listed.stdout.split(separator: "\n").count, find.stdout.split(separator: "\n").count)
         #expect(inTar > 1000 && inTar == inLayer, "the base layer's tar has \(inTar) entries, its driver layer \(inLayer)")
 

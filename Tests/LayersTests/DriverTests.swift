@@ -112,6 +112,64 @@ struct DriverTests {
     }
 }
 
+@Suite("a base by reference", .serialized)
+struct ReferencedTreeTests {
+    /// Every entry's ctime, which a hard link or a copy-up into the folder would change.
+    func ctimes(_ root: String) throws -> String {
+        try sh("find . -printf '%C@ %p\\n' | sort", cwd: root).output
+    }
+
+    @Test("overlay stacks on the folder itself: the same layer as on a copy, nothing written in it, and a folder made again is refused (root)",
+          .enabled(if: isRoot, "overlay mounts need root"))
+    func overlayStandsOnTheFolder() throws {
+        let t = try TempDir("referenced"); defer { t.cleanup() }
+        let base = try t.sub("base")
+        try makeDriverBase(base)
+        let (tree, times) = (try describeTree(base, includeDirectoryTimes: true), try ctimes(base))
+        let options = CaptureOptions(compression: .gzip, sourceDateEpoch: 1_700_000_000)
+        var digests: [String] = []
+        for referenced in [true, false] {
+            let driver = try StorageDrivers.open("overlay", store: try t.sub(referenced ? "by-reference" : "copied"))
+            defer { try? driver.close() }
+            if referenced { try driver.referenceTree("base", tree: base) } else { try driver.importTree("base", from: base) }
+            #expect((driver.referencedTree("base") != nil) == referenced)
+            let root = try driver.prepare("step", parent: "base")
+            try runScript(root)
+            digests.append(try driver.capture("step", into: BlobStore(root: t.path + "/blobs"), options: options).layer.descriptor.digest.description)
+            try driver.remove("step")
+            try driver.remove("base")
+        }
+        #expect(digests[0] == digests[1], "the step's layer is the same on the folder as on a copy of it")
+        #expect(try describeTree(base, includeDirectoryTimes: true) == tree)
+        #expect(try ctimes(base) == times, "nothing in the folder was written, linked or copied up")
+
+        // The folder made again at the same path (a base root rebuilt): the layer is refused.
+        let driver = try StorageDrivers.open("overlay", store: try t.sub("again"))
+        defer { try? driver.close() }
+        try driver.referenceTree("base", tree: base)
+        _ = try driver.chain("base")
+        try FileManager.default.moveItem(atPath: base, toPath: t.path + "/old-base")
+        try FileSystem.copyTree(from: t.path + "/old-base", to: base)
+        #expect(throws: LayersError.self) { try driver.chain("base") }
+        #expect(throws: LayersError.self) { _ = try driver.prepare("step", parent: "base") }
+        try driver.remove("base")
+        #expect(FileManager.default.fileExists(atPath: base + "/etc/keep"), "removing the layer leaves its folder")
+    }
+
+    @Test("vfs copies: a driver that writes into its layers never stands on the folder")
+    func vfsCopies() throws {
+        let t = try TempDir("referenced-vfs"); defer { t.cleanup() }
+        let base = try t.sub("base")
+        try makeDriverBase(base)
+        let driver = try StorageDrivers.open("vfs", store: try t.sub("store"))
+        try driver.referenceTree("base", tree: base)
+        #expect(driver.referencedTree("base") == nil)
+        try FileSystem.removeTree(base)
+        _ = try driver.chain("base")
+        try driver.remove("base")
+    }
+}
+
 /// Files' own times differ between a tree made now and one from a layer clamped to an epoch.
 func stripTimes(_ line: String) -> String {
     line.split(separator: " ").filter { !$0.hasPrefix("mtime=") }.joined(separator: " ")

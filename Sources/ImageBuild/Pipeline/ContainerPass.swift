@@ -93,12 +93,16 @@ final class ContainerPass {
     var blobsLock: String { "\(blobs.root)/blobs.lock" }
 
     /// Starts the base: the root folder becomes the first layer. When the layer is made here, its
-    /// driver layer is the root copied in (`StorageDriver.importTree`), and this returns as soon
-    /// as that is done: the capture and compression of the layer's blob go on on a thread of
-    /// their own, beside the first steps, which run on the driver layer. A cached layer (here or
-    /// in the registry of `--cache-from`) is ready when this returns. `root` is asked for only
-    /// when the layer is made. `rootSeconds`, the time spent making the base before, counts in
-    /// the base's time.
+    /// driver layer is the root folder itself, by reference (`StorageDriver.referenceTree`: the
+    /// lowest branch of the steps' overlays, nothing copied; a copy on vfs and btrfs), and this
+    /// returns as soon as that is done: the capture and compression of the layer's blob go on on
+    /// a thread of their own, beside the first steps, which run on the driver layer. A cached
+    /// layer (here or in the registry of `--cache-from`) is ready when this returns. `root` is
+    /// asked for when the layer is made, and when the cached driver layer stands on the root
+    /// folder: the build then holds the root's cache entry, so that `imgbench cache prune` does
+    /// not remove it from under the steps, and the layer's check sees whether it is still the
+    /// folder the layer was made on. `rootSeconds`, the time spent making the base before,
+    /// counts in the base's time.
     func startBase(key: String, root: @escaping () throws -> String, description: String, rootSeconds: Double) throws {
         let start = Date(), created = newCreated
         let making = BaseCapture(key: key, start: start, rootSeconds: rootSeconds)
@@ -108,10 +112,11 @@ final class ContainerPass {
         nonisolated(unsafe) let pass = self, makeRoot = root
         let thread = Thread {
             making.finish(Result {
-                try pass.cachedLayer(key, what: "the base", started: start, before: rootSeconds, created: created, storing: false) {
+                if pass.driver.referencedTree(key) != nil { _ = try makeRoot() }
+                return try pass.cachedLayer(key, what: "the base", started: start, before: rootSeconds, created: created, storing: false) {
                     let tree = try makeRoot()
-                    pass.events.note("container: the base root copied into the storage driver; its layer is captured beside the first steps")
-                    try pass.driver.importTree(key, from: tree)
+                    pass.events.note("container: the steps stand on the base root itself; its layer is captured beside the first steps")
+                    try pass.driver.referenceTree(key, tree: tree)
                     do {
                         return try pass.capture("the base") { tee in
                             // The driver layer is whole, and the bundle takes this layer before any step's.

@@ -41,6 +41,15 @@ public protocol StorageDriver: AnyObject {
     /// links: a link changes the source inode's ctime, and `mkfs.ext4 -d` writes a base root's
     /// times into the VM's base disk, which must come out the same bit for bit.
     func importTree(_ id: String, from tree: String) throws
+    /// Makes a released layer `id` without a parent whose content is the folder `tree` itself, not
+    /// a copy, where the driver can stack on a folder it does not own: a union mount's lower
+    /// branch. Nothing is written in `tree` or copied from it (a build's base root: the floor's
+    /// overlay on mmdebstrap's folder, without the 180 MB copy). `tree` must not change while the
+    /// layer exists: `chain` checks, each time the layer is used, that its folder is still the
+    /// same one (device, inode and ctime), so that a folder made again or gone makes the layer
+    /// unusable, never silently different. A driver that writes into its layers (vfs, btrfs)
+    /// copies, as `importTree` does.
+    func referenceTree(_ id: String, tree: String) throws
 }
 
 extension StorageDriver {
@@ -52,13 +61,17 @@ extension StorageDriver {
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
-    /// The layer and its ancestors, nearest first.
+    /// The layer and its ancestors, nearest first. A layer made by `referenceTree` whose folder
+    /// is gone or was made again since is an error: it is no longer what it was captured as.
     public func chain(_ id: String) throws -> [String] {
         var result: [String] = []
         var cur: String? = id
         while let c = cur {
             guard FileSystem.exists(layerDir(c)) else { throw LayersError.layerNotFound(driver: name, layer: c) }
             guard !result.contains(c) else { throw LayersError.driverFailure(driver: name, layer: id, message: "parent chain loops at \(c)") }
+            if let r = TreeReference.read(layerDir(c)), !r.isCurrent {
+                throw LayersError.driverFailure(driver: name, layer: c, message: "its folder \(r.path) is gone or was made again since the layer was made")
+            }
             result.append(c)
             cur = parent(of: c)
         }
@@ -90,6 +103,12 @@ extension StorageDriver {
             throw error
         }
     }
+
+    /// A copy (`importTree`): what a driver that writes into its layers can do.
+    public func referenceTree(_ id: String, tree: String) throws { try importTree(id, from: tree) }
+
+    /// The folder a layer made by `referenceTree` stands on; nil for any other layer.
+    public func referencedTree(_ id: String) -> String? { TreeReference.read(layerDir(id))?.path }
 
     /// Whether the driver holds a layer of this id.
     public func hasLayer(_ id: String) -> Bool { FileSystem.exists(layerDir(id)) }
@@ -152,6 +171,24 @@ extension UnionMountDriver {
         }
     }
 
+    /// The layer's `diff` is a symbolic link to `tree`, which the union mounts of its children
+    /// follow as their lowest branch; `TreeReference` records which folder it was.
+    func referenceTree(_ id: String, tree: String) throws {
+        let reference = try TreeReference(tree)
+        try createLayerDir(id, parent: nil)
+        let dir = layerDir(id)
+        do {
+            for d in scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
+            guard symlink(reference.path, diffDir(id)) == 0 else { throw HostError.systemCall(path: diffDir(id), operation: "symlink", errno: errno) }
+            try reference.write(dir)
+        } catch {
+            try? FileSystem.removeTree(dir)
+            throw error
+        }
+    }
+
+    /// Removes the layer: a `diff` that is a link to a referenced folder goes, never the folder
+    /// (`FileSystem.removeTree` does not follow links).
     func remove(_ id: String) throws {
         try release(id)
         try FileSystem.removeTree(layerDir(id))
@@ -239,4 +276,49 @@ public enum StorageDrivers {
         uname(&u)
         return withUnsafeBytes(of: u.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
     }
+}
+
+/// Which folder a layer made by `StorageDriver.referenceTree` stands on, as `LAYER/tree` records
+/// it: its path, and the device, inode and ctime it had. A folder removed and made again at the
+/// same path (a base root rebuilt, or pruned and made again) has another inode or ctime.
+struct TreeReference: Equatable {
+    var path: String
+    var device: UInt64
+    var inode: UInt64
+    var ctime: Int64
+    var ctimeNanoseconds: Int
+
+    init(_ path: String) throws {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let st = try FileSystem.statFollowing(absolute)
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw HostError.io(path: absolute, message: "not a folder") }
+        (self.path, device, inode) = (absolute, UInt64(st.st_dev), UInt64(st.st_ino))
+        (ctime, ctimeNanoseconds) = (Int64(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec))
+    }
+
+    static func file(_ layerDir: String) -> String { layerDir + "/tree" }
+
+    /// The record of a layer made by reference; nil for any other (or a record that does not
+    /// parse, which `isCurrent` of no folder would refuse anyway).
+    static func read(_ layerDir: String) -> TreeReference? {
+        guard let text = try? String(contentsOfFile: file(layerDir), encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.count >= 2 else { return nil }
+        let f = lines[1].split(separator: " ")
+        guard f.count == 4, let d = UInt64(f[0]), let i = UInt64(f[1]), let c = Int64(f[2]), let n = Int(f[3]) else {
+            return TreeReference(path: lines[0], device: 0, inode: 0, ctime: 0, ctimeNanoseconds: -1)
+        }
+        return TreeReference(path: lines[0], device: d, inode: i, ctime: c, ctimeNanoseconds: n)
+    }
+
+    private init(path: String, device: UInt64, inode: UInt64, ctime: Int64, ctimeNanoseconds: Int) {
+        (self.path, self.device, self.inode, self.ctime, self.ctimeNanoseconds) = (path, device, inode, ctime, ctimeNanoseconds)
+    }
+
+    func write(_ layerDir: String) throws {
+        try Data("\(path)\n\(device) \(inode) \(ctime) \(ctimeNanoseconds)\n".utf8).write(to: URL(fileURLWithPath: TreeReference.file(layerDir)))
+    }
+
+    /// Whether the folder at `path` is still the one recorded.
+    var isCurrent: Bool { (try? TreeReference(path)) == self }
 }
