@@ -54,6 +54,14 @@ func theRootPartitionIsAlignedForTheLargestClusterAndLeavesRoomForTheBackupGPT(s
     let root = try dir.sub("root")
     try Data("hello\n".utf8).write(to: URL(fileURLWithPath: "\(root)/f"))
     try FileManager.default.createDirectory(atPath: "\(root)/etc", withIntermediateDirectories: true)
+    // mke2fs -d writes each file's atime, and reading a file whose atime is not past its mtime
+    // and ctime moves the atime (relatime): the first make would change what the second sees
+    // unless both ran within one clock tick of the files' creation (a loaded machine failed it).
+    // atimes past the ctimes are left alone.
+    for times in [["-m", "-d", "@1600000000"], ["-a", "-d", "@2000000000"]] {
+        let r = try Command.run(["find", root, "-exec", "touch", "-h"] + times + ["{}", "+"])
+        try #require(r.status == 0, "\(r.output)")
+    }
     var settings = VMSettings()
     settings.size = 512 << 20
     settings.boot = .firmware
