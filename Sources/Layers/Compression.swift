@@ -2,6 +2,7 @@ import CDeflate
 import CZstd
 import Dispatch
 import Foundation
+import Host
 import OCI
 
 /// How a layer tar is compressed, and its OCI media type.
@@ -17,9 +18,9 @@ public enum LayerCompression: String, Sendable, CaseIterable, Codable {
     }
 
     /// The compressor writing into `sink`.
-    func compressor(into sink: ByteSink, level: Int?, threads: Int, path: String) throws -> ByteSink {
+    func compressor(into sink: ByteSink, level: Int?, threads: Int, nice: Int32? = nil, path: String) throws -> ByteSink {
         switch self {
-        case .gzip: return ParallelGzip(sink: sink, level: Int32(level ?? 6), threads: threads, path: path)
+        case .gzip: return ParallelGzip(sink: sink, level: Int32(level ?? 6), threads: threads, nice: nice, path: path)
         case .zstd: return try ZstdCompressor(sink: sink, level: Int32(level ?? 3), threads: threads, path: path)
         case .none: return sink
         }
@@ -42,20 +43,25 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     let threads: Int
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
+    /// Threads of its own at a lower priority, when asked for (`nice`); else Dispatch's.
+    private let workers: LoweredWorkers?
     private let lock = NSLock()
     private var pending = Data()
     private var submitted = 0
     private var written = 0
     private var results: [Int: Result<Data, LayersError>] = [:]
 
-    init(sink: ByteSink, level: Int32, threads: Int, path: String) {
+    init(sink: ByteSink, level: Int32, threads: Int, nice: Int32? = nil, path: String) {
         self.sink = sink
         self.level = level
         self.path = path
         self.threads = threads
         slots = DispatchSemaphore(value: max(2, threads * 2))
+        workers = threads > 1 ? nice.map { LoweredWorkers(count: threads, nice: $0) } : nil
         pending.reserveCapacity(Self.blockSize)
     }
+
+    deinit { workers?.close() }
 
     func write(_ buffer: UnsafeRawBufferPointer) throws {
         var rest = buffer
@@ -92,12 +98,13 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         }
         slots.wait()
         group.enter()
-        DispatchQueue.global().async {
+        let work: @Sendable () -> Void = {
             let r = Self.member(block, level: level, path: path)
             self.lock.withLock { self.results[seq] = r }
             self.slots.signal()
             self.group.leave()
         }
+        if let workers { workers.submit(work) } else { DispatchQueue.global().async(execute: work) }
         try drain()
     }
 
@@ -123,6 +130,53 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         guard produced > 0 else { return .failure(.compression(path: path, message: "libdeflate_gzip_compress found no room")) }
         out.count = produced
         return .success(out)
+    }
+}
+
+/// Threads that run submitted work at a nice value of their own, and end on `close`. Dispatch's
+/// threads are shared by the whole process, so lowering one would slow whatever it runs next.
+final class LoweredWorkers: @unchecked Sendable {
+    private let lock = NSLock()
+    private let ready = DispatchSemaphore(value: 0)
+    private var work: [@Sendable () -> Void] = []
+    private var closed = false
+    private let count: Int
+
+    init(count: Int, nice: Int32) {
+        self.count = count
+        for i in 0..<count {
+            let t = Thread { [self] in
+                Processors.lowerThisThread(to: nice)
+                while let w = next() { w() }
+            }
+            t.name = "imgbench compression \(i + 1) (nice \(nice))"
+            t.start()
+        }
+    }
+
+    func submit(_ w: @escaping @Sendable () -> Void) {
+        lock.withLock { work.append(w) }
+        ready.signal()
+    }
+
+    /// The next piece of work; nil once closed and nothing is left.
+    private func next() -> (@Sendable () -> Void)? {
+        while true {
+            ready.wait()
+            let (w, done) = lock.withLock { () -> ((@Sendable () -> Void)?, Bool) in
+                if !work.isEmpty { return (work.removeFirst(), false) }
+                return (nil, closed)
+            }
+            if let w { return w }
+            if done { return nil }
+        }
+    }
+
+    /// Ends the threads once what was submitted has run: one wake-up more per thread, each of
+    /// which ends a thread that finds no work left.
+    func close() {
+        lock.withLock { closed = true }
+        for _ in 0..<count { ready.signal() }
     }
 }
 

@@ -27,6 +27,10 @@ public struct CaptureOptions: Sendable {
     /// Clamp every mtime to this (SOURCE_DATE_EPOCH), so rebuilds of the same content match.
     public var sourceDateEpoch: Int64?
     public var threads: Int
+    /// The nice value of the compression's own threads (and, with one thread, of the caller's):
+    /// a capture that runs beside the work that matters then takes only the CPU time that work
+    /// leaves. nil: the threads run as the caller does.
+    public var nice: Int32?
     /// Called as file content is written: bytes done, bytes in all.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
 
@@ -313,7 +317,7 @@ public enum LayerCapture {
                              tee: ByteSink? = nil) throws -> StoredLayer {
         let blob = try store.writer()
         do {
-            let compressor = try options.compression.compressor(into: blob, level: options.level, threads: options.threads, path: blob.tempPath)
+            let compressor = try options.compression.compressor(into: blob, level: options.level, threads: options.threads, nice: options.nice, path: blob.tempPath)
             let hashing = HashingSink(next: tee.map { TeeSink(compressor, $0) } ?? compressor)
             try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch, progress: options.progress)
             try hashing.finish()
@@ -333,7 +337,7 @@ public enum LayerCapture {
         let list = try entries(of: source)
         let file = try FileSink(path: path)
         let compressed = HashingSink(next: file)
-        let compressor = try options.compression.compressor(into: compressed, level: options.level, threads: options.threads, path: path)
+        let compressor = try options.compression.compressor(into: compressed, level: options.level, threads: options.threads, nice: options.nice, path: path)
         let hashing = HashingSink(next: compressor)
         try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch, progress: options.progress)
         try hashing.finish()

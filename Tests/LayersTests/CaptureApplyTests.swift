@@ -42,6 +42,31 @@ struct CaptureApplyTests {
         #expect(listing.output.split(separator: "\n") == ["d/", "d/a", "numbers", "random"])
         let (status, out) = try sh("gzip -dc '\(blob)' | sha256sum")
         #expect(status == 0 && out.hasPrefix(r.layer.diffID.hex))
+        // On threads of its own at nice 10 (a base capture beside the steps): the same blob, and
+        // the threads end with the capture.
+        var lowered = CaptureOptions(compression: .gzip, threads: 2)
+        lowered.nice = 10
+        #expect(try LayerCapture.capture(.tree(src), into: store, options: lowered).layer.descriptor == r.layer.descriptor)
+        // Its work runs at that nice value (field 19 of the thread's stat).
+        let workers = LoweredWorkers(count: 2, nice: 10)
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var nice: [String] = []
+        }
+        let seen = Seen()
+        let done = DispatchGroup()
+        for _ in 0..<4 {
+            done.enter()
+            workers.submit {
+                let stat = (try? String(contentsOfFile: "/proc/thread-self/stat", encoding: .utf8)) ?? ""
+                let fields = stat.split(separator: ")").last.map { $0.split(separator: " ").map(String.init) } ?? []
+                seen.lock.withLock { seen.nice.append(fields.count > 16 ? fields[16] : "?") }
+                done.leave()
+            }
+        }
+        done.wait()
+        workers.close()
+        #expect(seen.nice == ["10", "10", "10", "10"], "\(seen.nice)")
         if haveTool("zstd") {
             let z = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .zstd))
             let zb = store.path(of: z.layer.descriptor.digest)
