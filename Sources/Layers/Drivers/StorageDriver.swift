@@ -160,14 +160,9 @@ extension UnionMountDriver {
     /// The tree copied into the layer's `diff` directly, never mounted: a parentless layer's
     /// content is its `diff`, and writing it through a union mount would only add the mount.
     func importTree(_ id: String, from tree: String) throws {
-        try createLayerDir(id, parent: nil)
-        let dir = layerDir(id)
-        do {
-            for d in ["diff"] + scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
-            try FileSystem.copyTree(from: tree, to: diffDir(id))
-        } catch {
-            try? FileSystem.removeTree(dir)
-            throw error
+        try makeParentless(id) { diff in
+            try FileSystem.makeDirectories(diff)
+            try FileSystem.copyTree(from: tree, to: diff)
         }
     }
 
@@ -175,12 +170,20 @@ extension UnionMountDriver {
     /// follow as their lowest branch; `TreeReference` records which folder it was.
     func referenceTree(_ id: String, tree: String) throws {
         let reference = try TreeReference(tree)
+        try makeParentless(id) { diff in
+            guard symlink(reference.path, diff) == 0 else { throw HostError.systemCall(path: diff, operation: "symlink", errno: errno) }
+            try reference.write(layerDir(id))
+        }
+    }
+
+    /// A released layer without a parent: its directories, and its `diff` as `makeDiff` makes
+    /// it; nothing of it is left when that fails.
+    private func makeParentless(_ id: String, _ makeDiff: (_ diff: String) throws -> Void) throws {
         try createLayerDir(id, parent: nil)
         let dir = layerDir(id)
         do {
             for d in scratchDirectories + ["merged"] { try FileSystem.makeDirectories(dir + "/" + d) }
-            guard symlink(reference.path, diffDir(id)) == 0 else { throw HostError.systemCall(path: diffDir(id), operation: "symlink", errno: errno) }
-            try reference.write(dir)
+            try makeDiff(diffDir(id))
         } catch {
             try? FileSystem.removeTree(dir)
             throw error
@@ -279,44 +282,35 @@ public enum StorageDrivers {
 }
 
 /// Which folder a layer made by `StorageDriver.referenceTree` stands on, as `LAYER/tree` records
-/// it: its path, and the device, inode and ctime it had. A folder removed and made again at the
-/// same path (a base root rebuilt, or pruned and made again) has another inode or ctime.
+/// it: its path, and the folder's identity (device, inode and ctime). A folder removed and made
+/// again at the same path (a base root rebuilt, or pruned and made again) has another identity.
 struct TreeReference: Equatable {
     var path: String
-    var device: UInt64
-    var inode: UInt64
-    var ctime: Int64
-    var ctimeNanoseconds: Int
+    /// "DEVICE INODE CTIME.NANOSECONDS", as written and compared, never parsed.
+    var identity: String
 
     init(_ path: String) throws {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         let st = try FileSystem.statFollowing(absolute)
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw HostError.io(path: absolute, message: "not a folder") }
-        (self.path, device, inode) = (absolute, UInt64(st.st_dev), UInt64(st.st_ino))
-        (ctime, ctimeNanoseconds) = (Int64(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec))
+        self.path = absolute
+        identity = "\(st.st_dev) \(st.st_ino) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
     }
+
+    private init(path: String, identity: String) { (self.path, self.identity) = (path, identity) }
 
     static func file(_ layerDir: String) -> String { layerDir + "/tree" }
 
-    /// The record of a layer made by reference; nil for any other (or a record that does not
-    /// parse, which `isCurrent` of no folder would refuse anyway).
+    /// The record of a layer made by reference; nil for any other layer. A record cut short
+    /// names no identity, which no folder has.
     static func read(_ layerDir: String) -> TreeReference? {
         guard let text = try? String(contentsOfFile: file(layerDir), encoding: .utf8) else { return nil }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard lines.count >= 2 else { return nil }
-        let f = lines[1].split(separator: " ")
-        guard f.count == 4, let d = UInt64(f[0]), let i = UInt64(f[1]), let c = Int64(f[2]), let n = Int(f[3]) else {
-            return TreeReference(path: lines[0], device: 0, inode: 0, ctime: 0, ctimeNanoseconds: -1)
-        }
-        return TreeReference(path: lines[0], device: d, inode: i, ctime: c, ctimeNanoseconds: n)
-    }
-
-    private init(path: String, device: UInt64, inode: UInt64, ctime: Int64, ctimeNanoseconds: Int) {
-        (self.path, self.device, self.inode, self.ctime, self.ctimeNanoseconds) = (path, device, inode, ctime, ctimeNanoseconds)
+        return TreeReference(path: lines[0], identity: lines.count > 1 ? lines[1] : "")
     }
 
     func write(_ layerDir: String) throws {
-        try Data("\(path)\n\(device) \(inode) \(ctime) \(ctimeNanoseconds)\n".utf8).write(to: URL(fileURLWithPath: TreeReference.file(layerDir)))
+        try Data("\(path)\n\(identity)\n".utf8).write(to: URL(fileURLWithPath: TreeReference.file(layerDir)))
     }
 
     /// Whether the folder at `path` is still the one recorded.
