@@ -19,3 +19,14 @@ static inline int imgbench_statx(int dirfd, const char *path, int flags, unsigne
 static inline int imgbench_gettid(void) {
     return (int)syscall(SYS_gettid);
 }
+
+/* O_NOATIME: the C library defines it only under _GNU_SOURCE (its value on Linux, every arch
+   but alpha, sparc and parisc: 01000000). */
+#ifndef O_NOATIME
+#define IMGBENCH_O_NOATIME 01000000
+#else
+#define IMGBENCH_O_NOATIME O_NOATIME
+#endif
+static inline int imgbench_o_noatime(void) {
+    return IMGBENCH_O_NOATIME;
+}

@@ -19,6 +19,10 @@ final class ArchiveWriter {
         // (long names, large sizes or ids, extended attributes).
         try check(archive_write_set_format_pax_restricted(a), entry: nil)
         try check(archive_write_add_filter_none(a), entry: nil)
+        // Unblocked: each piece reaches the sink when it is written, so that the gzip compressor
+        // can cut its members where the tar writer says (the bytes are the same as blocked with
+        // an unpadded last block).
+        try check(archive_write_set_bytes_per_block(a, 0), entry: nil)
         try check(archive_write_set_bytes_in_last_block(a, 1), entry: nil)
         let opaque = Unmanaged.passUnretained(self).toOpaque()
         try check(archive_write_open(a, opaque, nil, { _, client, buffer, length in

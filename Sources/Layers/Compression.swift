@@ -17,25 +17,40 @@ public enum LayerCompression: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// The level a capture compresses at unless told another.
+    public var defaultLevel: Int {
+        switch self {
+        case .gzip: 6
+        case .zstd: 3
+        case .none: 0
+        }
+    }
+
     /// The compressor writing into `sink`.
     func compressor(into sink: ByteSink, level: Int?, threads: Int, nice: Int32? = nil, path: String) throws -> ByteSink {
         switch self {
-        case .gzip: return ParallelGzip(sink: sink, level: Int32(level ?? 6), threads: threads, nice: nice, path: path)
-        case .zstd: return try ZstdCompressor(sink: sink, level: Int32(level ?? 3), threads: threads, path: path)
+        case .gzip: return ParallelGzip(sink: sink, level: Int32(level ?? defaultLevel), threads: threads, nice: nice, path: path)
+        case .zstd: return try ZstdCompressor(sink: sink, level: Int32(level ?? defaultLevel), threads: threads, path: path)
         case .none: return sink
         }
     }
 }
 
-/// gzip on every core: the stream is cut into 1 MiB blocks that libdeflate compresses
+/// gzip on every core: the stream is cut into blocks of at most 1 MiB that libdeflate compresses
 /// concurrently, each into a complete gzip member (header, deflate data, CRC-32 and size), and
 /// the members are written in order. A gzip file of several members is one stream to every
 /// reader (RFC 1952, section 2.2: gzip, zlib's gunzip, Go's compress/gzip as containerd and
 /// containers/image use it, libarchive), and decompresses to the concatenation of the blocks.
 /// libdeflate's level 6 is about three times faster than zlib's and a little smaller; starting
 /// each block without the previous block's 32 KiB as a dictionary costs well under 1%.
+///
+/// The tar writer also cuts (`cut()`) before and after the content of each file of at least
+/// `ownMembersFrom` bytes, so that its blocks depend on its content alone and can be compressed
+/// before the capture (`PrecompressedFiles`, taken through `expect`).
 final class ParallelGzip: ByteSink, @unchecked Sendable {
     static let blockSize = 1 << 20
+    /// Files from this size on have members of their own.
+    static let ownMembersFrom = 128 << 10
 
     let sink: ByteSink
     let level: Int32
@@ -50,6 +65,9 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     private var submitted = 0
     private var written = 0
     private var results: [Int: Result<Data, LayersError>] = [:]
+    /// Members compressed beforehand for the next blocks, in order, and where they are kept.
+    private var expected: ArraySlice<PrecompressedFiles.Member> = []
+    private var expectedFrom: PrecompressedFiles?
 
     init(sink: ByteSink, level: Int32, threads: Int, nice: Int32? = nil, path: String) {
         self.sink = sink
@@ -75,6 +93,21 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         }
     }
 
+    /// Ends the current block here, so that the next byte starts a member; forgets what
+    /// `expect` announced.
+    func cut() throws {
+        if !pending.isEmpty { try submit() }
+        expected = []
+        expectedFrom = nil
+    }
+
+    /// The next blocks (from a cut) may be `members`, compressed beforehand: each is taken when
+    /// its block has the member's length and CRC-32, and compressed here otherwise.
+    func expect(_ members: [PrecompressedFiles.Member], from files: PrecompressedFiles) {
+        expected = members[...]
+        expectedFrom = files
+    }
+
     func finish() throws {
         // An empty stream is still one (empty) member, so that the blob is a gzip file.
         if !pending.isEmpty || submitted == 0 { try submit() }
@@ -90,16 +123,21 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         let seq = submitted
         submitted += 1
         let level = self.level, path = self.path
+        let early = takeExpected(for: block)
+        let make: @Sendable () -> Result<Data, LayersError> = {
+            if let (files, m) = early, let data = files.read(m) { return .success(data) }
+            return Self.member(block, level: level, path: path)
+        }
         if threads == 1 {
             // One core: no worker threads at all, so that a single-threaded run is one.
-            lock.withLock { results[seq] = Self.member(block, level: level, path: path) }
+            lock.withLock { results[seq] = make() }
             try drain()
             return
         }
         slots.wait()
         group.enter()
         let work: @Sendable () -> Void = {
-            let r = Self.member(block, level: level, path: path)
+            let r = make()
             self.lock.withLock { self.results[seq] = r }
             self.slots.signal()
             self.group.leave()
@@ -108,12 +146,41 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         try drain()
     }
 
+    /// The member announced for this block, if the block is what it was compressed from.
+    private func takeExpected(for block: Data) -> (PrecompressedFiles, PrecompressedFiles.Member)? {
+        guard let m = expected.popFirst(), let files = expectedFrom, m.raw == block.count else { return nil }
+        let crc = block.withUnsafeBytes { UInt32(libdeflate_crc32(0, $0.baseAddress, $0.count)) }
+        return crc == m.crc ? (files, m) : nil
+    }
+
     /// Writes the finished blocks that are next in order.
     private func drain() throws {
         while true {
             guard let r = lock.withLock({ results.removeValue(forKey: written) }) else { return }
             try r.get().withUnsafeBytes { try sink.write($0) }
             written += 1
+        }
+    }
+
+    /// The members of a gzip stream written here, in order: the compressed and the raw bytes of
+    /// each; nil if `data` is not a sequence of members of at most `blockSize` raw bytes.
+    static func members(of data: Data) -> [(compressed: Int, raw: Int)]? {
+        guard let d = libdeflate_alloc_decompressor() else { return nil }
+        defer { libdeflate_free_decompressor(d) }
+        var out = [UInt8](repeating: 0, count: blockSize)
+        var found: [(compressed: Int, raw: Int)] = []
+        return data.withUnsafeBytes { input -> [(compressed: Int, raw: Int)]? in
+            var at = 0
+            while at < input.count {
+                var used = 0, raw = 0
+                let r = out.withUnsafeMutableBytes { o in
+                    libdeflate_gzip_decompress_ex(d, input.baseAddress! + at, input.count - at, o.baseAddress, o.count, &used, &raw)
+                }
+                guard r == LIBDEFLATE_SUCCESS else { return nil }
+                found.append((used, raw))
+                at += used
+            }
+            return found
         }
     }
 

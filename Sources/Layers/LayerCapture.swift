@@ -18,6 +18,15 @@ public enum DiffSource: Sendable {
     /// A whole tree compared with the baseline taken when it was prepared (or with another
     /// tree, scanned with `Baseline.scan(_:inodes: false)`).
     case compare(root: String, baseline: Baseline)
+
+    /// The directory that holds only what the layer wrote, where there is one: what
+    /// `EarlyCompression` watches while the layer's step runs.
+    public var upperDirectory: String? {
+        switch self {
+        case let .overlayUpper(upper), let .aufsUpper(upper), let .unionfsUpper(upper, _): upper
+        case .tree, .compare: nil
+        }
+    }
 }
 
 /// How a capture writes its tar.
@@ -34,6 +43,9 @@ public struct CaptureOptions: Sendable {
     public var nice: Int32?
     /// Called as file content is written: bytes done, bytes in all.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+    /// gzip members compressed while the step ran (`EarlyCompression`), taken where a file's
+    /// block is unchanged; used when its level is the capture's.
+    public var precompressed: PrecompressedFiles?
 
     public init(compression: LayerCompression = .gzip, level: Int? = nil, sourceDateEpoch: Int64? = nil,
                 threads: Int = Processors.count) {
@@ -41,6 +53,11 @@ public struct CaptureOptions: Sendable {
         self.level = level
         self.sourceDateEpoch = sourceDateEpoch
         self.threads = threads
+    }
+
+    /// `precompressed`, if its members are at the level this capture compresses at.
+    var usablePrecompressed: PrecompressedFiles? {
+        precompressed.flatMap { compression == .gzip && $0.level == (level ?? compression.defaultLevel) ? $0 : nil }
     }
 
     /// SOURCE_DATE_EPOCH from the environment, if set to a number.
@@ -320,7 +337,8 @@ public enum LayerCapture {
         do {
             let compressor = try options.compression.compressor(into: blob, level: options.level, threads: options.threads, nice: options.nice, path: blob.tempPath)
             let hashing = HashingSink(next: tee.map { TeeSink(compressor, $0) } ?? compressor)
-            try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch, progress: options.progress)
+            try writeTar(list, to: hashing, path: blob.tempPath, epoch: options.sourceDateEpoch, progress: options.progress,
+                         gzip: (compressor as? ParallelGzip).map { ($0, options.usablePrecompressed) })
             try hashing.finish()
             let (digest, size) = try blob.commit()
             return StoredLayer(descriptor: Descriptor(mediaType: options.compression.mediaType, digest: digest, size: size),
@@ -340,16 +358,20 @@ public enum LayerCapture {
         let compressed = HashingSink(next: file)
         let compressor = try options.compression.compressor(into: compressed, level: options.level, threads: options.threads, nice: options.nice, path: path)
         let hashing = HashingSink(next: compressor)
-        try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch, progress: options.progress)
+        try writeTar(list, to: hashing, path: path, epoch: options.sourceDateEpoch, progress: options.progress,
+                     gzip: (compressor as? ParallelGzip).map { ($0, options.usablePrecompressed) })
         try hashing.finish()
         let layer = StoredLayer(descriptor: Descriptor(mediaType: options.compression.mediaType, digest: compressed.digest, size: compressed.count),
                                 diffID: hashing.digest, uncompressedSize: hashing.count)
         return CaptureResult(layer: layer, entries: list, seconds: Date().timeIntervalSince(start))
     }
 
-    /// Writes entries as a tar (no compression) into a sink.
+    /// Writes entries as a tar (no compression) into a sink. With `gzip`, the compressor at the
+    /// end of the sink's chain, a file of `ParallelGzip.ownMembersFrom` bytes or more has its
+    /// content in members of its own, offered from `early` when it was compressed beforehand.
     static func writeTar(_ list: [LayerEntry], to sink: ByteSink, path: String, epoch: Int64?,
-                         progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws {
+                         progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+                         gzip: (compressor: ParallelGzip, early: PrecompressedFiles?)? = nil) throws {
         let total = list.reduce(UInt64(0)) { $0 + ($1.kind == .regular ? UInt64($1.size) : 0) }
         var done: UInt64 = 0
         let w = try ArchiveWriter(sink: sink, path: path)
@@ -360,10 +382,18 @@ public enum LayerCapture {
             describe(e, in: header, epoch: epoch)
             try w.writeHeader(header)
             if case .regular = e.kind, let src = e.source, e.size > 0 {
-                try writeContent(of: src, size: e.size, name: e.tarName, to: w, buffer: buffer) { n in
+                // The tar writer is unblocked, so the header is in the sink by now.
+                let own = e.size >= ParallelGzip.ownMembersFrom ? gzip : nil
+                try own?.compressor.cut()
+                try writeContent(of: src, size: e.size, name: e.tarName, to: w, buffer: buffer, opened: { st in
+                    if let own, let early = own.early, Int64(st.st_size) == e.size, let m = early.members(for: st) {
+                        own.compressor.expect(m, from: early)
+                    }
+                }) { n in
                     done += UInt64(n)
                     progress?(done, total)
                 }
+                try own?.compressor.cut()
             }
         }
         try w.close()
@@ -409,12 +439,17 @@ public enum LayerCapture {
     /// Copies the `size` bytes of a regular file into the tar, after its header; `wrote` is told
     /// the size of each piece. A file that shrank since it was listed is an error: its header
     /// promised more.
+    /// `opened` is given the fstat of the file as opened.
     static func writeContent(of src: String, size: Int64, name: String, to w: ArchiveWriter,
-                             buffer: UnsafeMutableRawBufferPointer, wrote: (Int) -> Void) throws {
+                             buffer: UnsafeMutableRawBufferPointer, opened: (stat) -> Void = { _ in },
+                             wrote: (Int) -> Void) throws {
         var remaining = size
-        let fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = FileSystem.openForReading(src)
         guard fd >= 0 else { throw HostError.systemCall(path: src, operation: "open", errno: errno) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw HostError.systemCall(path: src, operation: "fstat", errno: errno) }
+        opened(st)
         while remaining > 0 {
             let n = read(fd, buffer.baseAddress, min(buffer.count, Int(remaining)))
             if n < 0 {

@@ -276,8 +276,13 @@ final class ContainerPass {
             // The bundle's layers so far are unpacked while this step runs.
             bundle?.start()
             return try inNewLayer(key, parent: top) { root in
+                let early = try earlyCompression(of: key)
+                defer { early?.stop() }
                 try work(root)
-                return try capture(text) { try driver.capture(key, into: blobs, options: captureOptions, tee: $0).layer }
+                early?.stop()
+                var options = captureOptions
+                options.precompressed = early?.files
+                return try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
             }
         }
         top = key
@@ -285,6 +290,15 @@ final class ContainerPass {
         created = createdTime(of: record, key: key)
         history.append(History(created: created, createdBy: text, emptyLayer: nil))
         return measure(record, seconds: Date().timeIntervalSince(start), hit: hit)
+    }
+
+    /// Compresses the large files a step writes while it runs, on threads at nice 10, for its
+    /// capture (`EarlyCompression`): nil where the layer is not gzip or its driver has no
+    /// directory of the layer's own changes (vfs, btrfs).
+    func earlyCompression(of key: String) throws -> EarlyCompression? {
+        guard captureOptions.compression == .gzip, let upper = try driver.diffSource(key).upperDirectory else { return nil }
+        let files = try PrecompressedFiles(directory: blobs.directory, level: captureOptions.level ?? LayerCompression.gzip.defaultLevel)
+        return EarlyCompression(watching: upper, into: files, threads: captureOptions.threads)
     }
 
     /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the

@@ -1,0 +1,256 @@
+import CDeflate
+import Dispatch
+import Foundation
+import Host
+
+/// gzip members of files, compressed before the capture that needs them.
+///
+/// A gzip layer's stream is cut so that a large file's content (`ParallelGzip.ownMembersFrom`
+/// bytes or more) starts a member of its own and is cut every `ParallelGzip.blockSize` bytes
+/// from its start, whatever comes before it in the tar. Each of its members is then a function
+/// of the file's content alone, and can be compressed while the step that writes the file still
+/// runs (`EarlyCompression`). The capture takes a member from here only when the block it cut
+/// has the member's length and CRC-32, read from the file at capture time; any other block is
+/// compressed then. Both ways give the same bytes, so the layer's digest does not depend on
+/// what was compressed early.
+///
+/// The members wait in a spool file that has no name (unlinked once opened), beside the blobs.
+public final class PrecompressedFiles: @unchecked Sendable {
+    /// One member: `raw` bytes of a file from a block boundary, with CRC-32 `crc`, compressed
+    /// into the `length` bytes at `offset` of the spool.
+    struct Member: Sendable, Equatable {
+        var offset: Int64
+        var length: Int
+        var raw: Int
+        var crc: UInt32
+    }
+
+    /// A file by its inode: a rename (dpkg's `.dpkg-new` to its name) keeps it.
+    struct Key: Hashable {
+        var dev: UInt64
+        var ino: UInt64
+        init(_ st: stat) { (dev, ino) = (UInt64(st.st_dev), UInt64(st.st_ino)) }
+    }
+
+    /// The members of a file as it was when they were compressed: a file written again since
+    /// has another size or mtime (and, were both set back, another CRC-32 in some block).
+    struct Entry {
+        var size: Int64
+        var mtime: timespec
+        var members: [Member]
+
+        func matches(_ st: stat) -> Bool {
+            size == Int64(st.st_size) && mtime.tv_sec == st.st_mtim.tv_sec && mtime.tv_nsec == st.st_mtim.tv_nsec
+        }
+    }
+
+    /// The gzip level of the members: a capture at another level compresses everything itself.
+    public let level: Int
+    let spoolPath: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var entries: [Key: Entry] = [:]
+    private var end: Int64 = 0
+    private var taken = 0
+
+    /// A spool in `directory` (made if missing).
+    public init(directory: String, level: Int) throws {
+        self.level = level
+        try FileSystem.makeDirectories(directory)
+        var bytes = Array((directory + "/.early-gzip-XXXXXX").utf8CString)
+        let fd = bytes.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        spoolPath = stringFromCArray(bytes)
+        guard fd >= 0 else { throw HostError.systemCall(path: spoolPath, operation: "mkstemp", errno: errno) }
+        // Nameless from here on: nothing is left behind, however the process ends.
+        unlink(spoolPath)
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Files with members, and the raw bytes they hold.
+    public var stored: (files: Int, bytes: Int64) {
+        lock.withLock { (entries.count, entries.values.reduce(0) { $0 + $1.size }) }
+    }
+
+    /// Members a capture took instead of compressing.
+    public var membersTaken: Int { lock.withLock { taken } }
+
+    /// Whether the members of the file `st` describes are here.
+    func has(_ st: stat) -> Bool { lock.withLock { entries[Key(st)]?.matches(st) == true } }
+
+    /// The members of the file `st` (an fstat of the open file) describes, if it is unchanged.
+    func members(for st: stat) -> [Member]? {
+        lock.withLock { entries[Key(st)].flatMap { $0.matches(st) ? $0.members : nil } }
+    }
+
+    /// Keeps the members of a file compressed from its state `st`, in the order of its blocks.
+    func add(_ st: stat, members: [(data: Data, raw: Int)]) throws {
+        var kept: [Member] = []
+        for m in members {
+            // The CRC-32 of the raw block is in the member's trailer (RFC 1952: CRC32, ISIZE).
+            let crc = m.data.withUnsafeBytes { b in UInt32(littleEndian: b.loadUnaligned(fromByteOffset: b.count - 8, as: UInt32.self)) }
+            let at = lock.withLock { () -> Int64 in
+                defer { end += Int64(m.data.count) }
+                return end
+            }
+            try m.data.withUnsafeBytes { b in
+                var done = 0
+                while done < b.count {
+                    let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(at) + off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw HostError.systemCall(path: spoolPath, operation: "pwrite", errno: errno) }
+                    done += n
+                }
+            }
+            kept.append(Member(offset: at, length: m.data.count, raw: m.raw, crc: crc))
+        }
+        let entry = Entry(size: Int64(st.st_size), mtime: st.st_mtim, members: kept)
+        lock.withLock { entries[Key(st)] = entry }
+    }
+
+    /// A member's bytes; nil if the spool cannot give them (the block is then compressed).
+    func read(_ m: Member) -> Data? {
+        var data = Data(count: m.length)
+        let ok = data.withUnsafeMutableBytes { b -> Bool in
+            var done = 0
+            while done < b.count {
+                let n = pread(fd, b.baseAddress! + done, b.count - done, off_t(m.offset) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                done += n
+            }
+            return true
+        }
+        if ok { lock.withLock { taken += 1 } }
+        return ok ? data : nil
+    }
+}
+
+/// Compresses, while a step runs, the large files it writes into its layer's upper directory, so
+/// that its capture finds most of its gzip members done (`PrecompressedFiles`).
+///
+/// A thread walks the directory every `interval`; a regular file of at least
+/// `ParallelGzip.ownMembersFrom` bytes whose members are not kept yet, and whose ctime is at
+/// least `settle` old (so a file being written is left until it is done), is compressed block by
+/// block on threads of their own at `nice` (the step keeps the CPU it uses), and kept if its
+/// size, mtime and ctime are the same after the read as before it. Everything is best effort: a
+/// file that vanishes or changes is simply left to the capture. `stop()` ends the walk and waits
+/// for the files being compressed, each of which stops at its next block; it must be called (the
+/// walking thread holds the instance until then).
+public final class EarlyCompression: @unchecked Sendable {
+    public let files: PrecompressedFiles
+    let directory: String
+    let interval: Double
+    let settle: Double
+    private let workers: LoweredWorkers
+    private let group = DispatchGroup()
+    private let wake = DispatchSemaphore(value: 0)
+    private let walked = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var stopping = false
+    private var inFlight = Set<PrecompressedFiles.Key>()
+    private var stopped = false
+
+    public init(watching directory: String, into files: PrecompressedFiles, threads: Int = Processors.count,
+                nice: Int32 = 10, interval: Double = 0.2, settle: Double = 0.3) {
+        self.files = files
+        self.directory = directory
+        self.interval = interval
+        self.settle = settle
+        workers = LoweredWorkers(count: max(1, threads), nice: nice)
+        let t = Thread { [self] in
+            Processors.lowerThisThread(to: nice)
+            while !isStopping {
+                walk("")
+                _ = wake.wait(timeout: .now() + interval)
+            }
+            walked.signal()
+        }
+        t.name = "imgbench early compression (nice \(nice))"
+        t.start()
+    }
+
+    private var isStopping: Bool { lock.withLock { stopping } }
+
+    /// Ends the walk and waits for the files being compressed; idempotent.
+    public func stop() {
+        let first = lock.withLock { () -> Bool in
+            defer { stopping = true; stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        wake.signal()
+        walked.wait()
+        group.wait()
+        workers.close()
+    }
+
+    private func walk(_ rel: String) {
+        let dir = rel.isEmpty ? directory : directory + "/" + rel
+        guard let names = try? FileSystem.children(dir) else { return }
+        for name in names {
+            if isStopping { return }
+            let path = dir + "/" + name
+            guard let st = try? FileSystem.lstat(path) else { continue }
+            if st.isDirectory {
+                walk(rel.isEmpty ? name : rel + "/" + name)
+            } else if st.isRegular && Int(st.st_size) >= ParallelGzip.ownMembersFrom && settled(st) && !files.has(st) {
+                let key = PrecompressedFiles.Key(st)
+                guard lock.withLock({ inFlight.insert(key).inserted }) else { continue }
+                group.enter()
+                workers.submit { [self] in
+                    compress(path, st)
+                    lock.withLock { _ = inFlight.remove(key) }
+                    group.leave()
+                }
+            }
+        }
+    }
+
+    private func settled(_ st: stat) -> Bool {
+        let ctime = Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9
+        return Date().timeIntervalSince1970 - ctime >= settle
+    }
+
+    /// Compresses one file into members, kept only if the file did not change meanwhile.
+    private func compress(_ path: String, _ listed: stat) {
+        if isStopping { return }
+        let fd = FileSystem.openForReading(path, noAtime: true)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var before = stat()
+        guard fstat(fd, &before) == 0, same(before, listed) else { return }
+        let level = Int32(files.level)
+        var members: [(data: Data, raw: Int)] = []
+        var block = Data(count: ParallelGzip.blockSize)
+        var remaining = Int(before.st_size)
+        while remaining > 0 {
+            if isStopping { return }
+            let want = min(remaining, ParallelGzip.blockSize)
+            let got = block.withUnsafeMutableBytes { b -> Int in
+                var done = 0
+                while done < want {
+                    let n = read(fd, b.baseAddress! + done, want - done)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return done }
+                    done += n
+                }
+                return done
+            }
+            guard got == want else { return }
+            guard case let .success(m) = ParallelGzip.member(block.prefix(want), level: level, path: path) else { return }
+            members.append((m, want))
+            remaining -= want
+        }
+        var after = stat()
+        guard fstat(fd, &after) == 0, same(after, before), after.st_ctim.tv_sec == before.st_ctim.tv_sec,
+              after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else { return }
+        try? files.add(before, members: members)
+    }
+
+    private func same(_ a: stat, _ b: stat) -> Bool {
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size
+            && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Host
+@testable import Layers
+import OCI
+import Testing
+import TestSupport
+
+@Suite("gzip members compressed while a step runs")
+struct EarlyCompressionTests {
+    /// A tree with small files around large ones: 300 KiB (one member of its own), 2.5 MiB
+    /// (three: 1 MiB, 1 MiB, 0.5 MiB), and 100 KiB (below the size of its own members).
+    func makeTree(_ root: String) throws {
+        _ = try sh("""
+            mkdir -p a/b; echo small > a/first
+            head -c 307200 /dev/urandom > a/b/large
+            seq 1 400000 | head -c 2621440 > a/b/larger
+            head -c 102400 /dev/urandom > a/medium
+            echo last > z
+            """, cwd: root)
+    }
+
+    func blob(_ store: BlobStore, _ r: CaptureResult) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: store.path(of: r.layer.descriptor.digest)))
+    }
+
+    /// Watches `dir` until the members of `files` files are kept, at most 30 s.
+    func precompress(_ dir: String, files count: Int, level: Int = 6, in spool: String) throws -> PrecompressedFiles {
+        let files = try PrecompressedFiles(directory: spool, level: level)
+        let early = EarlyCompression(watching: dir, into: files, threads: 2, interval: 0.05, settle: 0)
+        let deadline = Date().addingTimeInterval(30)
+        while files.stored.files < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        early.stop()
+        return files
+    }
+
+    @Test("a large file's content starts a gzip member and is cut every MiB from its start; the stream stays one gzip file")
+    func largeFilesHaveMembersOfTheirOwn() throws {
+        let t = try TempDir("own-members")
+        defer { t.cleanup() }
+        let src = try t.sub("src")
+        try makeTree(src)
+        let store = BlobStore(root: try t.sub("store"))
+        let r = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))
+        let members = try #require(ParallelGzip.members(of: try blob(store, r)))
+        let raw = members.map(\.raw)
+        // In tar order: a/b/large alone, a/b/larger's header (512 bytes), its three blocks, each
+        // alone; a/medium (100 KiB) shares its member with the headers and small files around it.
+        let mib = 1 << 20
+        let own = [307_200, 512, mib, mib, 2_621_440 - 2 * mib]
+        let at = try #require(raw.firstIndex(of: 307_200))
+        #expect(Array(raw[at..<(at + 5)]) == own, "\(raw)")
+        #expect(!raw.contains(102_400))
+        #expect(raw.reduce(0, +) == Int(r.layer.uncompressedSize))
+        let blobPath = store.path(of: r.layer.descriptor.digest)
+        #expect(try run(["gzip", "-t", blobPath]).status == 0)
+        let (status, out) = try sh("gzip -dc '\(blobPath)' | sha256sum")
+        #expect(status == 0 && out.hasPrefix(r.layer.diffID.hex))
+        // The same cuts on one thread.
+        let one = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 1))
+        #expect(one.layer.descriptor == r.layer.descriptor)
+    }
+
+    @Test("members compressed beforehand give the same blob, byte for byte, and the capture takes them")
+    func precompressedGiveTheSameBlob() throws {
+        let t = try TempDir("early-same")
+        defer { t.cleanup() }
+        let src = try t.sub("src"), spool = try t.sub("spool")
+        try makeTree(src)
+        let store = BlobStore(root: try t.sub("store"))
+        let plain = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))
+        let files = try precompress(src, files: 2, in: spool)
+        #expect(files.stored.files == 2, "the two files of 128 KiB or more, not the 100 KiB one")
+        #expect(files.stored.bytes == 307_200 + 2_621_440)
+        // The spool has no name: nothing is left in its folder.
+        #expect(try FileSystem.children(spool).isEmpty)
+        var options = CaptureOptions(compression: .gzip, threads: 2)
+        options.precompressed = files
+        let early = try LayerCapture.capture(.tree(src), into: store, options: options)
+        #expect(early.layer.descriptor == plain.layer.descriptor)
+        #expect(early.layer.diffID == plain.layer.diffID)
+        #expect(files.membersTaken == 4)
+        // At another level the members are not taken: the capture compresses at its own.
+        let before = files.membersTaken
+        var other = CaptureOptions(compression: .gzip, level: 1, threads: 2)
+        other.precompressed = files
+        let fast = try LayerCapture.capture(.tree(src), into: store, options: other)
+        #expect(fast.layer.descriptor == (try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, level: 1, threads: 2))).layer.descriptor)
+        #expect(files.membersTaken == before)
+    }
+
+    @Test("a file written again after its early compression is compressed by the capture, even with its size and mtime set back")
+    func changedFilesAreCompressedAgain() throws {
+        let t = try TempDir("early-changed")
+        defer { t.cleanup() }
+        let src = try t.sub("src"), spool = try t.sub("spool")
+        try makeTree(src)
+        let store = BlobStore(root: try t.sub("store"))
+        let files = try precompress(src, files: 2, in: spool)
+        // Rewritten in place, the same size, its mtime set back (the inode, size and mtime
+        // match): only the second block's CRC-32 tells. The other file is renamed (its inode
+        // keeps its members) and appended to (its size no longer matches).
+        _ = try sh("""
+            m=$(stat -c %y a/b/larger)
+            printf 'CHANGED' | dd of=a/b/larger bs=1 seek=1500000 conv=notrunc status=none
+            touch -d "$m" a/b/larger
+            mv a/b/large a/b/renamed
+            """, cwd: src)
+        var options = CaptureOptions(compression: .gzip, threads: 2)
+        options.precompressed = files
+        let early = try LayerCapture.capture(.tree(src), into: store, options: options)
+        let plain = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))
+        #expect(early.layer.descriptor == plain.layer.descriptor)
+        // The renamed file's member and two of the three blocks of the rewritten one.
+        #expect(files.membersTaken == 3)
+        _ = try sh("echo more >> a/b/renamed", cwd: src)
+        let appended = try LayerCapture.capture(.tree(src), into: store, options: options)
+        #expect(appended.layer.descriptor == (try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))).layer.descriptor)
+        #expect(files.membersTaken == 5, "only the rewritten file's two unchanged blocks")
+    }
+
+    @Test("a file still being written (its ctime newer than the settle time) is left to the capture; stop ends the walk")
+    func unsettledFilesAreLeft() throws {
+        let t = try TempDir("early-settle")
+        defer { t.cleanup() }
+        let src = try t.sub("src"), spool = try t.sub("spool")
+        try makeTree(src)
+        let files = try PrecompressedFiles(directory: spool, level: 6)
+        let early = EarlyCompression(watching: src, into: files, threads: 1, interval: 0.05, settle: 3600)
+        Thread.sleep(forTimeInterval: 0.5)
+        let started = Date()
+        early.stop()
+        #expect(Date().timeIntervalSince(started) < 2)
+        #expect(files.stored.files == 0)
+        early.stop()
+    }
+}
