@@ -52,6 +52,7 @@ public final class PrecompressedFiles: @unchecked Sendable {
     private var entries: [Key: Entry] = [:]
     private var end: Int64 = 0
     private var taken = 0
+    private var takenBytes: Int64 = 0
 
     /// A spool in `directory` (made if missing).
     public init(directory: String, level: Int) throws {
@@ -73,8 +74,9 @@ public final class PrecompressedFiles: @unchecked Sendable {
         lock.withLock { (entries.count, entries.values.reduce(0) { $0 + $1.size }) }
     }
 
-    /// Members a capture took instead of compressing.
+    /// Members a capture took instead of compressing, and their raw bytes.
     public var membersTaken: Int { lock.withLock { taken } }
+    public var bytesTaken: Int64 { lock.withLock { takenBytes } }
 
     /// Whether the members of the file `st` describes are here.
     func has(_ st: stat) -> Bool { lock.withLock { entries[Key(st)]?.matches(st) == true } }
@@ -122,7 +124,12 @@ public final class PrecompressedFiles: @unchecked Sendable {
             }
             return true
         }
-        if ok { lock.withLock { taken += 1 } }
+        if ok {
+            lock.withLock {
+                taken += 1
+                takenBytes += Int64(m.raw)
+            }
+        }
         return ok ? data : nil
     }
 }

@@ -47,6 +47,11 @@ public struct BuildReport: Codable, Equatable, Sendable {
         public var layerCompressedBytes: UInt64?
         public var layerUncompressedBytes: UInt64?
         public var layerDigest: String?
+        /// Container step made now: the seconds from the end of its work to its layer's blob
+        /// (the capture, its compression and hashes), and the bytes of the layer's tar whose gzip
+        /// members were compressed while the work ran (`EarlyCompression`) and taken by it.
+        public var captureSeconds: Double?
+        public var earlyCompressedBytes: UInt64?
         /// VM: the bytes this step's qcow2 overlay allocates (guest data it holds) and its file's
         /// size on disk.
         public var qcow2AllocatedBytes: UInt64?

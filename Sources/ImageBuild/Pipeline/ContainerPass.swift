@@ -272,6 +272,7 @@ final class ContainerPass {
     /// the diff captured.
     func step(key: String, text: String, _ work: (_ root: String) throws -> Void) throws -> BuildReport.Measure {
         let start = Date()
+        var captured: (seconds: Double, early: Int64)?
         let (record, hit) = try cachedLayer(key, what: text, started: start) {
             // The bundle's layers so far are unpacked while this step runs.
             bundle?.start()
@@ -279,17 +280,25 @@ final class ContainerPass {
                 let early = try earlyCompression(of: key)
                 defer { early?.stop() }
                 try work(root)
+                let after = Date()
                 early?.stop()
                 var options = captureOptions
                 options.precompressed = early?.files
-                return try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
+                let layer = try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
+                captured = (Date().timeIntervalSince(after), early?.files.bytesTaken ?? 0)
+                return layer
             }
         }
         top = key
         layers.append(record.layer)
         created = createdTime(of: record, key: key)
         history.append(History(created: created, createdBy: text, emptyLayer: nil))
-        return measure(record, seconds: Date().timeIntervalSince(start), hit: hit)
+        var m = measure(record, seconds: Date().timeIntervalSince(start), hit: hit)
+        if !hit, let captured {
+            m.captureSeconds = captured.seconds
+            m.earlyCompressedBytes = UInt64(captured.early)
+        }
+        return m
     }
 
     /// Compresses the large files a step writes while it runs, on threads at nice 10, for its
