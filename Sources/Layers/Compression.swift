@@ -125,7 +125,10 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
         let level = self.level, path = self.path
         let early = takeExpected(for: block)
         let make: @Sendable () -> Result<Data, LayersError> = {
-            if let (files, m) = early, let data = files.read(m) { return .success(data) }
+            if let (files, m) = early {
+                files.took(m)
+                return .success(m.data)
+            }
             return Self.member(block, level: level, path: path)
         }
         if threads == 1 {
@@ -213,8 +216,9 @@ final class LoweredWorkers: @unchecked Sendable {
         self.count = count
         for i in 0..<count {
             let t = Thread { [self] in
-                Processors.lowerThisThread(to: nice)
-                while let w = next() { w() }
+                Processors.inBackground(nice: nice) {
+                    while let w = next() { w() }
+                }
             }
             t.name = "imgbench compression \(i + 1) (nice \(nice))"
             t.start()

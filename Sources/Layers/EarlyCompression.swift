@@ -14,13 +14,12 @@ import Host
 /// compressed then. Both ways give the same bytes, so the layer's digest does not depend on
 /// what was compressed early.
 ///
-/// The members wait in a spool file that has no name (unlinked once opened), beside the blobs.
+/// The members wait in memory, at most `limit` bytes of them (a file past it is left to the
+/// capture): a spool file would add its dirty pages to every fsync the step makes.
 public final class PrecompressedFiles: @unchecked Sendable {
-    /// One member: `raw` bytes of a file from a block boundary, with CRC-32 `crc`, compressed
-    /// into the `length` bytes at `offset` of the spool.
+    /// One member: `raw` bytes of a file from a block boundary, with CRC-32 `crc`, compressed.
     struct Member: Sendable, Equatable {
-        var offset: Int64
-        var length: Int
+        var data: Data
         var raw: Int
         var crc: UInt32
     }
@@ -42,32 +41,24 @@ public final class PrecompressedFiles: @unchecked Sendable {
         func matches(_ st: stat) -> Bool {
             size == Int64(st.st_size) && mtime.tv_sec == st.st_mtim.tv_sec && mtime.tv_nsec == st.st_mtim.tv_nsec
         }
+
+        var bytes: Int { members.reduce(0) { $0 + $1.data.count } }
     }
 
     /// The gzip level of the members: a capture at another level compresses everything itself.
     public let level: Int
-    let spoolPath: String
-    private let fd: Int32
+    /// The most compressed bytes kept.
+    public let limit: Int
     private let lock = NSLock()
     private var entries: [Key: Entry] = [:]
-    private var end: Int64 = 0
+    private var held = 0
     private var taken = 0
     private var takenBytes: Int64 = 0
 
-    /// A spool in `directory` (made if missing).
-    public init(directory: String, level: Int) throws {
+    public init(level: Int, limit: Int = 1 << 30) {
         self.level = level
-        try FileSystem.makeDirectories(directory)
-        var bytes = Array((directory + "/.early-gzip-XXXXXX").utf8CString)
-        let fd = bytes.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        spoolPath = stringFromCArray(bytes)
-        guard fd >= 0 else { throw HostError.systemCall(path: spoolPath, operation: "mkstemp", errno: errno) }
-        // Nameless from here on: nothing is left behind, however the process ends.
-        unlink(spoolPath)
-        self.fd = fd
+        self.limit = limit
     }
-
-    deinit { close(fd) }
 
     /// Files with members, and the raw bytes they hold.
     public var stored: (files: Int, bytes: Int64) {
@@ -81,56 +72,37 @@ public final class PrecompressedFiles: @unchecked Sendable {
     /// Whether the members of the file `st` describes are here.
     func has(_ st: stat) -> Bool { lock.withLock { entries[Key(st)]?.matches(st) == true } }
 
+    /// Whether there is room for more.
+    var full: Bool { lock.withLock { held >= limit } }
+
     /// The members of the file `st` (an fstat of the open file) describes, if it is unchanged.
     func members(for st: stat) -> [Member]? {
         lock.withLock { entries[Key(st)].flatMap { $0.matches(st) ? $0.members : nil } }
     }
 
-    /// Keeps the members of a file compressed from its state `st`, in the order of its blocks.
-    func add(_ st: stat, members: [(data: Data, raw: Int)]) throws {
-        var kept: [Member] = []
-        for m in members {
+    /// Keeps the members of a file compressed from its state `st`, in the order of its blocks
+    /// (unless that would pass the limit).
+    func add(_ st: stat, members: [(data: Data, raw: Int)]) {
+        let kept = members.map { m in
             // The CRC-32 of the raw block is in the member's trailer (RFC 1952: CRC32, ISIZE).
             let crc = m.data.withUnsafeBytes { b in UInt32(littleEndian: b.loadUnaligned(fromByteOffset: b.count - 8, as: UInt32.self)) }
-            let at = lock.withLock { () -> Int64 in
-                defer { end += Int64(m.data.count) }
-                return end
-            }
-            try m.data.withUnsafeBytes { b in
-                var done = 0
-                while done < b.count {
-                    let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(at) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw HostError.systemCall(path: spoolPath, operation: "pwrite", errno: errno) }
-                    done += n
-                }
-            }
-            kept.append(Member(offset: at, length: m.data.count, raw: m.raw, crc: crc))
+            return Member(data: m.data, raw: m.raw, crc: crc)
         }
         let entry = Entry(size: Int64(st.st_size), mtime: st.st_mtim, members: kept)
-        lock.withLock { entries[Key(st)] = entry }
+        lock.withLock {
+            let replaced = entries[Key(st)]?.bytes ?? 0
+            guard held - replaced + entry.bytes <= limit else { return }
+            held += entry.bytes - replaced
+            entries[Key(st)] = entry
+        }
     }
 
-    /// A member's bytes; nil if the spool cannot give them (the block is then compressed).
-    func read(_ m: Member) -> Data? {
-        var data = Data(count: m.length)
-        let ok = data.withUnsafeMutableBytes { b -> Bool in
-            var done = 0
-            while done < b.count {
-                let n = pread(fd, b.baseAddress! + done, b.count - done, off_t(m.offset) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return false }
-                done += n
-            }
-            return true
+    /// Counts a member the capture took.
+    func took(_ m: Member) {
+        lock.withLock {
+            taken += 1
+            takenBytes += Int64(m.raw)
         }
-        if ok {
-            lock.withLock {
-                taken += 1
-                takenBytes += Int64(m.raw)
-            }
-        }
-        return ok ? data : nil
     }
 }
 
@@ -167,10 +139,11 @@ public final class EarlyCompression: @unchecked Sendable {
         self.settle = settle
         workers = LoweredWorkers(count: max(1, threads), nice: nice)
         let t = Thread { [self] in
-            Processors.lowerThisThread(to: nice)
-            while !isStopping {
-                walk("")
-                _ = wake.wait(timeout: .now() + interval)
+            Processors.inBackground(nice: nice) {
+                while !isStopping {
+                    walk("")
+                    _ = wake.wait(timeout: .now() + interval)
+                }
             }
             walked.signal()
         }
@@ -202,7 +175,7 @@ public final class EarlyCompression: @unchecked Sendable {
             guard let st = try? FileSystem.lstat(path) else { continue }
             if st.isDirectory {
                 walk(rel.isEmpty ? name : rel + "/" + name)
-            } else if st.isRegular && Int(st.st_size) >= ParallelGzip.ownMembersFrom && settled(st) && !files.has(st) {
+            } else if st.isRegular && Int(st.st_size) >= ParallelGzip.ownMembersFrom && settled(st) && !files.has(st) && !files.full {
                 let key = PrecompressedFiles.Key(st)
                 guard lock.withLock({ inFlight.insert(key).inserted }) else { continue }
                 group.enter()
@@ -253,7 +226,7 @@ public final class EarlyCompression: @unchecked Sendable {
         var after = stat()
         guard fstat(fd, &after) == 0, same(after, before), after.st_ctim.tv_sec == before.st_ctim.tv_sec,
               after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else { return }
-        try? files.add(before, members: members)
+        files.add(before, members: members)
     }
 
     private func same(_ a: stat, _ b: stat) -> Bool {

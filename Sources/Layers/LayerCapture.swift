@@ -36,10 +36,11 @@ public struct CaptureOptions: Sendable {
     /// Clamp every mtime to this (SOURCE_DATE_EPOCH), so rebuilds of the same content match.
     public var sourceDateEpoch: Int64?
     public var threads: Int
-    /// The nice value of gzip's compression threads, which are then threads of its own (with
-    /// one thread gzip compresses on the caller's, which lowers itself): a capture that runs
-    /// beside the work that matters then takes only the CPU time that work leaves. libzstd's own
-    /// workers are not lowered. nil: the threads run as the caller does.
+    /// The nice value of gzip's compression threads, which are then threads of its own, run as
+    /// background work (`Processors.inBackground`: also in the idle cpu cgroup); with one thread
+    /// gzip compresses on the caller's, which lowers itself. A capture that runs beside the work
+    /// that matters then takes only the CPU time that work leaves. libzstd's own workers are not
+    /// lowered. nil: the threads run as the caller does.
     public var nice: Int32?
     /// Called as file content is written: bytes done, bytes in all.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?

@@ -24,8 +24,8 @@ struct EarlyCompressionTests {
     }
 
     /// Watches `dir` until the members of `files` files are kept, at most 30 s.
-    func precompress(_ dir: String, files count: Int, level: Int = 6, in spool: String) throws -> PrecompressedFiles {
-        let files = try PrecompressedFiles(directory: spool, level: level)
+    func precompress(_ dir: String, files count: Int, level: Int = 6) throws -> PrecompressedFiles {
+        let files = PrecompressedFiles(level: level)
         let early = EarlyCompression(watching: dir, into: files, threads: 2, interval: 0.05, settle: 0)
         let deadline = Date().addingTimeInterval(30)
         while files.stored.files < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -64,15 +64,13 @@ struct EarlyCompressionTests {
     func precompressedGiveTheSameBlob() throws {
         let t = try TempDir("early-same")
         defer { t.cleanup() }
-        let src = try t.sub("src"), spool = try t.sub("spool")
+        let src = try t.sub("src")
         try makeTree(src)
         let store = BlobStore(root: try t.sub("store"))
         let plain = try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))
-        let files = try precompress(src, files: 2, in: spool)
+        let files = try precompress(src, files: 2)
         #expect(files.stored.files == 2, "the two files of 128 KiB or more, not the 100 KiB one")
         #expect(files.stored.bytes == 307_200 + 2_621_440)
-        // The spool has no name: nothing is left in its folder.
-        #expect(try FileSystem.children(spool).isEmpty)
         var options = CaptureOptions(compression: .gzip, threads: 2)
         options.precompressed = files
         let early = try LayerCapture.capture(.tree(src), into: store, options: options)
@@ -92,10 +90,10 @@ struct EarlyCompressionTests {
     func changedFilesAreCompressedAgain() throws {
         let t = try TempDir("early-changed")
         defer { t.cleanup() }
-        let src = try t.sub("src"), spool = try t.sub("spool")
+        let src = try t.sub("src")
         try makeTree(src)
         let store = BlobStore(root: try t.sub("store"))
-        let files = try precompress(src, files: 2, in: spool)
+        let files = try precompress(src, files: 2)
         // Rewritten in place, the same size, its mtime set back (the inode, size and mtime
         // match): only the second block's CRC-32 tells. The other file is renamed (its inode
         // keeps its members) and appended to (its size no longer matches).
@@ -122,9 +120,9 @@ struct EarlyCompressionTests {
     func unsettledFilesAreLeft() throws {
         let t = try TempDir("early-settle")
         defer { t.cleanup() }
-        let src = try t.sub("src"), spool = try t.sub("spool")
+        let src = try t.sub("src")
         try makeTree(src)
-        let files = try PrecompressedFiles(directory: spool, level: 6)
+        let files = PrecompressedFiles(level: 6)
         let early = EarlyCompression(watching: src, into: files, threads: 1, interval: 0.05, settle: 3600)
         Thread.sleep(forTimeInterval: 0.5)
         let started = Date()

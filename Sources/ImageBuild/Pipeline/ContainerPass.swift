@@ -121,15 +121,17 @@ final class ContainerPass {
                         return try pass.capture("the base") { tee in
                             // The driver layer is whole, and the bundle takes this layer before any step's.
                             making.ready()
-                            // Beside the steps, at nice 10 (this thread and the compression's):
-                            // the steps, which the build waits for, come first, and the capture
+                            // Beside the steps, as background work (nice 10 and the idle cpu
+                            // cgroup, this thread and the compression's): the steps, which the
+                            // build waits for, come first, and the capture
                             // takes the CPU time they leave (an apt step waits on the network and
                             // the disk half the time). Both sides at once: one thread.
                             var options = pass.captureOptions
                             options.nice = 10
-                            Processors.lowerThisThread(to: 10)
                             if pass.sharesMachine { options.threads = 1 }
-                            return try LayerCapture.capture(.tree(tree), into: pass.blobs, options: options, tee: tee).layer
+                            return try Processors.inBackground(nice: 10) {
+                                try LayerCapture.capture(.tree(tree), into: pass.blobs, options: options, tee: tee).layer
+                            }
                         }
                     } catch {
                         making.failing(error)
@@ -305,8 +307,8 @@ final class ContainerPass {
     /// capture (`EarlyCompression`): nil where the layer is not gzip or its driver has no
     /// directory of the layer's own changes (vfs, btrfs).
     func earlyCompression(of key: String) throws -> EarlyCompression? {
-        guard captureOptions.compression == .gzip, let upper = try driver.diffSource(key).upperDirectory else { return nil }
-        let files = try PrecompressedFiles(directory: blobs.directory, level: captureOptions.level ?? LayerCompression.gzip.defaultLevel)
+        guard captureOptions.compression == .gzip, ProcessInfo.processInfo.environment["IMGBENCH_EARLY_COMPRESSION"] != "0", let upper = try driver.diffSource(key).upperDirectory else { return nil }
+        let files = PrecompressedFiles(level: captureOptions.level ?? LayerCompression.gzip.defaultLevel)
         return EarlyCompression(watching: upper, into: files, threads: captureOptions.threads)
     }
 
