@@ -108,6 +108,7 @@ public enum IdleCPUGroup {
     private static func make() -> (dir: String, parent: String)? {
         guard let own = ownPath(), let mount = controllerMount() else { return nil }
         let parent = mount + (own == "/" ? "" : own)
+        removeStale(in: parent)
         let dir = parent + "/imgbench-idle-\(getpid())"
         guard mkdir(dir, 0o755) == 0 || errno == EEXIST else { return nil }
         guard write("1", to: dir + "/cpu.idle") else {
@@ -115,6 +116,15 @@ public enum IdleCPUGroup {
             return nil
         }
         return (dir, parent)
+    }
+
+    /// The groups of imgbench processes that are gone (killed before they could remove theirs):
+    /// an empty cgroup folder is removed with rmdir, one with tasks left is not.
+    private static func removeStale(in parent: String) {
+        for name in (try? FileSystem.children(parent)) ?? [] where name.hasPrefix("imgbench-idle-") {
+            guard let pid = pid_t(name.dropFirst("imgbench-idle-".count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { rmdir(parent + "/" + name) }
+        }
     }
 
     /// This process's cgroup in the v1 hierarchy that has the cpu controller ("4:cpu,cpuacct:/x").

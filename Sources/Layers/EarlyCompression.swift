@@ -77,8 +77,29 @@ public final class PrecompressedFiles: @unchecked Sendable {
 
     /// The members of the file `st` (an fstat of the open file) describes, if it is unchanged.
     func members(for st: stat) -> [Member]? {
-        lock.withLock { entries[Key(st)].flatMap { $0.matches(st) ? $0.members : nil } }
+        lock.withLock {
+            guard let e = entries[Key(st)] else {
+                lookups.absent += 1
+                return nil
+            }
+            guard e.matches(st) else {
+                lookups.changed += 1
+                return nil
+            }
+            lookups.found += 1
+            return e.members
+        }
     }
+
+    /// What the capture's lookups found: members, a file changed since, nothing.
+    public struct Lookups: Sendable {
+        public var found = 0, changed = 0, absent = 0, crcMismatches = 0
+    }
+    public var lookupCounts: Lookups { lock.withLock { lookups } }
+    private var lookups = Lookups()
+
+    /// Counts a block whose CRC-32 was not its member's.
+    func mismatched() { lock.withLock { lookups.crcMismatches += 1 } }
 
     /// Keeps the members of a file compressed from its state `st`, in the order of its blocks
     /// (unless that would pass the limit).
@@ -130,6 +151,17 @@ public final class EarlyCompression: @unchecked Sendable {
     private var stopping = false
     private var inFlight = Set<PrecompressedFiles.Key>()
     private var stopped = false
+    private var counts = Counts()
+
+    /// What the walk did: walks, files compressed (kept or not) and their bytes.
+    public struct Counts: Sendable {
+        public var walks = 0
+        public var files = 0
+        public var bytes: Int64 = 0
+        public var kept = 0
+    }
+
+    public var done: Counts { lock.withLock { counts } }
 
     public init(watching directory: String, into files: PrecompressedFiles, threads: Int = Processors.count,
                 nice: Int32 = 10, interval: Double = 0.2, settle: Double = 0.3) {
@@ -142,6 +174,7 @@ public final class EarlyCompression: @unchecked Sendable {
             Processors.inBackground(nice: nice) {
                 while !isStopping {
                     walk("")
+                    lock.withLock { counts.walks += 1 }
                     _ = wake.wait(timeout: .now() + interval)
                 }
             }
@@ -224,9 +257,14 @@ public final class EarlyCompression: @unchecked Sendable {
             remaining -= want
         }
         var after = stat()
-        guard fstat(fd, &after) == 0, same(after, before), after.st_ctim.tv_sec == before.st_ctim.tv_sec,
-              after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else { return }
-        files.add(before, members: members)
+        let unchanged = fstat(fd, &after) == 0 && same(after, before) && after.st_ctim.tv_sec == before.st_ctim.tv_sec
+            && after.st_ctim.tv_nsec == before.st_ctim.tv_nsec
+        lock.withLock {
+            counts.files += 1
+            counts.bytes += Int64(before.st_size)
+            if unchanged { counts.kept += 1 }
+        }
+        if unchanged { files.add(before, members: members) }
     }
 
     private func same(_ a: stat, _ b: stat) -> Bool {

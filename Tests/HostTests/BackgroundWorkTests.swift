@@ -23,6 +23,11 @@ struct BackgroundWorkTests {
           .enabled(if: isRoot && idleCapable, "needs root and a cgroup v1 cpu controller with cpu.idle"))
     func idleGroup() throws {
         let before = thisThread()
+        // The group of an imgbench killed before it removed it: removed by the next one.
+        let dead = try run(["sh", "-c", "echo $$"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let cpuRoot = "/sys/fs/cgroup/cpu" + (before.cgroup == "/" ? "" : before.cgroup)
+        let stale = cpuRoot + "/imgbench-idle-\(dead)"
+        #expect(mkdir(stale, 0o755) == 0)
         final class Seen: @unchecked Sendable {
             var inside: (nice: String, cgroup: String) = ("", "")
             var idle = ""
@@ -56,5 +61,7 @@ struct BackgroundWorkTests {
         #expect(IdleCPUGroup.folder == nil)
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu" + seen.inside.cgroup))
         #expect(thisThread().cgroup == before.cgroup)
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        rmdir(stale)
     }
 }

@@ -110,6 +110,7 @@ struct EarlyCompressionTests {
         #expect(early.layer.descriptor == plain.layer.descriptor)
         // The renamed file's member and two of the three blocks of the rewritten one.
         #expect(files.membersTaken == 3)
+        #expect(files.lookupCounts.found == 2 && files.lookupCounts.crcMismatches == 1, "\(files.lookupCounts)")
         _ = try sh("echo more >> a/b/renamed", cwd: src)
         let appended = try LayerCapture.capture(.tree(src), into: store, options: options)
         #expect(appended.layer.descriptor == (try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))).layer.descriptor)

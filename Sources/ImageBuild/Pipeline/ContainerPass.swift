@@ -288,6 +288,13 @@ final class ContainerPass {
                 options.precompressed = early?.files
                 let layer = try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
                 captured = (Date().timeIntervalSince(after), early?.files.bytesTaken ?? 0)
+                if let early, early.done.files > 0 {
+                    let d = early.done, l = early.files.lookupCounts
+                    let mib = { (b: Int64) in String(format: "%.1f MiB", Double(b) / 1048576) }
+                    events.note("container: compressed while the step ran: \(d.files) files, \(mib(d.bytes)), in \(d.walks) walks "
+                        + "(\(d.kept) unchanged after their read); the capture took \(l.found) of them, \(mib(early.files.bytesTaken)) "
+                        + "(\(l.absent) large files came too late, \(l.changed + l.crcMismatches) had changed since)")
+                }
                 return layer
             }
         }
