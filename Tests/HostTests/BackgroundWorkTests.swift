@@ -28,6 +28,9 @@ struct BackgroundWorkTests {
         let cpuRoot = "/sys/fs/cgroup/cpu" + (before.cgroup == "/" ? "" : before.cgroup)
         let stale = cpuRoot + "/imgbench-idle-\(dead)"
         #expect(mkdir(stale, 0o755) == 0)
+        IdleCPUGroup.removeStale(in: cpuRoot)
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        rmdir(stale)
         final class Seen: @unchecked Sendable {
             var inside: (nice: String, cgroup: String) = ("", "")
             var idle = ""
@@ -57,11 +60,43 @@ struct BackgroundWorkTests {
         #expect(seen.inside.cgroup.hasSuffix("/imgbench-idle-\(getpid())"), "\(seen.inside)")
         #expect(seen.idle == "1")
         #expect(seen.second == seen.inside.cgroup)
-        // The last thread out removed the group.
-        #expect(IdleCPUGroup.folder == nil)
-        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu" + seen.inside.cgroup))
+        // The last thread out removed the group (unless other tests' background threads, which
+        // run beside these, are in it now).
+        if IdleCPUGroup.folder == nil {
+            #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu" + seen.inside.cgroup))
+        }
         #expect(thisThread().cgroup == before.cgroup)
-        #expect(!FileManager.default.fileExists(atPath: stale))
-        rmdir(stale)
+    }
+    @Test("promoteAll makes the threads in the idle group foreground again: their cgroup and nice value as before",
+          .enabled(if: isRoot && idleCapable, "needs root and a cgroup v1 cpu controller with cpu.idle"))
+    func promote() throws {
+        final class Seen: @unchecked Sendable {
+            var before: (nice: String, cgroup: String) = ("", "")
+            var lowered: (nice: String, cgroup: String) = ("", "")
+            var promoted: (nice: String, cgroup: String) = ("", "")
+        }
+        let seen = Seen()
+        let inside = DispatchSemaphore(value: 0), promoted = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        final class Tid: @unchecked Sendable { var value: Int32 = 0 }
+        let tid = Tid()
+        let t = Thread {
+            seen.before = BackgroundWorkTests().thisThread()
+            Processors.inBackground(nice: 10) {
+                seen.lowered = BackgroundWorkTests().thisThread()
+                tid.value = IdleCPUGroup.thisThread
+                inside.signal()
+                promoted.wait()
+                seen.promoted = BackgroundWorkTests().thisThread()
+            }
+            done.signal()
+        }
+        t.start()
+        inside.wait()
+        // This thread only: other tests' background threads may be in the group too.
+        IdleCPUGroup.promote(only: [tid.value])
+        promoted.signal()
+        done.wait()
+        #expect(seen.lowered.nice == "10" && seen.lowered.cgroup.contains("imgbench-idle-"), "\(seen.lowered)")
+        #expect(seen.promoted == seen.before, "\(seen.before) then \(seen.promoted)")
     }
 }

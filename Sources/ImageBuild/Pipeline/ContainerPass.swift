@@ -161,6 +161,8 @@ final class ContainerPass {
     func finishBase() throws -> BuildReport.Measure {
         guard let making = pendingBase else { throw BuildError.invalid("container: no base layer was started") }
         pendingBase = nil
+        // Waited for from here on: no longer idle work.
+        IdleCPUGroup.promoteAll()
         making.release()
         let (record, hit) = try making.wait()
         try storeLayer(making.key, record)
@@ -284,6 +286,9 @@ final class ContainerPass {
                 try work(root)
                 let after = Date()
                 early?.stop()
+                // The bundle applies this layer after the base's: a base capture still running
+                // is now waited for, and must not wait at idle priority.
+                if pendingBase != nil { IdleCPUGroup.promoteAll() }
                 var options = captureOptions
                 options.precompressed = early?.files
                 let layer = try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
