@@ -25,7 +25,7 @@ public enum Processors {
         let before = getpriority(which, tid)
         let had = errno == 0
         _ = setpriority(which, tid, nice)
-        let joined = IdleCPUGroup.join(restoringNice: had ? before : 0)
+        let joined = IdleCPUGroup.join()
         defer {
             if joined { IdleCPUGroup.leave() }
             if had { _ = setpriority(which, tid, before) }
@@ -45,8 +45,8 @@ public enum Processors {
 public enum IdleCPUGroup {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var current: (dir: String, parent: String, members: Int, cleanup: Int)?
-    /// The threads in the group, with the nice value each had before it joined.
-    nonisolated(unsafe) private static var threads: [Int32: Int32] = [:]
+    /// The threads in the group (not yet taken out by `promote`).
+    nonisolated(unsafe) private static var threads: Set<Int32> = []
     nonisolated(unsafe) private static var unavailable = false
 
     /// The group's folder while it exists.
@@ -54,20 +54,21 @@ public enum IdleCPUGroup {
 
     /// Moves the calling thread into the group, making the group first; false where that cannot
     /// be done.
-    /// Makes the threads now in the group foreground work again (their own cgroup and nice
-    /// value): something the build waits for has come to depend on them, and at idle priority
-    /// it would wait on threads that run only when nothing else does. Threads that join later
-    /// are background work as usual.
+    /// Takes the threads now in the group out of it, back to the process's own cgroup, at the
+    /// nice value they have (10): something the build waits for has come to depend on them, and
+    /// at idle priority it would wait on threads that run only when nothing else does, while at
+    /// their own nice value they would take as much CPU as the other side's work of a build of
+    /// both images. Threads that join later are background work as usual; each thread gets its
+    /// own nice value back when its background work ends.
     public static func promoteAll() { promote(only: nil) }
 
     /// `promoteAll` for the threads of `only` (thread ids), or for every thread when nil.
     static func promote(only: Set<Int32>?) {
         lock.withLock {
             guard let c = current else { return }
-            for (tid, nice) in threads where only?.contains(tid) ?? true {
+            for tid in threads where only?.contains(tid) ?? true {
                 _ = write(String(tid), to: c.parent + "/tasks")
-                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice)
-                threads[tid] = nil
+                threads.remove(tid)
             }
         }
     }
@@ -75,7 +76,7 @@ public enum IdleCPUGroup {
     /// The calling thread's id.
     static var thisThread: Int32 { imgbench_gettid() }
 
-    static func join(restoringNice nice: Int32) -> Bool {
+    static func join() -> Bool {
         var madeNow: String?
         let joined = lock.withLock { () -> Bool in
             if unavailable { return false }
@@ -89,7 +90,7 @@ public enum IdleCPUGroup {
             }
             guard let c = current, write(String(imgbench_gettid()), to: c.dir + "/tasks") else { return false }
             current?.members += 1
-            threads[imgbench_gettid()] = nice
+            threads.insert(imgbench_gettid())
             return true
         }
         // Registered outside the lock: once the process is exiting, Cleanup runs it at once.
@@ -106,7 +107,7 @@ public enum IdleCPUGroup {
         lock.withLock {
             guard let c = current else { return }
             _ = write(String(imgbench_gettid()), to: c.parent + "/tasks")
-            threads[imgbench_gettid()] = nil
+            threads.remove(imgbench_gettid())
             current?.members -= 1
             if c.members - 1 <= 0 {
                 rmdir(c.dir)
@@ -125,7 +126,7 @@ public enum IdleCPUGroup {
             for t in tasks.split(separator: "\n") { _ = write(String(t), to: c.parent + "/tasks") }
             rmdir(c.dir)
             current = nil
-            threads = [:]
+            threads = []
         }
     }
 

@@ -67,13 +67,14 @@ struct BackgroundWorkTests {
         }
         #expect(thisThread().cgroup == before.cgroup)
     }
-    @Test("promoteAll makes the threads in the idle group foreground again: their cgroup and nice value as before",
+    @Test("promote takes a thread out of the idle group, back to its cgroup at nice 10; its nice value comes back when its work ends",
           .enabled(if: isRoot && idleCapable, "needs root and a cgroup v1 cpu controller with cpu.idle"))
     func promote() throws {
         final class Seen: @unchecked Sendable {
             var before: (nice: String, cgroup: String) = ("", "")
             var lowered: (nice: String, cgroup: String) = ("", "")
             var promoted: (nice: String, cgroup: String) = ("", "")
+            var after: (nice: String, cgroup: String) = ("", "")
         }
         let seen = Seen()
         let inside = DispatchSemaphore(value: 0), promoted = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
@@ -88,6 +89,7 @@ struct BackgroundWorkTests {
                 promoted.wait()
                 seen.promoted = BackgroundWorkTests().thisThread()
             }
+            seen.after = BackgroundWorkTests().thisThread()
             done.signal()
         }
         t.start()
@@ -97,6 +99,7 @@ struct BackgroundWorkTests {
         promoted.signal()
         done.wait()
         #expect(seen.lowered.nice == "10" && seen.lowered.cgroup.contains("imgbench-idle-"), "\(seen.lowered)")
-        #expect(seen.promoted == seen.before, "\(seen.before) then \(seen.promoted)")
+        #expect(seen.promoted.cgroup == seen.before.cgroup && seen.promoted.nice == "10", "\(seen.before) then \(seen.promoted)")
+        #expect(seen.after == seen.before, "\(seen.before) then \(seen.after)")
     }
 }
