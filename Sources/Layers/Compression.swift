@@ -153,8 +153,11 @@ final class ParallelGzip: ByteSink, @unchecked Sendable {
     private func takeExpected(for block: Data) -> (PrecompressedFiles, PrecompressedFiles.Member)? {
         guard let m = expected.popFirst(), let files = expectedFrom, m.raw == block.count else { return nil }
         let crc = block.withUnsafeBytes { UInt32(libdeflate_crc32(0, $0.baseAddress, $0.count)) }
-        if crc != m.crc { files.mismatched() }
-        return crc == m.crc ? (files, m) : nil
+        guard crc == m.crc else {
+            files.mismatched()
+            return nil
+        }
+        return (files, m)
     }
 
     /// Writes the finished blocks that are next in order.

@@ -133,7 +133,8 @@ public final class PrecompressedFiles: @unchecked Sendable {
 /// A thread walks the directory every `interval`; a regular file of at least
 /// `ParallelGzip.ownMembersFrom` bytes whose members are not kept yet, and whose ctime is at
 /// least `settle` old (so a file being written is left until it is done), is compressed block by
-/// block on threads of their own at `nice` (the step keeps the CPU it uses), and kept if its
+/// block on threads of their own, as background work at `nice` (`Processors.inBackground`: the
+/// step keeps the CPU it uses), and kept if its
 /// size, mtime and ctime are the same after the read as before it. Everything is best effort: a
 /// file that vanishes or changes is simply left to the capture. `stop()` ends the walk and waits
 /// for the files being compressed, each of which stops at its next block; it must be called (the
