@@ -139,11 +139,19 @@ public final class PrecompressedFiles: @unchecked Sendable {
 /// file that vanishes or changes is simply left to the capture. `stop()` ends the walk and waits
 /// for the files being compressed, each of which stops at its next block; it must be called (the
 /// walking thread holds the instance until then).
+///
+/// The walk itself runs at the caller's priority, not as background work: a readdir holds its
+/// directory's lock, and a thread of the idle cgroup preempted inside one makes the step's next
+/// create or rename in that directory wait until the idle thread runs again (measured: dpkg's
+/// phase of an apt step 1.3-1.7 s longer with the whole walk idle). It stays on the directory's
+/// own file system (mmdebstrap mounts /proc, /sys and /dev inside the root it makes), and leaves
+/// out the folders `skipping` names (relative paths), whose files the work deletes before it ends.
 public final class EarlyCompression: @unchecked Sendable {
     public let files: PrecompressedFiles
     let directory: String
     let interval: Double
     let settle: Double
+    let skipping: Set<String>
     private let workers: LoweredWorkers
     private let group = DispatchGroup()
     private let wake = DispatchSemaphore(value: 0)
@@ -154,9 +162,13 @@ public final class EarlyCompression: @unchecked Sendable {
     private var stopped = false
     private var counts = Counts()
 
-    /// What the walk did: walks, files compressed (kept or not) and their bytes.
+    /// What the walk did: walks, folders read, files compressed (kept or not) and their bytes.
     public struct Counts: Sendable {
         public var walks = 0
+        /// Folders read (readdir), and names looked at (lstat): in a folder whose mtime did not
+        /// change, only its new names and the files it watches.
+        public var reads = 0
+        public var looks = 0
         public var files = 0
         public var bytes: Int64 = 0
         public var kept = 0
@@ -165,23 +177,22 @@ public final class EarlyCompression: @unchecked Sendable {
     public var done: Counts { lock.withLock { counts } }
 
     public init(watching directory: String, into files: PrecompressedFiles, threads: Int = Processors.count,
-                nice: Int32 = 10, interval: Double = 0.2, settle: Double = 0.3) {
+                nice: Int32 = 10, interval: Double = 0.2, settle: Double = 0.3, skipping: Set<String> = []) {
         self.files = files
         self.directory = directory
         self.interval = interval
         self.settle = settle
+        self.skipping = skipping
         workers = LoweredWorkers(count: max(1, threads), nice: nice)
         let t = Thread { [self] in
-            Processors.inBackground(nice: nice) {
-                while !isStopping {
-                    walk("")
-                    lock.withLock { counts.walks += 1 }
-                    _ = wake.wait(timeout: .now() + interval)
-                }
+            while !isStopping {
+                if let top = try? FileSystem.lstat(directory), top.isDirectory { walk("", device: top.st_dev) }
+                lock.withLock { counts.walks += 1 }
+                _ = wake.wait(timeout: .now() + interval)
             }
             walked.signal()
         }
-        t.name = "imgbench early compression (nice \(nice))"
+        t.name = "imgbench early compression walk"
         t.start()
     }
 
@@ -200,26 +211,77 @@ public final class EarlyCompression: @unchecked Sendable {
         workers.close()
     }
 
-    private func walk(_ rel: String) {
+    /// A folder as the last walk read it: its mtime then (a create, rename or removal in it
+    /// changes it), the names in it, its subfolders, and its files that may still change in
+    /// place (written within the settle time, or large and not yet taken).
+    private struct Folder {
+        var mtime: timespec
+        var names: Set<String> = []
+        var folders: [String] = []
+        var watched: [String] = []
+    }
+
+    /// What the walks found, by path relative to `directory`. Each walk reads every folder, but
+    /// looks (lstat) only at the names new in it, and at the files it watches; all of them only
+    /// where its mtime changed. The mtime alone does not tell of every new name: overlayfs sets
+    /// a folder's mtime back after copying a child up into it, so a folder or file copied up
+    /// into the upper directory leaves its parent's mtime as it was.
+    private var folders: [String: Folder] = [:]
+
+    private func walk(_ rel: String, device: dev_t) {
         let dir = rel.isEmpty ? directory : directory + "/" + rel
-        guard let names = try? FileSystem.children(dir) else { return }
-        for name in names {
+        guard let here = try? FileSystem.lstat(dir), here.isDirectory, here.st_dev == device,
+              let all = try? FileSystem.children(dir) else {
+            folders[rel] = nil
+            return
+        }
+        lock.withLock { counts.reads += 1 }
+        let names = Set(all)
+        var folder = Folder(mtime: here.st_mtim, names: names)
+        let look: [String]
+        // An mtime within the settle time may not be the folder's last: timestamps are coarse,
+        // and a create in the same tick as the last read leaves it as it was.
+        if let known = folders[rel], known.mtime.tv_sec == here.st_mtim.tv_sec, known.mtime.tv_nsec == here.st_mtim.tv_nsec,
+           Date().timeIntervalSince1970 - (Double(here.st_mtim.tv_sec) + Double(here.st_mtim.tv_nsec) / 1e9) >= max(settle, interval) {
+            folder.folders = known.folders.filter(names.contains)
+            look = all.filter { !known.names.contains($0) } + known.watched.filter(names.contains)
+        } else {
+            look = all
+        }
+        for name in look {
             if isStopping { return }
-            let path = dir + "/" + name
-            guard let st = try? FileSystem.lstat(path) else { continue }
+            lock.withLock { counts.looks += 1 }
+            guard let st = try? FileSystem.lstat(dir + "/" + name), st.st_dev == device else { continue }
             if st.isDirectory {
-                walk(rel.isEmpty ? name : rel + "/" + name)
-            } else if st.isRegular && Int(st.st_size) >= ParallelGzip.ownMembersFrom && settled(st) && !files.has(st) && !files.full {
-                let key = PrecompressedFiles.Key(st)
-                guard lock.withLock({ inFlight.insert(key).inserted }) else { continue }
-                group.enter()
-                workers.submit { [self] in
-                    compress(path, st)
-                    lock.withLock { _ = inFlight.remove(key) }
-                    group.leave()
-                }
+                let sub = rel.isEmpty ? name : rel + "/" + name
+                if !skipping.contains(sub) && !folder.folders.contains(name) { folder.folders.append(name) }
+            } else if st.isRegular && self.look(at: dir + "/" + name, st) {
+                folder.watched.append(name)
             }
         }
+        folders[rel] = folder
+        for name in folder.folders {
+            if isStopping { return }
+            walk(rel.isEmpty ? name : rel + "/" + name, device: device)
+        }
+    }
+
+    /// Compresses the regular file `st` describes when it is large, settled and not kept yet;
+    /// whether to look at it again next walk (it may still change, or was not taken yet).
+    private func look(at path: String, _ st: stat) -> Bool {
+        let recent = !settled(st)
+        guard Int(st.st_size) >= ParallelGzip.ownMembersFrom, !recent else { return recent }
+        if files.has(st) { return false }
+        if files.full { return false }
+        let key = PrecompressedFiles.Key(st)
+        guard lock.withLock({ inFlight.insert(key).inserted }) else { return true }
+        group.enter()
+        workers.submit { [self] in
+            compress(path, st)
+            lock.withLock { _ = inFlight.remove(key) }
+            group.leave()
+        }
+        return true
     }
 
     private func settled(_ st: stat) -> Bool {

@@ -23,11 +23,11 @@ struct EarlyCompressionTests {
         try Data(contentsOf: URL(fileURLWithPath: store.path(of: r.layer.descriptor.digest)))
     }
 
-    /// Watches `dir` until the members of `files` files are kept, at most 30 s.
-    func precompress(_ dir: String, files count: Int, level: Int = 6) throws -> PrecompressedFiles {
-        let files = PrecompressedFiles(level: level)
-        let early = EarlyCompression(watching: dir, into: files, threads: 2, interval: 0.05, settle: 0)
-        let deadline = Date().addingTimeInterval(30)
+    /// Watches `dir` until the members of `files` files are kept, at most `within` seconds.
+    func precompress(_ dir: String, files count: Int, within: Double = 30, skipping: Set<String> = []) throws -> PrecompressedFiles {
+        let files = PrecompressedFiles(level: 6)
+        let early = EarlyCompression(watching: dir, into: files, threads: 2, interval: 0.05, settle: 0, skipping: skipping)
+        let deadline = Date().addingTimeInterval(within)
         while files.stored.files < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         early.stop()
         return files
@@ -115,6 +115,77 @@ struct EarlyCompressionTests {
         let appended = try LayerCapture.capture(.tree(src), into: store, options: options)
         #expect(appended.layer.descriptor == (try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))).layer.descriptor)
         #expect(files.membersTaken == 5, "only the rewritten file's two unchanged blocks")
+    }
+
+    @Test("the folders it is told to skip (apt's lists and downloads) are left to the capture")
+    func skippedFoldersAreLeft() throws {
+        let t = try TempDir("early-skip")
+        defer { t.cleanup() }
+        let src = try t.sub("src")
+        try makeTree(src)
+        _ = try sh("""
+            mkdir -p var/lib/apt/lists var/cache/apt/archives var/lib/dpkg
+            head -c 400000 /dev/urandom > var/lib/apt/lists/deb.debian.org_Packages
+            head -c 400000 /dev/urandom > var/cache/apt/archives/x.deb
+            head -c 400000 /dev/urandom > var/lib/dpkg/kept
+            """, cwd: src)
+        let files = try precompress(src, files: 4, within: 2, skipping: ["var/lib/apt/lists", "var/cache/apt"])
+        #expect(files.stored.files == 3, "a/b/large, a/b/larger and var/lib/dpkg/kept")
+        // The capture still has the skipped files, compressed then.
+        let store = BlobStore(root: try t.sub("store"))
+        var options = CaptureOptions(compression: .gzip, threads: 2)
+        options.precompressed = files
+        let r = try LayerCapture.capture(.tree(src), into: store, options: options)
+        #expect(r.layer.descriptor == (try LayerCapture.capture(.tree(src), into: store, options: CaptureOptions(compression: .gzip, threads: 2))).layer.descriptor)
+    }
+
+    @Test("a file system mounted inside the folder (mmdebstrap's /proc, /sys, /dev) is not walked (root)",
+          .enabled(if: isRoot, "mounting needs root"))
+    func otherFileSystemsAreLeft() throws {
+        let t = try TempDir("early-mounts")
+        defer { t.cleanup() }
+        let src = try t.sub("src")
+        try makeTree(src)
+        let mnt = try t.sub("src/proc")
+        try Mounts.mount(source: "tmpfs", target: mnt, type: "tmpfs", options: "size=2m")
+        defer { try? Mounts.unmount(mnt) }
+        _ = try sh("head -c 400000 /dev/urandom > proc/kcore", cwd: src)
+        let files = try precompress(src, files: 3, within: 2)
+        #expect(files.stored.files == 2, "a/b/large and a/b/larger, not the file on the tmpfs")
+    }
+
+    @Test("a walk looks again only at what changed since the last: a new file is found, an unchanged tree costs no lstat")
+    func unchangedFoldersAreNotReadAgain() throws {
+        let t = try TempDir("early-incremental")
+        defer { t.cleanup() }
+        let src = try t.sub("src")
+        try makeTree(src)
+        _ = try sh("find . -type d -exec touch -d '1 hour ago' {} +", cwd: src)
+        let files = PrecompressedFiles(level: 6)
+        let early = EarlyCompression(watching: src, into: files, threads: 2, interval: 0.05, settle: 0)
+        defer { early.stop() }
+        func waitFor(_ n: Int) {
+            let deadline = Date().addingTimeInterval(30)
+            while files.stored.files < n && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        waitFor(2)
+        func walks(_ n: Int) {
+            let w = early.done.walks
+            while early.done.walks < w + n { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        // (the files being compressed are looked at again each walk until kept)
+        walks(3)
+        let looks = early.done.looks
+        walks(5)
+        #expect(early.done.looks == looks, "an unchanged tree: \(early.done)")
+        _ = try sh("head -c 200000 /dev/urandom > a/b/new", cwd: src)
+        waitFor(3)
+        #expect(files.stored.files == 3)
+        // A name copied up into a folder by overlayfs, which sets the folder's mtime back: new
+        // names are looked at even where the mtime is unchanged.
+        _ = try sh("m=$(stat -c %y a); head -c 200000 /dev/urandom > a/copied; touch -d \"$m\" a", cwd: src)
+        waitFor(4)
+        #expect(files.stored.files == 4)
     }
 
     @Test("a file still being written (its ctime newer than the settle time) is left to the capture; stop ends the walk")

@@ -101,11 +101,14 @@ public struct DebianBase: Sendable {
         return out.joined(separator: "\n\n") + "\n"
     }
 
+    /// Where mmdebstrap writes the root `make` makes at `path`.
+    public static func partial(_ path: String) -> String { path + ".partial" }
+
     /// Makes the root at `path` (which must not exist) as `path.partial`, renamed when complete;
     /// a failure or an interruption leaves nothing, and a dead maker's leftover is removed first.
     /// `environment` is added to mmdebstrap's (the package cache's `http_proxy`, which apt reads).
     public func make(at path: String, environment: [String: String] = [:], onOutput: (@Sendable (String) -> Void)? = nil) throws {
-        let tmp = path + ".partial"
+        let tmp = Self.partial(path)
         let sourcesFile = tmp + ".sources"
         try BuildCache.makingPartial(sourcesFile) {
             try Data(sources.utf8).write(to: URL(fileURLWithPath: sourcesFile))

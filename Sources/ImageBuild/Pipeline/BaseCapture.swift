@@ -43,6 +43,11 @@ final class BaseCapture: @unchecked Sendable {
 
     func waitReady() { readySignal.wait() }
 
+    /// The bytes of the layer's tar whose members were compressed while mmdebstrap made the root.
+    var earlyTaken: Int64? { lock.withLock { taken } }
+    private var taken: Int64?
+    func tookEarly(_ bytes: Int64) { lock.withLock { taken = bytes } }
+
     /// The capture's failure after `ready`, while steps may run on the driver layer.
     private var capturedFailure: Error?
     private let releaseSignal = DispatchSemaphore(value: 0)

@@ -66,15 +66,23 @@ extension Builder {
         return Base(key: base.key, root: made, description: "debian:\(base.name) \(variant) (mmdebstrap)")
     }
 
-    func debianRoot(_ base: DebianBase, in cache: BuildCache) throws -> (path: String, hit: Bool) {
+    /// While mmdebstrap makes the root for a build with a container side, the root's large files
+    /// are compressed for the base layer's capture (`ContainerPass.earlyCompression`), in the CPU
+    /// time mmdebstrap leaves: its dpkg mostly runs on one core.
+    func debianRoot(_ base: DebianBase, in cache: BuildCache) throws -> LazyRoot.Made {
         let (suite, variant) = (base.name, base.variant)
         let dir = "\(options.cache)/bases/\(base.key.prefix(32))"
         let root = "\(dir)/root"
+        var early: EarlyCompression?
         // The entry's folder holds nothing but its root: made afresh, removed if the root is not made.
         let hit = try cache.entry("the base debian:\(suite)", lock: dir + ".lock", check: { Self.checkRoot(root) }) {
             try BuildCache.makingPartial(dir) {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 events.note("base: making debian:\(suite) (\(variant)) with mmdebstrap from the host's apt sources")
+                if options.targets.contains(.container) {
+                    early = ContainerPass.earlyCompression(watching: DebianBase.partial(root), options: ContainerPass.captureOptions(sourceDateEpoch: nil))
+                }
+                defer { early?.stop() }
                 do {
                     try base.make(at: root, environment: packages?.baseEnvironment ?? [:], onOutput: { [events] in events.output($0) })
                 } catch {
@@ -82,7 +90,7 @@ extension Builder {
                 }
             }
         }
-        return (root, hit)
+        return LazyRoot.Made(path: root, hit: hit, early: early)
     }
 
     /// An OCI image's layers applied to a folder (what the VM's base disk is made from), under
@@ -101,7 +109,8 @@ extension Builder {
         }
         let digest = image.manifestDescriptor.digest
         let made = LazyRoot(naming: "\(recipe.baseLocation): unpacking the base") {
-            try self.ociRoot(label: label, layout: layout, image: image, in: cache)
+            let (path, hit) = try self.ociRoot(label: label, layout: layout, image: image, in: cache)
+            return LazyRoot.Made(path: path, hit: hit)
         }
         return Base(key: digest.description, root: made, description: "\(label) \(digest)", image: (layout, image))
     }
@@ -150,7 +159,8 @@ extension Builder {
         let naming = "\(recipe.baseLocation): capturing the base as the first container layer"
         let (_, rootSeconds) = try base.root.counted {
             try BuildError.naming(naming) {
-                try container.startBase(key: state.plan.rootKey, root: base.root.path, description: base.description, rootSeconds: seconds)
+                try container.startBase(key: state.plan.rootKey, root: base.root.path, early: base.root.takeEarly,
+                                        description: base.description, rootSeconds: seconds)
             }
         }
         let done = Result { try steps() }
@@ -182,20 +192,36 @@ extension Builder {
 
 /// A base root folder made on first use, once (`Builder.Base.root`).
 final class LazyRoot: @unchecked Sendable {
-    private let make: () throws -> (path: String, hit: Bool)
+    /// The folder, whether it was a cache hit, and the gzip members of its large files compressed
+    /// while it was made (stopped; for the container side's base capture).
+    struct Made {
+        var path: String
+        var hit: Bool
+        var early: EarlyCompression?
+    }
+
+    private let make: () throws -> Made
     /// Held while the root is made: the side that asks second waits for it.
     private let lock = NSLock()
-    private var made: (path: String, hit: Bool)?
+    private var made: Made?
     /// The time making it took.
     private(set) var seconds = 0.0
     private var uses = 0
 
-    init(naming: String, _ make: @escaping () throws -> (path: String, hit: Bool)) {
+    init(naming: String, _ make: @escaping () throws -> Made) {
         self.make = { try BuildError.naming(naming, make) }
     }
 
     init(ready path: String) {
-        make = { (path, true) }
+        make = { Made(path: path, hit: true) }
+    }
+
+    /// The members compressed while the root was made, once (the base capture takes them).
+    func takeEarly() -> EarlyCompression? {
+        lock.withLock {
+            defer { made?.early = nil }
+            return made?.early
+        }
     }
 
     /// The folder, made now if no side asked for it before.

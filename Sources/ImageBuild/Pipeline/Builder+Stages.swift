@@ -56,7 +56,7 @@ extension Builder {
         if let (layout, image) = base.image {
             _ = try pass.base(image: image, layout: layout, rootSeconds: 0)
         } else {
-            try pass.startBase(key: plan.rootKey, root: base.root.path, description: base.description, rootSeconds: 0)
+            try pass.startBase(key: plan.rootKey, root: base.root.path, early: base.root.takeEarly, description: base.description, rootSeconds: 0)
         }
         let steps = Result { try stageSteps(plan, of: sub, label: label, on: pass, remote: remote, built: built) }
         let captured = Result { if base.image == nil { _ = try BuildError.naming("\(stage.baseLocation): capturing the base of \(label)") { try pass.finishBase() } } }

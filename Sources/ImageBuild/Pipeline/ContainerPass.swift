@@ -44,7 +44,10 @@ final class ContainerPass {
         self.sourceDateEpoch = sourceDateEpoch.map(Int64.init)
     }
 
-    var captureOptions: CaptureOptions {
+    var captureOptions: CaptureOptions { Self.captureOptions(sourceDateEpoch: sourceDateEpoch) }
+
+    /// How the container side captures its layers: gzip at its default level.
+    static func captureOptions(sourceDateEpoch: Int64?) -> CaptureOptions {
         CaptureOptions(compression: .gzip, sourceDateEpoch: sourceDateEpoch ?? CaptureOptions.environmentEpoch)
     }
 
@@ -103,13 +106,14 @@ final class ContainerPass {
     /// not remove it from under the steps, and the layer's check sees whether it is still the
     /// folder the layer was made on. `rootSeconds`, the time spent making the base before,
     /// counts in the base's time.
-    func startBase(key: String, root: @escaping () throws -> String, description: String, rootSeconds: Double) throws {
+    func startBase(key: String, root: @escaping () throws -> String, early: @escaping () -> EarlyCompression? = { nil },
+                   description: String, rootSeconds: Double) throws {
         let start = Date(), created = newCreated
         let making = BaseCapture(key: key, start: start, rootSeconds: rootSeconds)
         pendingBase = making
         // The pass is used from both threads: until `ready`, this one waits; after it, the other
         // touches only the base's own entry, the blob store and the bundle, which take their locks.
-        nonisolated(unsafe) let pass = self, makeRoot = root
+        nonisolated(unsafe) let pass = self, makeRoot = root, earlyMembers = early
         let thread = Thread {
             making.finish(Result {
                 if pass.driver.referencedTree(key) != nil { _ = try makeRoot() }
@@ -128,6 +132,10 @@ final class ContainerPass {
                             // the disk half the time). Both sides at once: one thread.
                             var options = pass.captureOptions
                             options.nice = 10
+                            // What was compressed while mmdebstrap made the root.
+                            let early = earlyMembers()
+                            options.precompressed = early?.files
+                            defer { if let early { making.tookEarly(early.files.bytesTaken); pass.note(early, "mmdebstrap made the root") } }
                             if pass.sharesMachine { options.threads = 1 }
                             return try Processors.inBackground(nice: 10) {
                                 try LayerCapture.capture(.tree(tree), into: pass.blobs, options: options, tee: tee).layer
@@ -172,6 +180,7 @@ final class ContainerPass {
         if !hit, let built = record.builtSeconds {
             m.seconds = waited
             m.besideStepsSeconds = max(0, built - waited)
+            m.earlyCompressedBytes = making.earlyTaken.map(UInt64.init)
         }
         return m
     }
@@ -293,13 +302,7 @@ final class ContainerPass {
                 options.precompressed = early?.files
                 let layer = try capture(text) { try driver.capture(key, into: blobs, options: options, tee: $0).layer }
                 captured = (Date().timeIntervalSince(after), early?.files.bytesTaken ?? 0)
-                if let early, early.done.files > 0 {
-                    let d = early.done, l = early.files.lookupCounts
-                    let mib = { (b: Int64) in String(format: "%.1f MiB", Double(b) / 1048576) }
-                    events.note("container: compressed while the step ran: \(d.files) files, \(mib(d.bytes)), in \(d.walks) walks "
-                        + "(\(d.kept) unchanged after their read); the capture took \(l.found) of them, \(mib(early.files.bytesTaken)) "
-                        + "(\(l.absent) large files came too late, \(l.changed + l.crcMismatches) had changed since)")
-                }
+                if let early { note(early, "the step ran") }
                 return layer
             }
         }
@@ -315,14 +318,38 @@ final class ContainerPass {
         return m
     }
 
+    /// Says what `early` did while `what`, and what the capture took of it.
+    func note(_ early: EarlyCompression, _ what: String) {
+        let d = early.done, l = early.files.lookupCounts
+        guard d.files > 0 else { return }
+        let mib = { (b: Int64) in String(format: "%.1f MiB", Double(b) / 1048576) }
+        events.note("container: compressed while \(what): \(d.files) files, \(mib(d.bytes)), in \(d.walks) walks "
+            + "(\(d.kept) unchanged after their read); the capture took \(l.found) of them, \(mib(early.files.bytesTaken)) "
+            + "(\(l.absent) large files came too late, \(l.changed + l.crcMismatches) had changed since)")
+    }
+
     /// Compresses the large files a step writes while it runs, on threads at nice 10, for its
     /// capture (`EarlyCompression`): nil where the layer is not gzip or its driver has no
     /// directory of the layer's own changes (vfs, btrfs).
     func earlyCompression(of key: String) throws -> EarlyCompression? {
-        guard captureOptions.compression == .gzip, ProcessInfo.processInfo.environment["IMGBENCH_EARLY_COMPRESSION"] != "0", let upper = try driver.diffSource(key).upperDirectory else { return nil }
-        let files = PrecompressedFiles(level: captureOptions.level ?? LayerCompression.gzip.defaultLevel)
-        return EarlyCompression(watching: upper, into: files, threads: captureOptions.threads)
+        guard let upper = try driver.diffSource(key).upperDirectory else { return nil }
+        return Self.earlyCompression(watching: upper, options: captureOptions)
     }
+
+    /// Compresses the large files written into `folder` (a step's upper directory, the base root
+    /// mmdebstrap makes) for a capture with `options`: nil where that is not gzip, or where
+    /// `IMGBENCH_EARLY_COMPRESSION=0`. apt's lists and downloaded packages are left out: a step
+    /// that follows Docker's advice removes them before it ends (`apt-get clean`, `rm -rf
+    /// /var/lib/apt/lists/*`), as mmdebstrap does, and a step that keeps them has them
+    /// compressed by its capture.
+    static func earlyCompression(watching folder: String, options: CaptureOptions) -> EarlyCompression? {
+        guard options.compression == .gzip, ProcessInfo.processInfo.environment["IMGBENCH_EARLY_COMPRESSION"] != "0" else { return nil }
+        let files = PrecompressedFiles(level: options.level ?? LayerCompression.gzip.defaultLevel)
+        return EarlyCompression(watching: folder, into: files, threads: options.threads, skipping: aptDownloads)
+    }
+
+    /// Where apt keeps its lists and downloads, relative to a root.
+    static let aptDownloads: Set<String> = ["var/cache/apt", "var/lib/apt/lists"]
 
     /// The layer of step `key`: the cached one (a hit, its blob handed to the bundle), else the
     /// one `make` makes under the entry's lock, after forgetting any leftover of `key`, recorded
