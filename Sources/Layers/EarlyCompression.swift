@@ -242,7 +242,7 @@ public final class EarlyCompression: @unchecked Sendable {
         // An mtime within the settle time may not be the folder's last: timestamps are coarse,
         // and a create in the same tick as the last read leaves it as it was.
         if let known = folders[rel], known.mtime.tv_sec == here.st_mtim.tv_sec, known.mtime.tv_nsec == here.st_mtim.tv_nsec,
-           Date().timeIntervalSince1970 - (Double(here.st_mtim.tv_sec) + Double(here.st_mtim.tv_nsec) / 1e9) >= max(settle, interval) {
+           age(here.st_mtim) >= max(settle, interval) {
             folder.folders = known.folders.filter(names.contains)
             look = all.filter { !known.names.contains($0) } + known.watched.filter(names.contains)
         } else {
@@ -254,7 +254,8 @@ public final class EarlyCompression: @unchecked Sendable {
             guard let st = try? FileSystem.lstat(dir + "/" + name), st.st_dev == device else { continue }
             if st.isDirectory {
                 let sub = rel.isEmpty ? name : rel + "/" + name
-                if !skipping.contains(sub) && !folder.folders.contains(name) { folder.folders.append(name) }
+                // (a name looked at is not among the known folders: it is new, or a watched file)
+                if !skipping.contains(sub) { folder.folders.append(name) }
             } else if st.isRegular && self.look(at: dir + "/" + name, st) {
                 folder.watched.append(name)
             }
@@ -269,7 +270,7 @@ public final class EarlyCompression: @unchecked Sendable {
     /// Compresses the regular file `st` describes when it is large, settled and not kept yet;
     /// whether to look at it again next walk (it may still change, or was not taken yet).
     private func look(at path: String, _ st: stat) -> Bool {
-        let recent = !settled(st)
+        let recent = age(st.st_ctim) < settle
         guard Int(st.st_size) >= ParallelGzip.ownMembersFrom, !recent else { return recent }
         if files.has(st) { return false }
         if files.full { return false }
@@ -284,9 +285,9 @@ public final class EarlyCompression: @unchecked Sendable {
         return true
     }
 
-    private func settled(_ st: stat) -> Bool {
-        let ctime = Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9
-        return Date().timeIntervalSince1970 - ctime >= settle
+    /// Seconds since `t`.
+    private func age(_ t: timespec) -> Double {
+        Date().timeIntervalSince1970 - (Double(t.tv_sec) + Double(t.tv_nsec) / 1e9)
     }
 
     /// Compresses one file into members, kept only if the file did not change meanwhile.

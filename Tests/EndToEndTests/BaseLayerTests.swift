@@ -61,4 +61,34 @@ extension BuildTests {
         let hit = (try readJSON(dir.file("again/report.json"))["base"] as? [String: Any])?["container"] as? [String: Any]
         #expect(hit?["cacheHit"] as? Bool == true && hit?["besideStepsSeconds"] == nil, "\(hit ?? [:])")
     }
+
+    /// A base made by mmdebstrap now (a cache of its own, the packages from the suite's package
+    /// cache): its large files are compressed while mmdebstrap runs, the base layer's capture
+    /// takes those members, and the blob is the one a capture of the root alone gives.
+    @Test func aBaseMadeNowIsCompressedWhileMmdebstrapMakesIt() throws {
+        let dir = try TempDir("base-early", in: Self.scratch)
+        defer { dir.cleanup() }
+        let cache = try dir.sub("cache")
+        try FileManager.default.createDirectory(atPath: "\(Self.cache)/packages", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(cache)/packages", withDestinationPath: "\(Self.cache)/packages")
+        let out = dir.file("tiny")
+        let r = try build(Self.tiny, output: out, cache: cache, arguments: ["--images", "container"])
+        try #require(r.status == 0, "\(r.stderr.suffix(3000))")
+        #expect(r.stderr.contains("compressed while mmdebstrap made the root"), "\(r.stderr.suffix(2000))")
+        let report = try readJSON(out + "/report.json")
+        let base = try #require((report["base"] as? [String: Any])?["container"] as? [String: Any])
+        let early = try #require(base["earlyCompressedBytes"] as? Int, "\(base)")
+        #expect(early > 10 << 20, "the root's large files (libc, perl, systemd's libraries): \(early) bytes")
+
+        let roots = try FileManager.default.contentsOfDirectory(atPath: "\(cache)/bases").filter {
+            FileManager.default.fileExists(atPath: "\(cache)/bases/\($0)/root/etc/debian_version")
+        }
+        let root = try #require(roots.first, "the base root in \(cache)/bases")
+        let blob = dir.file("root.tar.gz")
+        let c = try imgbench("layers", "capture", "\(cache)/bases/\(root)/root", "-o", blob, "--compression", "gzip")
+        try #require(c.status == 0, "\(c.output)")
+        let digest = try #require(base["layerDigest"] as? String)
+        let sum = try HostTool.run("sha256sum", package: "coreutils", [blob])
+        #expect(sum.stdout.hasPrefix(digest.replacingOccurrences(of: "sha256:", with: "")), "the build's \(digest), alone: \(sum.stdout)")
+    }
 }
