@@ -52,8 +52,6 @@ public enum IdleCPUGroup {
     /// The group's folder while it exists.
     public static var folder: String? { lock.withLock { current?.dir } }
 
-    /// Moves the calling thread into the group, making the group first; false where that cannot
-    /// be done.
     /// Takes the threads now in the group out of it, back to the process's own cgroup, at the
     /// nice value they have (10): something the build waits for has come to depend on them, and
     /// at idle priority it would wait on threads that run only when nothing else does, while at
@@ -76,6 +74,8 @@ public enum IdleCPUGroup {
     /// The calling thread's id.
     static var thisThread: Int32 { imgbench_gettid() }
 
+    /// Moves the calling thread into the group, making the group first; false where that cannot
+    /// be done.
     static func join() -> Bool {
         var madeNow: String?
         let joined = lock.withLock { () -> Bool in

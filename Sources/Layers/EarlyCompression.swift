@@ -39,7 +39,7 @@ public final class PrecompressedFiles: @unchecked Sendable {
         var members: [Member]
 
         func matches(_ st: stat) -> Bool {
-            size == Int64(st.st_size) && mtime.tv_sec == st.st_mtim.tv_sec && mtime.tv_nsec == st.st_mtim.tv_nsec
+            size == Int64(st.st_size) && sameTime(mtime, st.st_mtim)
         }
 
         var bytes: Int { members.reduce(0) { $0 + $1.data.count } }
@@ -235,22 +235,23 @@ public final class EarlyCompression: @unchecked Sendable {
             folders[rel] = nil
             return
         }
-        lock.withLock { counts.reads += 1 }
         let names = Set(all)
         var folder = Folder(mtime: here.st_mtim, names: names)
         let look: [String]
         // An mtime within the settle time may not be the folder's last: timestamps are coarse,
         // and a create in the same tick as the last read leaves it as it was.
-        if let known = folders[rel], known.mtime.tv_sec == here.st_mtim.tv_sec, known.mtime.tv_nsec == here.st_mtim.tv_nsec,
-           age(here.st_mtim) >= max(settle, interval) {
+        if let known = folders[rel], sameTime(known.mtime, here.st_mtim), age(here.st_mtim) >= max(settle, interval) {
             folder.folders = known.folders.filter(names.contains)
             look = all.filter { !known.names.contains($0) } + known.watched.filter(names.contains)
         } else {
             look = all
         }
+        lock.withLock {
+            counts.reads += 1
+            counts.looks += look.count
+        }
         for name in look {
             if isStopping { return }
-            lock.withLock { counts.looks += 1 }
             guard let st = try? FileSystem.lstat(dir + "/" + name), st.st_dev == device else { continue }
             if st.isDirectory {
                 let sub = rel.isEmpty ? name : rel + "/" + name
@@ -321,8 +322,7 @@ public final class EarlyCompression: @unchecked Sendable {
             remaining -= want
         }
         var after = stat()
-        let unchanged = fstat(fd, &after) == 0 && same(after, before) && after.st_ctim.tv_sec == before.st_ctim.tv_sec
-            && after.st_ctim.tv_nsec == before.st_ctim.tv_nsec
+        let unchanged = fstat(fd, &after) == 0 && same(after, before) && sameTime(after.st_ctim, before.st_ctim)
         lock.withLock {
             counts.files += 1
             counts.bytes += Int64(before.st_size)
@@ -333,6 +333,9 @@ public final class EarlyCompression: @unchecked Sendable {
 
     private func same(_ a: stat, _ b: stat) -> Bool {
         a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size
-            && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec
+            && sameTime(a.st_mtim, b.st_mtim)
     }
 }
+
+/// Whether two timestamps are the same, to the nanosecond.
+private func sameTime(_ a: timespec, _ b: timespec) -> Bool { a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec }
